@@ -1,0 +1,1 @@
+"""Laptop side: offline threshold calibration over the device's own energy kernel."""

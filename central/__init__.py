@@ -1,0 +1,1 @@
+"""Fleet side: ingest, model registry, clustering into a primitive library, OTA rollout."""

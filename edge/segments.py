@@ -1,0 +1,128 @@
+"""Segment records: what the device emits for each detected action primitive.
+
+A `Segment` is built by `edge.assembler.SegmentAssembler` from the kernel's START/END events.
+It travels as JSON (one object per line in JSONL files; wrapped in the versioned MQTT message
+by the edge service). Its latent action sequence travels as FSQ **codes** (small ints) plus
+the model version; float features are kept only for local evaluation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import IO, Iterable, Iterator
+
+
+def uuid7(unix_ms: int | None = None) -> uuid.UUID:
+    """A UUID version 7 (RFC 9562): 48-bit Unix milliseconds, then 74 random bits.
+
+    Time-ordered, so SQLite indexes on it stay append-mostly; random enough to be a global
+    de-duplication key across a fleet.
+    """
+    ms = int(time.time() * 1000) if unix_ms is None else int(unix_ms)
+    rand = secrets.randbits(74)
+    value = (ms & ((1 << 48) - 1)) << 80
+    value |= 0x7 << 76                      # version 7
+    value |= ((rand >> 62) & 0xFFF) << 64   # rand_a, 12 bits
+    value |= 0b10 << 62                     # RFC 4122 variant
+    value |= rand & ((1 << 62) - 1)         # rand_b, 62 bits
+    return uuid.UUID(int=value)
+
+
+@dataclass
+class Segment:
+    """One detected segment.
+
+    Frame indices count steps at the model fps from the start of the stream; `end_frame` is
+    exclusive. Times: `start_s`/`end_s` in seconds from the stream start; `start_utc`/`end_utc`
+    ISO-8601 UTC wall-clock times (from the assembler's origin). `codes`: one FSQ code per step
+    inside the segment (empty when the features were not FSQ codes). `energy_mean`/`energy_max`:
+    statistics of the smoothed energy inside the segment. `keyframes`: frame indices (model fps)
+    chosen as representative stills.
+    """
+
+    segment_id: str
+    start_frame: int
+    end_frame: int
+    start_s: float
+    end_s: float
+    fps: float
+    start_utc: str
+    end_utc: str
+    codes: list[int] = field(default_factory=list)
+    energy_mean: float = 0.0
+    energy_max: float = 0.0
+    keyframes: list[int] = field(default_factory=list)
+    model_version: str = ""
+
+    @property
+    def duration_s(self) -> float:
+        return self.end_s - self.start_s
+
+    @property
+    def n_steps(self) -> int:
+        return self.end_frame - self.start_frame
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Segment":
+        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        return cls(**known)
+
+
+def utc_iso(origin: datetime, seconds: float) -> str:
+    """ISO-8601 UTC time `seconds` after `origin`, millisecond precision, 'Z' suffix."""
+    t = origin.astimezone(timezone.utc) + timedelta(seconds=seconds)
+    return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class SegmentWriter:
+    """Appends segments to a JSONL file, one JSON object per line, flushed per segment."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh: IO[str] | None = open(self.path, "w", encoding="utf-8")
+        self.count = 0
+
+    def write(self, segment: Segment) -> None:
+        assert self._fh is not None, "writer is closed"
+        self._fh.write(json.dumps(segment.to_dict(), separators=(",", ":")) + "\n")
+        self._fh.flush()
+        self.count += 1
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+    def __enter__(self) -> "SegmentWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_segments(path: str | os.PathLike) -> Iterator[Segment]:
+    """Read the segments of a JSONL file written by `SegmentWriter`."""
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            line = line.strip()
+            if line:
+                yield Segment.from_dict(json.loads(line))
+
+
+def write_segments(path: str | os.PathLike, segments: Iterable[Segment]) -> int:
+    """Write all `segments` to a JSONL file; returns how many were written."""
+    with SegmentWriter(path) as writer:
+        for seg in segments:
+            writer.write(seg)
+        return writer.count

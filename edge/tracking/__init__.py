@@ -1,0 +1,1 @@
+"""Point tracking backends behind one contract (`base.PointTracker`)."""

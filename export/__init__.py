@@ -1,0 +1,1 @@
+"""Laptop side: torch models (tokenizer, student tracker), training, ONNX export, bundles."""
