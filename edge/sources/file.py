@@ -1,0 +1,321 @@
+"""Video files read with OpenCV's FFmpeg backend.
+
+What happens with a damaged file (the choice a user of `laps-edge run` on a file would expect):
+
+- missing path -> `SourceNotFoundError` at `open()`;
+- 0 bytes, or a well-formed container that holds no video frames -> `SourceEmptyError` at `open()`;
+- random bytes, not a video, an MP4 whose `moov` index is missing (recording interrupted before
+  the index was written, or the file was cut before its end) -> `SourceUnreadableError` at `open()`;
+- a file that opens but stops delivering frames well before the count its header announces (an
+  MP4 with its index first that was cut short, a truncated AVI/MKV): every frame before the damage
+  is delivered normally, then `read()` raises `SourceUnreadableError` saying how many frames of how
+  many were decoded. Segments emitted up to that point stay valid; nothing is silently dropped.
+  Pass `allow_truncated=True` to end cleanly instead (one warning in the log).
+
+Timestamps come from the container's presentation times (`CAP_PROP_POS_MSEC`), made relative to
+the first frame, as long as they are finite and strictly increasing; a frame whose reading is not
+(some containers report 0 or repeat a value) gets the previous timestamp plus 1/fps instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import struct
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge.errors import SourceEmptyError, SourceNotFoundError, SourceUnreadableError
+from edge.sources.base import Frame, FrameSource
+
+log = logging.getLogger(__name__)
+
+#: fps assumed when a container does not state one (used only for fallback timestamps).
+DEFAULT_FPS = 30.0
+
+
+class FileSource(FrameSource):
+    """Frames of a video file, decoded by OpenCV's FFmpeg backend.
+
+    `path`: the video file. `allow_truncated`: end cleanly (with a warning) instead of raising
+    `SourceUnreadableError` when the file stops short of its announced frame count.
+    Frames are (H, W, 3) uint8 BGR; `timestamp_s` is seconds from the first frame.
+    """
+
+    def __init__(self, path: str | os.PathLike, allow_truncated: bool = False) -> None:
+        self.path = Path(path)
+        self.name = str(path)
+        self.allow_truncated = allow_truncated
+        self._cap: cv2.VideoCapture | None = None
+        self._clock: CaptureClock | None = None
+        self._index = 0
+        self._fps = 0.0
+        self._size = (0, 0)
+        self._count: int | None = None
+        self._pending: np.ndarray | None = None
+        self._ended = False
+
+    def open(self) -> None:
+        if self._cap is not None:
+            return
+        _check_file(self.path)
+        cap = cv2.VideoCapture(str(self.path), cv2.CAP_FFMPEG)
+        if not cap.isOpened():
+            cap.release()
+            raise _open_failure(self.path)
+        fps = cap.get(cv2.CAP_PROP_FPS)
+        self._fps = fps if math.isfinite(fps) and fps > 0 else DEFAULT_FPS
+        count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
+        self._count = int(count) if math.isfinite(count) and count > 0 else None
+        # Decode the first frame now so an empty or undecodable file fails at open(), where the
+        # caller expects configuration problems, not in the middle of a processing loop.
+        ok, image = cap.read()
+        if not ok or image is None:
+            cap.release()
+            if self._count:
+                raise SourceUnreadableError(
+                    f"video file {self.path} announces {self._count} frames but its first frame "
+                    f"cannot be decoded: the file is corrupt or uses a codec this OpenCV/FFmpeg "
+                    f"build lacks; re-encode it to H.264 or MPEG-4 and try again"
+                )
+            raise SourceEmptyError(
+                f"video file {self.path} contains no video frames; record or export the video "
+                f"again and check that it plays"
+            )
+        self._cap = cap
+        self._size = (int(image.shape[1]), int(image.shape[0]))
+        self._clock = CaptureClock(self._fps, live=False)
+        self._pending = image
+        self._index = 0
+        self._ended = False
+
+    def read(self) -> Frame | None:
+        if self._cap is None:
+            raise SourceUnreadableError(
+                f"video file {self.path} is not open; call open() or use it in a `with` block"
+            )
+        if self._ended:
+            return None
+        if self._pending is not None:
+            image, self._pending = self._pending, None
+        else:
+            ok, image = self._cap.read()
+            if not ok or image is None:
+                self._ended = True
+                self._check_complete()
+                return None
+        assert self._clock is not None
+        ts = self._clock.timestamp(self._cap.get(cv2.CAP_PROP_POS_MSEC))
+        frame = Frame(image=image, timestamp_s=ts, index=self._index, source_index=self._index)
+        self._index += 1
+        return frame
+
+    def close(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+        self._pending = None
+
+    @property
+    def fps(self) -> float:
+        """The container's nominal frame rate (DEFAULT_FPS when it states none); valid after open()."""
+        return self._fps
+
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        """(width, height) of the decoded frames; valid after open()."""
+        return self._size
+
+    @property
+    def frame_count(self) -> int | None:
+        """Frame count announced by the container (an estimate for some formats), after open()."""
+        return self._count
+
+    @property
+    def frames_read(self) -> int:
+        """Frames delivered so far."""
+        return self._index
+
+    def _check_complete(self) -> None:
+        """At the end of decoding: raise (or warn) when the file stopped short of its frame count."""
+        if self._count is None:
+            return
+        # Some containers (MKV, AVI without index) only estimate the count from duration * fps,
+        # so allow a small shortfall before calling a file truncated.
+        tolerance = max(2, int(0.01 * self._count))
+        if self._index >= self._count - tolerance:
+            return
+        detail = _container_damage(self.path) or "decoding stopped early"
+        message = (
+            f"video file {self.path} ended after {self._index} of {self._count} frames "
+            f"({detail}): the file is truncated or damaged; copy it again from the recorder"
+        )
+        if self.allow_truncated:
+            log.warning("%s; continuing with the frames decoded so far", message)
+            return
+        raise SourceUnreadableError(
+            message + ", or pass allow_truncated=True to accept the frames before the damage"
+        )
+
+
+class CaptureClock:
+    """Turns per-frame `CAP_PROP_POS_MSEC` readings into strictly increasing seconds from 0.
+
+    The first reading becomes time 0. A reading that is not finite or not later than the
+    previous timestamp (or, for a live source, more than MAX_GAP_S after it: a clock reset) is
+    replaced: for files by the previous timestamp plus 1/fps; for live sources (`live=True`) by
+    the wall-clock time since the first frame (when that is later than the previous timestamp),
+    so a camera that drops frames keeps honest times. `fallbacks` counts the replaced readings.
+    """
+
+    #: largest believable gap between two frames' presentation times, in seconds
+    MAX_GAP_S = 10.0
+
+    def __init__(self, nominal_fps: float, live: bool) -> None:
+        self.period_s = 1.0 / nominal_fps if nominal_fps > 0 else 1.0 / DEFAULT_FPS
+        self.live = live
+        self.fallbacks = 0
+        self._origin_s: float | None = None
+        self._wall_origin = 0.0
+        self._last = -math.inf
+
+    def timestamp(self, pos_msec: float) -> float:
+        """Seconds since the first frame for a frame whose capture reported `pos_msec` (ms)."""
+        now = time.monotonic()
+        pos_s = pos_msec / 1000.0 if pos_msec is not None else math.nan
+        if self._origin_s is None:
+            self._origin_s = pos_s if math.isfinite(pos_s) and pos_s >= 0 else 0.0
+            self._wall_origin = now
+            self._last = 0.0
+            return 0.0
+        ts = pos_s - self._origin_s
+        # A file may legitimately pause for minutes (motion-triggered recording); a live source
+        # that jumps that far has had its clock reset, so only live sources cap the gap.
+        limit = self._last + self.MAX_GAP_S if self.live else math.inf
+        if not (math.isfinite(ts) and self._last < ts <= limit):
+            self.fallbacks += 1
+            ts = self._last + self.period_s
+            if self.live:
+                ts = max(now - self._wall_origin, self._last + 1e-6)
+        self._last = ts
+        return ts
+
+
+def _check_file(path: Path) -> None:
+    """Raise the right SourceError for a path that cannot be a readable video file."""
+    if not path.exists():
+        hint = ""
+        if str(path).isdigit():
+            hint = f" (to use camera {path}, pass it as a number to the camera source)"
+        raise SourceNotFoundError(
+            f"video file {path} does not exist{hint}; check the path (relative paths start at "
+            f"{os.getcwd()})"
+        )
+    if path.is_dir():
+        raise SourceUnreadableError(
+            f"video source {path} is a directory, not a video file; pass the path of one file"
+        )
+    if not os.access(path, os.R_OK):
+        raise SourceUnreadableError(
+            f"video file {path} is not readable by this user (permission denied); fix its "
+            f"permissions, e.g. `chmod o+r {path}`"
+        )
+    if path.stat().st_size == 0:
+        raise SourceEmptyError(
+            f"video file {path} is empty (0 bytes); the recording or copy failed, record or "
+            f"copy it again"
+        )
+
+
+def _open_failure(path: Path) -> Exception:
+    """The error for a file that exists and is non-empty but OpenCV could not open."""
+    diagnosis = _mp4_structure(path)
+    if diagnosis == "no-video":
+        return SourceEmptyError(
+            f"video file {path} is a valid MP4 container with no video track or frames; export "
+            f"the video again with a video stream"
+        )
+    if diagnosis is not None:
+        return SourceUnreadableError(
+            f"video file {path} is truncated or damaged ({diagnosis}); copy it again from the "
+            f"recorder, or repair an interrupted recording with a tool such as untrunc"
+        )
+    return SourceUnreadableError(
+        f"video file {path} is not a readable video (corrupt, or a format this OpenCV/FFmpeg "
+        f"build cannot decode); check it plays, or re-encode it to H.264 or MPEG-4 in MP4"
+    )
+
+
+def _container_damage(path: Path) -> str | None:
+    """A short description of structural damage found in the file's container, if any."""
+    diagnosis = _mp4_structure(path)
+    return None if diagnosis in (None, "no-video") else diagnosis
+
+
+# ISO base media (MP4/MOV) top-level boxes; anything else at the top means it is not one.
+_TOP_LEVEL_BOXES = {
+    b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"uuid", b"meta", b"moof", b"mfra",
+    b"styp", b"sidx", b"pdin", b"prft", b"emsg", b"udta",
+}
+
+
+_NO_MOOV = "no 'moov' index: the recording was interrupted or the file was cut short"
+
+
+def _mp4_structure(path: Path) -> str | None:
+    """Check an MP4/MOV file's top-level box layout.
+
+    Returns None when the file is not ISO base media or looks intact, "no-video" when it is
+    well formed but its index holds no track, or a short description of the damage ("box 'mdat'
+    runs past the end of the file", "no 'moov' index").
+    """
+    size = path.stat().st_size
+    boxes: list[bytes] = []
+    moov_tracks = 0
+    try:
+        with open(path, "rb") as fh:
+            offset = 0
+            while offset < size:
+                fh.seek(offset)
+                header = fh.read(16)
+                if len(header) < 8:
+                    return "a box header is cut off at the end of the file"
+                box_size, kind = struct.unpack(">I4s", header[:8])
+                if not boxes and kind != b"ftyp":
+                    return None
+                if kind not in _TOP_LEVEL_BOXES:
+                    return None if not boxes else f"unknown box {kind!r} at byte {offset}"
+                header_len = 8
+                if box_size == 1:
+                    if len(header) < 16:
+                        return "a box header is cut off at the end of the file"
+                    box_size = struct.unpack(">Q", header[8:16])[0]
+                    header_len = 16
+                elif box_size == 0:  # box extends to the end of the file
+                    box_size = size - offset
+                if box_size < header_len:
+                    return f"box {kind.decode('latin-1')!r} at byte {offset} has an invalid size"
+                if offset + box_size > size:
+                    overrun = (
+                        f"box {kind.decode('latin-1')!r} runs {offset + box_size - size} bytes "
+                        f"past the end of the file"
+                    )
+                    if kind != b"moov" and b"moov" not in boxes and b"moof" not in boxes:
+                        return f"{_NO_MOOV}, {overrun}"
+                    return overrun
+                if kind == b"moov":
+                    fh.seek(offset + header_len)
+                    moov_tracks = fh.read(box_size - header_len).count(b"trak")
+                boxes.append(kind)
+                offset += box_size
+    except OSError:
+        return None
+    if b"moov" not in boxes and b"moof" not in boxes:
+        return _NO_MOOV
+    if b"moov" in boxes and moov_tracks == 0 and b"moof" not in boxes:
+        return "no-video"
+    return None
