@@ -16,5 +16,3 @@ main = build_main(
     description="LAPS Edge device runtime: segment workstation video into action primitives.",
 )
 
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())

@@ -1,0 +1,3 @@
+from calibration.cli import main
+
+raise SystemExit(main())

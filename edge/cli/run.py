@@ -1,0 +1,207 @@
+"""`laps-edge run`: segment a video (file, camera, stream, synthetic) into action primitives.
+
+Two modes:
+- `--source SPEC --out DIR`: run the pipeline once over a source and write `segments.jsonl`,
+  `summary.json` (and, with `--record-energy`, `energy.npz`; with a synthetic source, the
+  ground truth and boundary F1 against it). What README command (a) runs.
+- `--config FILE`: the long-running device service (MQTT, outbox, upload, systemd).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+DEFAULT_MODEL = "default"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "run",
+        help="segment a video source into action primitives",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=(
+            "Source specs: a video file path; 'synthetic://assembly?seed=7&minutes=2' (a generated "
+            "workstation with ground truth); a camera index '0' or '/dev/video0'; 'rtsp://…' or "
+            "'http://…'; 'gst:<pipeline>' where OpenCV has GStreamer.\n\n"
+            "Example: laps-edge run --source 'synthetic://assembly?seed=900&minutes=1' --out out/demo"
+        ),
+    )
+    p.add_argument("--config", help="TOML configuration: run as the device service (ignores the options below)")
+    p.add_argument("--source", help="what to read (see below)")
+    p.add_argument("--out", help="output directory for segments.jsonl and summary.json")
+    p.add_argument(
+        "--model", default=DEFAULT_MODEL,
+        help="model directory with tokenizer.onnx; 'default' = the shipped model; 'none' = the "
+             "velocity-energy proxy without a tokenizer (default: %(default)s)",
+    )
+    p.add_argument("--tracker", default="lk", help="point tracker backend (default: %(default)s)")
+    p.add_argument("--providers", default="auto",
+                   help="ONNX Runtime providers: auto, cpu, cuda, tensorrt (default: %(default)s)")
+    p.add_argument("--energy-mode", default="newest", choices=("newest", "window_mean"),
+                   help="LAPS per-frame energy from the newest token, or the paper code's "
+                        "window mean (default: %(default)s)")
+    p.add_argument("--calibration", help="calibration.json with thresholds (overrides the model's)")
+    p.add_argument("--theta-on", type=float, help="override the ON threshold of the hysteresis")
+    p.add_argument("--max-seconds", type=float, help="stop after this much source time")
+    p.add_argument("--record-energy", action="store_true",
+                   help="also write energy.npz (per step: raw and smoothed energy, FSQ code, velocity-energy proxy) for laps-calibrate")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no per-segment lines")
+    p.set_defaults(func=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    from edge.errors import ConfigError
+
+    if args.config:
+        from edge.config import load_config
+        from edge.service import run_service
+
+        return run_service(load_config(args.config))
+    if not args.source or not args.out:
+        raise ConfigError("laps-edge run needs --source and --out (or --config FILE for the service); see --help")
+    return run_once(args)
+
+
+def resolve_model(model: str) -> str | None:
+    """'none' -> None (velocity proxy); 'default' -> the shipped model when present."""
+    if model == "none":
+        return None
+    if model == DEFAULT_MODEL:
+        import edge
+
+        path = Path(edge.__file__).resolve().parent / "models" / "default"
+        # Until a default tokenizer ships, 'default' means the velocity-energy proxy.
+        return str(path) if (path / "manifest.json").is_file() else None
+    return model
+
+
+def run_once(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    import numpy as np
+    from tqdm import tqdm
+
+    from edge.pipeline import build_pipeline
+    from edge.segments import SegmentWriter
+    from edge.sources.factory import open_source
+
+    model_dir = resolve_model(args.model)
+    pipe = build_pipeline(
+        model_dir=model_dir, tracker=args.tracker, providers=args.providers,
+        calibration_path=args.calibration, energy_mode=args.energy_mode,
+        keep_keyframes=False,
+    )
+    if args.theta_on is not None:
+        pipe.params = replace(pipe.params, theta_on=args.theta_on)
+        pipe.reset()
+    if args.record_energy:
+        pipe.record_trace()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    seg_path = out / "segments.jsonl"
+    t_start = time.perf_counter()
+    segments = []
+    with open_source(args.source, fps=pipe.fps, size=pipe.input_size) as source, SegmentWriter(seg_path) as writer:
+        total = source.frame_count
+        if args.max_seconds is not None:
+            limit = int(args.max_seconds * pipe.fps)
+            total = min(total, limit) if total is not None else limit
+        bar = tqdm(total=total, unit="frame", desc="segmenting", disable=args.quiet, file=sys.stderr)
+        for frame in source:
+            if total is not None and frame.index >= total:
+                break
+            for seg in pipe.process(frame):
+                writer.write(seg)
+                segments.append(seg)
+                if not args.quiet:
+                    tqdm.write(_describe(seg), file=sys.stderr)
+            bar.update(1)
+            bar.set_postfix(segments=len(segments), refresh=False)
+        for seg in pipe.finish():
+            writer.write(seg)
+            segments.append(seg)
+            if not args.quiet:
+                tqdm.write(_describe(seg), file=sys.stderr)
+        bar.close()
+        workstation = _find_workstation(source)
+    elapsed = time.perf_counter() - t_start
+    duration_s = pipe.frames / pipe.fps
+    summary = {
+        "source": args.source,
+        "model": model_dir or "velocity-energy (no tokenizer)",
+        "model_version": pipe.model_version,
+        "params": pipe.params.to_dict(),
+        "frames": pipe.frames,
+        "fps": pipe.fps,
+        "duration_s": duration_s,
+        "segments": len(segments),
+        "processing_s": elapsed,
+        "processed_fps": pipe.frames / elapsed if elapsed > 0 else None,
+        "providers": pipe.providers_in_use,
+    }
+    if workstation is not None:
+        summary.update(_score_against_ground_truth(workstation, segments, duration_s, out))
+    if args.record_energy and pipe.trace is not None:
+        trace = np.asarray(pipe.trace, dtype=np.float64).reshape(-1, 4)
+        np.savez_compressed(
+            out / "energy.npz", energy=trace[:, 0], smoothed=trace[:, 1],
+            codes=trace[:, 2].astype(np.int64), velocity_energy=trace[:, 3],
+            fps=pipe.fps, model_version=pipe.model_version,
+            params=json.dumps(pipe.params.to_dict()), source=args.source,
+        )
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    _print_summary(summary, out, args.record_energy)
+    return 0
+
+
+def _find_workstation(source):
+    """The synthetic workstation behind a (possibly resampled/resized) source, else None."""
+    while source is not None:
+        if hasattr(source, "workstation"):
+            return source.workstation
+        source = getattr(source, "source", None)
+    return None
+
+
+def _describe(seg) -> str:
+    codes = seg.codes[:8]
+    more = "…" if len(seg.codes) > 8 else ""
+    return (f"segment {seg.start_s:7.1f}s - {seg.end_s:7.1f}s  ({seg.duration_s:4.1f}s)  "
+            f"energy mean {seg.energy_mean:.3g} max {seg.energy_max:.3g}  codes {codes}{more}")
+
+
+def _score_against_ground_truth(workstation, segments, duration_s: float, out: Path) -> dict:
+    from edge import metrics
+
+    gt = workstation.ground_truth
+    (out / "ground_truth.json").write_text(gt.to_json(), encoding="utf-8")
+    gt_spans = [(s, e) for s, e, _ in gt.segments if s < duration_s]
+    pred_spans = [(s.start_s, s.end_s) for s in segments]
+    return {
+        "ground_truth_segments": len(gt_spans),
+        "f1_at_2s": metrics.boundary_f1([pred_spans], [gt_spans], tau=2.0, durations=[duration_s]),
+        "f1_at_5s": metrics.boundary_f1([pred_spans], [gt_spans], tau=5.0, durations=[duration_s]),
+    }
+
+
+def _print_summary(summary: dict, out: Path, energy: bool) -> None:
+    lines = [
+        f"{summary['segments']} segments in {summary['duration_s']:.1f} s of video "
+        f"({summary['frames']} frames at {summary['fps']:g} fps; processed at "
+        f"{summary['processed_fps'] or 0:.1f} frames/s; model: {summary['model_version']})",
+    ]
+    if "f1_at_2s" in summary:
+        lines.append(
+            f"against the synthetic ground truth ({summary['ground_truth_segments']} segments): "
+            f"boundary F1@2s {summary['f1_at_2s']:.3f}, F1@5s {summary['f1_at_5s']:.3f}"
+        )
+    lines.append(f"segments: {out / 'segments.jsonl'}")
+    lines.append(f"summary:  {out / 'summary.json'}")
+    if energy:
+        lines.append(f"energy:   {out / 'energy.npz'}")
+    print("\n".join(lines))

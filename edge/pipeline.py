@@ -1,0 +1,346 @@
+"""The per-frame device pipeline: tracker -> features -> energy kernel -> segment assembler.
+
+One `Pipeline.process(frame)` call per frame at the model fps; it returns the segments that
+ended at this frame. The same object serves `laps-edge run` on a file, the long-running
+service, calibration recordings and the benchmarks, so there is one path from pixels to
+segments.
+
+Two feature sources feed the one kernel:
+- `VelocityEnergy`: mean |v| over visible points per step (the paper's calibration proxy);
+  used when no tokenizer model is given.
+- `TokenizerFeatures`: the motion tokenizer's newest FSQ token per frame -> z_q -> the
+  kernel's latent step (LAPS), or the paper-code window-mean energy.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from edge.assembler import SegmentAssembler
+from edge.energy import HysteresisParams, kernel
+from edge.errors import ConfigError
+from edge.segments import Segment
+from edge.sources.base import Frame
+from edge.tracking.base import PointTracker, TrackStep
+
+#: Defaults of the pipeline when no model directory is given (the velocity-energy proxy).
+DEFAULT_FPS = 10.0
+DEFAULT_INPUT_SIZE = (320, 240)
+DEFAULT_GRID = 20
+#: theta_on for the velocity-energy proxy (px/step at 320x240, 10 fps). Chosen on the
+#: synthetic VALIDATION seeds by `python -m benchmarks.segmentation --tune` (never the
+#: held-out ones); a site calibrates its own with `laps-calibrate`.
+DEFAULT_VELOCITY_THETA_ON = 0.35
+#: tracker backends this version can build (the distilled ONNX student is a later issue)
+TRACKER_BACKENDS = ("lk",)
+
+
+@dataclass
+class StepFeatures:
+    """What a feature extractor gives the kernel for one step.
+
+    Exactly one of `energy` (a scalar for `energy_step`) or `latent` ((D,) float for
+    `latent_step`) is set; `code` is the FSQ code when the features came from a tokenizer.
+    `update` False means "no new value this step" (the window-mean variant between strides):
+    the kernel is not stepped and the assembler sees the step with the last energy.
+    """
+
+    energy: float | None = None
+    latent: np.ndarray | None = None
+    code: int | None = None
+    update: bool = True
+
+
+class FeatureExtractor(Protocol):
+    """Turns one tracker step into kernel input."""
+
+    latent_dim: int
+
+    def features(self, track: TrackStep) -> StepFeatures: ...
+
+    def reset(self) -> None: ...
+
+
+class VelocityEnergy:
+    """The paper's proxy: mean |v| (px/step) over the points visible in this step."""
+
+    latent_dim = 0
+
+    def features(self, track: TrackStep) -> StepFeatures:
+        return StepFeatures(energy=velocity_energy(track.velocity, track.visible))
+
+    def reset(self) -> None:
+        pass
+
+
+def velocity_energy(velocity: np.ndarray, visible: np.ndarray) -> float:
+    """Mean speed in px/step over visible points; 0.0 when none is visible.
+
+    velocity: (N, 2) float; visible: (N,) bool.
+    """
+    if not np.any(visible):
+        return 0.0
+    v = velocity[visible]
+    return float(np.mean(np.sqrt(v[:, 0] * v[:, 0] + v[:, 1] * v[:, 1])))
+
+
+class TokenizerFeatures:
+    """LAPS features from the motion tokenizer runtime (`edge.tokenizer.TokenizerRuntime`)."""
+
+    def __init__(self, runtime) -> None:
+        self.runtime = runtime
+        self.mode = runtime.energy_mode
+        self.latent_dim = int(runtime.latent_dim) if self.mode == "newest" else 0
+
+    def features(self, track: TrackStep) -> StepFeatures:
+        out = self.runtime.step(track.velocity, track.visible)
+        if self.mode == "newest":
+            return StepFeatures(latent=out.z_q, code=out.code)
+        return StepFeatures(energy=out.energy, code=out.code, update=out.energy is not None)
+
+    def reset(self) -> None:
+        self.runtime.reset()
+
+
+class KeyframeStore:
+    """JPEG stills of the most recent frames, so a finished segment's keyframes can be uploaded.
+
+    A ring of `capacity` frames (default 1200 = 2 minutes at 10 fps, ~10-20 MB at 320x240):
+    a keyframe older than the ring is reported missing rather than kept forever.
+    """
+
+    def __init__(self, capacity: int = 1200, quality: int = 85) -> None:
+        self.capacity = capacity
+        self.quality = quality
+        self._ring: collections.OrderedDict[int, bytes] = collections.OrderedDict()
+        self.missing = 0
+
+    def add(self, index: int, image: np.ndarray) -> None:
+        ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+        if ok:
+            self._ring[index] = buf.tobytes()
+            while len(self._ring) > self.capacity:
+                self._ring.popitem(last=False)
+
+    def take(self, indices: list[int]) -> dict[int, bytes]:
+        out: dict[int, bytes] = {}
+        for i in indices:
+            data = self._ring.get(i)
+            if data is None:
+                self.missing += 1
+            else:
+                out[i] = data
+        return out
+
+
+@dataclass
+class Pipeline:
+    """Per-frame pipeline. Build it with `build_pipeline`.
+
+    fps: model fps (frames given to `process` must already be at this rate).
+    input_size: (width, height) the tracker and model work at; frames are resized to it.
+    """
+
+    fps: float
+    input_size: tuple[int, int]
+    tracker: PointTracker
+    extractor: FeatureExtractor
+    params: HysteresisParams
+    model_version: str = ""
+    providers_in_use: list[str] = field(default_factory=lambda: ["cpu"])
+    keep_keyframes: bool = True
+    origin_utc: datetime | None = None
+    #: last frame's latency per stage in ms: track, features, kernel, total
+    stage_latency_ms: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._params_arr = self.params.to_array()
+        self._state = kernel.new_state(self.extractor.latent_dim)
+        self._assembler = SegmentAssembler(
+            fps=self.fps, origin_utc=self.origin_utc or datetime.now(timezone.utc),
+            model_version=self.model_version,
+        )
+        self._keyframes = KeyframeStore() if self.keep_keyframes else None
+        self._pending_keyframes: dict[str, dict[int, bytes]] = {}
+        self._last_energy = 0.0
+        self.frames = 0
+        #: per-step trace for --record-energy: (raw energy, smoothed energy, code,
+        #: velocity-energy proxy); the proxy is what laps-calibrate's pseudo-labels need.
+        self.trace: list[tuple[float, float, int, float]] | None = None
+
+    # -- public -----------------------------------------------------------------------
+    def warm_up(self) -> None:
+        """Compile the kernel and run every stage once on a blank frame, then reset.
+
+        The service signals READY only after this, so the first real frame is not slow.
+        """
+        w, h = self.input_size
+        blank = np.zeros((h, w, 3), np.uint8)
+        for i in range(3):
+            self._step(Frame(blank, i / self.fps, i, i))
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget all state (a new stream starts)."""
+        self.tracker.reset()
+        self.extractor.reset()
+        self._state = kernel.new_state(self.extractor.latent_dim)
+        self._assembler = SegmentAssembler(
+            fps=self.fps, origin_utc=self.origin_utc or datetime.now(timezone.utc),
+            model_version=self.model_version,
+        )
+        self._pending_keyframes.clear()
+        self.frames = 0
+
+    def record_trace(self) -> None:
+        """Start keeping the per-step energy trace (for calibration recordings)."""
+        self.trace = []
+
+    def process(self, frame: Frame) -> list[Segment]:
+        """Advance by one frame (at the model fps); returns the segments that ended here."""
+        return self._step(frame)
+
+    def finish(self) -> list[Segment]:
+        """End of stream: close a segment that is still open."""
+        event = kernel.finish(self._state, self._params_arr)
+        seg = self._assembler.finish(self._state, event)
+        return self._emit(seg)
+
+    def keyframes(self, segment_id: str) -> dict[int, bytes]:
+        """JPEG bytes of a finished segment's keyframes by frame index (each segment once)."""
+        return self._pending_keyframes.pop(segment_id, {})
+
+    @property
+    def smoothed_energy(self) -> float:
+        return float(kernel.smoothed_energy(self._state))
+
+    # -- internals ----------------------------------------------------------------------
+    def _step(self, frame: Frame) -> list[Segment]:
+        t0 = time.perf_counter()
+        image = frame.image
+        w, h = self.input_size
+        if image.shape[1] != w or image.shape[0] != h:
+            image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+        track = self.tracker.step(image)
+        t1 = time.perf_counter()
+        feats = self.extractor.features(track)
+        t2 = time.perf_counter()
+        if feats.latent is not None:
+            event = kernel.latent_step(self._state, self._params_arr, feats.latent)
+        elif feats.update:
+            event = kernel.energy_step(self._state, self._params_arr, float(feats.energy))
+        else:
+            # No new value this frame (window-mean variant between strides): hold the last.
+            event = kernel.energy_step(self._state, self._params_arr, self._last_energy)
+        if feats.energy is not None and feats.update:
+            self._last_energy = float(feats.energy)
+        seg = self._assembler.push(self._state, event, code=feats.code)
+        t3 = time.perf_counter()
+        if self._keyframes is not None:
+            self._keyframes.add(self.frames, image)
+        if self.trace is not None:
+            self.trace.append(
+                (float(kernel.raw_energy(self._state)), float(kernel.smoothed_energy(self._state)),
+                 -1 if feats.code is None else int(feats.code),
+                 velocity_energy(track.velocity, track.visible))
+            )
+        self.frames += 1
+        self.stage_latency_ms = {
+            "track": (t1 - t0) * 1e3, "features": (t2 - t1) * 1e3, "kernel": (t3 - t2) * 1e3,
+            "total": (time.perf_counter() - t0) * 1e3,
+        }
+        return self._emit(seg)
+
+    def _emit(self, seg: Segment | None) -> list[Segment]:
+        if seg is None:
+            return []
+        if self._keyframes is not None:
+            self._pending_keyframes[seg.segment_id] = self._keyframes.take(seg.keyframes)
+            # Bound memory if nobody collects keyframes (file runs without upload).
+            while len(self._pending_keyframes) > 64:
+                self._pending_keyframes.pop(next(iter(self._pending_keyframes)))
+        return [seg]
+
+
+def build_pipeline(
+    model_dir: str | None = None,
+    tracker: str = "lk",
+    providers: str = "auto",
+    params: HysteresisParams | None = None,
+    calibration_path: str | None = None,
+    energy_mode: str = "newest",
+    keep_keyframes: bool = True,
+) -> Pipeline:
+    """Assemble the pipeline from a model directory (LAPS) or, with none, the velocity proxy.
+
+    Thresholds come from, in order: `params`, `calibration_path`, the model directory's
+    `calibration.json`, the built-in default for the velocity proxy. A model without any
+    calibration is refused (its energy scale is its own).
+    """
+    if tracker not in TRACKER_BACKENDS:
+        raise ConfigError(
+            f"tracker backend {tracker!r} is not known; use one of {', '.join(TRACKER_BACKENDS)}"
+        )
+    if calibration_path is not None and params is None:
+        params = load_calibration(calibration_path)
+
+    if model_dir is None:
+        fps, size, grid = DEFAULT_FPS, DEFAULT_INPUT_SIZE, DEFAULT_GRID
+        extractor: FeatureExtractor = VelocityEnergy()
+        version, providers_in_use = "velocity-energy", ["cpu"]
+        if params is None:
+            params = HysteresisParams(theta_on=DEFAULT_VELOCITY_THETA_ON)
+    else:
+        from edge.model import load_model_directory
+        from edge.tokenizer import TokenizerRuntime
+
+        model = load_model_directory(model_dir)
+        meta = model.metadata
+        fps, size, grid = float(meta.fps), tuple(meta.input_size), int(meta.grid)
+        runtime = TokenizerRuntime(model, providers=providers, energy_mode=energy_mode)
+        extractor = TokenizerFeatures(runtime)
+        version, providers_in_use = meta.model_version, list(runtime.providers_in_use)
+        if params is None:
+            if not model.calibration:
+                raise ConfigError(
+                    f"model directory {model_dir} has no calibration.json; run laps-calibrate "
+                    "or pass thresholds explicitly"
+                )
+            cal = model.calibration
+            params = HysteresisParams.from_dict(cal.get("params", cal))
+    trk = _make_tracker(tracker, grid)
+    if getattr(trk, "n_points", grid * grid) != grid * grid:
+        raise ConfigError(f"tracker gives {trk.n_points} points but the model expects {grid * grid}")
+    return Pipeline(
+        fps=fps, input_size=(int(size[0]), int(size[1])), tracker=trk, extractor=extractor,
+        params=params, model_version=version, providers_in_use=providers_in_use,
+        keep_keyframes=keep_keyframes,
+    )
+
+
+def load_calibration(path: str) -> HysteresisParams:
+    """Read hysteresis parameters from a `calibration.json` ({"params": {...}, ...})."""
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"calibration file {path} does not exist; run laps-calibrate to make one") from None
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"calibration file {path} is not readable JSON ({err}); re-run laps-calibrate") from None
+    return HysteresisParams.from_dict(data.get("params", data))
+
+
+def _make_tracker(kind: str, grid: int) -> PointTracker:
+    # One branch per backend in TRACKER_BACKENDS; the distilled ONNX student joins here.
+    from edge.tracking.lk import LucasKanadeTracker
+
+    return LucasKanadeTracker(grid=grid)
