@@ -163,10 +163,7 @@ class Pipeline:
     def __post_init__(self) -> None:
         self._params_arr = self.params.to_array()
         self._state = kernel.new_state(self.extractor.latent_dim)
-        self._assembler = SegmentAssembler(
-            fps=self.fps, origin_utc=self.origin_utc or datetime.now(timezone.utc),
-            model_version=self.model_version,
-        )
+        self._assembler = self._new_assembler()
         self._keyframes = KeyframeStore() if self.keep_keyframes else None
         self._pending_keyframes: dict[str, dict[int, bytes]] = {}
         self._last_energy = 0.0
@@ -187,15 +184,18 @@ class Pipeline:
             self._step(Frame(blank, i / self.fps, i, i))
         self.reset()
 
+    def set_params(self, params: HysteresisParams) -> None:
+        """Use other hysteresis parameters from the next frame on (the stream state is reset)."""
+        self.params = params
+        self._params_arr = params.to_array()
+        self.reset()
+
     def reset(self) -> None:
         """Forget all state (a new stream starts)."""
         self.tracker.reset()
         self.extractor.reset()
         self._state = kernel.new_state(self.extractor.latent_dim)
-        self._assembler = SegmentAssembler(
-            fps=self.fps, origin_utc=self.origin_utc or datetime.now(timezone.utc),
-            model_version=self.model_version,
-        )
+        self._assembler = self._new_assembler()
         self._pending_keyframes.clear()
         self.frames = 0
 
@@ -222,6 +222,13 @@ class Pipeline:
         return float(kernel.smoothed_energy(self._state))
 
     # -- internals ----------------------------------------------------------------------
+    def _new_assembler(self) -> SegmentAssembler:
+        # START is confirmed up_steps after the segment's first step: the ring must reach back.
+        return SegmentAssembler(
+            fps=self.fps, origin_utc=self.origin_utc or datetime.now(timezone.utc),
+            model_version=self.model_version, lookback_steps=max(16, self.params.up_steps + 1),
+        )
+
     def _step(self, frame: Frame) -> list[Segment]:
         t0 = time.perf_counter()
         image = frame.image
@@ -292,7 +299,7 @@ def build_pipeline(
         params = load_calibration(calibration_path)
 
     if model_dir is None:
-        fps, size, grid = DEFAULT_FPS, DEFAULT_INPUT_SIZE, DEFAULT_GRID
+        fps, size, grid, margin = DEFAULT_FPS, DEFAULT_INPUT_SIZE, DEFAULT_GRID, 1.0 / DEFAULT_GRID
         extractor: FeatureExtractor = VelocityEnergy()
         version, providers_in_use = "velocity-energy", ["cpu"]
         if params is None:
@@ -303,7 +310,7 @@ def build_pipeline(
 
         model = load_model_directory(model_dir)
         meta = model.metadata
-        fps, size, grid = float(meta.fps), tuple(meta.input_size), int(meta.grid)
+        fps, size, grid, margin = float(meta.fps), tuple(meta.input_size), int(meta.grid), float(meta.grid_margin)
         runtime = TokenizerRuntime(model, providers=providers, energy_mode=energy_mode)
         extractor = TokenizerFeatures(runtime)
         version, providers_in_use = meta.model_version, list(runtime.providers_in_use)
@@ -315,7 +322,7 @@ def build_pipeline(
                 )
             cal = model.calibration
             params = HysteresisParams.from_dict(cal.get("params", cal))
-    trk = _make_tracker(tracker, grid)
+    trk = _make_tracker(tracker, grid, margin)
     if getattr(trk, "n_points", grid * grid) != grid * grid:
         raise ConfigError(f"tracker gives {trk.n_points} points but the model expects {grid * grid}")
     return Pipeline(
@@ -339,8 +346,8 @@ def load_calibration(path: str) -> HysteresisParams:
     return HysteresisParams.from_dict(data.get("params", data))
 
 
-def _make_tracker(kind: str, grid: int) -> PointTracker:
+def _make_tracker(kind: str, grid: int, margin: float) -> PointTracker:
     # One branch per backend in TRACKER_BACKENDS; the distilled ONNX student joins here.
     from edge.tracking.lk import LucasKanadeTracker
 
-    return LucasKanadeTracker(grid=grid)
+    return LucasKanadeTracker(grid=grid, margin=margin)

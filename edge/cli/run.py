@@ -97,8 +97,7 @@ def run_once(args: argparse.Namespace) -> int:
         keep_keyframes=False,
     )
     if args.theta_on is not None:
-        pipe.params = replace(pipe.params, theta_on=args.theta_on)
-        pipe.reset()
+        pipe.set_params(replace(pipe.params, theta_on=args.theta_on))
     if args.record_energy:
         pipe.record_trace()
     out = Path(args.out)

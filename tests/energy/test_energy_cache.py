@@ -22,12 +22,13 @@ REPO_EDGE = Path(edge.energy.__file__).resolve().parents[1]
 SCRIPT = r"""
 import json, warnings
 warnings.simplefilter("always")
-import numpy as np
 import edge.energy as en
 from edge.energy import kernel
-r = en.run_series(np.array([0, 2, 2, 2, 0, 0.0]), en.HysteresisParams(theta_on=1.0, min_steps=1))
+p = en.HysteresisParams(theta_on=1.0, min_steps=1).to_array()
+s = en.new_state()
+events = [en.energy_step(s, p, v) for v in (0.0, 2.0, 2.0, 2.0, 0.0, 0.0)]
 print(json.dumps({"file": kernel.__file__, "cached": kernel._CACHE,
-                  "segments": r.segments.tolist()}))
+                  "events": events + [en.finish(s, p)]}))
 """
 
 
@@ -73,7 +74,7 @@ def _read_only_package_copy(root: Path) -> Path:
     return root
 
 
-EXPECTED = {"segments": [[1, 4]]}
+EXPECTED = {"events": [0, 0, 1, 0, 0, 2, 0]}  # START at 2, END at 5: segment [1, 4)
 
 
 def _assert_ran(out: dict) -> None:

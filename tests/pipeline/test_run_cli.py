@@ -58,3 +58,14 @@ def test_run_rejects_an_unknown_tracker_backend(tmp_path, capsys):
     assert main(["run", "--source", SOURCE, "--out", str(tmp_path), "--model", "none",
                  "--tracker", "cotracker"]) == 2
     assert "cotracker" in capsys.readouterr().err
+
+
+def test_theta_on_override_changes_the_thresholds_the_run_uses(tmp_path):
+    low, high = tmp_path / "low", tmp_path / "high"
+    for out, theta in ((low, "0.05"), (high, "50")):
+        assert main(["run", "--source", SOURCE, "--out", str(out), "--model", "none", "--quiet",
+                     "--theta-on", theta]) == 0
+    s_low = json.loads((low / "summary.json").read_text())
+    s_high = json.loads((high / "summary.json").read_text())
+    assert s_low["params"]["theta_on"] == 0.05 and s_high["params"]["theta_on"] == 50.0
+    assert s_high["segments"] == 0 < s_low["segments"]
