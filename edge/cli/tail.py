@@ -1,0 +1,198 @@
+"""`laps-edge tail`: subscribe to what a device publishes and print it readably.
+
+For an integrator checking a new installation: is the device online, are segments arriving,
+what do its metrics say. Reads the broker settings from the device config (or flags), and
+subscribes to `laps/v1/<site>/<device>/#` (`+` for every site/device) with a throw-away
+session, so it never disturbs the device or the central ingest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import datetime
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "tail",
+        help="print what a device publishes on MQTT (segments, state, metrics, batches)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=(
+            "Examples:\n"
+            "  laps-edge tail --config /etc/laps-edge/edge.toml          # this device\n"
+            "  laps-edge tail --host broker --site plant-a --device +    # every device of a site\n"
+            "  laps-edge tail --config edge.toml --kind state --count 1  # is it online?"
+        ),
+    )
+    p.add_argument("--config", help="device TOML: broker, TLS, credentials, site and device id")
+    p.add_argument("--host", help="broker host (default: from --config, else localhost)")
+    p.add_argument("--port", type=int, help="broker port (default: from --config, else 1883)")
+    p.add_argument("--site", help="site id, or + for all (default: from --config, else +)")
+    p.add_argument("--device", help="device id, or + for all (default: from --config, else +)")
+    p.add_argument("--kind", action="append",
+                   choices=("segments", "state", "metrics", "batches", "ota/desired", "ota/status"),
+                   help="only these message kinds (repeatable; default: all)")
+    p.add_argument("--count", type=int, default=0, help="exit after this many messages (default: run until Ctrl-C)")
+    p.add_argument("--timeout", type=float, default=0.0,
+                   help="exit after this many seconds (status 1 if --count was not reached)")
+    p.add_argument("--json", action="store_true", help="print each message as one JSON line instead")
+    p.add_argument("--tls-ca", help="CA file for a TLS broker (default: from --config)")
+    p.add_argument("--username", help="broker user (default: from --config)")
+    p.add_argument("--password-file", help="file holding the broker password")
+    p.set_defaults(func=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    import os
+    import ssl
+    import threading
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from edge.config import load_config, read_credentials
+    from edge.errors import LapsError
+    from edge.messages import subscription
+
+    host, port, site, device, ca, cert, key, tls = "localhost", 0, "+", "+", "", "", "", False
+    user = password = ""
+    if args.config:
+        cfg = load_config(args.config)
+        host, port = cfg.mqtt.host, cfg.mqtt.effective_port
+        site, device = cfg.device.site, cfg.device.id
+        tls, ca, cert, key = cfg.mqtt.tls.active, cfg.mqtt.tls.ca, cfg.mqtt.tls.cert, cfg.mqtt.tls.key
+        creds = read_credentials(cfg.mqtt, cfg.origin)
+        user, password = creds.username, creds.password
+    host = args.host or host
+    site = args.site or site
+    device = args.device or device
+    if args.tls_ca:
+        tls, ca = True, args.tls_ca
+    port = args.port or port or (8883 if tls else 1883)
+    if args.username:
+        user = args.username
+    if args.password_file:
+        try:
+            password = open(args.password_file, encoding="utf-8").read().splitlines()[0]
+        except (OSError, IndexError) as err:
+            raise LapsError(f"--password-file {args.password_file} cannot be read ({err}); give a file "
+                            "whose first line is the password") from None
+
+    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
+                         client_id=f"laps-edge-tail-{os.getpid()}", protocol=mqtt.MQTTv5)
+    if user:
+        client.username_pw_set(user, password or None)
+    if tls:
+        client.tls_set(ca_certs=ca or None, certfile=cert or None, keyfile=key or None,
+                       cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+    kinds = set(args.kind or [])
+    seen = 0
+    done = threading.Event()
+    failure: list[str] = []
+
+    def on_connect(c, userdata, flags, reason, properties) -> None:
+        if reason.is_failure:
+            failure.append(f"broker {host}:{port} refused the connection: {reason}; check the user "
+                           "name/password (--config, --username, --password-file)")
+            done.set()
+            return
+        c.subscribe(subscription(site, device, "#"), qos=1)
+        print(f"# listening on {host}:{port} to {subscription(site, device, '#')}", file=sys.stderr, flush=True)
+
+    def on_message(c, userdata, msg) -> None:
+        nonlocal seen
+        line = format_message(msg.topic, bytes(msg.payload), bool(msg.retain), as_json=args.json)
+        if line is None or (kinds and _kind(msg.topic) not in kinds):
+            return
+        print(line, flush=True)
+        seen += 1
+        if args.count and seen >= args.count:
+            done.set()
+
+    client.on_connect = on_connect
+    client.on_message = on_message
+    try:
+        client.connect(host, port, keepalive=30, clean_start=True)
+    except ssl.SSLError as err:
+        raise LapsError(f"TLS handshake with {host}:{port} failed ({err.reason or err}); pass the broker's CA "
+                        "with --tls-ca or mqtt.tls.ca") from None
+    except OSError as err:
+        raise LapsError(f"cannot reach the MQTT broker {host}:{port} ({err.strerror or err}); check --host/--port "
+                        "or mqtt.host/mqtt.port and that the broker runs") from None
+    client.loop_start()
+    try:
+        done.wait(args.timeout if args.timeout > 0 else None)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    if failure:
+        raise LapsError(failure[0])
+    if args.count and seen < args.count:
+        print(f"# timed out after {args.timeout:g} s with {seen} of {args.count} messages", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _kind(topic: str) -> str:
+    parts = topic.split("/")
+    return "/".join(parts[4:]) if len(parts) >= 5 else ""
+
+
+def format_message(topic: str, payload: bytes, retained: bool = False, as_json: bool = False,
+                   now: float | None = None) -> str | None:
+    """One readable line for a message on `laps/v1/...` (None for an empty retained clear)."""
+    from edge.messages import (MessageError, decode, parse_topic, validate_batch_manifest,
+                               validate_metrics_message, validate_segment_message, validate_state_message)
+
+    if not payload:
+        return None
+    stamp = datetime.fromtimestamp(time.time() if now is None else now).strftime("%H:%M:%S.%f")[:-3]
+    try:
+        site, device, kind = parse_topic(topic)
+    except MessageError:
+        return f"{stamp} {topic}: {payload[:200]!r}"
+    who = f"{site}/{device}"
+    try:
+        msg = decode(payload)
+    except MessageError as err:
+        return f"{stamp} {who} {kind} INVALID: {err}"
+    if as_json:
+        return json.dumps({"topic": topic, "retained": retained, "payload": msg}, separators=(",", ":"))
+    try:
+        if kind == "segments":
+            m = validate_segment_message(msg)
+            s, e, fps = m["start"]["frame"], m["end"]["frame"], m["fps"]
+            return (f"{stamp} {who} segment {m['segment_id'][:13]} seq {m['seq']}  frames {s}-{e} "
+                    f"({(e - s) / fps:.1f} s at {fps:g} fps)  ended {m['end']['utc']}  codes {len(m['codes'])}  "
+                    f"energy mean {m['energy']['mean']:.3g} max {m['energy']['max']:.3g}  "
+                    f"keyframes {len(m['keyframes'])}  model {m['model_version']}")
+        if kind == "state":
+            m = validate_state_message(msg)
+            detail = f"  {m['detail']}" if m["detail"] else ""
+            return (f"{stamp} {who} state {m['state'].upper()}{' (retained)' if retained else ''}{detail}  "
+                    f"since {m['time']}  boot {m['boot_id'][:8]}")
+        if kind == "metrics":
+            m = validate_metrics_message(msg)
+            lat = m["stage_latency_ms"]
+            stages = ", ".join(f"{k} {v:.1f}" for k, v in lat.items() if k != "total")
+            ob = m["outbox"]
+            link = "connected" if m.get("mqtt", {}).get("connected") else "?"
+            return (f"{stamp} {who} metrics {m['fps']:.1f} fps  latency {lat.get('total', 0.0):.1f} ms"
+                    f"{' (' + stages + ')' if stages else ''}  outbox {ob['depth']} (evicted {ob['evicted_total']})"
+                    f"  mqtt {link}  source {m.get('source_state', '?')}  model {m['model_version']}  "
+                    f"providers {','.join(m['providers']) or '-'}")
+        if kind == "batches":
+            m = validate_batch_manifest(msg)
+            files = sum(len(s["files"]) for s in m["segments"])
+            arch = m.get("archive", {})
+            return (f"{stamp} {who} batch {str(arch.get('sha256', '?'))[:12]}  {len(m['segments'])} segments, "
+                    f"{files} files, {arch.get('size', 0) / 1024:.1f} KiB  at {arch.get('path', '?')}")
+    except MessageError as err:
+        return f"{stamp} {who} {kind} INVALID: {err}"
+    return f"{stamp} {who} {kind}{' (retained)' if retained else ''} {json.dumps(msg, separators=(',', ':'))}"

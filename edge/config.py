@@ -1,0 +1,489 @@
+"""The device configuration: one TOML file, validated on load into frozen dataclasses.
+
+`load_config(path)` is the only entry point the service needs. Every mistake is a one-line
+`ConfigError` naming the file, the key (dotted: `mqtt.port`), the offending value and what is
+allowed; unknown keys are rejected (a typo must not silently fall back to a default).
+Relative paths are resolved against the config file's folder, so a config and the files it
+names can travel together. A documented example lives in `examples/laps-edge.toml`.
+
+Sections (see the example for every key and its default):
+    [device]   site, id                      -> topic `laps/v1/<site>/<id>/...`, upload path
+    [source]   spec, fps, pace, reconnect back-off, ready timeout
+    [model]    dir, tracker, providers, calibration, [model.thresholds]
+    [mqtt]     host, port, keepalive, client_id, username/password or credentials_file,
+               max_inflight, session expiry, reconnect back-off, [mqtt.tls] ca/cert/key
+    [outbox]   path, max_bytes, max_age_s
+    [upload]   endpoint, interval_s, disk cap, clips
+    [metrics]  interval_s
+    [paths]    state_dir, cache_dir
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+import sys
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edge.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10 devices
+    import tomli as tomllib
+
+#: Device and site ids become MQTT topic levels and URL path segments: no '/', '+', '#'.
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+TRACKERS = ("lk", "onnx")
+PROVIDERS = ("auto", "cpu", "cuda", "tensorrt")
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    """Who this device is. `site` and `id`: 1-64 chars of [A-Za-z0-9._-], starting alphanumeric."""
+
+    site: str
+    id: str
+
+    def _check(self, ctx: "_Ctx") -> None:
+        for key in ("site", "id"):
+            value = getattr(self, key)
+            if not _ID_RE.match(value):
+                ctx.fail(key, value, "1-64 characters from A-Z a-z 0-9 . _ -, starting with a "
+                         "letter or digit (it becomes an MQTT topic level)")
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """Where frames come from.
+
+    spec: what `edge.sources.factory.open_source` accepts (a file path, /dev/videoN, rtsp://...,
+          a GStreamer pipeline, synthetic:...). fps: frames per second to resample to; 0 = the
+          model's fps. pace: throttle finite sources (files, synthetic) to real time, as a
+          camera would deliver. reconnect_min_s/max_s: exponential back-off between attempts
+          to (re)open a failed source. ready_timeout_s: if the source cannot be opened within
+          this many seconds of start, tell systemd READY anyway and keep retrying (the process
+          must stay alive and report state rather than restart-loop on an unplugged camera).
+    """
+
+    spec: str
+    fps: float = 0.0
+    pace: bool = False
+    reconnect_min_s: float = 1.0
+    reconnect_max_s: float = 30.0
+    ready_timeout_s: float = 60.0
+
+    def _check(self, ctx: "_Ctx") -> None:
+        if not self.spec.strip():
+            ctx.fail("spec", self.spec, "a non-empty source (file path, /dev/videoN, rtsp://..., synthetic:...)")
+        ctx.range("fps", self.fps, 0.0, 240.0)
+        ctx.range("reconnect_min_s", self.reconnect_min_s, 0.01, 3600.0)
+        ctx.range("reconnect_max_s", self.reconnect_max_s, self.reconnect_min_s, 3600.0,
+                  "a number of seconds >= source.reconnect_min_s and <= 3600")
+        ctx.range("ready_timeout_s", self.ready_timeout_s, 0.0, 86400.0)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The models and thresholds.
+
+    dir: a model directory (manifest.json, tokenizer.onnx, calibration.json); empty = the
+         built-in velocity-energy pipeline. tracker: "lk" or "onnx". providers: "auto"
+         (TensorRT -> CUDA -> CPU, whichever exist), "cpu", "cuda" or "tensorrt".
+    calibration: a calibration.json overriding the model directory's own.
+    thresholds: hysteresis parameters overriding both (names as `edge.energy.HysteresisParams`).
+    """
+
+    dir: str = ""
+    tracker: str = "lk"
+    providers: str = "auto"
+    calibration: str = ""
+    thresholds: dict[str, float] = field(default_factory=dict)
+
+    def _check(self, ctx: "_Ctx") -> None:
+        ctx.choice("tracker", self.tracker, TRACKERS)
+        ctx.choice("providers", self.providers, PROVIDERS)
+        if self.dir and not Path(self.dir).is_dir():
+            ctx.fail("dir", self.dir, "an existing model directory (or leave it empty for the "
+                     "built-in velocity-energy pipeline)")
+        if self.calibration and not Path(self.calibration).is_file():
+            ctx.fail("calibration", self.calibration, "an existing calibration.json (make one with laps-calibrate)")
+        for name, value in self.thresholds.items():
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+                ctx.fail(f"thresholds.{name}", value, "a finite number")
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    """TLS towards the broker. ca: CA bundle that signed the broker's certificate (empty = the
+    system store). cert/key: client certificate and key for mutual TLS (both or neither).
+    enabled: use TLS even when no file is given (system CA store)."""
+
+    enabled: bool = False
+    ca: str = ""
+    cert: str = ""
+    key: str = ""
+
+    @property
+    def active(self) -> bool:
+        return self.enabled or bool(self.ca or self.cert)
+
+    def _check(self, ctx: "_Ctx") -> None:
+        for key in ("ca", "cert", "key"):
+            value = getattr(self, key)
+            if value and not os.access(value, os.R_OK):
+                ctx.fail(key, value, "a readable PEM file")
+        if bool(self.cert) != bool(self.key):
+            ctx.fail("cert" if not self.cert else "key", self.cert or self.key,
+                     "both mqtt.tls.cert and mqtt.tls.key, or neither")
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    """The broker connection (MQTT v5, QoS 1, persistent session).
+
+    keepalive: seconds between pings; a dead broker is noticed after ~1.5x this.
+    username/password, or credentials_file: a file whose first line is `username:password`
+    (or only the password when `username` is set). A relative credentials_file is looked up
+    in $CREDENTIALS_DIRECTORY (systemd LoadCredential=) when that is set.
+    client_id: empty = "laps-edge-<site>-<device>" (stable, so the broker keeps the session).
+    max_inflight: unacknowledged QoS 1 messages at once. session_expiry_s: how long the broker
+    keeps the session after a disconnect. reconnect_min_s/max_s: back-off between attempts
+    (doubling; an authentication refusal jumps to at least `auth_retry_s`).
+    drain_timeout_s: on clean shutdown, how long to wait for the outbox to empty.
+    """
+
+    host: str = "localhost"
+    port: int = 0
+    enabled: bool = True
+    keepalive: int = 30
+    client_id: str = ""
+    username: str = ""
+    password: str = ""
+    credentials_file: str = ""
+    max_inflight: int = 20
+    session_expiry_s: int = 7 * 24 * 3600
+    reconnect_min_s: float = 1.0
+    reconnect_max_s: float = 60.0
+    auth_retry_s: float = 30.0
+    drain_timeout_s: float = 3.0
+    tls: TlsConfig = field(default_factory=TlsConfig)
+
+    @property
+    def effective_port(self) -> int:
+        """The configured port, or 8883 with TLS / 1883 without."""
+        return self.port or (8883 if self.tls.active else 1883)
+
+    def _check(self, ctx: "_Ctx") -> None:
+        if self.enabled and not self.host.strip():
+            ctx.fail("host", self.host, "a broker host name or address (or mqtt.enabled = false)")
+        ctx.range("port", self.port, 0, 65535, "an integer from 1 to 65535 (0 = 1883, or 8883 with TLS)")
+        ctx.range("keepalive", self.keepalive, 1, 65535)
+        ctx.range("max_inflight", self.max_inflight, 1, 65535)
+        ctx.range("session_expiry_s", self.session_expiry_s, 0, 2**32 - 1)
+        ctx.range("reconnect_min_s", self.reconnect_min_s, 0.01, 3600.0)
+        ctx.range("reconnect_max_s", self.reconnect_max_s, self.reconnect_min_s, 86400.0,
+                  "a number of seconds >= mqtt.reconnect_min_s")
+        ctx.range("auth_retry_s", self.auth_retry_s, 0.01, 86400.0)
+        ctx.range("drain_timeout_s", self.drain_timeout_s, 0.0, 600.0)
+        if self.password and self.credentials_file:
+            ctx.fail("credentials_file", self.credentials_file,
+                     "either mqtt.password or mqtt.credentials_file, not both")
+        if self.password and not self.username:
+            ctx.fail("password", "***", "a password only together with mqtt.username")
+        if self.credentials_file and not os.access(self.credentials_file, os.R_OK):
+            ctx.fail("credentials_file", self.credentials_file,
+                     "a file readable by the service user holding 'username:password' "
+                     "(or systemd LoadCredential=)")
+        if self.client_id and ("/" in self.client_id or len(self.client_id) > 128):
+            ctx.fail("client_id", self.client_id, "at most 128 characters without '/'")
+
+
+@dataclass(frozen=True)
+class OutboxConfig:
+    """The store-and-forward queue. path: SQLite file (empty = <state_dir>/outbox.sqlite).
+    max_bytes / max_age_s: caps; the oldest unsent messages beyond them are evicted, counted
+    and reported on `.../metrics`."""
+
+    path: str = ""
+    max_bytes: int = 64 * MIB
+    max_age_s: float = 7 * 24 * 3600.0
+
+    def _check(self, ctx: "_Ctx") -> None:
+        ctx.range("max_bytes", self.max_bytes, 4096, 2**40)
+        ctx.range("max_age_s", self.max_age_s, 1.0, 10 * 365 * 86400.0)
+
+
+@dataclass(frozen=True)
+class UploadConfig:
+    """Periodic batch upload of keyframes (and optional clips).
+
+    endpoint: base URL of the receiver (http:// or https://; empty = no upload, keyframes are
+    not kept). interval_s: seconds between batches. max_disk_bytes: cap of the local spool;
+    the oldest batches beyond it are evicted and counted. clips: also cut a short MJPEG clip
+    of each segment (at most clip_max_s seconds, frames scaled by clip_scale). ca: CA bundle
+    for an https endpoint. token_file: file holding a bearer token sent as Authorization.
+    """
+
+    endpoint: str = ""
+    interval_s: float = 300.0
+    max_disk_bytes: int = 1024 * MIB
+    clips: bool = False
+    clip_max_s: float = 10.0
+    clip_scale: float = 0.5
+    timeout_s: float = 30.0
+    ca: str = ""
+    token_file: str = ""
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.endpoint)
+
+    def _check(self, ctx: "_Ctx") -> None:
+        if self.endpoint and not re.match(r"^https?://[^/\s]+", self.endpoint):
+            ctx.fail("endpoint", self.endpoint, "an http:// or https:// URL (or empty to disable upload)")
+        ctx.range("interval_s", self.interval_s, 0.1, 86400.0)
+        ctx.range("max_disk_bytes", self.max_disk_bytes, 64 * 1024, 2**44)
+        ctx.range("clip_max_s", self.clip_max_s, 0.5, 600.0)
+        ctx.range("clip_scale", self.clip_scale, 0.05, 1.0)
+        ctx.range("timeout_s", self.timeout_s, 0.1, 3600.0)
+        for key in ("ca", "token_file"):
+            value = getattr(self, key)
+            if value and not os.access(value, os.R_OK):
+                ctx.fail(key, value, "a readable file")
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """interval_s: seconds between `.../metrics` messages (and a metrics log line)."""
+
+    interval_s: float = 30.0
+
+    def _check(self, ctx: "_Ctx") -> None:
+        ctx.range("interval_s", self.interval_s, 0.1, 86400.0)
+
+
+@dataclass(frozen=True)
+class PathsConfig:
+    """state_dir: outbox, upload spool (systemd StateDirectory). cache_dir: Numba cache and
+    other rebuildable files (systemd CacheDirectory)."""
+
+    state_dir: str = "/var/lib/laps-edge"
+    cache_dir: str = "/var/cache/laps-edge"
+
+    def _check(self, ctx: "_Ctx") -> None:
+        for key in ("state_dir", "cache_dir"):
+            if not getattr(self, key).strip():
+                ctx.fail(key, getattr(self, key), "a directory path")
+
+
+@dataclass(frozen=True)
+class EdgeConfig:
+    """The whole device configuration (see the module docstring for the sections)."""
+
+    device: DeviceConfig
+    source: SourceConfig
+    model: ModelConfig = field(default_factory=ModelConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
+    outbox: OutboxConfig = field(default_factory=OutboxConfig)
+    upload: UploadConfig = field(default_factory=UploadConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    #: the file this was loaded from (for messages), "" when built in code
+    origin: str = field(default="", compare=False)
+
+    @property
+    def outbox_path(self) -> Path:
+        return Path(self.outbox.path) if self.outbox.path else Path(self.paths.state_dir) / "outbox.sqlite"
+
+    @property
+    def upload_dir(self) -> Path:
+        return Path(self.paths.state_dir) / "upload"
+
+    @property
+    def numba_cache_dir(self) -> Path:
+        return Path(self.paths.cache_dir) / "numba"
+
+    @property
+    def client_id(self) -> str:
+        return self.mqtt.client_id or f"laps-edge-{self.device.site}-{self.device.id}"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Broker user name and password ("" when the broker is anonymous)."""
+
+    username: str
+    password: str
+
+
+def load_config(path: str | os.PathLike) -> EdgeConfig:
+    """Read and validate a TOML config file; raises a one-line `ConfigError` on any mistake."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"config file {p} does not exist; copy examples/laps-edge.toml there and edit it") from None
+    except OSError as err:
+        raise ConfigError(f"config file {p} cannot be read ({err.strerror}); check its permissions") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {p} is not UTF-8 text; save it as UTF-8 TOML") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"config file {p} is not valid TOML: {err}; fix the syntax there") from None
+    return config_from_dict(data, origin=str(p), base_dir=p.resolve().parent)
+
+
+def config_from_dict(data: dict, origin: str = "", base_dir: str | os.PathLike | None = None) -> EdgeConfig:
+    """Validate a parsed TOML document (nested dicts) into an `EdgeConfig`.
+
+    base_dir: folder against which relative paths are resolved (the config file's folder).
+    """
+    ctx = _Ctx(origin, "", Path(base_dir) if base_dir is not None else None)
+    cfg = ctx.build(EdgeConfig, data)
+    return dataclasses.replace(cfg, origin=origin)
+
+
+def read_credentials(mqtt: MqttConfig, origin: str = "") -> Credentials:
+    """The broker credentials: from mqtt.username/password, or read from mqtt.credentials_file.
+
+    Read when connecting (not at load), so a rotated credentials file is picked up on restart.
+    """
+    if not mqtt.credentials_file:
+        return Credentials(mqtt.username, mqtt.password)
+    path = Path(mqtt.credentials_file)
+    try:
+        line = path.read_text(encoding="utf-8").splitlines()[0].strip() if path.stat().st_size else ""
+    except OSError as err:
+        raise ConfigError(
+            f"{_where(origin)}mqtt.credentials_file {str(path)!r} cannot be read ({err.strerror}); "
+            "make it readable by the service user (or use systemd LoadCredential=)"
+        ) from None
+    if mqtt.username:
+        user, password = mqtt.username, line
+    elif ":" in line:
+        user, password = line.split(":", 1)
+    else:
+        raise ConfigError(
+            f"{_where(origin)}mqtt.credentials_file {str(path)!r} must hold 'username:password' on its "
+            "first line (or only the password when mqtt.username is set)"
+        )
+    if not user or not password:
+        raise ConfigError(f"{_where(origin)}mqtt.credentials_file {str(path)!r} has an empty user name or password")
+    return Credentials(user, password)
+
+
+# -- validation machinery ---------------------------------------------------------------------
+#: keys whose string values are file or folder paths, resolved against the config's folder
+_PATH_KEYS = {
+    "model.dir", "model.calibration", "mqtt.tls.ca", "mqtt.tls.cert", "mqtt.tls.key",
+    "outbox.path", "upload.ca", "upload.token_file", "paths.state_dir", "paths.cache_dir",
+}
+
+
+def _where(origin: str) -> str:
+    return f"config {origin}: " if origin else "config: "
+
+
+class _Ctx:
+    """Walks one table of the TOML document; knows its dotted prefix for error messages."""
+
+    def __init__(self, origin: str, prefix: str, base_dir: Path | None) -> None:
+        self.origin, self.prefix, self.base_dir = origin, prefix, base_dir
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}.{name}" if self.prefix else name
+
+    def fail(self, name: str, value: Any, allowed: str) -> None:
+        raise ConfigError(f"{_where(self.origin)}key {self.key(name)} = {_show(value)} is not allowed: expected {allowed}")
+
+    def range(self, name: str, value: float, lo: float, hi: float, allowed: str | None = None) -> None:
+        if not (lo <= value <= hi):
+            kind = "an integer" if isinstance(value, int) else "a number"
+            self.fail(name, value, allowed or f"{kind} from {lo:g} to {hi:g}")
+
+    def choice(self, name: str, value: str, allowed: tuple[str, ...]) -> None:
+        if value not in allowed:
+            self.fail(name, value, "one of " + ", ".join(repr(a) for a in allowed))
+
+    def build(self, cls: type, table: Any) -> Any:
+        if not isinstance(table, dict):
+            where = self.prefix or "the top level"
+            raise ConfigError(f"{_where(self.origin)}{where} must be a table ([{self.prefix}]), got {_show(table)}")
+        hints = typing.get_type_hints(cls)
+        fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "origin"}
+        unknown = sorted(set(table) - set(fields))
+        if unknown:
+            raise ConfigError(
+                f"{_where(self.origin)}key {self.key(unknown[0])} is not known; allowed in "
+                f"{'[' + self.prefix + ']' if self.prefix else 'the top level'}: {', '.join(fields)}"
+            )
+        kwargs = {}
+        for name, f in fields.items():
+            if name not in table:
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                    hint = f"add it under [{self.prefix}]" if self.prefix else f"add a [{name}] table"
+                    raise ConfigError(f"{_where(self.origin)}key {self.key(name)} is required; {hint}")
+                continue
+            kwargs[name] = self._value(name, hints[name], table[name])
+        obj = cls(**kwargs)
+        check = getattr(obj, "_check", None)
+        if check is not None:
+            check(self)
+        return obj
+
+    def _value(self, name: str, hint: Any, value: Any) -> Any:
+        if dataclasses.is_dataclass(hint):
+            return _Ctx(self.origin, self.key(name), self.base_dir).build(hint, value)
+        origin = typing.get_origin(hint)
+        if origin is dict:
+            if not isinstance(value, dict):
+                self.fail(name, value, f"a table ([{self.key(name)}])")
+            return dict(value)
+        if hint is bool:
+            if not isinstance(value, bool):
+                self.fail(name, value, "true or false")
+            return value
+        if hint is int:
+            if isinstance(value, bool) or not isinstance(value, int):
+                self.fail(name, value, "an integer")
+            return value
+        if hint is float:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                self.fail(name, value, "a number")
+            return float(value)
+        if hint is str:
+            if not isinstance(value, str):
+                self.fail(name, value, "a string (in quotes)")
+            if self.key(name) in _PATH_KEYS and value:
+                return self._resolve(name, value)
+            if self.key(name) == "mqtt.credentials_file" and value:
+                return self._resolve_credentials(value)
+            return value
+        raise TypeError(f"unsupported config field type {hint!r}")  # programming error
+
+    def _resolve(self, name: str, value: str) -> str:
+        p = Path(os.path.expanduser(value))
+        if not p.is_absolute() and self.base_dir is not None:
+            p = self.base_dir / p
+        return str(p)
+
+    def _resolve_credentials(self, value: str) -> str:
+        p = Path(os.path.expanduser(value))
+        cred_dir = os.environ.get("CREDENTIALS_DIRECTORY")
+        if not p.is_absolute() and cred_dir:
+            return str(Path(cred_dir) / p)
+        return self._resolve("credentials_file", value)
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+

@@ -1,0 +1,320 @@
+"""The store-and-forward outbox: every message that must reach the broker, on disk first.
+
+SQLite in WAL mode with `synchronous=FULL`, so a committed `put` survives a killed process
+or a power cut. Rows are keyed by the message's de-duplication key (the segment UUID; a
+batch manifest uses `batch:<sha256>`), so putting the same message twice keeps one. The MQTT
+sender (`edge.mqtt_link`) reads `pending` rows, publishes them QoS 1 and calls `ack` only
+when the broker's PUBACK arrives; an unacknowledged row stays and is sent again after a
+reconnect or a restart.
+
+Caps: total payload bytes (`max_bytes`) and age (`max_age_s`). Beyond them the OLDEST unsent
+rows are evicted; every eviction is logged at WARNING and counted in a `meta` table that
+survives restarts, and `stats()` reports the counts for `.../metrics`. Nothing leaves silently.
+
+Thread-safety: one connection guarded by a lock; the service's frame loop puts, the sender
+thread reads and acknowledges.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterable
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    id      INTEGER PRIMARY KEY AUTOINCREMENT,  -- insertion order: oldest first
+    key     TEXT NOT NULL UNIQUE,               -- de-duplication key (segment UUID)
+    topic   TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    size    INTEGER NOT NULL,                   -- bytes counted against max_bytes
+    created REAL NOT NULL                       -- unix seconds, for max_age_s
+);
+CREATE TABLE IF NOT EXISTS meta (
+    name  TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+"""
+_COUNTERS = ("evicted_total", "evicted_bytes", "acked_total", "put_total")
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    """One pending row: `payload` goes to `topic` (QoS 1); `created` in unix seconds."""
+
+    key: str
+    topic: str
+    payload: bytes
+    created: float
+
+
+@dataclass(frozen=True)
+class OutboxStats:
+    """depth: unsent rows; bytes: their payload bytes; evicted_*: since the file was created;
+    oldest_age_s: age of the oldest unsent row (0 when empty)."""
+
+    depth: int
+    bytes: int
+    evicted_total: int
+    evicted_bytes: int
+    acked_total: int
+    put_total: int
+    oldest_age_s: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Outbox:
+    """A durable, capped, de-duplicating queue of MQTT messages.
+
+    path: SQLite file (created with its folder). max_bytes: cap on the sum of unsent payload
+    bytes. max_age_s: unsent rows older than this are evicted. synchronous: "FULL" (fsync on
+    every commit; the default and what the service uses) or "NORMAL"/"OFF" (benchmarks only).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        max_bytes: int = 64 * 1024 * 1024,
+        max_age_s: float = 7 * 24 * 3600.0,
+        synchronous: str = "FULL",
+    ) -> None:
+        if synchronous not in ("FULL", "NORMAL", "OFF", "EXTRA"):
+            raise ValueError(f"synchronous must be FULL, NORMAL, OFF or EXTRA, got {synchronous!r}")
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.max_bytes = int(max_bytes)
+        self.max_age_s = float(max_age_s)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=10.0)
+        mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise OSError(f"outbox {self.path}: SQLite refused WAL mode (got {mode!r}); put it on a local disk")
+        self._db.execute(f"PRAGMA synchronous={synchronous}")
+        self._db.executescript(_SCHEMA)
+        for name in _COUNTERS:
+            self._db.execute("INSERT OR IGNORE INTO meta(name, value) VALUES (?, 0)", (name,))
+        self._bytes = int(self._db.execute("SELECT COALESCE(SUM(size), 0) FROM outbox").fetchone()[0])
+        self._depth = int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+        self._closed = False
+        # Enforce the caps once at start: a config may have lowered them since the last run.
+        self.evict_expired()
+
+    # -- the queue ------------------------------------------------------------------------------
+    def put(self, key: str, topic: str, payload: bytes, now: float | None = None) -> bool:
+        """Store one message durably (fsync before returning). Returns False if `key` was
+        already queued (the existing row is kept). May evict the oldest rows to honour the caps."""
+        now = time.time() if now is None else float(now)
+        size = len(payload)
+        with self._lock:
+            self._begin()
+            try:
+                cur = self._db.execute(
+                    "INSERT OR IGNORE INTO outbox(key, topic, payload, size, created) VALUES (?, ?, ?, ?, ?)",
+                    (key, topic, sqlite3.Binary(payload), size, now),
+                )
+                inserted = cur.rowcount == 1
+                if inserted:
+                    self._bytes += size
+                    self._depth += 1
+                    self._bump("put_total", 1)
+                evicted = self._evict_locked(now)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
+        self._log_evictions(evicted)
+        return inserted
+
+    def pending(self, limit: int, exclude: Iterable[str] = ()) -> list[OutboxMessage]:
+        """Up to `limit` unsent rows, oldest first, skipping keys in `exclude` (already in flight)."""
+        skip = set(exclude)
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT key, topic, payload, created FROM outbox ORDER BY id LIMIT ?",
+                (int(limit) + len(skip),),
+            ).fetchall()
+        out = [OutboxMessage(k, t, bytes(p), c) for k, t, p, c in rows if k not in skip]
+        return out[: int(limit)]
+
+    def ack(self, keys: Iterable[str]) -> int:
+        """Delete rows whose PUBACK arrived (one transaction, one fsync). Returns rows deleted;
+        keys that are gone (evicted meanwhile, or acked twice) are ignored."""
+        keys = list(keys)
+        if not keys:
+            return 0
+        done = 0
+        with self._lock:
+            self._begin()
+            try:
+                for key in keys:
+                    row = self._db.execute("SELECT size FROM outbox WHERE key = ?", (key,)).fetchone()
+                    if row is None:
+                        continue
+                    self._db.execute("DELETE FROM outbox WHERE key = ?", (key,))
+                    self._bytes -= int(row[0])
+                    self._depth -= 1
+                    done += 1
+                self._bump("acked_total", done)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
+        return done
+
+    def evict_expired(self, now: float | None = None) -> int:
+        """Apply the caps now (age matters even when nothing is put). Returns rows evicted."""
+        now = time.time() if now is None else float(now)
+        with self._lock:
+            self._begin()
+            try:
+                evicted = self._evict_locked(now)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
+        self._log_evictions(evicted)
+        return evicted[0]
+
+    def contains(self, key: str) -> bool:
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM outbox WHERE key = ?", (key,)).fetchone() is not None
+
+    def keys(self) -> list[str]:
+        """All unsent keys, oldest first."""
+        with self._lock:
+            return [k for (k,) in self._db.execute("SELECT key FROM outbox ORDER BY id")]
+
+    @property
+    def depth(self) -> int:
+        return self._depth
+
+    def stats(self, now: float | None = None) -> OutboxStats:
+        now = time.time() if now is None else float(now)
+        with self._lock:
+            counters = dict(self._db.execute("SELECT name, value FROM meta").fetchall())
+            oldest = self._db.execute("SELECT MIN(created) FROM outbox").fetchone()[0]
+        return OutboxStats(
+            depth=self._depth,
+            bytes=self._bytes,
+            evicted_total=int(counters.get("evicted_total", 0)),
+            evicted_bytes=int(counters.get("evicted_bytes", 0)),
+            acked_total=int(counters.get("acked_total", 0)),
+            put_total=int(counters.get("put_total", 0)),
+            oldest_age_s=max(0.0, now - oldest) if oldest is not None else 0.0,
+        )
+
+    def close(self) -> None:
+        """Checkpoint the WAL into the main file and close. Safe to call twice."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            try:
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                self._db.close()
+
+    def __enter__(self) -> "Outbox":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- internals --------------------------------------------------------------------------------
+    def _begin(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"outbox {self.path} is closed")
+        # IMMEDIATE: take the write lock now, so a concurrent reader cannot make us fail mid-way.
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def _rollback(self) -> None:
+        try:
+            self._db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+        # Re-derive the in-memory totals from the file: the transaction did not happen.
+        self._bytes = int(self._db.execute("SELECT COALESCE(SUM(size), 0) FROM outbox").fetchone()[0])
+        self._depth = int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+
+    def _bump(self, name: str, by: int) -> None:
+        if by:
+            self._db.execute("UPDATE meta SET value = value + ? WHERE name = ?", (int(by), name))
+
+    def _evict_locked(self, now: float) -> tuple[int, int, list[str], str]:
+        """Evict by age, then oldest-first by bytes. Returns (rows, bytes, first keys, reason)."""
+        rows = nbytes = 0
+        keys: list[str] = []
+        reasons = []
+        cutoff = now - self.max_age_s
+        old = self._db.execute("SELECT key, size FROM outbox WHERE created < ? ORDER BY id", (cutoff,)).fetchall()
+        if old:
+            self._db.execute("DELETE FROM outbox WHERE created < ?", (cutoff,))
+            rows += len(old)
+            nbytes += sum(int(s) for _, s in old)
+            keys += [k for k, _ in old[:3]]
+            reasons.append(f"older than max_age_s={self.max_age_s:g}")
+            self._bytes -= sum(int(s) for _, s in old)
+            self._depth -= len(old)
+        if self._bytes > self.max_bytes:
+            over = self._bytes - self.max_bytes
+            victims: list[tuple[int, str, int]] = []
+            freed = 0
+            cur = self._db.execute("SELECT id, key, size FROM outbox ORDER BY id")
+            for rid, key, size in cur:
+                victims.append((rid, key, int(size)))
+                freed += int(size)
+                if freed >= over:
+                    break
+            cur.close()  # finalise the read before deleting through the same connection
+            last_id = victims[-1][0]
+            self._db.execute("DELETE FROM outbox WHERE id <= ?", (last_id,))
+            rows += len(victims)
+            nbytes += freed
+            keys += [k for _, k, _ in victims[:3]]
+            reasons.append(f"over max_bytes={self.max_bytes}")
+            self._bytes -= freed
+            self._depth -= len(victims)
+        if rows:
+            self._bump("evicted_total", rows)
+            self._bump("evicted_bytes", nbytes)
+        return rows, nbytes, keys, " and ".join(reasons)
+
+    def _log_evictions(self, evicted: tuple[int, int, list[str], str]) -> None:
+        rows, nbytes, keys, reason = evicted
+        if rows:
+            total = self.stats().evicted_total
+            log.warning(
+                "outbox %s: evicted %d oldest unsent message(s), %d bytes (%s), first %s; "
+                "%d evicted since the outbox was created",
+                self.path, rows, nbytes, reason, ", ".join(keys), total,
+            )
+
+
+def read_stats(path: str | os.PathLike) -> OutboxStats | None:
+    """Stats of an outbox file without writing to it (for `laps-edge doctor`); None if absent."""
+    p = Path(path)
+    if not p.exists():
+        return None
+    db = sqlite3.connect(f"file:{p}?mode=ro", uri=True, timeout=5.0)
+    try:
+        depth, nbytes, oldest = db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0), MIN(created) FROM outbox").fetchone()
+        counters = dict(db.execute("SELECT name, value FROM meta").fetchall())
+    finally:
+        db.close()
+    return OutboxStats(
+        depth=int(depth), bytes=int(nbytes),
+        evicted_total=int(counters.get("evicted_total", 0)),
+        evicted_bytes=int(counters.get("evicted_bytes", 0)),
+        acked_total=int(counters.get("acked_total", 0)),
+        put_total=int(counters.get("put_total", 0)),
+        oldest_age_s=max(0.0, time.time() - oldest) if oldest is not None else 0.0,
+    )

@@ -1,0 +1,568 @@
+"""The long-running device service behind `laps-edge run --config FILE`.
+
+`run_service(config)` wires the pieces and runs the frame loop until SIGTERM/SIGINT:
+
+    source (reconnect with back-off, state reported) -> Pipeline.process -> segments
+      -> SegmentEmitter: keyframes/clip to the upload spool, the `laps.segment/1` message into
+         the outbox (fsync) -> MqttLink forwards it (QoS 1, PUBACK deletes the row)
+      -> UploadWorker: periodic batches, PUT, manifest announced on `.../batches`
+    every frame: systemd watchdog ping (from the frame loop itself, so a stuck loop is noticed)
+    every metrics.interval_s: `.../metrics` (fps, stage latency, outbox depth, evictions, ...)
+
+Start-up order: models loaded and warmed (Numba compiled, one dummy inference) and the source
+opened BEFORE READY=1. A source that cannot be opened is retried with back-off while the
+device reports `source_lost` on `.../state`; after `source.ready_timeout_s` READY is sent anyway
+so systemd keeps the process (alive and reporting) instead of restart-looping on an unplugged
+camera.
+
+Shutdown (SIGTERM/SIGINT): the pipeline closes its open segment, which is committed to the
+outbox; the link drains for up to `mqtt.drain_timeout_s`, publishes the retained "stopped"
+state and DISCONNECTs normally, so the broker does not fire the last will. Exit status 0.
+
+`python -m edge.service --config FILE --synthetic-segments N` runs the same service without a
+pipeline, fed by a synthetic segment generator: the reliability tests and the benchmark use it
+to exercise the real outbox/MQTT/upload path in a real process that can be SIGKILLed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+import uuid
+from collections import defaultdict
+from datetime import datetime, timezone
+from typing import Callable, Iterable, Iterator
+
+from edge.config import EdgeConfig, load_config, read_credentials
+from edge.errors import ConfigError, LapsError, SourceError
+from edge.messages import Topics, encode, metrics_message, segment_message, state_message
+from edge.outbox import Outbox
+from edge.sdnotify import SystemdNotifier
+from edge.segments import Segment, utc_iso, uuid7
+
+log = logging.getLogger(__name__)
+
+
+def run_service(config: EdgeConfig) -> int:
+    """Run the device service until SIGTERM/SIGINT (0) or the end of a finite source (0).
+
+    Raises `LapsError` (one line) for a bad config, an unreadable model or a source that can
+    never work (a missing video file); the CLI driver prints it and exits 2.
+    """
+    _prepare_numba_cache(config)
+    runtime = DeviceRuntime(config)
+    try:
+        runtime.notifier.status("loading models")
+        from edge.pipeline import build_pipeline
+
+        pipe = build_pipeline(
+            model_dir=config.model.dir or None,
+            tracker=config.model.tracker,
+            providers=config.model.providers,
+            params=_threshold_params(config),
+            calibration_path=config.model.calibration or None,
+            keep_keyframes=config.upload.enabled,
+        )
+        runtime.start(model_version=pipe.model_version, providers=list(pipe.providers_in_use))
+        runtime.notifier.status("warming up (models, Numba kernel)")
+        t0 = time.monotonic()
+        pipe.warm_up()
+        log.info("pipeline warm in %.2f s: model %s, providers %s, %g fps, input %dx%d",
+                 time.monotonic() - t0, pipe.model_version, ",".join(pipe.providers_in_use),
+                 pipe.fps, *pipe.input_size)
+        FrameLoop(config, pipe, runtime).run()
+    except BaseException as err:
+        runtime.close(detail=f"stopped by error: {err}" if isinstance(err, LapsError) else "stopped by error")
+        raise
+    runtime.close(detail="stopped")
+    return 0
+
+
+# -- the device side that does not depend on the pipeline --------------------------------------------
+class DeviceRuntime:
+    """Outbox, MQTT link, upload, systemd notifier, signal handling and metrics of one device.
+
+    Shared by `run_service` (with the pipeline) and `run_publisher` (synthetic segments), so the
+    tests exercise the very code the service runs.
+    """
+
+    def __init__(self, config: EdgeConfig) -> None:
+        self.cfg = config
+        self.boot_id = str(uuid.uuid4())
+        self.topics = Topics(config.device.site, config.device.id)
+        self.notifier = SystemdNotifier()
+        self.stop_event = threading.Event()
+        self.started_at = time.monotonic()
+        self.model_version = ""
+        self.providers: list[str] = []
+        self.source_state = "starting"
+        self.source_detail = ""
+        self.frames_total = 0
+        self.segments_total = 0
+        self.seq = 0
+        self._frames_since = 0
+        self._latency_sum: dict[str, float] = defaultdict(float)
+        self._latency_n = 0
+        self._last_metrics = time.monotonic()
+        self._previous_handlers: dict[int, object] = {}
+        self.link = None
+        self.spool = None
+        self.uploader = None
+        self._make_dirs()
+        try:
+            self.outbox = Outbox(config.outbox_path, max_bytes=config.outbox.max_bytes,
+                                 max_age_s=config.outbox.max_age_s)
+        except Exception as err:  # sqlite3.Error, OSError: a person must fix the path
+            raise ConfigError(
+                f"outbox {config.outbox_path} cannot be opened ({err}); set outbox.path or "
+                "paths.state_dir to a writable local folder"
+            ) from None
+        self._install_signals()
+
+    # -- start / stop -----------------------------------------------------------------------------
+    def start(self, model_version: str, providers: list[str]) -> None:
+        """Connect MQTT (in the background) and start the upload worker."""
+        from edge.mqtt_link import MqttLink
+
+        self.model_version, self.providers = model_version, providers
+        cfg = self.cfg
+        if cfg.upload.enabled:
+            from edge.upload import BatchSpool, BatchUploader, UploadWorker
+
+            token = ""
+            if cfg.upload.token_file:
+                token = open(cfg.upload.token_file, encoding="utf-8").read().strip()
+            self.spool = BatchSpool(cfg.upload_dir, device_id=cfg.device.id, site=cfg.device.site,
+                                    max_bytes=cfg.upload.max_disk_bytes)
+            self.uploader = UploadWorker(
+                self.spool,
+                BatchUploader(cfg.upload.endpoint, cfg.device.id, timeout_s=cfg.upload.timeout_s,
+                              ca_file=cfg.upload.ca, token=token, site=cfg.device.site),
+                interval_s=cfg.upload.interval_s,
+                announce=self.announce_batch,
+            )
+            self.uploader.start()
+        if cfg.mqtt.enabled:
+            self.link = MqttLink(
+                cfg.mqtt, client_id=cfg.client_id, topics=self.topics, outbox=self.outbox,
+                will=self._state("offline", "connection lost (last will)"),
+                credentials=read_credentials(cfg.mqtt, cfg.origin), origin=cfg.origin,
+            )
+            self.link.set_state(self._state("online", "starting"))
+            self.link.start()
+        else:
+            log.warning("mqtt.enabled = false: segments stay in the outbox %s (capped, evictions counted)",
+                        self.cfg.outbox_path)
+
+    def close(self, detail: str = "stopped") -> None:
+        """Clean shutdown: stop upload, drain and disconnect MQTT without the will, close the outbox."""
+        self.notifier.stopping(detail)
+        if self.uploader is not None:
+            self.uploader.stop()
+        if self.link is not None:
+            self.link.stop(final_state=self._state("stopped", detail))
+            self.link = None
+        stats = self.outbox.stats()
+        self.outbox.close()
+        log.info("stopped: outbox holds %d unsent message(s) for the next start; %d evicted in total",
+                 stats.depth, stats.evicted_total)
+        self._restore_signals()
+        self.notifier.close()
+
+    # -- segments --------------------------------------------------------------------------------
+    def emit(self, segment: Segment, keyframes: dict[int, bytes] | None = None, clip: bytes | None = None) -> dict:
+        """Make a finished segment durable: files into the upload spool, message into the outbox.
+
+        Returns the message. When this returns, the segment survives a crash or power cut.
+        """
+        frames: list[int] = []
+        if self.spool is not None and (keyframes or clip):
+            self.spool.add_segment(segment.segment_id, keyframes or {}, clip)
+            frames = sorted(keyframes or {})
+        msg = segment_message(
+            segment, device_id=self.cfg.device.id, site=self.cfg.device.site, boot_id=self.boot_id,
+            seq=self.seq, model_version=segment.model_version or self.model_version, keyframes=frames,
+        )
+        self.outbox.put(segment.segment_id, self.topics.segments, encode(msg))
+        self.seq += 1
+        self.segments_total += 1
+        if self.link is not None:
+            self.link.wake()
+        return msg
+
+    def announce_batch(self, message: dict) -> None:
+        """Queue a batch announcement durably (called by the upload worker after a 2xx)."""
+        self.outbox.put(f"batch:{message['archive']['sha256']}", self.topics.batches, encode(message))
+        if self.link is not None:
+            self.link.wake()
+
+    # -- state and metrics --------------------------------------------------------------------------
+    def set_source_state(self, state: str, detail: str) -> None:
+        """Report the source state on `.../state` (retained) when it changes; log it once."""
+        if (state, detail) == (self.source_state, self.source_detail):
+            return
+        self.source_state, self.source_detail = state, detail
+        if state == "online":
+            log.info("source online: %s", detail)
+        else:
+            log.error("%s", detail)
+        self.notifier.status(f"{state}: {detail}")
+        if self.link is not None:
+            self.link.set_state(self._state(state, detail))
+
+    def frame_done(self, latency_ms: dict[str, float]) -> None:
+        """Count one processed frame and its per-stage latency; ping the watchdog; maybe metrics."""
+        self.frames_total += 1
+        self._frames_since += 1
+        for k, v in latency_ms.items():
+            self._latency_sum[k] += v
+        self._latency_n += 1
+        self.tick()
+
+    def tick(self) -> None:
+        """Called from the loop (also while waiting for a source): watchdog and metrics."""
+        self.notifier.watchdog_tick()
+        now = time.monotonic()
+        if now - self._last_metrics >= self.cfg.metrics.interval_s:
+            self.publish_metrics(now)
+
+    def publish_metrics(self, now: float | None = None) -> dict:
+        now = time.monotonic() if now is None else now
+        elapsed = max(now - self._last_metrics, 1e-9)
+        self.outbox.evict_expired()  # the age cap applies even when nothing new is put
+        n = max(self._latency_n, 1)
+        msg = metrics_message(
+            device_id=self.cfg.device.id, site=self.cfg.device.site, boot_id=self.boot_id,
+            fps=self._frames_since / elapsed,
+            stage_latency_ms={k: v / n for k, v in self._latency_sum.items()},
+            outbox=self.outbox.stats().to_dict(),
+            model_version=self.model_version, providers=self.providers,
+            source_state=self.source_state, uptime_s=now - self.started_at,
+            frames_total=self.frames_total, segments_total=self.segments_total,
+            mqtt=self.link.stats() if self.link is not None else {},
+            upload=self.uploader.stats() if self.uploader is not None else {},
+        )
+        self._last_metrics, self._frames_since = now, 0
+        self._latency_sum.clear()
+        self._latency_n = 0
+        ob = msg["outbox"]
+        log.info("metrics: %.1f fps, %d segments, outbox depth %d (%d bytes), evicted %d, mqtt %s",
+                 msg["fps"], self.segments_total, ob["depth"], ob["bytes"], ob["evicted_total"],
+                 "connected" if msg["mqtt"].get("connected") else "disconnected")
+        if self.link is not None:
+            self.link.publish_metrics(msg)
+        return msg
+
+    def reset_metrics_window(self) -> None:
+        self._last_metrics, self._frames_since = time.monotonic(), 0
+        self._latency_sum.clear()
+        self._latency_n = 0
+
+    def sleep(self, seconds: float) -> None:
+        """Wait up to `seconds`, returning early on stop, still pinging the watchdog and metrics."""
+        deadline = time.monotonic() + seconds
+        while not self.stop_event.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self.stop_event.wait(min(left, 0.25))
+            self.tick()
+
+    def _state(self, state: str, detail: str) -> dict:
+        import edge
+
+        return state_message(state, device_id=self.cfg.device.id, site=self.cfg.device.site,
+                             boot_id=self.boot_id, detail=detail, model_version=self.model_version,
+                             software=f"laps-edge {edge.__version__}")
+
+    # -- setup helpers -------------------------------------------------------------------------------
+    def _make_dirs(self) -> None:
+        for key, path in (("paths.state_dir", self.cfg.paths.state_dir), ("paths.cache_dir", self.cfg.paths.cache_dir)):
+            try:
+                os.makedirs(path, exist_ok=True)
+                if not os.access(path, os.W_OK):
+                    raise PermissionError(13, "not writable")
+            except OSError as err:
+                raise ConfigError(
+                    f"{key} {path!r} cannot be created or written ({err.strerror}); run under systemd "
+                    f"(StateDirectory=/CacheDirectory=) or point {key} at a writable folder"
+                ) from None
+
+    def _install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # signals can only be handled in the main thread; the caller stops us instead
+
+        def handler(signum, frame) -> None:
+            log.info("received %s: shutting down cleanly", signal.Signals(signum).name)
+            self.stop_event.set()
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._previous_handlers[sig] = signal.signal(sig, handler)
+
+    def _restore_signals(self) -> None:
+        for sig, old in self._previous_handlers.items():
+            signal.signal(sig, old)  # type: ignore[arg-type]
+        self._previous_handlers.clear()
+
+
+# -- the frame loop ---------------------------------------------------------------------------------
+class FrameLoop:
+    """Reads the source, feeds the pipeline, emits segments; survives source failures."""
+
+    def __init__(self, config: EdgeConfig, pipe, runtime: DeviceRuntime) -> None:
+        self.cfg, self.pipe, self.rt = config, pipe, runtime
+        self.fps = config.source.fps or float(pipe.fps)
+        self.clips = None
+        if config.upload.enabled and config.upload.clips:
+            from edge.upload import ClipRecorder
+
+            self.clips = ClipRecorder(self.fps, max_s=config.upload.clip_max_s, scale=config.upload.clip_scale)
+
+    def run(self) -> None:
+        rt, cfg = self.rt, self.cfg
+        from edge.sources.factory import open_source
+
+        backoff = cfg.source.reconnect_min_s
+        ready = False
+        t_start = time.monotonic()
+        while not rt.stop_event.is_set():
+            try:
+                source = open_source(cfg.source.spec, fps=self.fps, size=tuple(self.pipe.input_size))
+                source.open()
+            except SourceError as err:
+                if not is_live_spec(cfg.source.spec):
+                    raise  # a missing or unreadable file does not heal by waiting: one-line error, exit 2
+                rt.set_source_state("source_lost", str(err))
+                if not ready and time.monotonic() - t_start >= cfg.source.ready_timeout_s:
+                    rt.notifier.ready(f"running without a source: {err}")
+                    ready = True
+                rt.sleep(backoff * 1.0)
+                backoff = min(backoff * 2.0, cfg.source.reconnect_max_s)
+                continue
+            rt.set_source_state("online", f"{source.name or cfg.source.spec} at {self.fps:g} fps")
+            if not ready:
+                rt.reset_metrics_window()  # fps and latency count from the first frame, not from start-up
+                rt.notifier.ready(f"running: {cfg.source.spec}, model {self.pipe.model_version}")
+                ready = True
+            backoff = cfg.source.reconnect_min_s
+            try:
+                ended = self._consume(source)
+            finally:
+                source.close()
+            self._flush(self.pipe.finish())
+            self.pipe.reset()  # a new stream starts with fresh tracker and kernel state
+            if self.clips is not None:
+                self.clips = type(self.clips)(self.fps, max_s=cfg.upload.clip_max_s, scale=cfg.upload.clip_scale)
+            if ended:
+                log.info("source ended (finite stream): %s", cfg.source.spec)
+                return
+
+    def _consume(self, source) -> bool:
+        """Process frames until stop (False), source failure (False) or a finite end (True)."""
+        rt, pace = self.rt, self.cfg.source.pace
+        finite = source.frame_count is not None
+        t0 = time.monotonic()
+        index = 0
+        while not rt.stop_event.is_set():
+            try:
+                frame = source.read()
+            except SourceError as err:
+                rt.set_source_state("source_lost", str(err))
+                return False
+            if frame is None:
+                if finite:
+                    return True
+                rt.set_source_state("source_lost", f"source {source.name or self.cfg.source.spec} ended; reconnecting")
+                return False
+            if pace:
+                # Deliver as a camera would: never faster than the frame timestamps.
+                delay = t0 + frame.timestamp_s - time.monotonic()
+                if delay > 0:
+                    rt.stop_event.wait(delay)
+            segments = self.pipe.process(frame)
+            if self.clips is not None:
+                self.clips.add(index, frame.image)
+            index += 1
+            self._flush(segments)
+            rt.frame_done(self.pipe.stage_latency_ms)
+        return False
+
+    def _flush(self, segments: list[Segment]) -> None:
+        for seg in segments:
+            keyframes = self.pipe.keyframes(seg.segment_id) if self.cfg.upload.enabled else {}
+            clip = self.clips.clip(seg.start_frame, seg.end_frame) if self.clips is not None else None
+            self.rt.emit(seg, keyframes, clip)
+
+
+# -- the publisher entry (no pipeline) ----------------------------------------------------------------
+def synthetic_segments(count: int, fps: float = 10.0, steps: int = 20, seed: int = 0) -> Iterator[Segment]:
+    """`count` plausible segments with fresh UUIDv7 ids (count < 0: endless), for transport tests.
+
+    Each spans `steps` frames starting where the previous one ended plus a gap of 5 frames;
+    codes are deterministic in `seed`; times are wall-clock UTC from now.
+    """
+    import random
+
+    rng = random.Random(seed)
+    origin = datetime.now(timezone.utc)
+    frame = 0
+    i = 0
+    while count < 0 or i < count:
+        start, end = frame, frame + steps
+        seg = Segment(
+            segment_id=str(uuid7()), start_frame=start, end_frame=end, start_s=start / fps, end_s=end / fps,
+            fps=fps, start_utc=utc_iso(origin, start / fps), end_utc=utc_iso(origin, end / fps),
+            codes=[rng.randrange(1920) for _ in range(steps)], energy_mean=rng.random(),
+            energy_max=1.0 + rng.random(), keyframes=[start + steps // 2], model_version="synthetic",
+        )
+        yield seg
+        frame = end + 5
+        i += 1
+
+
+def run_publisher(
+    config: EdgeConfig,
+    segments: Iterable[Segment],
+    interval_s: float = 0.0,
+    keyframe_bytes: Callable[[Segment], dict[int, bytes]] | None = None,
+    on_committed: Callable[[Segment], None] | None = None,
+    until_drained_s: float = 0.0,
+) -> int:
+    """The service without a pipeline: emit `segments` every `interval_s` through the real
+    outbox/MQTT/upload path, then stop cleanly (or on SIGTERM). `on_committed(segment)` runs
+    after each segment is durable in the outbox. until_drained_s: after the last segment, wait
+    up to this long for the outbox to empty (and the upload spool to be delivered) first."""
+    rt = DeviceRuntime(config)
+    try:
+        rt.start(model_version="synthetic", providers=[])
+        rt.notifier.ready("publishing synthetic segments")
+        rt.set_source_state("online", "synthetic segment generator")
+        for seg in segments:
+            if rt.stop_event.is_set():
+                break
+            rt.emit(seg, keyframe_bytes(seg) if keyframe_bytes else None)
+            if on_committed is not None:
+                on_committed(seg)
+            rt.tick()
+            if interval_s > 0:
+                rt.sleep(interval_s)
+        deadline = time.monotonic() + until_drained_s
+        while not rt.stop_event.is_set() and time.monotonic() < deadline:
+            pending_upload = 0
+            if rt.spool is not None and rt.uploader is not None:
+                spool = rt.spool.stats()
+                pending_upload = spool["pending_batches"] + spool["pending_segments"]
+                if pending_upload:
+                    rt.uploader.run_once()
+            if rt.outbox.depth == 0 and not pending_upload:
+                break
+            rt.sleep(0.05)
+    except BaseException:
+        rt.close(detail="stopped by error")
+        raise
+    rt.close(detail="stopped")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m edge.service --config FILE --synthetic-segments N`: the transport without a
+    pipeline, for reliability tests and benchmarks. Prints `committed <segment_id>` to stdout
+    once each segment is durable in the outbox."""
+    parser = argparse.ArgumentParser(prog="python -m edge.service", description=main.__doc__)
+    parser.add_argument("--config", required=True, help="device TOML config")
+    parser.add_argument("--synthetic-segments", type=int, default=10,
+                        help="segments to publish (-1: until SIGTERM; 0: only drain the outbox)")
+    parser.add_argument("--interval-s", type=float, default=0.05, help="seconds between segments")
+    parser.add_argument("--keyframes", type=int, default=0, help="JPEG keyframes per segment (upload path)")
+    parser.add_argument("--until-drained-s", type=float, default=0.0,
+                        help="after the last segment, wait up to this long for the outbox to empty")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic codes")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        config = load_config(args.config)
+        keyframe_bytes = _tiny_keyframes(args.keyframes) if args.keyframes > 0 else None
+
+        def committed(seg: Segment) -> None:
+            print(f"committed {seg.segment_id}", flush=True)
+
+        return run_publisher(config, synthetic_segments(args.synthetic_segments, seed=args.seed),
+                             interval_s=args.interval_s, keyframe_bytes=keyframe_bytes,
+                             on_committed=committed, until_drained_s=args.until_drained_s)
+    except LapsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def _tiny_keyframes(n: int) -> Callable[[Segment], dict[int, bytes]]:
+    import cv2
+    import numpy as np
+
+    def make(seg: Segment) -> dict[int, bytes]:
+        out = {}
+        for k in range(n):
+            frame = seg.start_frame + k
+            img = np.full((48, 64, 3), (frame * 37) % 256, np.uint8)
+            out[frame] = cv2.imencode(".jpg", img)[1].tobytes()
+        return out
+
+    return make
+
+
+# -- helpers ----------------------------------------------------------------------------------------
+def is_live_spec(spec: str) -> bool:
+    """True for sources that can come back by themselves (cameras, network streams, GStreamer):
+    their failures are retried with back-off. Files and synthetic sources are not."""
+    text = spec.strip()
+    lowered = text.lower()
+    return (
+        text.isdigit()
+        or text.startswith("/dev/")
+        or lowered.startswith(("rtsp://", "rtsps://", "http://", "https://", "gst:"))
+        or " ! " in text
+    )
+
+
+def _threshold_params(config: EdgeConfig):
+    """HysteresisParams from [model.thresholds], or None (then calibration file or model's own)."""
+    t = config.model.thresholds
+    if not t:
+        return None
+    from edge.energy import HysteresisParams
+
+    where = f"config {config.origin}: " if config.origin else "config: "
+    if "theta_on" not in t:
+        raise ConfigError(f"{where}[model.thresholds] needs theta_on (or remove the table to use "
+                          "the calibration file)")
+    try:
+        return HysteresisParams.from_dict(t)
+    except ConfigError as err:
+        raise ConfigError(f"{where}[model.thresholds]: {err}") from None
+
+
+def _prepare_numba_cache(config: EdgeConfig) -> None:
+    """Point Numba's cache at <cache_dir>/numba unless NUMBA_CACHE_DIR is set (systemd sets it)."""
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return
+    path = config.numba_cache_dir
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        log.warning("Numba cache %s cannot be created (%s); the kernel compiles on every start", path, err)
+        return
+    os.environ["NUMBA_CACHE_DIR"] = str(path)
+    if "numba" in sys.modules:  # already imported: make it re-read the environment
+        from numba.core import config as numba_config
+
+        numba_config.reload_config()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

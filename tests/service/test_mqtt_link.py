@@ -1,0 +1,145 @@
+"""The MQTT link against a real Mosquitto: QoS 1 forwarding, PUBACK-only acknowledgement,
+max_inflight, retained birth, clean stop without the last will, the will on a killed device."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from edge.config import MqttConfig
+from edge.messages import Topics, state_message
+from edge.mqtt_link import MqttLink
+from edge.outbox import Outbox
+
+from .helpers import wait_until, write_config
+
+pytestmark = pytest.mark.broker
+TOPICS = Topics("site-a", "dev-1")
+
+
+def mqtt_cfg(port: int, **kw) -> MqttConfig:
+    base = dict(host="127.0.0.1", port=port, keepalive=2, reconnect_min_s=0.2, reconnect_max_s=1.0,
+                drain_timeout_s=2.0)
+    base.update(kw)
+    return MqttConfig(**base)
+
+
+def state(s: str) -> dict:
+    return state_message(s, device_id="dev-1", site="site-a", boot_id="boot-1")
+
+
+@pytest.fixture
+def outbox(tmp_path):
+    ob = Outbox(tmp_path / "outbox.sqlite")
+    yield ob
+    ob.close()
+
+
+def put_segments(ob: Outbox, n: int, prefix: str = "seg") -> list[str]:
+    keys = [f"{prefix}-{i:04d}" for i in range(n)]
+    for k in keys:
+        ob.put(k, TOPICS.segments, json.dumps({"segment_id": k}).encode())
+    return keys
+
+
+def test_outbox_rows_reach_a_subscriber_and_then_leave_the_outbox(broker, subscriber_factory, outbox):
+    sub = subscriber_factory(broker.port)
+    link = MqttLink(mqtt_cfg(broker.port), client_id="dev-1", topics=TOPICS, outbox=outbox, will=state("offline"))
+    link.start()
+    keys = put_segments(outbox, 25)
+    link.wake()
+    assert wait_until(lambda: outbox.depth == 0, 10)
+    assert wait_until(lambda: sub.segment_ids() == set(keys), 5)
+    assert link.stats()["acked"] == 25
+    link.stop()
+
+
+def test_rows_stay_until_puback_and_at_most_max_inflight_are_unacknowledged(broker, outbox):
+    link = MqttLink(mqtt_cfg(broker.port, max_inflight=5, keepalive=30), client_id="dev-1", topics=TOPICS,
+                    outbox=outbox)
+    link.start()
+    assert link.wait_connected(5)
+    broker.freeze()  # no PUBACK can come back
+    try:
+        put_segments(outbox, 30)
+        link.wake()
+        assert wait_until(lambda: link.inflight_count() == 5, 5)
+        time.sleep(0.5)
+        assert link.counters["published"] == 5  # never more than max_inflight on the wire
+        assert outbox.depth == 30  # published is not delivered: nothing acknowledged yet
+    finally:
+        broker.resume()
+    assert wait_until(lambda: outbox.depth == 0, 10)
+    link.stop()
+
+
+def test_retained_birth_is_seen_by_a_later_subscriber(broker, subscriber_factory, outbox):
+    link = MqttLink(mqtt_cfg(broker.port), client_id="dev-1", topics=TOPICS, outbox=outbox, will=state("offline"))
+    link.set_state(state("online"))
+    link.start()
+    assert link.wait_connected(5)
+    time.sleep(0.3)
+    late = subscriber_factory(broker.port)
+    assert wait_until(lambda: late.payloads("state"), 5)
+    assert late.payloads("state")[-1]["state"] == "online"
+    assert late.messages[-1][2] is True  # delivered as a retained message
+    link.stop()
+
+
+def test_clean_stop_publishes_stopped_and_does_not_fire_the_will(broker, subscriber_factory, outbox):
+    sub = subscriber_factory(broker.port)
+    link = MqttLink(mqtt_cfg(broker.port), client_id="dev-1", topics=TOPICS, outbox=outbox, will=state("offline"))
+    link.set_state(state("online"))
+    link.start()
+    assert wait_until(lambda: sub.payloads("state"), 5)
+    link.stop(final_state=state("stopped"))
+    time.sleep(2.0)  # longer than the keepalive: a will would have been sent by now
+    assert [m["state"] for m in sub.payloads("state")] == ["online", "stopped"]
+    assert "Received DISCONNECT from dev-1" in broker.log_text()
+
+
+def test_stop_drains_the_outbox_first(broker, subscriber_factory, outbox):
+    sub = subscriber_factory(broker.port)
+    link = MqttLink(mqtt_cfg(broker.port), client_id="dev-1", topics=TOPICS, outbox=outbox)
+    link.start()
+    assert link.wait_connected(5)
+    keys = put_segments(outbox, 40)
+    link.stop(final_state=state("stopped"))  # no wake(): stop itself must flush the rows
+    assert outbox.depth == 0
+    assert wait_until(lambda: sub.segment_ids() == set(keys), 5)
+
+
+def test_killed_device_process_gets_the_last_will_offline(broker, subscriber_factory, tmp_path):
+    sub = subscriber_factory(broker.port)
+    cfg = write_config(tmp_path / "edge.toml", port=broker.port, state_dir=tmp_path / "state",
+                       site="site-a", device="dev-1")
+    proc = subprocess.Popen([sys.executable, "-m", "edge.service", "--config", str(cfg), "--synthetic-segments",
+                             "-1", "--interval-s", "0.2"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert wait_until(lambda: any(m["state"] == "online" for m in sub.payloads("state")), 10)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+        assert wait_until(lambda: sub.payloads("state")[-1]["state"] == "offline", 5)
+        assert "last will" in sub.payloads("state")[-1]["detail"]
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+        proc.stdout.close()
+
+
+def test_metrics_go_out_at_qos0_without_the_outbox(broker, subscriber_factory, outbox):
+    sub = subscriber_factory(broker.port)
+    link = MqttLink(mqtt_cfg(broker.port), client_id="dev-1", topics=TOPICS, outbox=outbox)
+    link.start()
+    assert link.wait_connected(5)
+    link.publish_metrics({"schema": "laps.metrics/1", "fps": 10.0})
+    assert wait_until(lambda: sub.payloads("metrics"), 5)
+    assert outbox.stats().put_total == 0
+    link.stop()

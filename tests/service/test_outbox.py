@@ -1,0 +1,151 @@
+"""The SQLite outbox: durable, de-duplicating, capped with counted evictions."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+from edge.outbox import Outbox, read_stats
+
+
+@pytest.fixture
+def outbox(tmp_path):
+    ob = Outbox(tmp_path / "outbox.sqlite")
+    yield ob
+    ob.close()
+
+
+def test_file_is_in_wal_mode_with_full_fsync(tmp_path):
+    ob = Outbox(tmp_path / "o.sqlite")
+    assert ob._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert ob._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    ob.close()
+
+
+def test_put_then_pending_returns_oldest_first(outbox):
+    for i in range(3):
+        outbox.put(f"k{i}", "t/segments", f"p{i}".encode())
+    rows = outbox.pending(10)
+    assert [r.key for r in rows] == ["k0", "k1", "k2"]
+    assert rows[0].payload == b"p0" and rows[0].topic == "t/segments"
+
+
+def test_same_key_is_stored_once(outbox):
+    assert outbox.put("seg-1", "t", b"first") is True
+    assert outbox.put("seg-1", "t", b"second") is False
+    assert outbox.depth == 1 and outbox.pending(5)[0].payload == b"first"
+
+
+def test_pending_skips_keys_already_in_flight(outbox):
+    for i in range(4):
+        outbox.put(f"k{i}", "t", b"x")
+    assert [r.key for r in outbox.pending(2, exclude={"k0", "k1"})] == ["k2", "k3"]
+
+
+def test_ack_deletes_only_the_acknowledged_rows(outbox):
+    for i in range(3):
+        outbox.put(f"k{i}", "t", b"x")
+    assert outbox.ack(["k1", "unknown"]) == 1
+    assert outbox.keys() == ["k0", "k2"]
+    assert outbox.stats().acked_total == 1
+
+
+def test_unacknowledged_rows_survive_a_reopen(tmp_path):
+    ob = Outbox(tmp_path / "o.sqlite")
+    ob.put("a", "t", b"1")
+    ob.put("b", "t", b"2")
+    ob.ack(["a"])
+    ob.close()
+    again = Outbox(tmp_path / "o.sqlite")
+    assert again.keys() == ["b"] and again.stats().bytes == 1
+    again.close()
+
+
+def test_committed_put_survives_sigkill_of_the_writer(tmp_path):
+    # A real process puts rows and is killed without closing: every put that returned is on disk.
+    path = tmp_path / "o.sqlite"
+    code = (
+        "import os, signal, sys\n"
+        "from edge.outbox import Outbox\n"
+        f"ob = Outbox({str(path)!r})\n"
+        "for i in range(20):\n"
+        "    ob.put(f'k{i}', 't', b'x' * 100)\n"
+        "    print(i, flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == -9
+    printed = [int(x) for x in proc.stdout.split()]
+    assert printed == list(range(20))
+    ob = Outbox(path)
+    assert ob.keys() == [f"k{i}" for i in range(20)]
+    ob.close()
+
+
+def test_byte_cap_evicts_oldest_first_and_counts(tmp_path, caplog):
+    ob = Outbox(tmp_path / "o.sqlite", max_bytes=4096)
+    with caplog.at_level(logging.WARNING, logger="edge.outbox"):
+        for i in range(10):
+            ob.put(f"k{i}", "t", b"x" * 1000)
+    assert ob.keys() == ["k6", "k7", "k8", "k9"]
+    stats = ob.stats()
+    assert stats.evicted_total == 6 and stats.evicted_bytes == 6000 and stats.bytes == 4000
+    assert "evicted" in caplog.text and "k0" in caplog.text and "max_bytes=4096" in caplog.text
+    ob.close()
+
+
+def test_age_cap_evicts_expired_rows_and_counts(tmp_path, caplog):
+    ob = Outbox(tmp_path / "o.sqlite", max_age_s=60)
+    ob.put("old", "t", b"x", now=1000.0)
+    ob.put("new", "t", b"x", now=1050.0)
+    with caplog.at_level(logging.WARNING, logger="edge.outbox"):
+        assert ob.evict_expired(now=1070.0) == 1
+    assert ob.keys() == ["new"] and ob.stats().evicted_total == 1
+    assert "max_age_s=60" in caplog.text
+    ob.close()
+
+
+def test_eviction_counters_survive_restart(tmp_path):
+    ob = Outbox(tmp_path / "o.sqlite", max_bytes=4096)
+    for i in range(6):
+        ob.put(f"k{i}", "t", b"x" * 1000)
+    ob.close()
+    assert read_stats(tmp_path / "o.sqlite").evicted_total == 2
+    again = Outbox(tmp_path / "o.sqlite", max_bytes=4096)
+    assert again.stats().evicted_total == 2
+    again.close()
+
+
+def test_lowered_cap_applies_at_open(tmp_path):
+    ob = Outbox(tmp_path / "o.sqlite", max_bytes=10_000)
+    for i in range(8):
+        ob.put(f"k{i}", "t", b"x" * 1000)
+    ob.close()
+    smaller = Outbox(tmp_path / "o.sqlite", max_bytes=4096)
+    assert smaller.depth == 4 and smaller.stats().evicted_total == 4
+    smaller.close()
+
+
+def test_read_stats_does_not_need_write_access(tmp_path):
+    ob = Outbox(tmp_path / "o.sqlite")
+    ob.put("a", "t", b"12345")
+    stats = read_stats(tmp_path / "o.sqlite")
+    assert stats.depth == 1 and stats.bytes == 5
+    ob.close()
+    assert read_stats(tmp_path / "missing.sqlite") is None
+
+
+def test_a_reader_does_not_block_a_writer(tmp_path):
+    ob = Outbox(tmp_path / "o.sqlite")
+    ob.put("a", "t", b"1")
+    reader = sqlite3.connect(str(tmp_path / "o.sqlite"))
+    reader.execute("BEGIN")
+    reader.execute("SELECT * FROM outbox").fetchall()
+    ob.put("b", "t", b"2")  # WAL: writers proceed while a read transaction is open
+    reader.close()
+    assert ob.depth == 2
+    ob.close()
