@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge.tracking import TRACKER_BACKENDS as TRACKERS  # one list, shared with the pipeline
 from edge.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -39,7 +40,6 @@ else:  # pragma: no cover - Python 3.10 devices
 
 #: Device and site ids become MQTT topic levels and URL path segments: no '/', '+', '#'.
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-TRACKERS = ("lk", "onnx")
 PROVIDERS = ("auto", "cpu", "cuda", "tensorrt")
 MIB = 1024 * 1024
 
@@ -94,7 +94,7 @@ class ModelConfig:
     """The models and thresholds.
 
     dir: a model directory (manifest.json, tokenizer.onnx, calibration.json); empty = the
-         built-in velocity-energy pipeline. tracker: "lk" or "onnx". providers: "auto"
+         built-in velocity-energy pipeline. tracker: one of edge.tracking.TRACKER_BACKENDS ("lk"). providers: "auto"
          (TensorRT -> CUDA -> CPU, whichever exist), "cpu", "cuda" or "tensorrt".
     calibration: a calibration.json overriding the model directory's own.
     thresholds: hysteresis parameters overriding both (names as `edge.energy.HysteresisParams`).

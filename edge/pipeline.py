@@ -28,6 +28,7 @@ from edge.energy import HysteresisParams, kernel
 from edge.errors import ConfigError
 from edge.segments import Segment
 from edge.sources.base import Frame
+from edge.tracking import TRACKER_BACKENDS
 from edge.tracking.base import PointTracker, TrackStep
 
 #: Defaults of the pipeline when no model directory is given (the velocity-energy proxy).
@@ -38,8 +39,6 @@ DEFAULT_GRID = 20
 #: synthetic VALIDATION seeds by `python -m benchmarks.segmentation --tune` (never the
 #: held-out ones); a site calibrates its own with `laps-calibrate`.
 DEFAULT_VELOCITY_THETA_ON = 0.35
-#: tracker backends this version can build (the distilled ONNX student is a later issue)
-TRACKER_BACKENDS = ("lk",)
 
 
 @dataclass
