@@ -34,11 +34,12 @@ def plan_distractor(rng: np.random.Generator, layout: Layout, n_frames: int, fps
     """Draw the distractor's motion for every frame (drawn even when disabled, then zeroed)."""
     w, u = layout.width, layout.unit
     t = np.arange(n_frames) / fps
+    t_end = float(t[-1]) if n_frames else 0.0
     # Conveyor: runs 3-10 s, stops 1-5 s, with 0.4 s ramps.
     speed = np.zeros(n_frames)
     v = rng.uniform(0.08, 0.2) * w
     clock = rng.uniform(-3.0, 0.0)
-    while clock < t[-1] + 1.0 if n_frames else False:
+    while clock < t_end + 1.0:
         run = rng.uniform(3.0, 10.0)
         stop = rng.uniform(1.0, 5.0)
         ramp_up = np.clip((t - clock) / 0.4, 0, 1) * np.clip((clock + run - t) / 0.4, 0, 1)
@@ -51,10 +52,10 @@ def plan_distractor(rng: np.random.Generator, layout: Layout, n_frames: int, fps
     alive = np.zeros(n_frames, bool)
     clock = rng.uniform(1.0, 8.0)
     margin = 140 * u
-    while clock < (t[-1] if n_frames else 0.0):
+    while clock < t_end:
         direction = 1.0 if rng.random() < 0.5 else -1.0
         pace = rng.uniform(0.25, 0.45) * w
-        y0 = rng.uniform(-12, 18) * u
+        y0 = rng.uniform(12, 32) * u
         span = w + 2 * margin
         dur = span / pace
         sel = (t >= clock) & (t < clock + dur)

@@ -7,7 +7,10 @@ Speed comes from doing as little as possible per frame:
 - a sprite is warped only over its bounding box inside the frame, and a layer whose matrix did
   not change reuses its last warp;
 - motion blur filters only the bounding box of each moving group;
-- shake is one sub-pixel warp of the whole frame; the camera effects are LUT/add/JPEG passes.
+- the scene is composited on a canvas a few pixels larger than the frame, so camera shake is a
+  window into it (the whole-pixel part costs nothing) plus one 2x2 filter for the sub-pixel part,
+  and a shaken frame shows bench texture at its edges, as a real camera would;
+- the camera effects are single passes (colour transform, noise add/subtract, JPEG).
 Every cache holds values that are pure functions of the frame index, so random access gives
 the same pixels as rendering in order.
 """
@@ -34,19 +37,24 @@ class Renderer:
     """Renders frame i of one recording as (H, W, 3) uint8 BGR."""
 
     def __init__(self, stack: LayerStack, background: np.ndarray, effects: CameraEffects,
-                 nuisances: Nuisances, n_frames: int) -> None:
+                 nuisances: Nuisances, n_frames: int, pad: int) -> None:
+        """background: (H + 2 pad, W + 2 pad, 4) BGRA canvas; frame pixel (x, y) is canvas pixel
+        (x + pad, y + pad) when there is no shake. `pad` must exceed the largest shake."""
         self.stack = stack
-        self.background = background  # (H, W, 4) BGRA
+        self.background = background
         self.effects = effects
         self.nuisances = nuisances
         self.n_frames = n_frames
-        self.height, self.width = background.shape[:2]
+        self.pad = pad
+        self.height, self.width = background.shape[0] - 2 * pad, background.shape[1] - 2 * pad
+        self._to_canvas = np.array([[0.0, 0.0, pad], [0.0, 0.0, pad]])
         self._chunk_start = -1
         self._chunk: LayerState | None = None
         self._prefix_key: tuple = ()
         self._prefix_img: np.ndarray | None = None
         self._warp_cache: dict[int, tuple[bytes, tuple, np.ndarray, np.ndarray]] = {}
         self._kernels: dict[tuple[int, int], np.ndarray] = {}
+        self._lists: dict[int, tuple] = {}
 
     # ---- state ------------------------------------------------------------------------------
 
@@ -60,21 +68,36 @@ class Renderer:
         st = self._chunk
         return st.mats[k], st.alive[k], st.z[k], st.group[k]
 
-    def _draw_list(self, i: int) -> tuple[list[tuple[int, bytes]], np.ndarray, np.ndarray, np.ndarray]:
+    def _draw_list(self, i: int) -> tuple[list[tuple[int, bytes]], dict, np.ndarray, np.ndarray]:
+        """Layers to draw at frame i, bottom first, as (layer, matrix bytes); their canvas matrices;
+        all layer matrices and blur groups. The last two frames' lists are memoised (in-order
+        rendering asks for each frame twice: as the frame and as the previous one)."""
+        memo = self._lists.get(i)
+        if memo is not None:
+            return memo
         mats, alive, z, group = self._state_at(i)
         order = [int(k) for k in np.argsort(z, kind="stable") if alive[k]]
         items = []
         rmats = {}
         for k in order:
-            m = self.stack.render_matrix(k, mats[k])
+            m = self.stack.render_matrix(k, mats[k]) + self._to_canvas
             rmats[k] = m
             items.append((k, np.ascontiguousarray(m).tobytes()))
-        return items, rmats, mats, group
+        result = (items, rmats, mats, group)
+        if len(self._lists) >= 2:
+            self._lists.pop(min(self._lists))
+        self._lists[i] = result
+        return result
 
     # ---- frames -----------------------------------------------------------------------------
 
     def render(self, i: int) -> np.ndarray:
         """Frame i as (H, W, 3) uint8 BGR (a new array)."""
+        return self.effects.apply(self.render_scene(i), i)
+
+    def render_scene(self, i: int) -> np.ndarray:
+        """Frame i before the photometric camera effects (illumination, noise, compression): the
+        composited scene with motion blur, seen through the shaken camera. Not thread-safe."""
         items, rmats, mats, group = self._draw_list(i)
         if i > 0:
             prev_items, _, prev_mats, _ = self._draw_list(i - 1)
@@ -99,12 +122,22 @@ class Renderer:
                 drawn.append((k, roi_mask))
         if self.nuisances.blur and drawn:
             self._motion_blur(frame, drawn, mats, prev_mats, group)
-        dx, dy = self.effects.shake_xy(i)
-        if dx != 0.0 or dy != 0.0:
-            frame = cv2.warpAffine(frame, np.float64([[1, 0, dx], [0, 1, dy]]), (self.width, self.height),
-                                   flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        out = cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
-        return self.effects.apply(out, i)
+        return self._camera_window(frame, *self.effects.shake_xy(i))
+
+    def _camera_window(self, canvas: np.ndarray, dx: float, dy: float) -> np.ndarray:
+        """The frame seen through a camera shifted by (dx, dy): out(x, y) = scene(x - dx, y - dy),
+        bilinear, as a new contiguous BGR array."""
+        p, h, w = self.pad, self.height, self.width
+        if dx == 0.0 and dy == 0.0:
+            return cv2.cvtColor(canvas[p:p + h, p:p + w], cv2.COLOR_BGRA2BGR)
+        ix, iy = math.floor(dx), math.floor(dy)
+        fx, fy = dx - ix, dy - iy
+        # out(x, y) = sum over the 2x2 canvas pixels at (x - ix - 1 .. x - ix, y - iy - 1 .. y - iy) + pad.
+        x0, y0 = p - ix - 1, p - iy - 1
+        region = cv2.cvtColor(canvas[y0:y0 + h + 1, x0:x0 + w + 1], cv2.COLOR_BGRA2BGR)
+        kernel = np.array([[fx * fy, (1 - fx) * fy], [fx * (1 - fy), (1 - fx) * (1 - fy)]], np.float32)
+        out = cv2.filter2D(region, -1, kernel, anchor=(0, 0), borderType=cv2.BORDER_REPLICATE)
+        return np.ascontiguousarray(out[:h, :w])
 
     def _draw(self, frame: np.ndarray, k: int, m23: np.ndarray):
         """Draw layer k; returns (roi, mask) or None. Reuses the last warp when m23 is unchanged."""
@@ -141,7 +174,7 @@ class Renderer:
             y1 = max(r[3] for _, r, _ in members)
             # Displacement since the previous frame at the group's centre, from its first layer.
             k0 = members[0][0]
-            centre = np.array([[0.5 * (x0 + x1), 0.5 * (y0 + y1)]])
+            centre = np.array([[0.5 * (x0 + x1) - self.pad, 0.5 * (y0 + y1) - self.pad]])
             local = affine.apply(affine.invert(mats[k0]), centre)
             before = affine.apply(prev_mats[k0], local)[0]
             dx, dy = (centre[0] - before) * EXPOSURE
@@ -151,7 +184,7 @@ class Renderer:
             kernel = self._kernel(dx, dy)
             r = kernel.shape[0] // 2
             bx0, by0 = max(0, x0 - r), max(0, y0 - r)
-            bx1, by1 = min(self.width, x1 + r), min(self.height, y1 + r)
+            bx1, by1 = min(frame.shape[1], x1 + r), min(frame.shape[0], y1 + r)
             region = frame[by0:by1, bx0:bx1]
             covered = np.zeros(region.shape[:2], np.uint8)
             for _, (rx0, ry0, rx1, ry1), mask in members:

@@ -73,10 +73,11 @@ def choose_layout(rng: np.random.Generator, size: tuple[int, int], distractor: s
     tray_rect = (tx - 100 * u, ty - 70 * u, tx + 100 * u, ty + 70 * u)
     tray_slots = tuple((tx + dx * 62 * u, ty + dy * 62 * u) for dy in (-0.5, 0.5) for dx in (-1, 0, 1))
     fixture = (0.5 * width + jx(), 0.5 * height + jy(), rng.uniform(-0.3, 0.3))
-    holder = (0.8 * width + jx(), 0.74 * height + jy(), np.pi + rng.uniform(0.05, 0.3))
+    # Right of the right hand's rest position, tip pointing up-left towards the fixture.
+    holder = (0.87 * width + jx(), 0.72 * height + jy(), np.pi + rng.uniform(0.25, 0.6))
     shoulders = ((0.5 * width - 95 * u, height + 230 * u), (0.5 * width + 95 * u, height + 230 * u))
     homes = []
-    for (sx, sy), hx, hy in zip(shoulders, (0.3 * width + jx(), 0.68 * width + jx()),
+    for (sx, sy), hx, hy in zip(shoulders, (0.3 * width + jx(), 0.64 * width + jx()),
                                 (0.86 * height, 0.88 * height)):
         homes.append((hx, hy, float(np.arctan2(hy - sy, hx - sx))))
     arm_length = float(np.hypot(0.6 * width, height + 260 * u))

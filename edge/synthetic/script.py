@@ -50,8 +50,12 @@ PRIMITIVE_MOTION = {
 
 LEFT, RIGHT = 0, 1
 STATIC, ATTACHED = 0, 1
-#: rest lengths (s) and primitive durations (s) before the per-cycle pace
+#: rest lengths (s) and primitive durations (s), after the per-cycle pace
 REST_RANGE = (0.5, 4.0)
+PRIMITIVE_RANGE = (0.6, 4.0)
+#: progress slope at a direct transition (1 = the primitive's mean speed): the hand slows but
+#: never stops, as in a fluent sequence of movements
+DIRECT_SLOPE = 0.5
 
 
 @dataclass
@@ -146,8 +150,8 @@ def compose_script(rng: np.random.Generator, layout: Layout, n_frames: int, fps:
 def _hermite(n: int, v0: float, v1: float) -> np.ndarray:
     """Progress u(tau) for tau = 1/n .. 1 (n values) from 0 to 1 with end slopes v0, v1.
 
-    Slope 0 at an end is a smooth stop/start (a rest boundary); slope ~1 keeps moving (a direct
-    transition, where the motion must not pause).
+    Slope 0 at an end is a smooth stop/start (a rest boundary); a positive slope keeps moving (a
+    direct transition, where the motion must not pause).
     """
     tau = np.arange(1, n + 1, dtype=np.float64) / n
     h10 = tau ** 3 - 2 * tau ** 2 + tau
@@ -191,7 +195,6 @@ class _ScriptBuilder:
         self.cursor = 0
         self.hands: list[HandTrack] = []
         for h in (LEFT, RIGHT):
-            hx, hy, hth = layout.homes[h]
             arr = {k: np.zeros(self.capacity) for k in ("x", "y", "theta", "scale", "grip")}
             self.hands.append(HandTrack(
                 name="left" if h == LEFT else "right", shoulder=layout.shoulders[h],
@@ -228,8 +231,8 @@ class _ScriptBuilder:
                 nxt = steps[k + 1] if k + 1 < len(steps) else _Step("reach", RIGHT)
                 rest_before = self.cursor > 0 and self.labels[self.cursor - 1] == 0
                 rest_after = bool(rng.random() < self.rest_fraction) or LABEL_OF[nxt.kind] == label
-                v0 = 0.0 if rest_before else 1.0
-                v1 = 0.0 if rest_after else 1.0
+                v0 = 0.0 if rest_before else DIRECT_SLOPE
+                v1 = 0.0 if rest_after else DIRECT_SLOPE
                 getattr(self, "_" + step.kind)(step, v0, v1)
                 if rest_after:
                     self._rest(np.exp(rng.uniform(np.log(REST_RANGE[0]), np.log(REST_RANGE[1]))))
@@ -272,6 +275,10 @@ class _ScriptBuilder:
 
     def _frames(self, seconds: float) -> int:
         return max(2, int(round(seconds * self.fps)))
+
+    def _prim_frames(self, seconds: float) -> int:
+        """Frames of one primitive: always within PRIMITIVE_RANGE seconds, whatever the pace."""
+        return self._frames(float(np.clip(seconds, *PRIMITIVE_RANGE)))
 
     def _ensure(self, n: int) -> None:
         need = self.cursor + n
@@ -345,7 +352,7 @@ class _ScriptBuilder:
 
     def _duration(self, dist: float, speed: tuple[float, float], lo: float, hi: float, base: float) -> int:
         v = self.rng.uniform(*speed) * self.lay.height  # px per second
-        return self._frames(float(np.clip(base + dist / v, lo, hi)) * self.pace)
+        return self._prim_frames(float(np.clip(base + dist / v, lo, hi)) * self.pace)
 
     def _grip_open(self, n: int, g0: float, g1: float, start: float, stop: float) -> np.ndarray:
         tau = np.arange(1, n + 1) / n
@@ -358,7 +365,6 @@ class _ScriptBuilder:
                            appear=appear)
         part.add(appear, STATIC, -1, self.lay.bin_part_pose(slot))
         self.objects.append(part)
-        part.slot = slot  # type: ignore[attr-defined]
         return part
 
     def _attach(self, h: int, obj: ObjectTrack) -> None:
@@ -414,7 +420,7 @@ class _ScriptBuilder:
     def _grasp(self, step: _Step, v0: float, v1: float) -> None:
         h = step.hand
         rng, u = self.rng, self.u
-        n = self._frames(rng.uniform(0.6, 1.2) * self.pace)
+        n = self._prim_frames(rng.uniform(0.6, 1.2) * self.pace)
         x0, y0, th0, s0, g0 = self.pose[h]
         tau = np.arange(1, n + 1) / n
         bump = np.sin(np.pi * tau)
@@ -479,11 +485,11 @@ class _ScriptBuilder:
     def _insert(self, step: _Step, v0: float, v1: float) -> None:
         h = step.hand
         rng, u = self.rng, self.u
-        n = self._frames(rng.uniform(1.0, 2.5) * self.pace)
+        n = self._prim_frames(rng.uniform(1.0, 2.5) * self.pace)
         dest = self._insert_dest
         final = dest @ affine.invert(self.rel[h])
         cx, cy = dest[0, 2], dest[1, 2]
-        prog = _hermite(n, v0 * 0.5, 0.0)
+        prog = _hermite(n, v0, v1)  # a direct transition: the part seats with a bump
         sigma = 1.06 + (1.0 - 1.06) * prog
         t = np.arange(1, n + 1) / self.fps
         tau = np.arange(1, n + 1) / n
@@ -501,7 +507,7 @@ class _ScriptBuilder:
     def _screw(self, step: _Step, v0: float, v1: float) -> None:
         h = step.hand
         rng = self.rng
-        n = self._frames(rng.uniform(1.5, 4.0) * self.pace)
+        n = self._prim_frames(rng.uniform(1.5, 4.0) * self.pace)
         p = self._bolt
         h0 = self._hand_matrix_now(h)
         tau = np.arange(1, n + 1) / n
@@ -519,7 +525,7 @@ class _ScriptBuilder:
     def _inspect(self, step: _Step, v0: float, v1: float) -> None:
         h = step.hand
         rng, u, lay = self.rng, self.u, self.lay
-        n = self._frames(rng.uniform(1.8, 4.0) * self.pace)
+        n = self._prim_frames(rng.uniform(1.8, 4.0) * self.pace)
         rel = self.rel[h]
         o0 = self._hand_matrix_now(h) @ rel
         c0 = o0[:2, 2].copy()
@@ -560,6 +566,5 @@ class _ScriptBuilder:
         dist = float(np.hypot(x1 - x0, y1 - y0))
         n = self._duration(dist, (0.45, 0.75), 1.0, 2.8, 0.5)
         grip = self._grip_open(n, self.pose[h][4], 0.2, 0.78, 1.0)
-        self._move_to(h, "put_aside", x1, y1, th1, s1, n, v0, 0.0 if v1 == 0 else 0.6, rng.uniform(-0.2, 0.2),
-                      0.03, grip)
+        self._move_to(h, "put_aside", x1, y1, th1, s1, n, v0, v1, rng.uniform(-0.2, 0.2), 0.03, grip)
         self._release(h)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Iterator
 
+import cv2
 import numpy as np
 
 from edge.errors import ConfigError
@@ -43,6 +44,8 @@ class SyntheticWorkstation:
     def __init__(self, seed: int = 7, minutes: float = 2.0, fps: float = 30.0, size: tuple[int, int] = (640, 480),
                  nuisances: Nuisances | None = None, *, hands: int | None = None, rest_fraction: float = 0.5,
                  distractor: str | None = None) -> None:
+        self.validate(seed, minutes, fps, size, nuisances, hands=hands, rest_fraction=rest_fraction,
+                      distractor=distractor)
         seed, minutes, fps, size = _validate(seed, minutes, fps, size, hands, rest_fraction, distractor)
         self.seed = seed
         self.minutes = minutes
@@ -68,7 +71,8 @@ class SyntheticWorkstation:
             sprites[f"thumb{h}"] = sp.make_thumb(r_look, u, look)
         rail = max(2, int(5 * u))
         period = int(round(256 * u))
-        sprites["belt"] = sp.make_belt(r_look, u, size[0], self.layout.strip_h - rail, period)
+        # One period wider than needed, so the belt also fills the canvas margin that shake reveals.
+        sprites["belt"] = sp.make_belt(r_look, u, size[0] + period, self.layout.strip_h - rail, period)
         sprites["belt_period"] = period
         sprites["belt_y"] = 0.0
         self.look = look
@@ -77,8 +81,20 @@ class SyntheticWorkstation:
         self.effects = CameraEffects(r_camera, self._n_frames, fps, size, self.nuisances)
         self.background = paint_background(r_background, self.layout, sprites["part"])
         self.stack = LayerStack(self.layout, self.script, self.distractor, sprites)
-        self._renderer = Renderer(self.stack, self.background, self.effects, self.nuisances, self._n_frames)
+        # The canvas extends past the frame by more than the largest shake (mirrored bench).
+        pad = int(np.ceil(np.abs(self.effects.shake).max(initial=0.0))) + 2
+        canvas = cv2.copyMakeBorder(self.background, pad, pad, pad, pad, cv2.BORDER_REFLECT_101)
+        self._renderer = Renderer(self.stack, canvas, self.effects, self.nuisances, self._n_frames, pad)
         self._ground_truth: GroundTruth | None = None
+
+    @staticmethod
+    def validate(seed: int = 7, minutes: float = 2.0, fps: float = 30.0, size: tuple[int, int] = (640, 480),
+                 nuisances: Nuisances | None = None, *, hands: int | None = None, rest_fraction: float = 0.5,
+                 distractor: str | None = None) -> None:
+        """Raise ConfigError (one line) if the constructor would reject these arguments; cheap."""
+        _validate(seed, minutes, fps, size, hands, rest_fraction, distractor)
+        if nuisances is not None and not isinstance(nuisances, Nuisances):
+            raise ConfigError(f"nuisances must be a Nuisances, got {nuisances!r}; use Nuisances.parse('all')")
 
     # ---- properties -------------------------------------------------------------------------
 
@@ -115,11 +131,37 @@ class SyntheticWorkstation:
             raise IndexError(f"frame {i} outside 0..{self._n_frames - 1}")
         return self._renderer.render(i)
 
-    def frames(self, start: int = 0, stop: int | None = None) -> Iterator[np.ndarray]:
-        """Frames start..stop-1 in order."""
+    def frames(self, start: int = 0, stop: int | None = None, workers: int = 2) -> Iterator[np.ndarray]:
+        """Frames start..stop-1 in order, identical to `render(i)`.
+
+        With workers > 0 the photometric camera effects (illumination, sensor noise, the JPEG
+        round trip: most of the cost when they are on) run in that many threads of this process
+        while the next frames are composited (OpenCV releases the GIL), a few frames ahead.
+        """
         stop = self._n_frames if stop is None else min(stop, self._n_frames)
-        for i in range(start, stop):
-            yield self._renderer.render(i)
+        renderer = self._renderer
+        photometric = self.nuisances.noise or self.nuisances.flicker or self.nuisances.drift or \
+            self.nuisances.compression
+        if workers <= 0 or not photometric:
+            for i in range(start, stop):
+                yield renderer.render(i)
+            return
+        from collections import deque
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="synthetic-camera")
+        pending: deque = deque()
+        try:
+            for i in range(start, stop):
+                pending.append(pool.submit(self.effects.apply, renderer.render_scene(i), i))
+                if len(pending) > 2 * workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for fut in pending:
+                fut.cancel()
+            pool.shutdown(wait=True)
 
     def trajectories(self, points_xy: np.ndarray, frame0: int,
                      frame_indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -186,7 +228,7 @@ def _validate(seed, minutes, fps, size, hands, rest_fraction, distractor):
         seed_i = int(seed)
     except (TypeError, ValueError):
         seed_i = -1
-    if seed_i < 0 or seed_i != seed:
+    if isinstance(seed, bool) or seed_i < 0 or seed_i != seed:
         raise ConfigError(f"seed must be an integer >= 0, got {seed!r}")
     try:
         minutes_f, fps_f = float(minutes), float(fps)
