@@ -10,6 +10,10 @@ Tests, benchmarks and users all call these same generators (see STYLE.md on rupt
 Seed policy (project-wide): training 100-199, validation 500-599, held-out benchmark 900-999.
 """
 
+#: Bump whenever a change alters rendered pixels, motion or labels for an existing seed: track
+#: caches and anything else derived from a synthetic spec are keyed on it.
+GENERATOR_VERSION = "2026.11.24-1"
+
 from edge.synthetic.groundtruth import GroundTruth, GroundTruthError, load_ground_truth
 from edge.synthetic.nuisances import NUISANCE_NAMES, Nuisances
 from edge.synthetic.script import LABEL_NAMES, PRIMITIVE_MOTION, PRIMITIVES
@@ -17,6 +21,7 @@ from edge.synthetic.video import SyntheticOutputError, write_tracks, write_video
 from edge.synthetic.workstation import SyntheticWorkstation
 
 __all__ = [
+    "GENERATOR_VERSION",
     "GroundTruth", "GroundTruthError", "LABEL_NAMES", "NUISANCE_NAMES", "Nuisances", "PRIMITIVES",
     "PRIMITIVE_MOTION", "SyntheticOutputError", "SyntheticWorkstation", "load_ground_truth", "write_tracks",
     "write_video",
