@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -146,7 +146,8 @@ def tuned_rows(name: str, val_e, val_videos, test_e, test_videos, base) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=None, help="tokenizer model directory (default: the shipped one)")
+    parser.add_argument("--model", default=None,
+                        help="tokenizer model directory (default: the shipped one); 'none' = baselines only")
     parser.add_argument("--minutes", type=float, default=MINUTES)
     parser.add_argument("--held-out", type=int, default=len(HELD_OUT_SEEDS), help="number of held-out videos")
     args = parser.parse_args(argv)
@@ -162,8 +163,8 @@ def main(argv=None) -> int:
              "period_s": period}]
     rows.append(tuned_rows("velocity energy", velocity_energies(val), val, velocity_energies(test), test, base))
 
-    model_dir = args.model
-    if model_dir is None:
+    model_dir = None if args.model == "none" else args.model
+    if args.model is None:
         default = Path(__file__).resolve().parent.parent / "edge" / "models" / "default"
         model_dir = str(default) if (default / "manifest.json").is_file() else None
     if model_dir is not None:

@@ -35,10 +35,11 @@ from edge.tracking.base import PointTracker, TrackStep
 DEFAULT_FPS = 10.0
 DEFAULT_INPUT_SIZE = (320, 240)
 DEFAULT_GRID = 20
-#: theta_on for the velocity-energy proxy (px/step at 320x240, 10 fps). Chosen on the
-#: synthetic VALIDATION seeds by `python -m benchmarks.segmentation --tune` (never the
-#: held-out ones); a site calibrates its own with `laps-calibrate`.
-DEFAULT_VELOCITY_THETA_ON = 0.35
+#: theta_on for the velocity-energy proxy (px/step at 320x240, 10 fps): the best mean F1@2s
+#: on the synthetic VALIDATION seeds 500-504 (`python -m benchmarks.segmentation`, row
+#: "velocity energy", column theta_on), never the held-out ones. A site calibrates its own
+#: with `laps-calibrate`.
+DEFAULT_VELOCITY_THETA_ON = 0.74
 
 
 @dataclass
