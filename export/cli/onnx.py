@@ -1,0 +1,144 @@
+"""`laps-export onnx`: export a trained tokenizer into a model directory."""
+
+from __future__ import annotations
+
+import argparse
+
+EPILOG = """\
+Writes OUT/manifest.json, OUT/tokenizer.onnx, OUT/calibration.json and OUT/golden/golden.npz.
+The ONNX graph ends at the pre-quantisation latent (FSQ rounding and its output projection run
+in NumPy on the device, with the weights embedded in the metadata); shapes are fixed and the
+opset is 17.
+
+Thresholds (calibration.json) come from --calibration FILE, or are searched on LABELLED
+synthetic validation recordings with --calibrate-seeds (VALIDATION seeds 500-599 only).
+
+Example (the default model):
+  laps-export onnx --checkpoint .cache/tokenizer-small/best.pt --out edge/models/default \\
+      --model-version small-2026.11-1 --calibrate-seeds 500-503 --overwrite
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "onnx", help="export a trained tokenizer to ONNX and write the model directory",
+        description="Export the tokenizer encoder (up to the pre-quantisation latent) to ONNX with the model "
+                    "metadata embedded, and write a model directory with manifest (sha256 of every file), "
+                    "calibration and golden data.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--checkpoint", required=True, help="a checkpoint written by train-tokenizer (best.pt or last.pt)")
+    p.add_argument("--out", required=True, help="model directory to write")
+    p.add_argument("--model-version", required=True, help="version string stored in the metadata, e.g. small-2026.11-1")
+    p.add_argument("--bundle-version", type=int, default=1, help="monotonic bundle version for OTA (default 1)")
+    p.add_argument("--calibration", metavar="FILE",
+                   help="calibration.json to ship ({'params': HysteresisParams fields, 'provenance': ...})")
+    p.add_argument("--calibrate-seeds", metavar="LIST",
+                   help="search theta_on on these labelled synthetic VALIDATION seeds (500-599), e.g. 500-503")
+    p.add_argument("--calibrate-minutes", type=float, default=3.0, help="minutes per calibration recording (default 3)")
+    p.add_argument("--nuisances", default="all", help="nuisances of the synthetic recordings (default all)")
+    p.add_argument("--golden-source", metavar="SPEC",
+                   help="clip for the golden segments (default: the first calibration recording, else a "
+                        "1-minute synthetic VALIDATION recording, seed 599)")
+    p.add_argument("--golden-seconds", type=float, default=60.0, help="length of the golden clip (default 60 s)")
+    p.add_argument("--golden-windows", type=int, default=8, help="golden input windows with expected codes (default 8)")
+    p.add_argument("--tracker", choices=("lk", "exact"), default="lk", help="tracker for golden/calibration clips (default lk)")
+    p.add_argument("--cache-dir", default=".cache/tracks", help="track cache folder (default .cache/tracks)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=handler)
+
+
+def handler(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    import numpy as np
+
+    from edge.energy import HysteresisParams
+    from edge.errors import ConfigError
+    from edge.model import CALIBRATION_NAME, GOLDEN_DIR
+    from edge.tokenizer import TokenizerRuntime
+    from export.tokenizer.dataset import cached_tracks, parse_seed_range, synthetic_spec
+    from export.tokenizer.onnx import rewrite_manifest, write_model_directory
+    from export.tokenizer.threshold_search import latent_energy, search_theta_on
+    from export.tokenizer.train import load_checkpoint
+    from export.tokenizer.windows import make_windows
+    from export.verify import make_golden
+
+    model, conventions, ckpt = load_checkpoint(args.checkpoint)
+    dhash = ckpt.get("provenance", {}).get("training_data_hash", "")
+    progress = not args.no_progress
+    md = write_model_directory(model, conventions, args.out, model_version=args.model_version,
+                               bundle_version=args.bundle_version, training_data_hash=dhash, overwrite=args.overwrite)
+    runtime = TokenizerRuntime(md, providers="cpu")
+
+    def tokenize(rec) -> np.ndarray:
+        runtime.reset()
+        return np.stack([runtime.step(v, m).z_q for v, m in zip(rec.velocity, rec.valid)])
+
+    calibration: dict | None = None
+    cal_specs: list[str] = []
+    if args.calibration:
+        path = Path(args.calibration)
+        if not path.is_file():
+            raise ConfigError(f"calibration file {path} does not exist; give a calibration.json or use --calibrate-seeds")
+        calibration = json.loads(path.read_text(encoding="utf-8"))
+        HysteresisParams.from_dict(calibration.get("params", calibration))  # validate before shipping
+    elif args.calibrate_seeds:
+        seeds = parse_seed_range(args.calibrate_seeds)
+        bad = [s for s in seeds if not 500 <= s <= 599]
+        if bad:
+            raise ConfigError(f"calibration seed {bad[0]} is not a VALIDATION seed; use seeds in 500-599")
+        cal_specs = [synthetic_spec(s, args.calibrate_minutes, args.nuisances) for s in seeds]
+        energies, gts = [], []
+        for spec in cal_specs:
+            rec, _ = cached_tracks(spec, conventions, args.tracker, args.cache_dir, progress=progress)
+            energies.append(latent_energy(tokenize(rec)))
+            gts.append(synthetic_ground_truth(spec))
+        params, summary = search_theta_on(energies, gts, conventions.fps)
+        calibration = {
+            "params": params.to_dict(),
+            "provenance": {
+                "method": "theta_on search against exact ground truth (boundary F1@2s), other parameters at the "
+                          "paper's values", "sources": cal_specs, "tracker": args.tracker,
+                "energy": "newest-token latent energy ||z_q,t - z_q,t-1||", "f1_at_2s": summary["f1"],
+                "model_version": args.model_version,
+            },
+        }
+        print(f"calibration: theta_on {params.theta_on:.4g}, F1@2s {summary['f1']:.3f} on seeds {args.calibrate_seeds}")
+
+    golden_spec = args.golden_source or (cal_specs[0] if cal_specs else synthetic_spec(599, 1, args.nuisances))
+    rec, _ = cached_tracks(golden_spec, conventions, args.tracker, args.cache_dir, progress=progress)
+    n = min(rec.n_frames, int(round(args.golden_seconds * conventions.fps)))
+    clip_v, clip_m = rec.velocity[:n], rec.valid[:n]
+    wv, wm = make_windows([rec], conventions.window, conventions.window)
+    if calibration is not None:
+        golden_params = HysteresisParams.from_dict(calibration.get("params", calibration))
+    else:
+        # No thresholds to ship: the golden segments still pin the kernel path, at the median energy.
+        golden_params = HysteresisParams(theta_on=float(np.median(latent_energy(tokenize(rec)[:n]))))
+    golden = make_golden(model, conventions, wv[:args.golden_windows], wm[:args.golden_windows], clip_v, clip_m,
+                         golden_params)
+    (md.path / GOLDEN_DIR).mkdir(exist_ok=True)
+    np.savez_compressed(md.path / GOLDEN_DIR / "golden.npz", **golden)
+    (md.path / GOLDEN_DIR / "README.md").write_text(
+        f"Golden data of model {args.model_version}: {len(golden['window_codes'])} windows with expected codes, "
+        f"and {n} frames of tracks of `{golden_spec}` ({args.tracker} tracker) with expected per-frame codes and "
+        f"{len(golden['clip_segments'])} expected segments. Checked by `laps-export verify`.\n", encoding="utf-8")
+    if calibration is not None:
+        (md.path / CALIBRATION_NAME).write_text(json.dumps(calibration, indent=1) + "\n", encoding="utf-8")
+    md = rewrite_manifest(md)
+    size = sum(p.stat().st_size for p in md.path.rglob("*") if p.is_file())
+    print(json.dumps({"model_dir": str(md.path), "version": args.model_version, "bytes": size,
+                      "golden_segments": int(len(golden["clip_segments"])),
+                      "calibrated": calibration is not None}))
+    return 0
+
+
+def synthetic_ground_truth(spec: str) -> list[tuple[float, float]]:
+    """(start_s, end_s) ground-truth segments of a synthetic:// recording."""
+    from edge.sources.synthetic import SyntheticSource
+
+    source = SyntheticSource.from_uri(spec)
+    return [(float(s), float(e)) for s, e, *_ in source.workstation.ground_truth.segments]

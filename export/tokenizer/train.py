@@ -1,0 +1,230 @@
+"""Training loop of the motion tokenizer: seeded, deterministic on CPU, checkpoints, resume.
+
+Determinism: fixed seeds for torch and for the shuffling generator (re-derived per epoch from
+the seed, so a resumed run shuffles exactly like an uninterrupted one), the torch RNG state
+saved in each checkpoint, `torch.use_deterministic_algorithms(True)`, no data-loader workers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from edge.errors import ConfigError
+from export.tokenizer.losses import EpochFigures, LossConfig, displacement_classes, radial_weights, tokenizer_loss
+from export.tokenizer.model import MotionTokenizer, TokenizerConfig
+from export.tokenizer.windows import DataConventions, normalise_velocity
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_LAST = "last.pt"
+CHECKPOINT_BEST = "best.pt"
+HISTORY_NAME = "history.json"
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of one run (all recorded in the checkpoint)."""
+
+    preset: str = "small"
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.95)
+    weight_decay: float = 0.0
+    dropout: float = 0.1
+    seed: int = 0
+    focal_gamma: float = 0.0
+    focal_alpha: float = 0.5
+    radial_k: float = 4.0  # chosen by measurement (edge/models/README.md)
+    latent_noise: float = 0.0
+    max_batches_per_epoch: int = 0  # 0 = the whole training set each epoch
+    device: str = "auto"
+    threads: int = 2
+    model_overrides: dict = field(default_factory=dict)
+
+    def loss_config(self) -> LossConfig:
+        return LossConfig(focal_gamma=self.focal_gamma, focal_alpha=self.focal_alpha, radial_k=self.radial_k)
+
+
+@dataclass
+class WindowData:
+    """Windows in raw px: velocity (W, S, N, 2) float32, valid (W, S, N) bool."""
+
+    velocity: np.ndarray
+    valid: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.velocity.shape[0])
+
+
+def data_hash(parts: list[str]) -> str:
+    """sha256 over the training data's identity (cache keys, window stride, split)."""
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} was requested but torch sees no CUDA GPU; use --device cpu or auto")
+    if name != "cpu" and not name.startswith("cuda"):
+        raise ConfigError(f"device {name!r} is unknown; use auto, cpu or cuda")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2 ** 32))
+    torch.manual_seed(seed)
+
+
+def build_model(cfg: TrainConfig, conventions: DataConventions) -> MotionTokenizer:
+    model_cfg = TokenizerConfig.from_preset(
+        cfg.preset, steps=conventions.steps, n_points=conventions.n_points, dropout=cfg.dropout,
+        max_displacement_px=conventions.max_displacement_px, **cfg.model_overrides,
+    )
+    return MotionTokenizer(model_cfg)
+
+
+def _batch(data: WindowData, idx: np.ndarray, conv: DataConventions, device: torch.device):
+    vel = data.velocity[idx]
+    valid = data.valid[idx]
+    x = torch.from_numpy(normalise_velocity(vel, valid, conv.velocity_scale_px)).to(device)
+    targets = displacement_classes(torch.from_numpy(vel), conv.max_displacement_px).to(device)
+    return x, targets, torch.from_numpy(valid).to(device)
+
+
+def evaluate(model: MotionTokenizer, data: WindowData, conv: DataConventions, cfg: TrainConfig,
+             device: torch.device, class_weights: torch.Tensor | None) -> dict[str, float]:
+    """Validation figures: loss, displacement accuracy (all / moving points), codebook usage, perplexity."""
+    model.eval()
+    m = conv.max_displacement_px
+    static_class = m * (2 * m + 1) + m
+    figs = EpochFigures(codebook_size=model.fsq.codebook_size)
+    with torch.no_grad():
+        for start in range(0, len(data), cfg.batch_size):
+            idx = np.arange(start, min(start + cfg.batch_size, len(data)))
+            x, t, v = _batch(data, idx, conv, device)
+            out = model(x)
+            loss = tokenizer_loss(out["logits"], t, v, cfg.loss_config(), class_weights)
+            figs.add(float(loss), out["logits"], t, v, out["codes"], static_class)
+    return figs.summary()
+
+
+def train(
+    train_data: WindowData,
+    val_data: WindowData,
+    conventions: DataConventions,
+    cfg: TrainConfig,
+    out_dir: str | os.PathLike,
+    *,
+    resume: bool = False,
+    provenance: dict | None = None,
+    progress: bool = True,
+    on_epoch: Callable[[dict], None] | None = None,
+) -> list[dict]:
+    """Train, writing `last.pt` every epoch and `best.pt` at the lowest validation loss.
+
+    Returns the per-epoch history (also in `history.json`). With `resume`, continues from
+    `out_dir/last.pt` (its configuration must match `cfg`'s model shape).
+    """
+    from tqdm import tqdm
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    device = pick_device(cfg.device)
+    torch.set_num_threads(max(1, cfg.threads))
+    if device.type == "cuda":
+        # cuBLAS is reproducible only with a fixed workspace; set before its first use.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    # Bit-exact on CPU; on CUDA an op without a deterministic kernel warns instead of failing.
+    torch.use_deterministic_algorithms(True, warn_only=device.type == "cuda")
+    seed_everything(cfg.seed)
+    model = build_model(cfg, conventions).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+    class_weights = radial_weights(conventions.max_displacement_px, cfg.radial_k).to(device) if cfg.radial_k > 0 else None
+    history: list[dict] = []
+    start_epoch = 0
+    best = float("inf")
+    if resume:
+        ckpt_path = out / CHECKPOINT_LAST
+        if not ckpt_path.is_file():
+            raise ConfigError(f"--resume given but {ckpt_path} does not exist; start without --resume")
+        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
+        if ckpt["model_config"] != model.cfg.to_dict():
+            raise ConfigError(
+                f"checkpoint {ckpt_path} is a {ckpt['model_config']['preset']} model with a different shape; "
+                "resume with the same preset and conventions or use a new --out"
+            )
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        torch.set_rng_state(ckpt["torch_rng"])
+        start_epoch, history, best = ckpt["epoch"], ckpt["history"], ckpt["best_val_loss"]
+        log.info("resumed from %s at epoch %d", ckpt_path, start_epoch)
+
+    n = len(train_data)
+    batches = n // cfg.batch_size
+    if cfg.max_batches_per_epoch:
+        batches = min(batches, cfg.max_batches_per_epoch)
+    if batches < 1:
+        raise ConfigError(f"{n} training windows are fewer than one batch of {cfg.batch_size}; add data or lower --batch-size")
+    for epoch in range(start_epoch, cfg.epochs):
+        model.train()
+        order = np.random.default_rng([cfg.seed, epoch]).permutation(n)
+        running = 0.0
+        bar = tqdm(range(batches), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False)
+        for b in bar:
+            idx = np.sort(order[b * cfg.batch_size:(b + 1) * cfg.batch_size])
+            x, t, v = _batch(train_data, idx, conventions, device)
+            out_ = model(x, latent_noise=cfg.latent_noise)
+            loss = tokenizer_loss(out_["logits"], t, v, cfg.loss_config(), class_weights)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            running += loss.item()
+            bar.set_postfix(loss=f"{running / (b + 1):.4f}")
+        figures = evaluate(model, val_data, conventions, cfg, device, class_weights)
+        row = {"epoch": epoch + 1, "train_loss": running / batches, **figures}
+        history.append(row)
+        log.debug(
+            "epoch %d: train %.4f val %.4f acc %.3f moving-acc %.3f codes %d (%.1f%%) perplexity %.1f",
+            row["epoch"], row["train_loss"], row["val_loss"], row["displacement_accuracy"],
+            row["moving_displacement_accuracy"], row["codes_used"], 100 * row["codebook_usage"], row["perplexity"],
+        )
+        if on_epoch:
+            on_epoch(row)
+        improved = row["val_loss"] < best
+        best = min(best, row["val_loss"])
+        ckpt = {
+            "model": model.state_dict(), "optimizer": opt.state_dict(), "torch_rng": torch.get_rng_state(),
+            "epoch": epoch + 1, "history": history, "best_val_loss": best,
+            "model_config": model.cfg.to_dict(), "train_config": asdict(cfg),
+            "conventions": conventions.to_dict(), "provenance": provenance or {},
+        }
+        torch.save(ckpt, out / CHECKPOINT_LAST)
+        if improved:
+            torch.save(ckpt, out / CHECKPOINT_BEST)
+        (out / HISTORY_NAME).write_text(json.dumps(history, indent=1) + "\n", encoding="utf-8")
+    return history
+
+
+def load_checkpoint(path: str | os.PathLike) -> tuple[MotionTokenizer, DataConventions, dict]:
+    """A trained model (eval mode, CPU), its conventions and the raw checkpoint dict."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"checkpoint {p} does not exist; train with `laps-export train-tokenizer` first")
+    ckpt = torch.load(p, map_location="cpu", weights_only=False)
+    model = MotionTokenizer(TokenizerConfig(**ckpt["model_config"]))
+    model.load_state_dict(ckpt["model"])
+    model.eval()
+    return model, DataConventions.from_dict(ckpt["conventions"]), ckpt
