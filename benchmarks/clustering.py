@@ -1,0 +1,487 @@
+"""Central clustering and ingest: accuracy against the true primitives, ingest rate, scale.
+
+Three parts, one table (`benchmarks/results/clustering.json`):
+
+1. Accuracy on HELD-OUT synthetic workstation videos (seeds 900-909, 2 minutes each, all
+   nuisances; never used for training or tuning). Each video's Lucas-Kanade tracks (the
+   shared `.cache/tracks` cache of the segmentation benchmark) go through the device's own
+   `Pipeline` (feature extractor, Numba kernel, segment assembler) via a replay tracker. With
+   the shipped default tokenizer (`edge/models/default`) segments carry FSQ codes and their
+   tokens are z_q rebuilt by the central model registry; without it, the velocity-energy
+   pipeline segments the video and each step's token is the grid-pooled velocity field (a 4x4
+   pooling of the 20x20 point velocities, 32 values) — the table says which ran. Each
+   predicted segment is labelled with the ground-truth primitive that overlaps it most ("rest"
+   if none). LAPS (frozen Transformer) and both baselines (mean pooling, norm-weighted pooling)
+   are clustered with k = the number of true classes, and LAPS once more with k chosen by
+   cosine silhouette; NMI, ARI, Hungarian accuracy and the unsupervised scores per row, and
+   `label_purity`, the mean fraction of a segment its label covers. The same three methods
+   then run on the TRUE primitive spans ("oracle" rows, tokens the device produced inside
+   each span): what clustering reaches when segmentation is perfect.
+2. Ingest rate: segment messages published by several device clients (QoS 1) through a real
+   Mosquitto into the SQLite store (synchronous=FULL, acknowledged after commit), with 1 and 2
+   ingest workers on the shared subscription, against the baseline of inserting the same
+   validated messages into the store directly (no broker); median over repeats.
+3. Scale: the clustering stage (z-score, L2, k-means / mini-batch k-means) on 10k, 100k and 1M
+   synthetic 256-d embeddings (an 8-component Gaussian mixture), each in a fresh process for
+   its peak RSS (VmHWM; with disk-backed embeddings it includes the file pages the process
+   touched, which the kernel can drop under memory pressure); and the frozen Transformer's embedding throughput on 10k synthetic code
+   sequences of the held-out segments' lengths. `embed_s_at_measured_rate` = n / throughput:
+   computed from the measured rate, not timed at 100k and 1M (that would take hours on 2 cores).
+
+Run: `python -m benchmarks.clustering` (options: --help).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.common import print_table, write_results
+
+HELD_OUT_SEEDS = tuple(range(900, 910))
+MINUTES = 2.0
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "edge" / "models" / "default"
+SCALES = (10_000, 100_000, 1_000_000)
+
+
+# --- 1. accuracy on held-out videos -----------------------------------------------------------
+
+@dataclass
+class LabelledSegment:
+    seed: int
+    tokens: np.ndarray  # (S, D) float32
+    label: str
+    duration_s: float
+    purity: float  # fraction of the segment covered by its majority label (rest counts as a label)
+
+
+class ReplayTracker:
+    """A PointTracker that replays recorded tracks (the contract's "saved tracks" backend)."""
+
+    def __init__(self, velocity: np.ndarray, valid: np.ndarray) -> None:
+        from edge.tracking.base import TrackStep
+
+        self._step_cls = TrackStep
+        self.velocity, self.valid = velocity, valid
+        self.n_points = velocity.shape[1]
+        self._t = 0
+        self._points = np.zeros((self.n_points, 2), np.float32)
+
+    def step(self, image: np.ndarray):
+        t = min(self._t, self.velocity.shape[0] - 1)
+        self._t += 1
+        return self._step_cls(self._points, self.valid[t], self.velocity[t])
+
+    def reset(self) -> None:
+        self._t = 0
+
+
+def held_out_segments(seeds, minutes: float, model_dir: Path | None, progress: bool = True):
+    """Segments of every seed through the device pipeline, with tokens and true labels, and the
+    ground-truth primitive spans with the tokens the device produced inside them (the
+    segmentation oracle). Returns (segments, oracle, token_stats (mean, std), description)."""
+    from tqdm import tqdm
+
+    from edge.pipeline import build_pipeline
+    from edge.sources.base import Frame
+    from edge.synthetic import SyntheticWorkstation
+    from export.tokenizer.dataset import cached_tracks, synthetic_spec
+    from export.tokenizer.windows import DataConventions
+
+    registry = version = None
+    if model_dir is not None:
+        from central.registry import ModelRegistry
+        from edge.model import load_model_directory
+
+        meta = load_model_directory(model_dir).metadata
+        conv = DataConventions(fps=meta.fps, window=meta.window, grid=meta.grid, grid_margin=meta.grid_margin,
+                               input_size=tuple(meta.input_size), velocity_scale_px=meta.velocity_scale_px,
+                               max_displacement_px=meta.max_displacement_px)
+        registry = ModelRegistry(Path(model_dir).parent)
+        version = meta.model_version
+        desc = f"default tokenizer {version}: codes -> z_q (registry)"
+    else:
+        conv = DataConventions()
+        desc = "no default tokenizer: velocity-energy segments, tokens = 4x4-pooled velocity field"
+
+    def tokens(record, codes, a: int, b: int) -> np.ndarray:
+        if registry is not None:
+            return registry.z_q(codes[a:b], version)
+        return pooled_velocity_tokens(record.velocity[a:b], record.valid[a:b], conv.grid)
+
+    out: list[LabelledSegment] = []
+    oracle: list[LabelledSegment] = []
+    for seed in tqdm(seeds, desc="held-out videos", file=sys.stderr, disable=not progress):
+        record, _ = cached_tracks(synthetic_spec(seed, minutes, "all"), conv, tracker="lk", progress=progress)
+        pipe = build_pipeline(model_dir=str(model_dir) if model_dir else None, providers="cpu", keep_keyframes=False)
+        pipe.tracker = ReplayTracker(record.velocity, record.valid)
+        pipe.record_trace()
+        w, h = pipe.input_size
+        blank = np.zeros((h, w, 3), np.uint8)
+        segments = []
+        for t in range(record.n_frames):
+            segments += pipe.process(Frame(blank, t / pipe.fps, t, t))
+        segments += pipe.finish()
+        codes = np.array([c for _, _, c, _ in pipe.trace], np.int64)  # per-frame FSQ code (-1 without a model)
+        gt = SyntheticWorkstation(seed=seed, minutes=minutes).ground_truth
+        for seg in segments:
+            if registry is not None and not seg.codes:
+                continue
+            label, purity = overlap_label(seg.start_s, seg.end_s, gt.segments)
+            out.append(LabelledSegment(seed, tokens(record, codes, seg.start_frame, seg.end_frame), label,
+                                       seg.duration_s, purity))
+        for s, e, label in gt.segments:
+            a, b = int(round(s * pipe.fps)), min(int(round(e * pipe.fps)), record.n_frames)
+            if b - a >= 2:
+                oracle.append(LabelledSegment(seed, tokens(record, codes, a, b), label, (b - a) / pipe.fps, 1.0))
+    if registry is not None:
+        stats = registry.codebook_stats(version)
+    else:
+        allt = np.concatenate([s.tokens for s in out])
+        stats = (allt.mean(axis=0), np.maximum(allt.std(axis=0), 1e-6))
+    return out, oracle, stats, desc
+
+
+def overlap_label(start_s: float, end_s: float, truth: list[tuple[float, float, str]]) -> tuple[str, float]:
+    """(the ground-truth primitive overlapping [start_s, end_s) most, "rest" if none does;
+    the fraction of the segment that label covers)."""
+    overlap: dict[str, float] = {}
+    for s, e, label in truth:
+        o = min(e, end_s) - max(s, start_s)
+        if o > 0:
+            overlap[label] = overlap.get(label, 0.0) + o
+    span = max(end_s - start_s, 1e-9)
+    if not overlap:
+        return "rest", 1.0
+    label = max(overlap, key=overlap.get)
+    return label, min(overlap[label] / span, 1.0)
+
+
+def pooled_velocity_tokens(velocity: np.ndarray, valid: np.ndarray, grid: int, cells: int = 4) -> np.ndarray:
+    """(S, N, 2) velocities -> (S, cells*cells*2) mean velocity of the visible points per cell."""
+    s = velocity.shape[0]
+    v = np.where(valid[..., None], velocity, 0.0).reshape(s, grid, grid, 2)
+    m = valid.reshape(s, grid, grid).astype(np.float32)
+    step = grid // cells
+    vs = v[:, : step * cells, : step * cells].reshape(s, cells, step, cells, step, 2).sum(axis=(2, 4))
+    ms = m[:, : step * cells, : step * cells].reshape(s, cells, step, cells, step).sum(axis=(2, 4))
+    return (vs / np.maximum(ms, 1.0)[..., None]).reshape(s, -1).astype(np.float32)
+
+
+def accuracy_rows(segments: list[LabelledSegment], stats, desc: str, what: str = "pipeline segments",
+                  choose_k: bool = True) -> list[dict]:
+    """LAPS and both baselines with k = the number of true classes (and LAPS with k chosen by
+    cosine silhouette when `choose_k`), scored against the labels."""
+    from central.clustering import ClusterOptions, cluster_embeddings, cluster_metrics
+    from central.embedding import FrozenTransformerEmbedder, mean_pool, norm_weighted_pool
+
+    labels = [s.label for s in segments]
+    k_true = len(set(labels))
+    seqs = [s.tokens for s in segments]
+    dim = seqs[0].shape[1]
+    purity = float(np.mean([s.purity for s in segments]))
+    embedders = {
+        "LAPS frozen Transformer": lambda: FrozenTransformerEmbedder(dim, input_mean=stats[0], input_std=stats[1]).embed(seqs),
+        "baseline: mean pooling": lambda: mean_pool(seqs),
+        "baseline: norm-weighted pooling": lambda: norm_weighted_pool(seqs),
+    }
+    cached = {}
+    for name, fn in embedders.items():
+        t0 = time.perf_counter()
+        x = fn()
+        cached[name] = (x, time.perf_counter() - t0)
+    runs = [(name, ClusterOptions(k=k_true)) for name in embedders]
+    if choose_k:
+        runs.append(("LAPS frozen Transformer", ClusterOptions(k=None, k_min=2, k_max=12)))
+    rows = []
+    for name, opts in runs:
+        x, t_embed = cached[name]
+        t0 = time.perf_counter()
+        c = cluster_embeddings(x, opts)
+        t_cluster = time.perf_counter() - t0
+        m = cluster_metrics(x, c, labels)
+        how = f"k={c.k} true classes" if opts.k else f"k={c.k} by cosine silhouette 2-12"
+        rows.append({
+            "name": f"{what}: {name}, {how}", "segments": len(segments), "label_purity": purity, "k": c.k,
+            "nmi": m["nmi"], "ari": m["ari"], "hungarian_accuracy": m["hungarian_accuracy"],
+            "silhouette_cosine": m["silhouette_cosine"], "calinski_harabasz": m["calinski_harabasz"],
+            "davies_bouldin": m["davies_bouldin"], "embed_s": t_embed, "cluster_s": t_cluster, "tokens": desc,
+        })
+    return rows
+
+
+# --- 2. ingest rate through a real broker -------------------------------------------------------
+
+class Broker:
+    """A Mosquitto on a free loopback port, ended by its own pid."""
+
+    def __init__(self, folder: Path) -> None:
+        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        if not os.path.exists(exe):
+            raise RuntimeError("mosquitto is not installed (apt-get install -y mosquitto)")
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        conf = folder / "mosquitto.conf"
+        lines = [f"listener {self.port} 127.0.0.1", "allow_anonymous true", "persistence false",
+                 "max_queued_messages 1000000"]
+        if os.geteuid() == 0:
+            import getpass
+
+            lines.append(f"user {getpass.getuser()}")
+        conf.write_text("\n".join(lines) + "\n")
+        self.proc = subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("mosquitto did not start")
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(10)
+
+
+def fleet_payloads(n: int, devices: int = 10, steps: int = 20, seed: int = 0) -> list[tuple[str, bytes]]:
+    from datetime import datetime, timezone
+
+    from edge.messages import Topics, encode, segment_message
+    from edge.segments import Segment, utc_iso, uuid7
+
+    rng = np.random.default_rng(seed)
+    origin = datetime(2026, 1, 5, tzinfo=timezone.utc)
+    out = []
+    for i in range(n):
+        start = 30 * i
+        seg = Segment(str(uuid7()), start, start + steps, start / 10, (start + steps) / 10, 10.0,
+                      utc_iso(origin, start / 10), utc_iso(origin, (start + steps) / 10),
+                      rng.integers(0, 1920, size=steps).tolist(), 1.0, 2.0, [start + 5, start + 10], "bench")
+        device = f"ws-{i % devices}"
+        out.append((Topics("plant", device).segments,
+                    encode(segment_message(seg, device_id=device, site="plant", boot_id="b", seq=i // devices))))
+    return out
+
+
+def ingest_rows(n: int, repeats: int, work: Path) -> list[dict]:
+    from central.config import MqttConfig
+    from central.ingest import IngestWorker, validate_segment
+    from central.store import Store
+
+    items = fleet_payloads(n)
+    rows = []
+
+    def direct() -> float:
+        db = work / f"direct-{time.monotonic_ns()}.sqlite"
+        with Store(db) as store:
+            t0 = time.perf_counter()
+            for a in range(0, n, 200):
+                store.ingest([(validate_segment(t, p), t) for t, p in items[a:a + 200]], [])
+            return time.perf_counter() - t0
+
+    base = float(np.median([direct() for _ in range(repeats)]))
+    rows.append({"name": "ingest baseline: validate + insert directly (no broker), 200/transaction",
+                 "messages": n, "segments_per_s": n / base, "ratio_vs_baseline": 1.0})
+    broker = Broker(work)
+    try:
+        for workers in (1, 2):
+            times = []
+            for r in range(repeats):
+                with Store(work / f"mqtt-{workers}-{r}.sqlite") as store:
+                    group = f"bench{workers}{r}"
+                    ws = [IngestWorker(MqttConfig(host="127.0.0.1", port=broker.port, group=group,
+                                                  client_id=f"bench-ingest-{workers}-{r}-{i}"), store, worker=i)
+                          for i in range(workers)]
+                    for w in ws:
+                        w.start()
+                        w.wait_subscribed(10)
+                    t0 = time.perf_counter()
+                    _publish(broker.port, items, clients=4)
+                    while store.count() < n and time.perf_counter() - t0 < 300:
+                        time.sleep(0.01)
+                    times.append(time.perf_counter() - t0)
+                    assert store.count() == n, f"ingest stored {store.count()} of {n}"
+                    size = sum(f.stat().st_size for f in work.glob(f"mqtt-{workers}-{r}.sqlite*"))
+                    for w in ws:
+                        w.stop()
+            t = float(np.median(times))
+            rows.append({"name": f"ingest: 4 device clients -> Mosquitto -> {workers} worker(s), shared subscription,"
+                                 " SQLite FULL, ack after commit", "messages": n, "segments_per_s": n / t,
+                         "ratio_vs_baseline": (n / t) / (n / base), "store_bytes_per_segment": size / n})
+    finally:
+        broker.stop()
+    return rows
+
+
+def _publish(port: int, items: list[tuple[str, bytes]], clients: int) -> None:
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    def run(part: list[tuple[str, bytes]], i: int) -> None:
+        c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"bench-dev-{i}-{time.monotonic_ns()}",
+                        protocol=mqtt.MQTTv5)
+        c.max_inflight_messages_set(100)
+        c.connect("127.0.0.1", port)
+        c.loop_start()
+        infos = [c.publish(t, p, qos=1) for t, p in part]
+        for info in infos:
+            info.wait_for_publish(120)
+        c.disconnect()
+        c.loop_stop()
+
+    threads = [threading.Thread(target=run, args=(items[i::clients], i)) for i in range(clients)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+
+
+# --- 3. scale ------------------------------------------------------------------------------------
+
+def scale_worker(n: int, k: int, out: Path) -> None:
+    """In a fresh process: cluster n synthetic 256-d embeddings; write time and peak RSS."""
+    from central.clustering import ClusterOptions, cluster_embeddings
+
+    from central.cluster_run import DEFAULT_MEMORY_BUDGET
+
+    rss0 = peak_rss_mib()
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(8, 256)).astype(np.float32)
+    # As `laps-central cluster` decides: three methods' embeddings over the default budget go to disk.
+    if n * 256 * 4 * 3 > DEFAULT_MEMORY_BUDGET:
+        x = np.lib.format.open_memmap(out.with_suffix(".npy"), mode="w+", dtype=np.float32, shape=(n, 256))
+    else:
+        x = np.empty((n, 256), np.float32)
+    for a in range(0, n, 65536):
+        b = min(n, a + 65536)
+        x[a:b] = centres[rng.integers(0, 8, size=b - a)] + rng.normal(scale=1.5, size=(b - a, 256)).astype(np.float32)
+    rss_data = peak_rss_mib()
+    t0 = time.perf_counter()
+    c = cluster_embeddings(x, ClusterOptions(k=k))
+    seconds = time.perf_counter() - t0
+    rss = peak_rss_mib()
+    on_disk = isinstance(x, np.memmap)
+    del x
+    out.with_suffix(".npy").unlink(missing_ok=True)
+    out.write_text(json.dumps({"seconds": seconds, "mini_batch": c.mini_batch, "on_disk": on_disk,
+                               "peak_rss_mib": rss,
+                               "embeddings_mib": n * 256 * 4 / 2**20, "rss_before_mib": rss0,
+                               "rss_with_data_mib": rss_data}))
+
+
+def peak_rss_mib() -> float:
+    """This process image's peak resident set (VmHWM) in MiB. Not ru_maxrss: on Linux that
+    carries the parent's high-water mark across fork+exec."""
+    with open("/proc/self/status", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def scale_rows(sizes, lengths: np.ndarray, embed_n: int, work: Path, stats_dim: int | None) -> list[dict]:
+    from central.embedding import FrozenTransformerEmbedder
+
+    rng = np.random.default_rng(1)
+    d_in = stats_dim or 256
+    seq_lengths = rng.choice(lengths, size=embed_n)
+    embedder = FrozenTransformerEmbedder(d_in)
+    seqs = [rng.normal(size=(int(L), d_in)).astype(np.float32) for L in seq_lengths]
+    t0 = time.perf_counter()
+    embedder.embed(seqs)
+    embed_s = time.perf_counter() - t0
+    rate = embed_n / embed_s
+    rows = [{"name": f"scale: frozen Transformer embedding, {embed_n} sequences (median {int(np.median(seq_lengths))}"
+                     f" tokens, D_in={d_in})", "sequences": embed_n, "embed_s": embed_s, "sequences_per_s": rate}]
+    for n in sizes:
+        out = work / f"scale-{n}.json"
+        subprocess.run([sys.executable, "-m", "benchmarks.clustering", "--scale-worker", str(n), "--scale-out", str(out)],
+                       check=True, cwd=Path(__file__).resolve().parents[1])
+        r = json.loads(out.read_text())
+        path = ("mini-batch, embeddings on disk" if r["on_disk"] else "mini-batch") if r["mini_batch"] else "in-memory"
+        rows.append({"name": f"scale: cluster {n:,} embeddings (256-d, k=8, {path})",
+                     "sequences": n, "cluster_s": r["seconds"], "peak_rss_mib": r["peak_rss_mib"],
+                     "embeddings_mib": r["embeddings_mib"], "embed_s_at_measured_rate": n / rate})
+    return rows
+
+
+# --- main ----------------------------------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seeds", default="900-909", help="HELD-OUT seeds (default: %(default)s)")
+    p.add_argument("--minutes", type=float, default=MINUTES)
+    p.add_argument("--model", default=str(DEFAULT_MODEL), help="model directory ('none': velocity fallback)")
+    p.add_argument("--ingest-messages", type=int, default=20000)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--scales", default=",".join(str(s) for s in SCALES))
+    p.add_argument("--embed-n", type=int, default=10000, help="sequences for the embedding throughput row")
+    p.add_argument("--skip", default="", help="comma list of parts to skip: accuracy, ingest, scale")
+    p.add_argument("--scale-worker", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--scale-out", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.scale_worker:
+        scale_worker(args.scale_worker, 8, Path(args.scale_out))
+        return 0
+    from export.tokenizer.dataset import parse_seed_range
+
+    seeds = parse_seed_range(args.seeds)
+    if any(not 900 <= s <= 999 for s in seeds):
+        raise SystemExit(f"seeds {args.seeds} are not all HELD-OUT seeds (900-999)")
+    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    model = Path(args.model) if args.model != "none" and (Path(args.model) / "manifest.json").is_file() else None
+    rows: list[dict] = []
+    work = Path(tempfile.mkdtemp(prefix="bench-clustering-"))
+    lengths = np.array([20])
+    desc = ""
+    dim = None
+    try:
+        if "accuracy" not in skip:
+            segments, oracle, stats, desc = held_out_segments(seeds, args.minutes, model)
+            lengths = np.array([s.tokens.shape[0] for s in segments])
+            dim = segments[0].tokens.shape[1]
+            print(f"{len(segments)} held-out segments; labels: "
+                  + ", ".join(f"{k} {v}" for k, v in sorted(_count([s.label for s in segments]).items())), file=sys.stderr)
+            rows += accuracy_rows(segments, stats, desc)
+            # The same clustering on the true primitive spans: what the embedding reaches when
+            # segmentation is perfect (separates segmentation error from embedding error).
+            rows += accuracy_rows(oracle, stats, desc, what="oracle: true spans", choose_k=False)
+        if "ingest" not in skip:
+            rows += ingest_rows(args.ingest_messages, args.repeats, work)
+        if "scale" not in skip:
+            sizes = [int(s) for s in args.scales.split(",") if s.strip()]
+            rows += scale_rows(sizes, lengths, args.embed_n, work, dim)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print_table([{k: v for k, v in r.items() if k != "tokens"} for r in rows], title="central clustering and ingest")
+    if desc:
+        print(f"accuracy tokens: {desc}; seeds {args.seeds} (HELD-OUT), {args.minutes:g} min each")
+    write_results("clustering", rows, extra={"seeds": args.seeds, "minutes": args.minutes, "tokens": desc,
+                                             "model": str(model) if model else None})
+    return 0
+
+
+def _count(items: list[str]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for i in items:
+        out[i] = out.get(i, 0) + 1
+    return out
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,52 @@
+"""`laps-central ingest`: receive the fleet's segments (MQTT) and batches (HTTP) into the store."""
+
+from __future__ import annotations
+
+import argparse
+
+DESCRIPTION = """\
+Subscribe to every device's segment topic with an MQTT v5 shared subscription
+($share/<group>/laps/v1/+/+/segments): several ingest workers (processes or machines with the
+same [mqtt] group) split the messages between them. Each message is validated against the
+laps.segment/1 schema (a bad one goes to the quarantine table with the reason, the worker
+keeps going), de-duplicated by segment_id, committed to SQLite (WAL), and only then
+acknowledged to the broker. Broker restarts are survived (persistent session, reconnect).
+
+Also serves the batch endpoint the devices upload keyframes and clips to,
+PUT /v1/batches/<device>/<sha256> (idempotent, hash-checked; files are linked to their
+segments), unless [http] enabled = false or --no-http.
+
+Runs until SIGTERM or Ctrl-C. Counters are logged every --stats-interval seconds."""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("ingest", help="store the fleet's segments (MQTT) and keyframe batches (HTTP)",
+                       description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="Example: laps-central ingest --config /etc/laps-central/central.toml --workers 2\n"
+                              "Print a commented config: laps-central ingest --example-config")
+    p.add_argument("--config", help="central TOML configuration ([paths], [store], [mqtt], [http])")
+    p.add_argument("--workers", type=int, default=1,
+                   help="MQTT workers in this process, each its own client in the shared group (default: %(default)s)")
+    p.add_argument("--no-http", action="store_true", help="do not serve the batch endpoint from this process")
+    p.add_argument("--stats-interval", type=float, default=60.0, metavar="S",
+                   help="seconds between counter log lines (default: %(default)s)")
+    p.add_argument("--example-config", action="store_true", help="print a commented example configuration and exit")
+    p.set_defaults(func=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    from central.config import central_config_example, load_central_config
+    from edge.errors import ConfigError
+
+    if args.example_config:
+        print(central_config_example(), end="")
+        return 0
+    if not args.config:
+        raise ConfigError("laps-central ingest needs --config FILE (print an example with --example-config)")
+    if not 1 <= args.workers <= 64:
+        raise ConfigError(f"--workers {args.workers} is not allowed; use 1 to 64 (more machines scale further)")
+    from central.ingest import run_ingest
+
+    config = load_central_config(args.config)
+    return run_ingest(config, workers=args.workers, http=False if args.no_http else None,
+                      stats_interval_s=args.stats_interval)

@@ -1,0 +1,223 @@
+"""One clustering run over stored segments: select -> z_q (registry) -> embed -> cluster -> save.
+
+`run_clustering` is what `laps-central cluster` calls. It reads the selected segments from the
+store in chunks (bounded memory), rebuilds each segment's z_q tokens from its codes with its
+model version's FSQ projection, embeds every chunk with each requested method (the frozen
+Transformer, LAPS, and the two pooling baselines, in the same pass), clusters each method's
+embeddings with the same options and seed, scores them, and records the LAPS clustering
+(cluster id and distance per segment, the k curve and every method's scores) as a run in the
+store, for the report and the dataset export.
+
+Embeddings of one method are held in RAM when they fit the memory budget, otherwise in a
+disk-backed `np.memmap` under a work folder, which switches clustering to its mini-batch path.
+One model version per run: two tokenizers' latent spaces are not comparable.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from central.clustering import ClusterOptions, Clustering, cluster_embeddings, cluster_metrics, progress_bar
+from central.embedding import METHODS, EmbeddingConfig, FrozenTransformerEmbedder, embedding_dim, mean_pool, norm_weighted_pool
+from central.registry import ModelRegistry
+from central.store import Selection, Store
+from edge.errors import ConfigError
+from edge.segments import uuid7
+
+log = logging.getLogger(__name__)
+
+#: the method whose clustering is the run's result (the others are baselines in its scores)
+PRIMARY_METHOD = "transformer"
+#: default RAM for embeddings before switching to the memmap / mini-batch path
+DEFAULT_MEMORY_BUDGET = 2 * 1024**3
+
+
+@dataclass
+class MethodResult:
+    """One method's embeddings (raw, (n, dim)), clustering, scores and timings (seconds)."""
+
+    method: str
+    embeddings: np.ndarray
+    clustering: Clustering
+    metrics: dict[str, float]
+    embed_seconds: float
+    cluster_seconds: float
+    #: rows of the run that `embeddings` holds (None: all); a disk-backed run keeps a sample
+    embedding_rows: np.ndarray | None = None
+
+
+@dataclass
+class ClusterRun:
+    """A finished run. Per-segment arrays are in the run's order (start time, then id)."""
+
+    run_id: str
+    model_version: str
+    selection: Selection
+    segment_ids: list[str]
+    devices: list[str]
+    durations_s: np.ndarray
+    results: dict[str, MethodResult]
+    skipped_no_codes: int = 0
+    truth: list | None = None
+    options: ClusterOptions = field(default_factory=ClusterOptions)
+    embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
+
+    @property
+    def primary(self) -> MethodResult:
+        return self.results[PRIMARY_METHOD] if PRIMARY_METHOD in self.results else next(iter(self.results.values()))
+
+
+def pick_model_version(store: Store, selection: Selection) -> str:
+    """The selection's model version: the one given, or the only one present.
+    Several versions without a choice is a `ConfigError` listing them (their latent spaces
+    differ, so they are clustered separately)."""
+    if selection.model_version:
+        return selection.model_version
+    versions = store.model_versions(selection)
+    if not versions:
+        raise ConfigError(f"no stored segments match the selection ({selection.describe()}); widen it or check the ingest")
+    if len(versions) > 1:
+        listing = ", ".join(f"{v} ({n})" for v, n in versions.items())
+        raise ConfigError(f"the selection holds segments of {len(versions)} model versions: {listing}; pass "
+                          "--model-version (each tokenizer's latent space is clustered on its own)")
+    return next(iter(versions))
+
+
+def run_clustering(
+    store: Store,
+    registry: ModelRegistry,
+    selection: Selection = Selection(),
+    *,
+    methods: tuple[str, ...] = METHODS,
+    options: ClusterOptions = ClusterOptions(),
+    embedding: EmbeddingConfig = EmbeddingConfig(),
+    truth: Mapping[str, object] | None = None,
+    memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET,
+    workdir: str | os.PathLike | None = None,
+    chunk_segments: int = 4096,
+    save: bool = True,
+    progress: bool = False,
+) -> ClusterRun:
+    """Cluster the selected segments with every method in `methods`; save the primary as a run.
+
+    truth: segment_id -> ground-truth label (synthetic data); NMI/ARI/Hungarian accuracy are
+    then scored on the segments it names. Raises `ConfigError` for an empty selection, several
+    model versions, or too few segments.
+    """
+    for m in methods:
+        if m not in METHODS:
+            raise ConfigError(f"embedding method {m!r} is not known; use some of {', '.join(METHODS)}")
+    version = pick_model_version(store, selection)
+    selection = Selection(selection.since_ms, selection.until_ms, selection.site, selection.device_id, version)
+    n_max = store.count(selection)
+    if n_max == 0:
+        raise ConfigError(f"no stored segments match the selection ({selection.describe()}); widen it or check "
+                          f"--model-version against the stored versions: {', '.join(store.model_versions()) or 'none'}")
+    if n_max < 2:
+        raise ConfigError(f"only {n_max} segment(s) match ({selection.describe()}); clustering needs at least 2")
+    d_in = registry.latent_dim(version)
+    dims = {m: embedding_dim(m, d_in, embedding) for m in methods}
+    need = n_max * sum(dims.values()) * 4
+    own_workdir = None
+    if need > memory_budget_bytes:
+        own_workdir = Path(tempfile.mkdtemp(prefix="laps-cluster-", dir=workdir or store.path.parent))
+        log.info("embeddings need %.1f GiB > budget %.1f GiB: using disk-backed arrays in %s and mini-batch k-means",
+                 need / 1024**3, memory_budget_bytes / 1024**3, own_workdir)
+    try:
+        arrays = {m: _allocate(own_workdir, m, n_max, dims[m]) for m in methods}
+        embedder = None
+        if "transformer" in methods:
+            embedder = FrozenTransformerEmbedder(d_in, embedding, *registry.codebook_stats(version))
+        ids: list[str] = []
+        devices: list[str] = []
+        durations: list[float] = []
+        skipped = 0
+        timing = {m: 0.0 for m in methods}
+        bar = progress_bar(progress, n_max, "embedding", "seg")
+        for chunk in store.iter_segments(selection, chunk=chunk_segments):
+            usable = [s for s in chunk if s.codes.size > 0]
+            skipped += len(chunk) - len(usable)
+            if usable:
+                seqs = [registry.z_q(s.codes, version) for s in usable]
+                row = len(ids)
+                for m in methods:
+                    t0 = time.perf_counter()
+                    if m == "transformer":
+                        emb = embedder.embed(seqs)  # type: ignore[union-attr]
+                    elif m == "mean":
+                        emb = mean_pool(seqs)
+                    else:
+                        emb = norm_weighted_pool(seqs)
+                    arrays[m][row:row + len(usable)] = emb
+                    timing[m] += time.perf_counter() - t0
+                ids.extend(s.segment_id for s in usable)
+                devices.extend(s.device_id for s in usable)
+                durations.extend(s.duration_s for s in usable)
+            bar.update(len(chunk))
+        bar.close()
+        n = len(ids)
+        if skipped:
+            log.warning("%d segment(s) carry no codes (velocity-energy devices?) and were left out", skipped)
+        if n < 2:
+            raise ConfigError(f"only {n} segment(s) with codes match ({selection.describe()}); clustering needs at least 2")
+        if options.k is not None and options.k > n:
+            raise ConfigError(f"k = {options.k} is more than the {n} segments selected; choose a smaller --k")
+        truth_list = [truth.get(s) for s in ids] if truth is not None else None
+        results: dict[str, MethodResult] = {}
+        for m in methods:
+            x = arrays[m][:n]
+            t0 = time.perf_counter()
+            clustering = cluster_embeddings(x, options, progress=progress)
+            t_cluster = time.perf_counter() - t0
+            scores = cluster_metrics(x, clustering, truth_list, sample=options.silhouette_sample,
+                                     big_sample=options.metrics_sample, seed=options.seed)
+            results[m] = MethodResult(m, x, clustering, scores, timing[m], t_cluster)
+            log.info("%s: k = %d, silhouette %.3f, CH %.1f, DB %.3f%s", m, clustering.k, scores["silhouette_cosine"],
+                     scores["calinski_harabasz"], scores["davies_bouldin"],
+                     f", NMI {scores['nmi']:.3f}, ARI {scores['ari']:.3f}" if "nmi" in scores else "")
+        run = ClusterRun(str(uuid7()), version, selection, ids, devices, np.asarray(durations, np.float64), results,
+                         skipped, truth_list, options, embedding)
+        if save:
+            save_run(store, run)
+        if own_workdir is not None:
+            # Keep the arrays readable after the work folder is removed (the report needs them).
+            rng = np.random.default_rng(options.seed)
+            rows = np.sort(rng.choice(n, size=min(n, options.metrics_sample), replace=False))
+            for res in run.results.values():
+                res.embeddings = np.array(res.embeddings[rows])
+                res.embedding_rows = rows
+        return run
+    finally:
+        if own_workdir is not None:
+            shutil.rmtree(own_workdir, ignore_errors=True)
+
+
+def save_run(store: Store, run: ClusterRun) -> None:
+    """Record the primary method's assignments and every method's scores as one run."""
+    primary = run.primary
+    metrics = {m: r.metrics for m, r in run.results.items()}
+    params = {
+        "selection": asdict(run.selection), "options": asdict(run.options), "embedding": asdict(run.embedding),
+        "methods": list(run.results), "primary": primary.method, "k_curve": primary.clustering.k_curve,
+        "mini_batch": primary.clustering.mini_batch, "skipped_no_codes": run.skipped_no_codes,
+    }
+    store.save_cluster_run(
+        run.run_id, model_version=run.model_version, method=primary.method, k=primary.clustering.k, params=params,
+        metrics=metrics,
+        assignments=zip(run.segment_ids, primary.clustering.labels.tolist(), primary.clustering.distances.tolist()),
+    )
+
+
+def _allocate(workdir: Path | None, method: str, n: int, dim: int) -> np.ndarray:
+    if workdir is None:
+        return np.zeros((n, dim), np.float32)
+    return np.lib.format.open_memmap(workdir / f"{method}.npy", mode="w+", dtype=np.float32, shape=(n, dim))

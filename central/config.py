@@ -1,0 +1,339 @@
+"""The fleet-side configuration: one TOML file, validated on load into frozen dataclasses.
+
+`load_central_config(path)` is the entry point of `laps-central ingest`, `cluster` and
+`export-dataset`. Every mistake is a one-line `ConfigError` naming the file, the dotted key,
+the offending value and what is allowed; unknown keys are rejected (a typo must not fall back
+to a default silently). Relative paths are resolved against the config file's folder.
+
+Sections (every key optional; defaults shown in `central_config_example()`):
+    [paths]  data_dir (keyframes/clips unpacked from batches live in <data_dir>/media),
+             models_dir (the model registry: one model directory per version)
+    [store]  path (SQLite, WAL), synchronous ("full": fsync on every commit, the promise
+             behind "acknowledge only after commit"; "normal": faster, may lose the last
+             commits on power loss)
+    [mqtt]   host, port, group (the shared-subscription group), topic, client_id, keepalive,
+             session_expiry_s, receive_maximum, batch_max, username/password or
+             credentials_file, reconnect back-off, [mqtt.tls] ca/cert/key
+    [http]   enabled, host, port, token_file, max_batch_bytes, tls cert/key
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+import socket
+import sys
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edge.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+MIB = 1024 * 1024
+#: MQTT topic filter of the segment messages of every device of every site (DESIGN.md).
+SEGMENT_TOPIC = "laps/v1/+/+/segments"
+_GROUP_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class PathsConfig:
+    """data_dir: unpacked keyframes and clips (`<data_dir>/media/<device>/<segment>/...`).
+    models_dir: the model registry (one model directory per version, any folder names)."""
+
+    data_dir: str = "laps-central-data"
+    models_dir: str = "laps-central-data/models"
+
+    def _check(self, ctx: "_Ctx") -> None:
+        for key in ("data_dir", "models_dir"):
+            if not getattr(self, key).strip():
+                ctx.fail(key, getattr(self, key), "a directory path")
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """path: the SQLite file (WAL). synchronous: "full" (fsync per commit) or "normal"."""
+
+    path: str = "laps-central-data/central.sqlite"
+    synchronous: str = "full"
+
+    def _check(self, ctx: "_Ctx") -> None:
+        if not self.path.strip():
+            ctx.fail("path", self.path, "a file path for the SQLite store")
+        ctx.choice("synchronous", self.synchronous, ("full", "normal"))
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    """TLS towards the broker: ca (CA bundle; empty = system store), cert/key (mutual TLS)."""
+
+    enabled: bool = False
+    ca: str = ""
+    cert: str = ""
+    key: str = ""
+
+    @property
+    def active(self) -> bool:
+        return self.enabled or bool(self.ca or self.cert)
+
+    def _check(self, ctx: "_Ctx") -> None:
+        for key in ("ca", "cert", "key"):
+            value = getattr(self, key)
+            if value and not os.access(value, os.R_OK):
+                ctx.fail(key, value, "a readable PEM file")
+        if bool(self.cert) != bool(self.key):
+            ctx.fail("cert" if not self.cert else "key", self.cert or self.key, "both cert and key, or neither")
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    """The ingest's broker connection (MQTT v5, shared subscription, persistent session).
+
+    group: shared-subscription group; every ingest worker with the same group shares the
+    load (`$share/<group>/<topic>`), each message goes to one of them. client_id: empty =
+    "laps-central-ingest-<hostname>-<worker>" (stable per worker, so the broker keeps the
+    session and its queued messages across restarts); set, workers after the first get
+    "<client_id>-<worker>". receive_maximum: unacknowledged
+    messages the broker may have in flight to this worker. batch_max: messages committed in
+    one SQLite transaction (then acknowledged together).
+    """
+
+    host: str = "localhost"
+    port: int = 0
+    group: str = "laps-central"
+    topic: str = SEGMENT_TOPIC
+    client_id: str = ""
+    keepalive: int = 30
+    session_expiry_s: int = 7 * 24 * 3600
+    receive_maximum: int = 200
+    batch_max: int = 200
+    username: str = ""
+    password: str = ""
+    credentials_file: str = ""
+    reconnect_min_s: float = 1.0
+    reconnect_max_s: float = 60.0
+    tls: TlsConfig = field(default_factory=TlsConfig)
+
+    @property
+    def effective_port(self) -> int:
+        return self.port or (8883 if self.tls.active else 1883)
+
+    def client_id_for(self, worker: int) -> str:
+        """Worker `worker`'s client id: the configured one (worker 0) or `<client_id>-<worker>`;
+        by default laps-central-ingest-<hostname>-<worker>. Distinct per worker: two clients
+        with one id would keep disconnecting each other."""
+        if self.client_id:
+            return self.client_id if worker == 0 else f"{self.client_id}-{worker}"
+        return f"laps-central-ingest-{socket.gethostname()}-{worker}"
+
+    @property
+    def shared_topic(self) -> str:
+        return f"$share/{self.group}/{self.topic}"
+
+    def _check(self, ctx: "_Ctx") -> None:
+        if not self.host.strip():
+            ctx.fail("host", self.host, "a broker host name or address")
+        ctx.range("port", self.port, 0, 65535, "an integer from 1 to 65535 (0 = 1883, or 8883 with TLS)")
+        if not _GROUP_RE.match(self.group):
+            ctx.fail("group", self.group, "1-64 characters from A-Z a-z 0-9 . _ - (no '/', '+', '#')")
+        if not self.topic.endswith("/segments") or self.topic.startswith("$"):
+            ctx.fail("topic", self.topic, "a filter of segment topics such as laps/v1/+/+/segments")
+        ctx.range("keepalive", self.keepalive, 1, 65535)
+        ctx.range("session_expiry_s", self.session_expiry_s, 0, 2**32 - 1)
+        ctx.range("receive_maximum", self.receive_maximum, 1, 65535)
+        ctx.range("batch_max", self.batch_max, 1, 100000)
+        ctx.range("reconnect_min_s", self.reconnect_min_s, 0.01, 3600.0)
+        ctx.range("reconnect_max_s", self.reconnect_max_s, self.reconnect_min_s, 86400.0,
+                  "a number of seconds >= mqtt.reconnect_min_s")
+        if self.password and self.credentials_file:
+            ctx.fail("credentials_file", self.credentials_file, "either mqtt.password or mqtt.credentials_file, not both")
+        if self.credentials_file and not os.access(self.credentials_file, os.R_OK):
+            ctx.fail("credentials_file", self.credentials_file, "a readable file holding 'username:password'")
+
+    def credentials(self) -> tuple[str, str]:
+        """(username, password); from credentials_file ('user:password' or only the password)."""
+        if not self.credentials_file:
+            return self.username, self.password
+        line = Path(self.credentials_file).read_text(encoding="utf-8").splitlines()[0:1]
+        text = line[0].strip() if line else ""
+        if ":" in text and not self.username:
+            user, _, password = text.partition(":")
+            return user, password
+        return self.username, text
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    """The batch endpoint `PUT /v1/batches/<device>/<sha256>`.
+
+    token_file: a file holding a bearer token every PUT must present (empty = no token;
+    only on a trusted network). max_batch_bytes: larger bodies are refused with 413.
+    cert/key: serve HTTPS with this certificate.
+    """
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 8470
+    token_file: str = ""
+    max_batch_bytes: int = 512 * MIB
+    cert: str = ""
+    key: str = ""
+
+    def _check(self, ctx: "_Ctx") -> None:
+        ctx.range("port", self.port, 0, 65535, "an integer from 0 (any free port) to 65535")
+        ctx.range("max_batch_bytes", self.max_batch_bytes, 1024, 2**40)
+        for key in ("token_file", "cert", "key"):
+            value = getattr(self, key)
+            if value and not os.access(value, os.R_OK):
+                ctx.fail(key, value, "a readable file")
+        if bool(self.cert) != bool(self.key):
+            ctx.fail("cert" if not self.cert else "key", self.cert or self.key, "both cert and key, or neither")
+
+    def token(self) -> str:
+        return Path(self.token_file).read_text(encoding="utf-8").strip() if self.token_file else ""
+
+
+@dataclass(frozen=True)
+class CentralConfig:
+    """The whole fleet-side configuration."""
+
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
+    origin: str = field(default="", compare=False)
+
+    @property
+    def media_dir(self) -> Path:
+        return Path(self.paths.data_dir) / "media"
+
+
+def load_central_config(path: str | os.PathLike) -> CentralConfig:
+    """Read and validate a TOML file; a one-line `ConfigError` on any mistake."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"config file {p} does not exist; write one (see `laps-central ingest --help`)") from None
+    except OSError as err:
+        raise ConfigError(f"config file {p} cannot be read ({err.strerror}); check its permissions") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
+        raise ConfigError(f"config file {p} is not valid TOML ({err}); fix the syntax") from None
+    return central_config_from_dict(data, origin=str(p), base_dir=p.resolve().parent)
+
+
+def central_config_from_dict(data: dict, origin: str = "", base_dir: str | os.PathLike | None = None) -> CentralConfig:
+    """Build and validate a config from a parsed TOML dict (relative paths against base_dir)."""
+    ctx = _Ctx(origin, "", Path(base_dir) if base_dir is not None else None)
+    cfg = ctx.build(CentralConfig, {k: v for k, v in data.items()})
+    return dataclasses.replace(cfg, origin=origin)
+
+
+def central_config_example() -> str:
+    """A commented example config with every key at its default."""
+    return """\
+# laps-central configuration (laps-central ingest | cluster | export-dataset --config FILE)
+[paths]
+data_dir = "laps-central-data"          # keyframes/clips from batches: <data_dir>/media
+models_dir = "laps-central-data/models" # the model registry: one model directory per version
+
+[store]
+path = "laps-central-data/central.sqlite"
+synchronous = "full"                    # full: fsync per commit (ack only after a durable commit)
+
+[mqtt]
+host = "localhost"
+port = 0                                # 0 = 1883, or 8883 with TLS
+group = "laps-central"                  # workers with the same group share the load
+topic = "laps/v1/+/+/segments"
+client_id = ""                          # "" = laps-central-ingest-<hostname>-<worker>
+keepalive = 30
+session_expiry_s = 604800
+receive_maximum = 200
+batch_max = 200
+username = ""
+password = ""
+credentials_file = ""
+
+[http]
+enabled = true
+host = "127.0.0.1"
+port = 8470
+token_file = ""
+max_batch_bytes = 536870912
+"""
+
+
+# -- validation machinery -------------------------------------------------------------------------
+_PATH_KEYS = {"data_dir", "models_dir", "path", "ca", "cert", "key", "credentials_file", "token_file"}
+
+
+class _Ctx:
+    """Where we are in the file (for messages) and how to resolve relative paths."""
+
+    def __init__(self, origin: str, prefix: str, base_dir: Path | None) -> None:
+        self.origin, self.prefix, self.base_dir = origin, prefix, base_dir
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}{name}"
+
+    def fail(self, name: str, value: Any, allowed: str) -> None:
+        where = f"config {self.origin}: " if self.origin else "config: "
+        raise ConfigError(f"{where}{self.key(name)} = {value!r} is not allowed; expected {allowed}")
+
+    def range(self, name: str, value: float, lo: float, hi: float, allowed: str | None = None) -> None:
+        if not (lo <= value <= hi) or (isinstance(value, float) and not math.isfinite(value)):
+            self.fail(name, value, allowed or f"a number from {lo:g} to {hi:g}")
+
+    def choice(self, name: str, value: str, allowed: tuple[str, ...]) -> None:
+        if value not in allowed:
+            self.fail(name, value, "one of " + ", ".join(allowed))
+
+    def build(self, cls: type, table: Any) -> Any:
+        if not isinstance(table, dict):
+            self.fail(self.prefix.rstrip(".") or "(top level)", table, "a table")
+        hints = typing.get_type_hints(cls)
+        names = {f.name for f in dataclasses.fields(cls) if f.name != "origin"}
+        unknown = sorted(set(table) - names)
+        if unknown:
+            self.fail(unknown[0], table[unknown[0]], "one of the known keys: " + ", ".join(sorted(names)))
+        kwargs = {}
+        for name, value in table.items():
+            kwargs[name] = self._value(name, hints[name], value)
+        obj = cls(**kwargs)
+        check = getattr(obj, "_check", None)
+        if check is not None:
+            check(self)
+        return obj
+
+    def _value(self, name: str, hint: Any, value: Any) -> Any:
+        if dataclasses.is_dataclass(hint):
+            return _Ctx(self.origin, f"{self.prefix}{name}.", self.base_dir).build(hint, value)
+        if hint is bool:
+            if not isinstance(value, bool):
+                self.fail(name, value, "true or false")
+            return value
+        if hint is int:
+            if isinstance(value, bool) or not isinstance(value, int):
+                self.fail(name, value, "an integer")
+            return value
+        if hint is float:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                self.fail(name, value, "a number")
+            return float(value)
+        if hint is str:
+            if not isinstance(value, str):
+                self.fail(name, value, "a string")
+            if name in _PATH_KEYS and value and self.base_dir is not None and not os.path.isabs(value):
+                return str(self.base_dir / value)
+            return value
+        raise TypeError(f"unsupported config type {hint!r} for {name}")

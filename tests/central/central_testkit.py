@@ -1,0 +1,114 @@
+"""Helpers of the central tests (imported by the tests and by conftest.py): the service tests'
+real-Mosquitto helper, segment messages exactly as the device builds them, a QoS 1 publisher,
+and a central configuration file writer."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+
+from edge.messages import Topics, encode, segment_message
+from edge.segments import Segment, utc_iso, uuid7
+
+_SERVICE_HELPERS = Path(__file__).resolve().parents[1] / "service" / "helpers.py"
+
+
+def _service_helpers():
+    """The service tests' broker helpers (tests/service/helpers.py: Mosquitto, free_port,
+    wait_until), loaded by path: tests/ is not a package, and `central` would shadow ours."""
+    name = "laps_service_test_helpers"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, _SERVICE_HELPERS)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return sys.modules[name]
+
+
+_helpers = _service_helpers()
+Mosquitto = _helpers.Mosquitto
+free_port = _helpers.free_port
+wait_until = _helpers.wait_until
+Subscriber = _helpers.Subscriber
+
+MODEL_VERSION = "tiny-central-test"
+
+
+def make_segments(n: int, *, seed: int = 0, steps: int = 12, codes: list[list[int]] | None = None,
+                  origin: datetime | None = None, keyframes: int = 0) -> list[Segment]:
+    """`n` segments one after another (5 s apart), with given or random codes (< 1920)."""
+    rng = np.random.default_rng(seed)
+    origin = origin or datetime(2026, 1, 5, 8, 0, tzinfo=timezone.utc)
+    out = []
+    for i in range(n):
+        c = codes[i] if codes is not None else rng.integers(0, 1920, size=steps).tolist()
+        start = i * 50
+        end = start + len(c)
+        ms = int((origin + timedelta(seconds=start / 10)).timestamp() * 1000)
+        out.append(Segment(
+            segment_id=str(uuid7(ms)), start_frame=start, end_frame=end, start_s=start / 10, end_s=end / 10, fps=10.0,
+            start_utc=utc_iso(origin, start / 10), end_utc=utc_iso(origin, end / 10), codes=[int(v) for v in c],
+            energy_mean=1.0, energy_max=2.0, keyframes=list(range(start, start + keyframes)),
+            model_version=MODEL_VERSION,
+        ))
+    return out
+
+
+def segment_payloads(segments: list[Segment], site: str = "site-a", device: str = "dev-1") -> list[tuple[str, bytes]]:
+    """(topic, payload) per segment exactly as the device publishes them."""
+    topics = Topics(site, device)
+    return [(topics.segments, encode(segment_message(s, device_id=device, site=site, boot_id="boot-1", seq=i)))
+            for i, s in enumerate(segments)]
+
+
+class Publisher:
+    """A plain paho publisher (QoS 1) that waits for every PUBACK."""
+
+    def __init__(self, port: int) -> None:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
+                                  client_id=f"test-pub-{uuid7()}", protocol=mqtt.MQTTv5)
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+
+    def publish_all(self, items: list[tuple[str, bytes]], timeout: float = 20.0) -> None:
+        infos = [self.client.publish(t, p, qos=1) for t, p in items]
+        for info in infos:
+            info.wait_for_publish(timeout)
+            assert info.is_published()
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def write_central_config(path: Path, *, port: int, data_dir: Path, models_dir: Path | None = None,
+                         http_port: int = 0, group: str = "laps-central", extra: str = "") -> Path:
+    path.write_text(f"""
+[paths]
+data_dir = "{data_dir}"
+models_dir = "{models_dir or data_dir / 'models'}"
+
+[store]
+path = "{data_dir / 'central.sqlite'}"
+
+[mqtt]
+host = "127.0.0.1"
+port = {port}
+group = "{group}"
+keepalive = 2
+reconnect_min_s = 0.1
+reconnect_max_s = 0.5
+
+[http]
+host = "127.0.0.1"
+port = {http_port}
+{extra}
+""")
+    return path

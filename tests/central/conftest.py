@@ -1,0 +1,63 @@
+"""Fixtures of the central tests: a REAL Mosquitto (the service tests' helper, reused), a real
+tiny tokenizer model directory in a registry, and a QoS 1 publisher (see central_testkit.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from central_testkit import MODEL_VERSION, Mosquitto, Publisher
+
+
+@pytest.fixture
+def broker(tmp_path):
+    b = Mosquitto(tmp_path / "broker").start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A real model directory (ONNX encoder, FSQ projection in the manifest, calibration) of a
+    tiny untrained tokenizer: 160x120 frames, a 4x4 grid, T = 6, FSQ levels [8, 8, 6, 5]."""
+    import torch
+
+    from edge.energy import HysteresisParams
+    from export.tokenizer.model import MotionTokenizer, TokenizerConfig
+    from export.tokenizer.onnx import write_model_directory
+    from export.tokenizer.windows import DataConventions
+
+    conv = DataConventions(fps=10.0, window=6, grid=4, input_size=(160, 120), velocity_scale_px=2.0,
+                           max_displacement_px=3)
+    torch.manual_seed(0)
+    cfg = TokenizerConfig.from_preset("small", steps=conv.steps, n_points=conv.n_points,
+                                      max_displacement_px=conv.max_displacement_px, d_model=32, n_heads=2,
+                                      n_layers=1, point_embed_dim=8, decoder_hidden=16)
+    model = MotionTokenizer(cfg)
+    with torch.no_grad():
+        model.fsq.project_in.weight.mul_(40.0)  # spread latents so motion visits many codes
+    out = tmp_path_factory.mktemp("models") / "tiny"
+    # theta_on picked from this model's energy on a synthetic clip (median 0.11, p90 0.26).
+    params = HysteresisParams(theta_on=0.12, min_steps=3)
+    write_model_directory(model.eval(), conv, out, model_version=MODEL_VERSION,
+                          calibration={"params": params.to_dict()})
+    return out
+
+
+@pytest.fixture
+def registry_dir(tmp_path, tiny_model_dir) -> Path:
+    from central.registry import add_model
+
+    root = tmp_path / "models"
+    add_model(root, tiny_model_dir)
+    return root
+
+
+@pytest.fixture
+def publisher(broker):
+    p = Publisher(broker.port)
+    yield p
+    p.close()
+
+
