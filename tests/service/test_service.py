@@ -89,6 +89,9 @@ def test_service_is_ready_when_warm_pings_the_watchdog_and_stops_cleanly_on_sigt
     rc, err = finish(proc)
     assert rc == 0, err[-2000:]
     assert "STOPPING=1" in notify.fields
+    # The broker forwards the final retained state to our subscriber asynchronously: under
+    # load it can arrive after the device process has already exited.
+    assert wait_until(lambda: [m["state"] for m in sub.payloads("state")][-1:] == ["stopped"], 10)
     states = [m["state"] for m in sub.payloads("state")]
     assert states[0] == "online" and states[-1] == "stopped" and "offline" not in states
     for msg in sub.payloads("segments"):
