@@ -4,4 +4,6 @@ from __future__ import annotations
 
 from edge.cli_common import build_main
 
-main = build_main(prog="laps-calibrate", package=__name__, description=__doc__ or "")
+DESCRIPTION = "LAPS Edge calibration: choose the device's hysteresis thresholds from recorded video or energy traces, with a report of how far to trust them."
+
+main = build_main(prog="laps-calibrate", package=__name__, description=DESCRIPTION)

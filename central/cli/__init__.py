@@ -4,4 +4,6 @@ from __future__ import annotations
 
 from edge.cli_common import build_main
 
-main = build_main(prog="laps-central", package=__name__, description=__doc__ or "")
+DESCRIPTION = "LAPS Edge fleet service: ingest segments from devices, cluster them into a library of action primitives, export the dataset."
+
+main = build_main(prog="laps-central", package=__name__, description=DESCRIPTION)

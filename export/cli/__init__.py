@@ -4,4 +4,6 @@ from __future__ import annotations
 
 from edge.cli_common import build_main
 
-main = build_main(prog="laps-export", package=__name__, description=__doc__ or "")
+DESCRIPTION = "LAPS Edge laptop tools: train the motion tokenizer, export it to ONNX and verify the export."
+
+main = build_main(prog="laps-export", package=__name__, description=DESCRIPTION)
