@@ -26,8 +26,8 @@ import cv2
 import numpy as np
 
 from edge.errors import CameraUnavailableError, ConfigError
-from edge.sources.base import Frame, FrameSource
-from edge.sources.file import CaptureClock
+from edge.sources.base import Frame
+from edge.sources.capture import CaptureClock, CaptureSource
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ _FIX_PERMISSION = (
 )
 
 
-class CameraSource(FrameSource):
+class CameraSource(CaptureSource):
     """Frames from a V4L2 camera.
 
     `index_or_dev_path`: a camera index (`0`, `"0"`) meaning `/dev/video0`, or a device path.
@@ -149,27 +149,7 @@ class CameraSource(FrameSource):
                     f"({time.monotonic() - t0:.1f} s without a frame): unplugged or stalled; "
                     f"check the cable and `dmesg`, the service reconnects"
                 )
-        assert self._clock is not None
-        ts = self._clock.timestamp(self._cap.get(cv2.CAP_PROP_POS_MSEC))
-        frame = Frame(image=image, timestamp_s=ts, index=self._index, source_index=self._index)
-        self._index += 1
-        return frame
-
-    def close(self) -> None:
-        if self._cap is not None:
-            self._cap.release()
-            self._cap = None
-        self._pending = None
-
-    @property
-    def fps(self) -> float:
-        """Frame rate the driver reports for the negotiated mode (after open())."""
-        return self._fps
-
-    @property
-    def frame_size(self) -> tuple[int, int]:
-        """(width, height) actually delivered (after open())."""
-        return self._size
+        return self._stamp(image)
 
 
 def camera_device_path(index_or_dev_path: int | str) -> str:

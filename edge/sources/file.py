@@ -23,22 +23,19 @@ import logging
 import math
 import os
 import struct
-import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from edge.errors import SourceEmptyError, SourceNotFoundError, SourceUnreadableError
-from edge.sources.base import Frame, FrameSource
+from edge.sources.base import Frame
+from edge.sources.capture import DEFAULT_FPS, CaptureClock, CaptureSource
 
 log = logging.getLogger(__name__)
 
-#: fps assumed when a container does not state one (used only for fallback timestamps).
-DEFAULT_FPS = 30.0
 
-
-class FileSource(FrameSource):
+class FileSource(CaptureSource):
     """Frames of a video file, decoded by OpenCV's FFmpeg backend.
 
     `path`: the video file. `allow_truncated`: end cleanly (with a warning) instead of raising
@@ -108,32 +105,7 @@ class FileSource(FrameSource):
                 self._ended = True
                 self._check_complete()
                 return None
-        assert self._clock is not None
-        ts = self._clock.timestamp(self._cap.get(cv2.CAP_PROP_POS_MSEC))
-        frame = Frame(image=image, timestamp_s=ts, index=self._index, source_index=self._index)
-        self._index += 1
-        return frame
-
-    def close(self) -> None:
-        if self._cap is not None:
-            self._cap.release()
-            self._cap = None
-        self._pending = None
-
-    @property
-    def fps(self) -> float:
-        """The container's nominal frame rate (DEFAULT_FPS when it states none); valid after open()."""
-        return self._fps
-
-    @property
-    def frame_size(self) -> tuple[int, int]:
-        """(width, height) of the decoded frames; valid after open()."""
-        return self._size
-
-    @property
-    def frame_count(self) -> int | None:
-        """Frame count announced by the container (an estimate for some formats), after open()."""
-        return self._count
+        return self._stamp(image)
 
     @property
     def frames_read(self) -> int:
@@ -160,49 +132,6 @@ class FileSource(FrameSource):
         raise SourceUnreadableError(
             message + ", or pass allow_truncated=True to accept the frames before the damage"
         )
-
-
-class CaptureClock:
-    """Turns per-frame `CAP_PROP_POS_MSEC` readings into strictly increasing seconds from 0.
-
-    The first reading becomes time 0. A reading that is not finite or not later than the
-    previous timestamp (or, for a live source, more than MAX_GAP_S after it: a clock reset) is
-    replaced: for files by the previous timestamp plus 1/fps; for live sources (`live=True`) by
-    the wall-clock time since the first frame (when that is later than the previous timestamp),
-    so a camera that drops frames keeps honest times. `fallbacks` counts the replaced readings.
-    """
-
-    #: largest believable gap between two frames' presentation times, in seconds
-    MAX_GAP_S = 10.0
-
-    def __init__(self, nominal_fps: float, live: bool) -> None:
-        self.period_s = 1.0 / nominal_fps if nominal_fps > 0 else 1.0 / DEFAULT_FPS
-        self.live = live
-        self.fallbacks = 0
-        self._origin_s: float | None = None
-        self._wall_origin = 0.0
-        self._last = -math.inf
-
-    def timestamp(self, pos_msec: float) -> float:
-        """Seconds since the first frame for a frame whose capture reported `pos_msec` (ms)."""
-        now = time.monotonic()
-        pos_s = pos_msec / 1000.0 if pos_msec is not None else math.nan
-        if self._origin_s is None:
-            self._origin_s = pos_s if math.isfinite(pos_s) and pos_s >= 0 else 0.0
-            self._wall_origin = now
-            self._last = 0.0
-            return 0.0
-        ts = pos_s - self._origin_s
-        # A file may legitimately pause for minutes (motion-triggered recording); a live source
-        # that jumps that far has had its clock reset, so only live sources cap the gap.
-        limit = self._last + self.MAX_GAP_S if self.live else math.inf
-        if not (math.isfinite(ts) and self._last < ts <= limit):
-            self.fallbacks += 1
-            ts = self._last + self.period_s
-            if self.live:
-                ts = max(now - self._wall_origin, self._last + 1e-6)
-        self._last = ts
-        return ts
 
 
 def _check_file(path: Path) -> None:

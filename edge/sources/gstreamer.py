@@ -20,8 +20,8 @@ import cv2
 import numpy as np
 
 from edge.errors import ConfigError, StreamUnreachableError
-from edge.sources.base import Frame, FrameSource
-from edge.sources.file import CaptureClock
+from edge.sources.base import Frame
+from edge.sources.capture import CaptureClock, CaptureSource
 
 #: appended to a pipeline that has no appsink of its own
 APPSINK_TAIL = "videoconvert ! video/x-raw,format=BGR ! appsink drop=true max-buffers=2 sync=false"
@@ -53,7 +53,7 @@ def complete_pipeline(pipeline: str) -> str:
     return text
 
 
-class GStreamerSource(FrameSource):
+class GStreamerSource(CaptureSource):
     """Frames from a GStreamer pipeline (text as for `gst-launch-1.0`, ending in an appsink).
 
     Live by nature: a pipeline that stops delivering raises `StreamUnreachableError` from
@@ -121,28 +121,5 @@ class GStreamerSource(FrameSource):
                     f"GStreamer pipeline {self.pipeline!r} stopped delivering frames after "
                     f"{self._index} frames; check the camera, the service reconnects"
                 )
-        assert self._clock is not None
-        ts = self._clock.timestamp(self._cap.get(cv2.CAP_PROP_POS_MSEC))
-        frame = Frame(image=image, timestamp_s=ts, index=self._index, source_index=self._index)
-        self._index += 1
-        return frame
+        return self._stamp(image)
 
-    def close(self) -> None:
-        if self._cap is not None:
-            self._cap.release()
-            self._cap = None
-        self._pending = None
-
-    @property
-    def fps(self) -> float:
-        """The pipeline's negotiated frame rate (30 when it states none); valid after open()."""
-        return self._fps
-
-    @property
-    def frame_size(self) -> tuple[int, int]:
-        """(width, height) of the frames the appsink delivers; valid after open()."""
-        return self._size
-
-    @property
-    def frame_count(self) -> int | None:
-        return self._count

@@ -23,8 +23,8 @@ import cv2
 import numpy as np
 
 from edge.errors import ConfigError, StreamUnreachableError
-from edge.sources.base import Frame, FrameSource
-from edge.sources.file import CaptureClock
+from edge.sources.base import Frame
+from edge.sources.capture import CaptureClock, CaptureSource
 
 #: URL schemes this source accepts.
 STREAM_SCHEMES = ("rtsp", "rtsps", "http", "https")
@@ -32,7 +32,7 @@ STREAM_SCHEMES = ("rtsp", "rtsps", "http", "https")
 _RTSP_TRANSPORTS = ("tcp", "udp", "udp_multicast", "http", "https")
 
 
-class StreamSource(FrameSource):
+class StreamSource(CaptureSource):
     """Frames from an RTSP or HTTP(S) URL.
 
     `open_timeout_s`: longest wait for the connection and the stream header.
@@ -134,32 +134,7 @@ class StreamSource(FrameSource):
                     f"(no frame within {self.read_timeout_s:g} s, or the connection closed); "
                     f"check the network and the camera, the service reconnects"
                 )
-        assert self._clock is not None
-        ts = self._clock.timestamp(self._cap.get(cv2.CAP_PROP_POS_MSEC))
-        frame = Frame(image=image, timestamp_s=ts, index=self._index, source_index=self._index)
-        self._index += 1
-        return frame
-
-    def close(self) -> None:
-        if self._cap is not None:
-            self._cap.release()
-            self._cap = None
-        self._pending = None
-
-    @property
-    def fps(self) -> float:
-        """The stream's nominal frame rate (25 when it states none); valid after open()."""
-        return self._fps
-
-    @property
-    def frame_size(self) -> tuple[int, int]:
-        """(width, height) of the decoded frames; valid after open()."""
-        return self._size
-
-    @property
-    def frame_count(self) -> int | None:
-        """Frames announced by a finite stream (an HTTP file), None for a live stream."""
-        return self._count
+        return self._stamp(image)
 
 
 def redact_url(url: str) -> str:

@@ -7,7 +7,8 @@ import pytest
 
 from edge.errors import SourceEmptyError, SourceNotFoundError, SourceUnreadableError
 from edge.sources.base import FrameSource
-from edge.sources.file import CaptureClock, FileSource
+from edge.sources.capture import CaptureClock
+from edge.sources.file import FileSource
 
 
 def read_all(source: FrameSource) -> list:
