@@ -392,8 +392,9 @@ def record_tracks(
             f"tracks {name} have {vel.shape[1]} points but the model {model.model_version!r} expects "
             f"{model.n_points}; track with the model's grid"
         )
-    pipe = build_pipeline(model_dir=model.model_dir, providers=providers, params=HysteresisParams(theta_on=_RECORDING_THETA),
-                          energy_mode=energy_mode, keep_keyframes=False)
+    pipe = build_pipeline(model_dir=model.model_dir, providers=providers,
+                          params=HysteresisParams(theta_on=_RECORDING_THETA), energy_mode=energy_mode,
+                          keep_keyframes=False)
     pipe.tracker = SavedTracks(vel, vis)
     pipe.reset()
     pipe.record_trace()

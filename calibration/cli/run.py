@@ -2,13 +2,13 @@
 
 Takes recorded video (files, a folder, or `synthetic://` specs) and runs it through the device's
 own pipeline (tracker, tokenizer, energy) — or reads energy traces the device recorded with
-`laps-edge run --record-energy` — then sweeps hysteresis parameters on the device's own
-energy kernel and keeps the set that best reproduces the Otsu pseudo-labels of the velocity-energy
-proxy (unsupervised; by default theta_on alone, scored by the geometric mean of F1 and Youden's
-J, or J alone for velocity energy), or, with --labels, the set
-with the best boundary F1 on labelled minutes (theta_on x alpha x down_steps; held-out F1@2s and
-F1@5s reported). Any of ratio_off, up_steps, down_steps and alpha can be swept too (the lists
-below, or --full-grid); the defaults were chosen on validation data, see --help of each option.
+`laps-edge run --record-energy` — then sweeps hysteresis parameters on the device's own energy
+kernel. Unsupervised (default): keeps the set that best reproduces the Otsu pseudo-labels of the
+velocity-energy proxy; by default theta_on alone, scored by the geometric mean of F1 and Youden's
+J (J alone for velocity energy). Labelled (--labels): keeps the set with the best boundary F1 on
+labelled minutes (theta_on x alpha x down_steps) and reports F1@2s/F1@5s on held-out minutes.
+Any of ratio_off, up_steps, down_steps and alpha can be swept too (the lists below, or
+--full-grid); the defaults were chosen on validation data (see calibration.unsupervised).
 
 Writes OUT/calibration.json (thresholds + provenance; `laps-edge run --calibration` and a model
 directory read it) and OUT/report.html with its plots in OUT/plots/. Warns when the proxy
@@ -142,9 +142,12 @@ def handle(args: argparse.Namespace) -> int:
 def _print_summary(cal, recordings, model, cal_path, report, installed) -> None:
     p, q = cal.params, cal.quality
     seconds = sum(r.duration_s for r in recordings)
+    sets = f"{cal.grid.size:,} parameter sets against the pseudo-labels"
+    if cal.labelled is not None:
+        sets += f", {cal.labelled.parameter_sets:,} against the labels"
     lines = [
         f"calibrated {model.model_version!r} on {len(recordings)} recording(s), {seconds / 60:.1f} min at "
-        f"{model.fps:g} fps, {cal.grid.size:,} parameter sets per sweep",
+        f"{model.fps:g} fps; swept {sets}",
         f"mode {cal.mode}: best {cal.criterion} = {cal.score:.3f} -> theta_on {p.theta_on:.4g}, theta_off "
         f"{p.theta_off:.4g} (r {p.ratio_off:g}), u {p.up_steps}, d {p.down_steps}, alpha {p.alpha:g}",
         f"proxy quality: Youden's J {q.youden_j:.2f}, F1 {q.f1:.2f} against the Otsu pseudo-labels "

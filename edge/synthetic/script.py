@@ -547,7 +547,7 @@ class _ScriptBuilder:
 
     def _put_aside(self, step: _Step, v0: float, v1: float) -> None:
         h = step.hand
-        rng, u = self.rng, self.u
+        rng = self.rng
         rel = self.rel[h]
         if step.arg == "holder":
             dest = self.lay.tool_pose()

@@ -51,8 +51,8 @@ def test_help_explains_every_option():
                          text=True, timeout=60).stdout
     for option in ("--out", "--model", "--labels", "--holdout", "--tau", "--criterion", "--ratio-off",
                    "--up-steps", "--down-steps", "--alpha", "--max-theta", "--cooldown-steps", "--min-steps",
-                   "--max-steps", "--full-grid", "--tracker", "--providers", "--energy-mode", "--threads", "--into-model",
-                   "--quiet"):
+                   "--max-steps", "--full-grid", "--tracker", "--providers", "--energy-mode", "--threads",
+                   "--into-model", "--quiet"):
         assert option in out
     assert "VIDEO_OR_DIR" in out
 

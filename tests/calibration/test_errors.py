@@ -116,3 +116,13 @@ def test_bad_sweep_values_are_one_line_errors(tmp_path, capsys):
     err = _cli_error(capsys, ["run", str(trace), "--out", str(tmp_path / "o"), "--model", "none",
                               "--up-steps", "0"])
     assert "up_steps" in err
+
+
+def test_the_cli_refuses_labels_for_an_unknown_video(tmp_path, capsys):
+    e, p, _ = bursty_series(553, 100)
+    write_trace(tmp_path / "cam1.npz", e, p)
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "labels" / "cam9.json").write_text(json.dumps({"segments": [[1, 2]]}))
+    err = _cli_error(capsys, ["run", str(tmp_path / "cam1.npz"), "--labels", str(tmp_path / "labels"), "--out",
+                              str(tmp_path / "o"), "--model", "none", "--quiet"])
+    assert "'cam9'" in err and "not among the inputs (cam1)" in err

@@ -6,7 +6,6 @@ import json
 import subprocess
 import sys
 
-import pytest
 
 from edge.cli import main
 from edge.segments import read_segments
