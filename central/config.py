@@ -20,16 +20,14 @@ Sections (every key optional; defaults shown in `central_config_example()`):
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import re
 import socket
 import sys
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from edge.config import ConfigContext, TlsConfig
 from edge.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -51,7 +49,7 @@ class PathsConfig:
     data_dir: str = "laps-central-data"
     models_dir: str = "laps-central-data/models"
 
-    def _check(self, ctx: "_Ctx") -> None:
+    def _check(self, ctx: "ConfigContext") -> None:
         for key in ("data_dir", "models_dir"):
             if not getattr(self, key).strip():
                 ctx.fail(key, getattr(self, key), "a directory path")
@@ -64,32 +62,10 @@ class StoreConfig:
     path: str = "laps-central-data/central.sqlite"
     synchronous: str = "full"
 
-    def _check(self, ctx: "_Ctx") -> None:
+    def _check(self, ctx: "ConfigContext") -> None:
         if not self.path.strip():
             ctx.fail("path", self.path, "a file path for the SQLite store")
         ctx.choice("synchronous", self.synchronous, ("full", "normal"))
-
-
-@dataclass(frozen=True)
-class TlsConfig:
-    """TLS towards the broker: ca (CA bundle; empty = system store), cert/key (mutual TLS)."""
-
-    enabled: bool = False
-    ca: str = ""
-    cert: str = ""
-    key: str = ""
-
-    @property
-    def active(self) -> bool:
-        return self.enabled or bool(self.ca or self.cert)
-
-    def _check(self, ctx: "_Ctx") -> None:
-        for key in ("ca", "cert", "key"):
-            value = getattr(self, key)
-            if value and not os.access(value, os.R_OK):
-                ctx.fail(key, value, "a readable PEM file")
-        if bool(self.cert) != bool(self.key):
-            ctx.fail("cert" if not self.cert else "key", self.cert or self.key, "both cert and key, or neither")
 
 
 @dataclass(frozen=True)
@@ -137,7 +113,7 @@ class MqttConfig:
     def shared_topic(self) -> str:
         return f"$share/{self.group}/{self.topic}"
 
-    def _check(self, ctx: "_Ctx") -> None:
+    def _check(self, ctx: "ConfigContext") -> None:
         if not self.host.strip():
             ctx.fail("host", self.host, "a broker host name or address")
         ctx.range("port", self.port, 0, 65535, "an integer from 1 to 65535 (0 = 1883, or 8883 with TLS)")
@@ -186,7 +162,7 @@ class HttpConfig:
     cert: str = ""
     key: str = ""
 
-    def _check(self, ctx: "_Ctx") -> None:
+    def _check(self, ctx: "ConfigContext") -> None:
         ctx.range("port", self.port, 0, 65535, "an integer from 0 (any free port) to 65535")
         ctx.range("max_batch_bytes", self.max_batch_bytes, 1024, 2**40)
         for key in ("token_file", "cert", "key"):
@@ -233,7 +209,7 @@ def load_central_config(path: str | os.PathLike) -> CentralConfig:
 
 def central_config_from_dict(data: dict, origin: str = "", base_dir: str | os.PathLike | None = None) -> CentralConfig:
     """Build and validate a config from a parsed TOML dict (relative paths against base_dir)."""
-    ctx = _Ctx(origin, "", Path(base_dir) if base_dir is not None else None)
+    ctx = ConfigContext(origin, "", Path(base_dir) if base_dir is not None else None, _PATH_KEYS)
     cfg = ctx.build(CentralConfig, {k: v for k, v in data.items()})
     return dataclasses.replace(cfg, origin=origin)
 
@@ -273,67 +249,9 @@ max_batch_bytes = 536870912
 """
 
 
-# -- validation machinery -------------------------------------------------------------------------
-_PATH_KEYS = {"data_dir", "models_dir", "path", "ca", "cert", "key", "credentials_file", "token_file"}
-
-
-class _Ctx:
-    """Where we are in the file (for messages) and how to resolve relative paths."""
-
-    def __init__(self, origin: str, prefix: str, base_dir: Path | None) -> None:
-        self.origin, self.prefix, self.base_dir = origin, prefix, base_dir
-
-    def key(self, name: str) -> str:
-        return f"{self.prefix}{name}"
-
-    def fail(self, name: str, value: Any, allowed: str) -> None:
-        where = f"config {self.origin}: " if self.origin else "config: "
-        raise ConfigError(f"{where}{self.key(name)} = {value!r} is not allowed; expected {allowed}")
-
-    def range(self, name: str, value: float, lo: float, hi: float, allowed: str | None = None) -> None:
-        if not (lo <= value <= hi) or (isinstance(value, float) and not math.isfinite(value)):
-            self.fail(name, value, allowed or f"a number from {lo:g} to {hi:g}")
-
-    def choice(self, name: str, value: str, allowed: tuple[str, ...]) -> None:
-        if value not in allowed:
-            self.fail(name, value, "one of " + ", ".join(allowed))
-
-    def build(self, cls: type, table: Any) -> Any:
-        if not isinstance(table, dict):
-            self.fail(self.prefix.rstrip(".") or "(top level)", table, "a table")
-        hints = typing.get_type_hints(cls)
-        names = {f.name for f in dataclasses.fields(cls) if f.name != "origin"}
-        unknown = sorted(set(table) - names)
-        if unknown:
-            self.fail(unknown[0], table[unknown[0]], "one of the known keys: " + ", ".join(sorted(names)))
-        kwargs = {}
-        for name, value in table.items():
-            kwargs[name] = self._value(name, hints[name], value)
-        obj = cls(**kwargs)
-        check = getattr(obj, "_check", None)
-        if check is not None:
-            check(self)
-        return obj
-
-    def _value(self, name: str, hint: Any, value: Any) -> Any:
-        if dataclasses.is_dataclass(hint):
-            return _Ctx(self.origin, f"{self.prefix}{name}.", self.base_dir).build(hint, value)
-        if hint is bool:
-            if not isinstance(value, bool):
-                self.fail(name, value, "true or false")
-            return value
-        if hint is int:
-            if isinstance(value, bool) or not isinstance(value, int):
-                self.fail(name, value, "an integer")
-            return value
-        if hint is float:
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                self.fail(name, value, "a number")
-            return float(value)
-        if hint is str:
-            if not isinstance(value, str):
-                self.fail(name, value, "a string")
-            if name in _PATH_KEYS and value and self.base_dir is not None and not os.path.isabs(value):
-                return str(self.base_dir / value)
-            return value
-        raise TypeError(f"unsupported config type {hint!r} for {name}")
+# -- validation: the device's machinery, with the central's path keys ---------------------------
+#: keys whose string values are file or folder paths, resolved against the config's folder
+_PATH_KEYS = frozenset({
+    "paths.data_dir", "paths.models_dir", "store.path", "mqtt.tls.ca", "mqtt.tls.cert", "mqtt.tls.key",
+    "mqtt.credentials_file", "http.token_file", "http.cert", "http.key",
+})

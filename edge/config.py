@@ -51,7 +51,7 @@ class DeviceConfig:
     site: str
     id: str
 
-    def _check(self, ctx: "_Ctx") -> None:
+    def _check(self, ctx: "ConfigContext") -> None:
         for key in ("site", "id"):
             value = getattr(self, key)
             if not _ID_RE.match(value):
@@ -79,7 +79,7 @@ class SourceConfig:
     reconnect_max_s: float = 30.0
     ready_timeout_s: float = 60.0
 
-    def _check(self, ctx: "_Ctx") -> None:
+    def _check(self, ctx: "ConfigContext") -> None:
         if not self.spec.strip():
             ctx.fail("spec", self.spec, "a non-empty source (file path, /dev/videoN, rtsp://..., synthetic:...)")
         ctx.range("fps", self.fps, 0.0, 240.0)
@@ -106,7 +106,7 @@ class ModelConfig:
     calibration: str = ""
     thresholds: dict[str, float] = field(default_factory=dict)
 
-    def _check(self, ctx: "_Ctx") -> None:
+    def _check(self, ctx: "ConfigContext") -> None:
         ctx.choice("tracker", self.tracker, TRACKERS)
         ctx.choice("providers", self.providers, PROVIDERS)
         if self.dir and not Path(self.dir).is_dir():
@@ -134,7 +134,7 @@ class TlsConfig:
     def active(self) -> bool:
         return self.enabled or bool(self.ca or self.cert)
 
-    def _check(self, ctx: "_Ctx") -> None:
+    def _check(self, ctx: "ConfigContext") -> None:
         for key in ("ca", "cert", "key"):
             value = getattr(self, key)
             if value and not os.access(value, os.R_OK):
@@ -180,7 +180,7 @@ class MqttConfig:
         """The configured port, or 8883 with TLS / 1883 without."""
         return self.port or (8883 if self.tls.active else 1883)
 
-    def _check(self, ctx: "_Ctx") -> None:
+    def _check(self, ctx: "ConfigContext") -> None:
         if self.enabled and not self.host.strip():
             ctx.fail("host", self.host, "a broker host name or address (or mqtt.enabled = false)")
         ctx.range("port", self.port, 0, 65535, "an integer from 1 to 65535 (0 = 1883, or 8883 with TLS)")
@@ -215,7 +215,7 @@ class OutboxConfig:
     max_bytes: int = 64 * MIB
     max_age_s: float = 7 * 24 * 3600.0
 
-    def _check(self, ctx: "_Ctx") -> None:
+    def _check(self, ctx: "ConfigContext") -> None:
         ctx.range("max_bytes", self.max_bytes, 4096, 2**40)
         ctx.range("max_age_s", self.max_age_s, 1.0, 10 * 365 * 86400.0)
 
@@ -245,7 +245,7 @@ class UploadConfig:
     def enabled(self) -> bool:
         return bool(self.endpoint)
 
-    def _check(self, ctx: "_Ctx") -> None:
+    def _check(self, ctx: "ConfigContext") -> None:
         if self.endpoint and not re.match(r"^https?://[^/\s]+", self.endpoint):
             ctx.fail("endpoint", self.endpoint, "an http:// or https:// URL (or empty to disable upload)")
         ctx.range("interval_s", self.interval_s, 0.1, 86400.0)
@@ -265,7 +265,7 @@ class MetricsConfig:
 
     interval_s: float = 30.0
 
-    def _check(self, ctx: "_Ctx") -> None:
+    def _check(self, ctx: "ConfigContext") -> None:
         ctx.range("interval_s", self.interval_s, 0.1, 86400.0)
 
 
@@ -277,7 +277,7 @@ class PathsConfig:
     state_dir: str = "/var/lib/laps-edge"
     cache_dir: str = "/var/cache/laps-edge"
 
-    def _check(self, ctx: "_Ctx") -> None:
+    def _check(self, ctx: "ConfigContext") -> None:
         for key in ("state_dir", "cache_dir"):
             if not getattr(self, key).strip():
                 ctx.fail(key, getattr(self, key), "a directory path")
@@ -346,7 +346,7 @@ def config_from_dict(data: dict, origin: str = "", base_dir: str | os.PathLike |
 
     base_dir: folder against which relative paths are resolved (the config file's folder).
     """
-    ctx = _Ctx(origin, "", Path(base_dir) if base_dir is not None else None)
+    ctx = ConfigContext(origin, "", Path(base_dir) if base_dir is not None else None)
     cfg = ctx.build(EdgeConfig, data)
     return dataclasses.replace(cfg, origin=origin)
 
@@ -392,11 +392,16 @@ def _where(origin: str) -> str:
     return f"config {origin}: " if origin else "config: "
 
 
-class _Ctx:
-    """Walks one table of the TOML document; knows its dotted prefix for error messages."""
+class ConfigContext:
+    """Walks one table of a TOML document into a frozen dataclass, validating as it goes; knows
+    its dotted prefix for error messages. `path_keys`: dotted keys whose string values are
+    paths, resolved against `base_dir`. Shared by the device and the central configuration.
+    """
 
-    def __init__(self, origin: str, prefix: str, base_dir: Path | None) -> None:
+    def __init__(self, origin: str, prefix: str, base_dir: Path | None,
+                 path_keys: frozenset[str] | set[str] = frozenset()) -> None:
         self.origin, self.prefix, self.base_dir = origin, prefix, base_dir
+        self.path_keys = path_keys or _PATH_KEYS
 
     def key(self, name: str) -> str:
         return f"{self.prefix}.{name}" if self.prefix else name
@@ -441,7 +446,7 @@ class _Ctx:
 
     def _value(self, name: str, hint: Any, value: Any) -> Any:
         if dataclasses.is_dataclass(hint):
-            return _Ctx(self.origin, self.key(name), self.base_dir).build(hint, value)
+            return ConfigContext(self.origin, self.key(name), self.base_dir, self.path_keys).build(hint, value)
         origin = typing.get_origin(hint)
         if origin is dict:
             if not isinstance(value, dict):
@@ -462,7 +467,7 @@ class _Ctx:
         if hint is str:
             if not isinstance(value, str):
                 self.fail(name, value, "a string (in quotes)")
-            if self.key(name) in _PATH_KEYS and value:
+            if self.key(name) in self.path_keys and value:
                 return self._resolve(name, value)
             if self.key(name) == "mqtt.credentials_file" and value:
                 return self._resolve_credentials(value)
