@@ -31,6 +31,19 @@ class CaptureSource(FrameSource):
     _size: tuple[int, int] = (0, 0)
     _count: int | None = None
 
+    def _adopt(self, cap: "cv2.VideoCapture", first_image: np.ndarray, default_fps: float) -> None:
+        """Take over an opened capture whose first frame was read: rate, announced frame count
+        (a finite source), size and clock; the first frame is delivered by the next read()."""
+        fps = cap.get(cv2.CAP_PROP_FPS)
+        self._fps = float(fps) if math.isfinite(fps) and 0 < fps < 1000 else default_fps
+        count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
+        self._count = int(count) if math.isfinite(count) and count > 0 else None
+        self._size = (int(first_image.shape[1]), int(first_image.shape[0]))
+        self._cap = cap
+        self._clock = CaptureClock(self._fps, live=self._count is None)
+        self._pending = first_image
+        self._index = 0
+
     def _stamp(self, image: np.ndarray) -> Frame:
         """The next frame: timestamp from the capture's clock, index counted here."""
         assert self._clock is not None and self._cap is not None

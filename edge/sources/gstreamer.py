@@ -13,7 +13,6 @@ can write just the capture part: `nvarguscamerasrc ! video/x-raw(memory:NVMM),wi
 from __future__ import annotations
 
 import functools
-import math
 import re
 
 import cv2
@@ -96,15 +95,7 @@ class GStreamerSource(CaptureSource):
                 f"GStreamer pipeline {self.pipeline!r} started but delivered no frame; check "
                 f"the source element and that the caps end in video/x-raw,format=BGR"
             )
-        fps = cap.get(cv2.CAP_PROP_FPS)
-        self._fps = float(fps) if math.isfinite(fps) and 0 < fps < 1000 else 30.0
-        count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
-        self._count = int(count) if math.isfinite(count) and count > 0 else None
-        self._size = (int(image.shape[1]), int(image.shape[0]))
-        self._cap = cap
-        self._clock = CaptureClock(self._fps, live=self._count is None)
-        self._pending = image
-        self._index = 0
+        self._adopt(cap, image, default_fps=30.0)
 
     def read(self) -> Frame | None:
         if self._cap is None:

@@ -13,7 +13,6 @@ that stops delivering raises `StreamUnreachableError`, so the service can reconn
 
 from __future__ import annotations
 
-import math
 import os
 import urllib.parse
 from contextlib import contextmanager
@@ -104,15 +103,7 @@ class StreamSource(CaptureSource):
                 f"{self.read_timeout_s:g} s; check the camera is streaming and its codec is H.264, "
                 f"H.265 or MJPEG"
             )
-        fps = cap.get(cv2.CAP_PROP_FPS)
-        self._fps = float(fps) if math.isfinite(fps) and 0 < fps < 1000 else 25.0
-        count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
-        self._count = int(count) if math.isfinite(count) and count > 0 else None
-        self._size = (int(image.shape[1]), int(image.shape[0]))
-        self._cap = cap
-        self._clock = CaptureClock(self._fps, live=self._count is None)
-        self._pending = image
-        self._index = 0
+        self._adopt(cap, image, default_fps=25.0)
         self._ended = False
 
     def read(self) -> Frame | None:
