@@ -159,6 +159,13 @@ def latent_step(state: np.ndarray, params: np.ndarray, z: np.ndarray) -> int:
     `energy_step`. A z with a non-finite entry gives E = NaN (y holds) and is not stored as
     z_prev. The state must come from `new_state(D)`.
     """
+    return energy_step(state, params, latent_energy(state, z))
+
+
+@njit(cache=_CACHE)
+def latent_energy(state: np.ndarray, z: np.ndarray) -> float:
+    """The Latent Action Energy of z (D,) against the stored z_prev, storing z as the next z_prev
+    (the first half of `latent_step`; the hysteresis state is not touched)."""
     d = int(state[S_LATENT_DIM])
     if z.shape[0] != d:
         raise ValueError("latent_step: z length differs from the state's latent_dim")
@@ -168,20 +175,18 @@ def latent_step(state: np.ndarray, params: np.ndarray, z: np.ndarray) -> int:
             finite = False
             break
     if not finite:
-        energy = np.nan
-    elif state[S_HAS_PREV] == 0.0:
-        energy = 0.0
-    else:
+        return np.nan
+    energy = 0.0
+    if state[S_HAS_PREV] != 0.0:
         acc = 0.0
         for i in range(d):
             diff = float(z[i]) - state[HEADER + i]
             acc += diff * diff
         energy = math.sqrt(acc)
-    if finite:
-        for i in range(d):
-            state[HEADER + i] = z[i]
-        state[S_HAS_PREV] = 1.0
-    return energy_step(state, params, energy)
+    for i in range(d):
+        state[HEADER + i] = z[i]
+    state[S_HAS_PREV] = 1.0
+    return energy
 
 
 @njit(cache=_CACHE)
@@ -260,28 +265,17 @@ def _series_energy(params, energy):
 
 @njit(cache=_CACHE)
 def _series_latent(params, latents):
+    # The energies first (latent_energy never looks at the hysteresis state), then the one
+    # energy loop: the same calls, in the same order, as latent_step per step.
     t_len = latents.shape[0]
     d = latents.shape[1]
     state = np.empty(HEADER + d, dtype=np.float64)
     init_state(state, d)
     energy = np.empty(t_len, dtype=np.float64)
-    smoothed = np.empty(t_len, dtype=np.float64)
-    events = np.zeros(t_len, dtype=np.int8)
-    on = np.zeros(t_len, dtype=np.bool_)
-    bounds = np.empty((64, 2), dtype=np.int64)
-    kept = np.zeros(64, dtype=np.uint8)
-    n = 0
     for t in range(t_len):
-        ev = latent_step(state, params, latents[t])
-        events[t] = ev
-        energy[t] = state[S_E]
-        smoothed[t] = state[S_Y]
-        if ev == EVENT_END or ev == EVENT_DISCARD:
-            bounds, kept, n = _record(state, ev, bounds, kept, on, n)
-    final = finish(state, params)
-    if final != EVENT_NONE:
-        bounds, kept, n = _record(state, final, bounds, kept, on, n)
-    return energy, smoothed, events, on, bounds[:n], kept[:n], final
+        energy[t] = latent_energy(state, latents[t])
+    smoothed, events, on, bounds, kept, final = _series_energy(params, energy)
+    return energy, smoothed, events, on, bounds, kept, final
 
 
 @njit(cache=_CACHE, parallel=True)
