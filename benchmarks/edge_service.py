@@ -24,13 +24,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 from benchmarks.common import print_table, write_results
+from tests.service.helpers import Mosquitto, Subscriber, wait_until, write_video
 
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 LAPS_EDGE = str(Path(sys.executable).parent / "laps-edge")
 
 
@@ -42,11 +41,11 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="laps-bench-", dir=_scratch()))
     rows: list[dict] = []
-    broker = Broker(work / "broker")
+    broker = Mosquitto(work / "broker").start()
     try:
         rows += latency_rows(broker.port, work, args.messages)
         rows += outbox_rows(work)
-        video = write_video(work / "station640.avi", seconds=90)
+        video = write_video(work / "station640.avi", seconds=90, size=(640, 480))
         rows += ready_rows(broker.port, work, video, args.repeats)
         rows += steady_rows(broker.port, work, video, args.steady_s)
     finally:
@@ -64,7 +63,8 @@ def latency_rows(port: int, work: Path, n: int) -> list[dict]:
     from edge.config import config_from_dict
     from edge.service import DeviceRuntime, synthetic_segments
 
-    sub = Subscriber(port)
+    sub = Subscriber(port, topic="laps/v1/+/+/segments")
+    sub.wait_subscribed(10)
     cfg = config_from_dict({
         "device": {"site": "bench", "id": "dev-1"}, "source": {"spec": "none"},
         "mqtt": {"host": "127.0.0.1", "port": port, "keepalive": 10},
@@ -78,9 +78,10 @@ def latency_rows(port: int, work: Path, n: int) -> list[dict]:
         sent[seg.segment_id] = time.monotonic()
         rt.emit(seg)
         time.sleep(0.02)  # segments end at most a few times a second; 50/s is already generous
-    _wait(lambda: len(sub.arrivals) >= n, 20)
+    wait_until(lambda: len(sub.first_arrivals()) >= n, 20)
     rt.close()
-    service = [1e3 * (sub.arrivals[k] - t) for k, t in sent.items() if k in sub.arrivals]
+    arrivals = sub.first_arrivals()
+    service = [1e3 * (arrivals[k] - t) for k, t in sent.items() if k in arrivals]
 
     # Baseline: a bare paho QoS 1 publish of the same payload size, no outbox, no fsync.
     import paho.mqtt.client as mqtt
@@ -96,11 +97,12 @@ def latency_rows(port: int, work: Path, n: int) -> list[dict]:
         raw_sent[key] = time.monotonic()
         client.publish("laps/v1/bench/raw/segments", json.dumps({"segment_id": key, "pad": "x" * 400}), qos=1)
         time.sleep(0.02)
-    _wait(lambda: all(k in sub.arrivals for k in raw_sent), 20)
+    wait_until(lambda: all(k in sub.first_arrivals() for k in raw_sent), 20)
     client.loop_stop()
     client.disconnect()
     sub.close()
-    raw = [1e3 * (sub.arrivals[k] - t) for k, t in raw_sent.items() if k in sub.arrivals]
+    arrivals = sub.first_arrivals()
+    raw = [1e3 * (arrivals[k] - t) for k, t in raw_sent.items() if k in arrivals]
     med, p99 = statistics.median(service), _p99(service)
     raw_med, raw_p99 = statistics.median(raw), _p99(raw)
     return [
@@ -242,94 +244,6 @@ state_dir = "{state}"
 cache_dir = "{state}/cache"
 """)
     return path
-
-
-def write_video(path: Path, seconds: float, fps: float = 10.0) -> Path:
-    """A 640x480 MJPEG clip: a textured block resting and moving in turns (2 s each)."""
-    import cv2
-    import numpy as np
-
-    rng = np.random.default_rng(900)
-    texture = rng.integers(0, 255, (120, 120, 3), dtype=np.uint8)
-    background = rng.integers(40, 90, (480, 640, 3), dtype=np.uint8)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (640, 480))
-    x = 80
-    for i in range(int(seconds * fps)):
-        if (i // 20) % 2 == 1:
-            x = 80 + int(300 * abs(np.sin(i / 5.0)))
-        img = background.copy()
-        img[180:300, x:x + 120] = texture
-        writer.write(img)
-    writer.release()
-    return path
-
-
-class Broker:
-    """Mosquitto on a free loopback port with a generated config; stopped by its own pid."""
-
-    def __init__(self, folder: Path) -> None:
-        if not os.path.exists(MOSQUITTO):
-            raise SystemExit("mosquitto is not installed (apt-get install -y mosquitto)")
-        folder.mkdir(parents=True)
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        conf = folder / "mosquitto.conf"
-        lines = [f"listener {self.port} 127.0.0.1", "allow_anonymous true", "max_queued_messages 100000"]
-        if os.geteuid() == 0:
-            import getpass
-
-            lines.append(f"user {getpass.getuser()}")
-        conf.write_text("\n".join(lines) + "\n")
-        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _wait(self._up, 10)
-
-    def _up(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                return True
-        except OSError:
-            return False
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
-
-
-class Subscriber:
-    """Records the arrival time (monotonic) of every segment id."""
-
-    def __init__(self, port: int) -> None:
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion
-
-        self.arrivals: dict[str, float] = {}
-        self._ready = threading.Event()
-        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="bench-sub",
-                                  protocol=mqtt.MQTTv5)
-        self.client.on_connect = lambda c, u, f, r, p: (c.subscribe("laps/v1/+/+/segments", qos=1), self._ready.set())
-        self.client.on_message = self._on_message
-        self.client.connect("127.0.0.1", port)
-        self.client.loop_start()
-        self._ready.wait(10)
-        time.sleep(0.2)
-
-    def _on_message(self, client, userdata, msg) -> None:
-        t = time.monotonic()
-        self.arrivals.setdefault(json.loads(msg.payload)["segment_id"], t)
-
-    def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
-
-
-def _wait(pred, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return pred()
 
 
 def _p99(values: list[float]) -> float:

@@ -67,7 +67,7 @@ def _time_numpy_part(runtime, vel, vis, repeats: int) -> float:
             x[~m] = 0.0
             buf[pos] = x
             buf[pos + s] = x
-            window = buf[pos + 1: pos + 1 + s][None]  # the encoder's input view
+            _ = buf[pos + 1: pos + 1 + s][None]  # the encoder's input view (a view, as on the device)
             pos = (pos + 1) % s
             code = int(fsq.codes(latents[-1]))
             fsq.z_q_from_codes(code)

@@ -196,6 +196,16 @@ class Subscriber:
     def segment_ids(self) -> set[str]:
         return {m["segment_id"] for m in self.payloads("segments")}
 
+    def first_arrivals(self, kind: str = "segments") -> dict[str, float]:
+        """{segment_id: monotonic time its first copy arrived} for messages of topic kind `kind`."""
+        with self._lock:
+            msgs = list(self.messages)
+        out: dict[str, float] = {}
+        for t, p, _, when in msgs:
+            if t.endswith("/" + kind) and p:
+                out.setdefault(json.loads(p)["segment_id"], when)
+        return out
+
     def close(self) -> None:
         self.client.loop_stop()
         self.client.disconnect()
@@ -340,18 +350,22 @@ class BatchReceiver:
         self.server.server_close()
 
 
-def write_video(path: Path, seconds: float, fps: float = 10.0) -> Path:
-    """A 320x240 MJPEG video: a textured square at rest for 2 s, moving for 2 s, alternately."""
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (320, 240))
+def write_video(path: Path, seconds: float, fps: float = 10.0, size: tuple[int, int] = (320, 240)) -> Path:
+    """An MJPEG video of `size` (w, h): a textured square (a quarter of the height) at rest for
+    2 s, moving for 2 s, alternately."""
+    w, h = size
+    side = h // 4
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
     rng = np.random.default_rng(900)
-    texture = rng.integers(0, 255, (60, 60, 3), dtype=np.uint8)
-    background = rng.integers(40, 80, (240, 320, 3), dtype=np.uint8)
-    x = 40
+    texture = rng.integers(0, 255, (side, side, 3), dtype=np.uint8)
+    background = rng.integers(40, 80, (h, w, 3), dtype=np.uint8)
+    x0, y0 = w // 8, (h - side) // 2
+    x = x0
     for i in range(int(seconds * fps)):
         if (i // 20) % 2 == 1:
-            x = 40 + int(120 * abs(np.sin(i / 4.0)))
+            x = x0 + int(3 * w / 8 * abs(np.sin(i / 4.0)))
         img = background.copy()
-        img[90:150, x:x + 60] = texture
+        img[y0:y0 + side, x:x + side] = texture
         writer.write(img)
     writer.release()
     return path
