@@ -308,11 +308,21 @@ class UploadWorker:
         self._thread = threading.Thread(target=self._run, name="upload", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float = 5.0, final_round: bool = True) -> None:
+        """Stop the worker thread; then, with `final_round`, seal what came in since the last
+        round and try one more upload for at most about `timeout` s (plus one PUT's own timeout),
+        so the keyframes of the last segments do not wait for the next start. What is not
+        delivered stays sealed on disk and goes first on the next start."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        if final_round:
+            try:
+                with self._round:
+                    self._round_locked(deadline=time.monotonic() + timeout)
+            except Exception:  # noqa: BLE001 - shutting down: log and leave the batches on disk
+                log.exception("final upload round failed; the batches stay for the next start")
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
@@ -326,12 +336,13 @@ class UploadWorker:
         with self._round:
             return self._round_locked()
 
-    def _round_locked(self) -> int:
+    def _round_locked(self, deadline: float | None = None) -> int:
+        # deadline None: a regular round, cut short by stop(); else the final round, bounded in time.
         while self.spool.seal() is not None:
             pass
         delivered = 0
         for batch in self.spool.batches():
-            if self._stop.is_set():
+            if self._stop.is_set() if deadline is None else time.monotonic() > deadline:
                 break
             try:
                 self.uploader.put(batch)

@@ -67,6 +67,25 @@ def test_worker_uploads_announces_and_deletes_after_acknowledgement(spool, recei
     assert spool.batches() == [] and spool.stats()["uploaded_batches"] == 1
 
 
+def test_stopping_the_worker_uploads_what_came_in_since_the_last_round(spool, receiver):
+    announced: list = []
+    worker = make_worker(spool, receiver.url, announced)  # interval 3600 s: no regular round runs
+    worker.start()
+    spool.add_segment(str(uuid7()), {5: jpeg(1)})
+    worker.stop(timeout=5.0)
+    assert len(receiver.stored("dev-1")) == 1 and len(announced) == 1
+    assert spool.batches() == []
+
+
+def test_stopping_without_a_receiver_keeps_the_last_segments_sealed_for_the_next_start(spool, receiver):
+    dead_url = f"http://127.0.0.1:{receiver.port + 1 if receiver.port < 65535 else 1}"
+    worker = make_worker(spool, dead_url, [])
+    worker.start()
+    spool.add_segment(str(uuid7()), {5: jpeg(1)})
+    worker.stop(timeout=1.0)
+    assert len(spool.batches()) == 1  # sealed, on disk, first in line next time
+
+
 def test_repeating_a_put_is_harmless(spool, receiver):
     spool.add_segment(str(uuid7()), {1: jpeg(1)})
     batch = spool.seal()
