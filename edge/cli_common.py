@@ -51,3 +51,21 @@ def build_main(prog: str, package: str, description: str) -> Callable[[Sequence[
             return 130
 
     return main
+
+
+def add_pipeline_options(parser: argparse.ArgumentParser, model_help: str) -> None:
+    """The options that choose how the device pipeline is built (--model, --tracker, --providers,
+    --energy-mode), shared by `laps-edge run` and `laps-calibrate run` so that calibration runs
+    exactly what the device will run. `model_help` says what --model means for that command."""
+    from edge.tracking import TRACKER_BACKENDS
+
+    parser.add_argument("--model", default="default", help=model_help + " (default: %(default)s)")
+    # No argparse `choices`: the pipeline validates the name and says how to fix it (one place).
+    parser.add_argument("--tracker", default="lk",
+                        help=f"point tracker backend, as on the device: {', '.join(TRACKER_BACKENDS)} "
+                             "(default: %(default)s)")
+    parser.add_argument("--providers", default="auto",
+                        help="ONNX Runtime providers for the models: auto, cpu, cuda, tensorrt (default: %(default)s)")
+    parser.add_argument("--energy-mode", default="newest", choices=("newest", "window_mean"),
+                        help="LAPS per-frame energy from the newest token, or the paper code's window mean "
+                             "(default: %(default)s)")

@@ -22,6 +22,8 @@ import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from edge.cli_common import add_pipeline_options
+
     p = sub.add_parser(
         "run",
         help="calibrate hysteresis thresholds from video or recorded energy",
@@ -42,10 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="video files, folders of videos and/or energy.npz traces from `laps-edge run "
                         "--record-energy`, or synthetic:// specs")
     p.add_argument("--out", required=True, help="output folder for calibration.json, report.html and plots/")
-    p.add_argument("--model", default="default",
-                   help="model directory whose thresholds are calibrated; 'default' = the shipped model "
-                        "(velocity energy until one ships); 'none' = velocity energy without a tokenizer "
-                        "(default: %(default)s)")
+    add_pipeline_options(p, "model directory whose thresholds are calibrated; 'default' = the shipped model; "
+                            "'none' = velocity energy without a tokenizer")
     p.add_argument("--labels", action="append", default=[], metavar="PATH",
                    help="label file or folder of label files, named after the videos; switches to labelled "
                         "mode (repeatable)")
@@ -83,12 +83,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="fixed shortest kept segment in steps (default: %(default)s)")
     p.add_argument("--max-steps", type=int, default=0,
                    help="fixed cap on a segment's length in steps, 0 = none (default: %(default)s)")
-    p.add_argument("--tracker", default="lk", help="point tracker backend, as on the device (default: %(default)s)")
-    p.add_argument("--providers", default="auto",
-                   help="ONNX Runtime providers for the tokenizer: auto, cpu, cuda, tensorrt (default: %(default)s)")
-    p.add_argument("--energy-mode", default="newest", choices=("newest", "window_mean"),
-                   help="energy the device will run with: LAPS per-frame from the newest token, or the paper "
-                        "code's window mean (default: %(default)s)")
     p.add_argument("--threads", type=int, help="CPU threads for the parameter sweep (default: all cores)")
     p.add_argument("--into-model", action="store_true",
                    help="also install calibration.json into the --model directory (updates its manifest)")

@@ -19,6 +19,8 @@ DEFAULT_MODEL = "default"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from edge.cli_common import add_pipeline_options
+
     p = sub.add_parser(
         "run",
         help="segment a video source into action primitives",
@@ -34,17 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", help="TOML configuration: run as the device service (ignores the options below)")
     p.add_argument("--source", help="what to read (see below)")
     p.add_argument("--out", help="output directory for segments.jsonl and summary.json")
-    p.add_argument(
-        "--model", default=DEFAULT_MODEL,
-        help="model directory with tokenizer.onnx; 'default' = the shipped model; 'none' = the "
-             "velocity-energy proxy without a tokenizer (default: %(default)s)",
-    )
-    p.add_argument("--tracker", default="lk", help="point tracker backend (default: %(default)s)")
-    p.add_argument("--providers", default="auto",
-                   help="ONNX Runtime providers: auto, cpu, cuda, tensorrt (default: %(default)s)")
-    p.add_argument("--energy-mode", default="newest", choices=("newest", "window_mean"),
-                   help="LAPS per-frame energy from the newest token, or the paper code's "
-                        "window mean (default: %(default)s)")
+    add_pipeline_options(p, "model directory with tokenizer.onnx; 'default' = the shipped model; 'none' = the "
+                            "velocity-energy proxy without a tokenizer")
     p.add_argument("--calibration", help="calibration.json with thresholds (overrides the model's)")
     p.add_argument("--theta-on", type=float, help="override the ON threshold of the hysteresis")
     p.add_argument("--max-seconds", type=float, help="stop after this much source time")
