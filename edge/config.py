@@ -16,6 +16,7 @@ Sections (see the example for every key and its default):
     [upload]   endpoint, interval_s, disk cap, clips
     [metrics]  interval_s
     [paths]    state_dir, cache_dir
+    [ota]      enabled, root, trusted keys + threshold, health window, latency budget, limits
 """
 
 from __future__ import annotations
@@ -284,6 +285,62 @@ class PathsConfig:
 
 
 @dataclass(frozen=True)
+class OtaConfig:
+    """Over-the-air model updates (edge.ota). Off unless enabled.
+
+    root: the OTA store (bundles/, current, previous, state.json; empty = <state_dir>/ota); the
+    pipeline loads `<root>/current`, seeded from model.dir (or the shipped default model) on first
+    start. trusted_keys: Ed25519 public key files (`.pub` from `laps-export bundle keygen`, or
+    PEM); trusted_keys_inline: the same keys as base64 strings. threshold: distinct trusted
+    signatures a bundle needs (k of n; rotate keys by trusting old and new for a while).
+    health_window_s / health_min_frames: how long and how many frames the new model must run
+    cleanly before it is committed; health_grace_s: extra time allowed to see those frames.
+    latency_budget_ms: p95 per-frame latency the new model must stay under in that window.
+    max_download_bytes: larger bundles are refused. disk_reserve_bytes: free space left after a
+    download. keep_bundles: installed bundles kept on disk (current and previous always).
+    ca: CA bundle for https bundle URLs (empty = system store).
+    """
+
+    enabled: bool = False
+    root: str = ""
+    trusted_keys: list[str] = field(default_factory=list)
+    trusted_keys_inline: list[str] = field(default_factory=list)
+    threshold: int = 1
+    health_window_s: float = 60.0
+    health_min_frames: int = 100
+    health_grace_s: float = 120.0
+    latency_budget_ms: float = 200.0
+    max_download_bytes: int = 2048 * MIB
+    disk_reserve_bytes: int = 64 * MIB
+    download_timeout_s: float = 30.0
+    retry_max_s: float = 60.0
+    keep_bundles: int = 3
+    ca: str = ""
+
+    def _check(self, ctx: "ConfigContext") -> None:
+        if self.enabled and not (self.trusted_keys or self.trusted_keys_inline):
+            ctx.fail("trusted_keys", self.trusted_keys, "at least one trusted public key (a .pub file from "
+                     "`laps-export bundle keygen`) when ota.enabled = true")
+        for path in self.trusted_keys:
+            if not os.access(path, os.R_OK):
+                ctx.fail("trusted_keys", path, "readable public key files")
+        n_keys = len(self.trusted_keys) + len(self.trusted_keys_inline)
+        ctx.range("threshold", self.threshold, 1, max(n_keys, 1),
+                  f"an integer from 1 to the number of trusted keys ({n_keys})")
+        ctx.range("health_window_s", self.health_window_s, 0.0, 86400.0)
+        ctx.range("health_min_frames", self.health_min_frames, 1, 10**7)
+        ctx.range("health_grace_s", self.health_grace_s, 0.0, 86400.0)
+        ctx.range("latency_budget_ms", self.latency_budget_ms, 0.001, 60000.0)
+        ctx.range("max_download_bytes", self.max_download_bytes, 1024, 2**44)
+        ctx.range("disk_reserve_bytes", self.disk_reserve_bytes, 0, 2**44)
+        ctx.range("download_timeout_s", self.download_timeout_s, 0.1, 3600.0)
+        ctx.range("retry_max_s", self.retry_max_s, 0.1, 86400.0)
+        ctx.range("keep_bundles", self.keep_bundles, 2, 100)
+        if self.ca and not os.access(self.ca, os.R_OK):
+            ctx.fail("ca", self.ca, "a readable PEM file")
+
+
+@dataclass(frozen=True)
 class EdgeConfig:
     """The whole device configuration (see the module docstring for the sections)."""
 
@@ -295,6 +352,7 @@ class EdgeConfig:
     upload: UploadConfig = field(default_factory=UploadConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
+    ota: OtaConfig = field(default_factory=OtaConfig)
     #: the file this was loaded from (for messages), "" when built in code
     origin: str = field(default="", compare=False)
 
@@ -305,6 +363,10 @@ class EdgeConfig:
     @property
     def upload_dir(self) -> Path:
         return Path(self.paths.state_dir) / "upload"
+
+    @property
+    def ota_root(self) -> Path:
+        return Path(self.ota.root) if self.ota.root else Path(self.paths.state_dir) / "ota"
 
     @property
     def numba_cache_dir(self) -> Path:
@@ -385,6 +447,7 @@ def read_credentials(mqtt: MqttConfig, origin: str = "") -> Credentials:
 _PATH_KEYS = {
     "model.dir", "model.calibration", "mqtt.tls.ca", "mqtt.tls.cert", "mqtt.tls.key",
     "outbox.path", "upload.ca", "upload.token_file", "paths.state_dir", "paths.cache_dir",
+    "ota.root", "ota.trusted_keys", "ota.ca",
 }
 
 
@@ -452,6 +515,12 @@ class ConfigContext:
             if not isinstance(value, dict):
                 self.fail(name, value, f"a table ([{self.key(name)}])")
             return dict(value)
+        if origin is list:  # only lists of strings are used (paths resolve like single paths)
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                self.fail(name, value, "a list of strings ([\"a\", \"b\"])")
+            if self.key(name) in self.path_keys:
+                return [self._resolve(name, v) for v in value]
+            return list(value)
         if hint is bool:
             if not isinstance(value, bool):
                 self.fail(name, value, "true or false")

@@ -29,7 +29,7 @@ import ssl
 import threading
 import time
 from collections import deque
-from typing import Any
+from typing import Any, Callable
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
@@ -98,6 +98,7 @@ class MqttLink:
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_publish = self._on_publish
+        self._client.on_message = self._on_message
 
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -110,6 +111,9 @@ class MqttLink:
         self._lock = threading.Lock()        # guards the request queue and counters read by others
         self._requests: deque[tuple[str, bytes, int, bool]] = deque()
         self._state_msg: dict | None = None
+        # topic -> (qos, callback(topic, payload, retained)); (re)subscribed on every connection
+        self._subscriptions: dict[str, tuple[int, Callable[[str, bytes, bool], None]]] = {}
+        self._subscribed: set[str] = set()  # owned by the link thread
 
         # owned by the link thread
         self._inflight: dict[int, str] = {}   # paho mid -> outbox key
@@ -174,6 +178,13 @@ class MqttLink:
         with self._lock:
             self._state_msg = message
             self._requests.append((self.topics.state, encode(message), 1, True))
+        self.wake()
+
+    def subscribe(self, topic: str, callback: Callable[[str, bytes, bool], None], qos: int = 1) -> None:
+        """Subscribe to `topic` (an exact topic) on every connection. `callback(topic, payload,
+        retained)` runs in the link thread: it must only queue the work, never block."""
+        with self._lock:
+            self._subscriptions[topic] = (qos, callback)
         self.wake()
 
     def publish_metrics(self, message: dict) -> None:
@@ -293,6 +304,11 @@ class MqttLink:
             self._acked.clear()
         if not self.connected:
             return
+        with self._lock:
+            missing = [(t, q) for t, (q, _) in self._subscriptions.items() if t not in self._subscribed]
+        for topic, qos in missing:
+            self._client.subscribe(topic, qos=qos)
+            self._subscribed.add(topic)
         while True:
             with self._lock:
                 if not self._requests:
@@ -352,6 +368,7 @@ class MqttLink:
         self.last_error = ""
         self._last_logged_error = ""
         self._rejected.clear()
+        self._subscribed.clear()
         self._dirty = True
         self._connected_evt.set()
         log.info("MQTT connected to %s:%s (session present: %s)", self.host, self.port, flags.session_present)
@@ -390,6 +407,16 @@ class MqttLink:
                          "check the broker's ACL for this device's topics")
             return
         self._acked.append(key)
+
+    def _on_message(self, client, userdata, msg) -> None:
+        with self._lock:
+            entry = self._subscriptions.get(msg.topic)
+        if entry is None:
+            return
+        try:
+            entry[1](msg.topic, bytes(msg.payload), bool(msg.retain))
+        except Exception:  # a subscriber's bug must not take the link thread down
+            log.exception("MQTT: handler of %s failed", msg.topic)
 
     # -- errors ---------------------------------------------------------------------------------
     def _report(self, message: str, level: int = logging.ERROR) -> None:

@@ -56,18 +56,17 @@ def run_service(config: EdgeConfig) -> int:
     """
     _prepare_numba_cache(config)
     runtime = DeviceRuntime(config)
+    ota = None
     try:
-        runtime.notifier.status("loading models")
-        from edge.pipeline import build_pipeline
+        model_dir = config.model.dir or None
+        if config.ota.enabled:
+            from edge.ota.device import OtaRuntime
 
-        pipe = build_pipeline(
-            model_dir=config.model.dir or None,
-            tracker=config.model.tracker,
-            providers=config.model.providers,
-            params=_threshold_params(config),
-            calibration_path=config.model.calibration or None,
-            keep_keyframes=config.upload.enabled,
-        )
+            # Recovers an interrupted update and seeds the store; the model is <ota.root>/current.
+            ota = OtaRuntime(config, runtime)
+            model_dir = str(ota.model_dir)
+        runtime.notifier.status("loading models")
+        pipe = _make_pipeline(config, model_dir)
         runtime.start(model_version=pipe.model_version, providers=list(pipe.providers_in_use))
         runtime.notifier.status("warming up (models, Numba kernel)")
         t0 = time.monotonic()
@@ -75,12 +74,38 @@ def run_service(config: EdgeConfig) -> int:
         log.info("pipeline warm in %.2f s: model %s, providers %s, %g fps, input %dx%d",
                  time.monotonic() - t0, pipe.model_version, ",".join(pipe.providers_in_use),
                  pipe.fps, *pipe.input_size)
-        FrameLoop(config, pipe, runtime).run()
+        loop = FrameLoop(config, pipe, runtime, switch=ota.switch if ota is not None else None)
+        if ota is not None:
+            def restart_on(bundle_dir) -> object:  # the agent's "restart the pipeline in-process"
+                new = _make_pipeline(config, str(bundle_dir))
+                new.warm_up()
+                return new
+
+            ota.start(build_pipeline=restart_on, current_pipeline=lambda: loop.pipe)
+        loop.run()
     except BaseException as err:
+        if ota is not None:
+            ota.stop()
         runtime.close(detail=f"stopped by error: {err}" if isinstance(err, LapsError) else "stopped by error")
         raise
+    if ota is not None:
+        ota.stop()
     runtime.close(detail="stopped")
     return 0
+
+
+def _make_pipeline(config: EdgeConfig, model_dir: str | None):
+    """The pipeline the config asks for, on `model_dir` (None: the velocity-energy proxy)."""
+    from edge.pipeline import build_pipeline
+
+    return build_pipeline(
+        model_dir=model_dir,
+        tracker=config.model.tracker,
+        providers=config.model.providers,
+        params=_threshold_params(config),
+        calibration_path=config.model.calibration or None,
+        keep_keyframes=config.upload.enabled,
+    )
 
 
 # -- the device side that does not depend on the pipeline --------------------------------------------
@@ -314,8 +339,11 @@ class DeviceRuntime:
 class FrameLoop:
     """Reads the source, feeds the pipeline, emits segments; survives source failures."""
 
-    def __init__(self, config: EdgeConfig, pipe, runtime: DeviceRuntime) -> None:
+    def __init__(self, config: EdgeConfig, pipe, runtime: DeviceRuntime, switch=None) -> None:
         self.cfg, self.pipe, self.rt = config, pipe, runtime
+        # OTA (edge.ota.agent.PipelineSwitch): hands in a restarted pipeline between two frames
+        # and watches its health window; None without OTA.
+        self.switch = switch
         self.fps = config.source.fps or float(pipe.fps)
         self.clips = None
         if config.upload.enabled and config.upload.clips:
@@ -369,6 +397,8 @@ class FrameLoop:
         t0 = time.monotonic()
         index = 0
         while not rt.stop_event.is_set():
+            if self.switch is not None and self._adopt_new_pipeline():
+                return False  # the new model wants another frame size or rate: reopen the source
             try:
                 frame = source.read()
             except SourceError as err:
@@ -384,13 +414,36 @@ class FrameLoop:
                 delay = t0 + frame.timestamp_s - time.monotonic()
                 if delay > 0:
                     rt.stop_event.wait(delay)
-            segments = self.pipe.process(frame)
+            t_frame = time.perf_counter()
+            try:
+                segments = self.pipe.process(frame)
+            except Exception as err:
+                # A model under its OTA health window takes the blame: the agent swaps back.
+                if self.switch is None or not self.switch.frame_failed(err):
+                    raise
+                continue
+            if self.switch is not None:
+                self.switch.frame_done((time.perf_counter() - t_frame) * 1000.0)
             if self.clips is not None:
                 self.clips.add(index, frame.image)
             index += 1
             self._flush(segments)
             rt.frame_done(self.pipe.stage_latency_ms)
         return False
+
+    def _adopt_new_pipeline(self) -> bool:
+        """Switch to a pipeline the OTA agent handed in (the old one's open segment is closed
+        and emitted first). True when the source must be reopened for it."""
+        new = self.switch.adopt(self.pipe)
+        if new is None:
+            return False
+        self._flush(self.pipe.finish())
+        old_size, old_fps = tuple(self.pipe.input_size), self.fps
+        self.pipe = new
+        self.rt.model_version = new.model_version
+        self.fps = self.cfg.source.fps or float(new.fps)
+        log.info("now running model %s", new.model_version)
+        return tuple(new.input_size) != old_size or self.fps != old_fps
 
     def _flush(self, segments: list[Segment]) -> None:
         for seg in segments:

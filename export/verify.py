@@ -24,12 +24,12 @@ from pathlib import Path
 import numpy as np
 
 from edge.model import GOLDEN_DIR, ModelDirectory, load_model_directory
+from edge.ota.selftest import GOLDEN_NAME, replay_golden_clip
 from edge.tokenizer import FSQ, TokenizerRuntime
 from edge.tokenizer.runtime import INPUT_NAME, OUTPUT_NAME
 
 #: Minimum fraction of identical codes for the FP32 export to pass.
 FP32_MIN_CODE_AGREEMENT = 0.999
-GOLDEN_NAME = "golden.npz"
 
 
 def ring_windows(velocity_norm: np.ndarray, steps: int) -> np.ndarray:
@@ -112,7 +112,6 @@ def verify_model_directory(
     fp16_path: where to write the FP16 variant (None: skip it). Returns the JSON-ready report
     with "passed".
     """
-    from edge.energy import HysteresisParams, run_series_latent
     from edge.inference import create_backend
     from export.tokenizer.windows import normalise_velocity
 
@@ -164,13 +163,8 @@ def verify_model_directory(
         checks[name] = entry
 
     if golden is not None:
-        params = HysteresisParams.from_array(golden["clip_params"])
-        runtime.reset()
-        codes = np.array([
-            runtime.step(v, m).code
-            for v, m in zip(golden["clip_velocity"].astype(np.float32), golden["clip_valid"])
-        ])
-        segments = run_series_latent(fsq.z_q_from_codes(codes), params).segments
+        # The device's own replay (edge.ota.selftest), so export and the device judge alike.
+        codes, segments = replay_golden_clip(runtime, golden)
         expected = golden["clip_segments"]
         same = segments.shape == expected.shape and bool(np.all(segments == expected))
         checks["golden_clip"] = {
