@@ -36,6 +36,7 @@ from ota_testkit import (  # noqa: E402
     Subscriber,
     final_status,
     make_bundle,
+    seed_model,
     wait_until,
     write_device_config,
 )
@@ -78,7 +79,8 @@ def _update_row(tmp: Path, broker, server, bundles: dict[int, Path], pub: Path) 
     sub = Subscriber(broker.port, topic="laps/v1/+/+/ota/status")
     sub.wait_subscribed()
     cfg = write_device_config(tmp / "dev.toml", port=broker.port, state_dir=tmp / "dev", device="bench",
-                              trusted=[pub], health_window_s=2.0, health_min_frames=10)
+                              trusted=[pub], model_dir=seed_model(tmp / "seed"), health_window_s=2.0,
+                              health_min_frames=10)
     device = Device(cfg, tmp / "dev.log")
     desired = DesiredPublisher(broker.port)
     latencies, splits = [], []

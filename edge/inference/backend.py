@@ -187,6 +187,22 @@ def create_backend(
     return OrtBackend(onnx_path, providers=providers, require_gpu=require_gpu, **options)  # type: ignore[arg-type]
 
 
+#: Folder inside a model directory where TensorRT keeps the engines it built for this device.
+ENGINE_CACHE_NAME = "trt-cache"
+
+
+def engine_cache_dir(model_path: str | os.PathLike) -> Path | None:
+    """Where TensorRT engines for the models of `model_path` are cached: `<model_path>/trt-cache`,
+    the folder the OTA agent fills while staging a bundle (an engine build takes minutes on a
+    Jetson, so the restarted pipeline must find it). None when the directory is not writable
+    (the shipped default inside site-packages): the engine is then rebuilt per process."""
+    path = Path(model_path)
+    cache = path / ENGINE_CACHE_NAME
+    if cache.is_dir() or os.access(path, os.W_OK):
+        return cache
+    return None
+
+
 def available_providers() -> list[str]:
     """ONNX Runtime providers this build offers (not necessarily loadable)."""
     import onnxruntime as ort

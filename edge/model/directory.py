@@ -6,7 +6,8 @@ Layout (DESIGN.md "Model bundle"):
     tokenizer.onnx     encoder up to the pre-quantisation latent
     calibration.json   HysteresisParams dict + provenance (thresholds belong to one tokenizer)
     golden/            input windows with expected codes; a golden clip with expected segments
-    manifest.sig       (later issue: Ed25519 over the manifest bytes)
+    manifest.sig       Ed25519 signatures over the manifest bytes (a signed OTA bundle; edge/ota)
+    trt-cache/         TensorRT engines built on this device (never shipped, never in the manifest)
 
 `load_model_directory` verifies every listed file's size and sha256 before anything reads it,
 so a tampered or truncated file is a one-line `ModelError`, never a wrong answer.

@@ -434,7 +434,7 @@ def prepare_bundle(path: Path, providers: str) -> str:
     if "TensorrtExecutionProvider" not in requested:
         return "nothing to prepare on " + ", ".join(requested)
     md = load_model_directory(path)
-    cache = Path(path) / "trt-cache"
+    cache = inference.engine_cache_dir(path)  # the folder TokenizerRuntime will read it from
     be = inference.create_backend(md.tokenizer_path, providers=providers, trt_cache_dir=cache)
     meta = md.metadata
     from edge.tokenizer.runtime import INPUT_NAME

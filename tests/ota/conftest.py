@@ -84,8 +84,16 @@ def bundle_server(bundles):
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def seed_dir(tmp_path_factory):
+    """The model every test device starts on: the default model as committed version 1."""
+    from ota_testkit import seed_model
+
+    return seed_model(tmp_path_factory.mktemp("seed") / "model")
+
+
 @pytest.fixture
-def device_factory(tmp_path, broker, keys):
+def device_factory(tmp_path, broker, keys, seed_dir):
     """Start real device processes (OTA on, trusting the "release" and "second" keys); every
     one still running is stopped (SIGTERM by its pid) at the end."""
     from ota_testkit import Device, write_device_config
@@ -95,7 +103,7 @@ def device_factory(tmp_path, broker, keys):
     def make(name: str, env: dict | None = None, preexec=None, **config) -> Device:
         state = tmp_path / name
         cfg = write_device_config(tmp_path / f"{name}.toml", port=broker.port, state_dir=state, device=name,
-                                  trusted=[keys["release"][1], keys["second"][1]], **config)
+                                  trusted=[keys["release"][1], keys["second"][1]], model_dir=seed_dir, **config)
         device = Device(cfg, tmp_path / f"{name}.log", env=env, preexec=preexec)
         device.state_dir = state
         device.name = name

@@ -45,6 +45,20 @@ wait_until = _helpers.wait_until
 
 
 # -- bundles ----------------------------------------------------------------------------------------
+def seed_model(dest: Path, version: int = 1) -> Path:
+    """A copy of the default model directory with manifest version `version`: what a device runs
+    before any update. The tests number their bundles from 2 up, whatever version the shipped
+    default carries."""
+    import shutil
+
+    from edge.model import load_model_directory, write_manifest
+
+    md = load_model_directory(DEFAULT_MODEL)
+    shutil.copytree(DEFAULT_MODEL, dest, ignore=shutil.ignore_patterns("trt-cache"))
+    write_manifest(dest, md.metadata, bundle_id=md.bundle_id, version=version)
+    return dest
+
+
 def make_bundle(dest: Path, version: int, sign_keys: list[Path], *, break_golden: bool = False,
                 rollback_from: tuple[int, ...] = (), source: Path = DEFAULT_MODEL) -> Path:
     """A real bundle of the default model at `version`, signed with each private key given.
@@ -82,11 +96,12 @@ def manifest_sha256(bundle: Path) -> str:
 
 
 # -- devices ----------------------------------------------------------------------------------------
-def write_device_config(path: Path, *, port: int, state_dir: Path, device: str, trusted: list[Path],
+def write_device_config(path: Path, *, port: int, state_dir: Path, device: str, trusted: list[Path], model_dir: Path,
                         threshold: int = 1, health_window_s: float = 1.0, health_min_frames: int = 5,
                         latency_budget_ms: float = 2000.0, max_download_bytes: int = 64 * 1024 * 1024) -> Path:
     """A device config with OTA on: a paced synthetic workstation (10 fps, like a camera),
-    short MQTT back-off, a health window of about a second."""
+    short MQTT back-off, a health window of about a second; `model_dir` seeds the OTA store
+    (`seed_model`)."""
     keys = ", ".join(json.dumps(str(k)) for k in trusted)
     path.write_text(f"""
 [device]
@@ -98,6 +113,7 @@ spec = "synthetic://assembly?seed=901&minutes=30&fps=10&nuisances=none"
 pace = true
 
 [model]
+dir = "{model_dir}"
 providers = "cpu"
 
 [mqtt]

@@ -100,7 +100,7 @@ def test_a_model_that_fails_its_health_window_is_swapped_back_and_deny_listed(
     assert device.log_text().count("now running model") == 2  # the new model, then the old one back
     # Deny-listed means never retried: the retained desired is answered, not re-installed.
     device.stop()
-    again = device_factory("dev-health", latency_budget_ms=0.001)
+    device_factory("dev-health", latency_budget_ms=0.001)  # the same device, restarted
     assert wait_until(lambda: any(m["state"] == "refused" and "deny-listed" in m["detail"]
                                   for m in statuses(status_sub, "dev-health", 2)), TIMEOUT)
 
@@ -111,11 +111,10 @@ def _file_size_limit() -> None:
 
 
 def test_a_write_failure_during_the_download_is_reported_and_not_blamed_on_the_bundle(
-        device_factory, desired, status_sub, bundles, bundle_server, tmp_path):
+        device_factory, desired, status_sub, bundles, bundle_server, tmp_path, seed_dir):
     from edge.ota.store import OtaStore
-    from ota_testkit import DEFAULT_MODEL
 
-    OtaStore(tmp_path / "dev-fsize" / "ota").seed(DEFAULT_MODEL)  # the factory model is in place already
+    OtaStore(tmp_path / "dev-fsize" / "ota").seed(seed_dir)  # the factory model is in place already
     device = device_factory("dev-fsize", preexec=_file_size_limit)
     desired.desire(device.name, bundles["v2"], bundle_server.bundle_url(2))
     assert wait_until(lambda: any(m["state"] == "failed" and "file-size limit" in m["detail"]
