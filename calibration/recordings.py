@@ -109,12 +109,12 @@ class EnergyRecording:
 
 
 def resolve_model(spec: str | None) -> ModelConventions:
-    """'none' -> velocity energy; 'default' -> the shipped model (velocity energy until one
-    ships); anything else -> that model directory, loaded and verified."""
-    from edge.cli.run import resolve_model as edge_resolve
+    """'none' -> velocity energy; 'default' -> the shipped model (velocity energy in an
+    installation without one); anything else -> that model directory, loaded and verified."""
+    from edge.model import resolve_model_spec
     from edge.pipeline import DEFAULT_FPS, DEFAULT_GRID, DEFAULT_INPUT_SIZE
 
-    model_dir = edge_resolve(spec or "default")
+    model_dir = resolve_model_spec(spec)
     if model_dir is None:
         return ModelConventions(None, VELOCITY_MODEL_VERSION, float(DEFAULT_FPS),
                                 tuple(DEFAULT_INPUT_SIZE), DEFAULT_GRID * DEFAULT_GRID)

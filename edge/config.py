@@ -33,6 +33,7 @@ from typing import Any
 
 from edge.tracking import TRACKER_BACKENDS as TRACKERS  # one list, shared with the pipeline
 from edge.errors import ConfigError
+from edge.model.directory import DEFAULT_MODEL_SPEC, NO_MODEL_SPEC, shipped_model_dir
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -94,14 +95,15 @@ class SourceConfig:
 class ModelConfig:
     """The models and thresholds.
 
-    dir: a model directory (manifest.json, tokenizer.onnx, calibration.json); empty = the
-         built-in velocity-energy pipeline. tracker: one of edge.tracking.TRACKER_BACKENDS ("lk"). providers: "auto"
+    dir: a model directory (manifest.json, tokenizer.onnx, calibration.json); "default" (or
+         empty) = the model shipped with the package; "none" = the velocity-energy proxy
+         without a tokenizer. tracker: one of edge.tracking.TRACKER_BACKENDS ("lk"). providers: "auto"
          (TensorRT -> CUDA -> CPU, whichever exist), "cpu", "cuda" or "tensorrt".
     calibration: a calibration.json overriding the model directory's own.
     thresholds: hysteresis parameters overriding both (names as `edge.energy.HysteresisParams`).
     """
 
-    dir: str = ""
+    dir: str = "default"
     tracker: str = "lk"
     providers: str = "auto"
     calibration: str = ""
@@ -110,9 +112,12 @@ class ModelConfig:
     def _check(self, ctx: "ConfigContext") -> None:
         ctx.choice("tracker", self.tracker, TRACKERS)
         ctx.choice("providers", self.providers, PROVIDERS)
-        if self.dir and not Path(self.dir).is_dir():
-            ctx.fail("dir", self.dir, "an existing model directory (or leave it empty for the "
-                     "built-in velocity-energy pipeline)")
+        if self.dir in ("", DEFAULT_MODEL_SPEC) and shipped_model_dir() is None:
+            ctx.fail("dir", self.dir, "a model directory: this installation ships no default model "
+                     "('none' runs the velocity-energy proxy)")
+        if self.dir not in ("", DEFAULT_MODEL_SPEC, NO_MODEL_SPEC) and not Path(self.dir).is_dir():
+            ctx.fail("dir", self.dir, "an existing model directory, 'default' (the shipped model) or 'none' "
+                     "(the velocity-energy proxy)")
         if self.calibration and not Path(self.calibration).is_file():
             ctx.fail("calibration", self.calibration, "an existing calibration.json (make one with laps-calibrate)")
         for name, value in self.thresholds.items():
@@ -450,6 +455,9 @@ _PATH_KEYS = {
     "ota.root", "ota.trusted_keys", "ota.ca",
 }
 
+#: words a path key also takes that name no file ("default" model, "none")
+_PATH_WORDS = {"model.dir": (DEFAULT_MODEL_SPEC, NO_MODEL_SPEC)}
+
 
 def _where(origin: str) -> str:
     return f"config {origin}: " if origin else "config: "
@@ -536,7 +544,7 @@ class ConfigContext:
         if hint is str:
             if not isinstance(value, str):
                 self.fail(name, value, "a string (in quotes)")
-            if self.key(name) in self.path_keys and value:
+            if self.key(name) in self.path_keys and value and value not in _PATH_WORDS.get(self.key(name), ()):
                 return self._resolve(name, value)
             if self.key(name) == "mqtt.credentials_file" and value:
                 return self._resolve_credentials(value)

@@ -34,6 +34,7 @@ import sys
 import threading
 import time
 import uuid
+from pathlib import Path
 from collections import defaultdict
 from datetime import datetime, timezone
 from typing import Callable, Iterable, Iterator
@@ -42,6 +43,7 @@ from edge.config import EdgeConfig, load_config, read_credentials
 from edge.errors import ConfigError, LapsError, SourceError
 from edge.messages import Topics, encode, metrics_message, segment_message, state_message
 from edge.outbox import Outbox
+from edge.model import resolve_model_spec
 from edge.sdnotify import SystemdNotifier
 from edge.segments import Segment, utc_iso, uuid7
 
@@ -58,7 +60,7 @@ def run_service(config: EdgeConfig) -> int:
     runtime = DeviceRuntime(config)
     ota = None
     try:
-        model_dir = config.model.dir or None
+        model_dir = resolve_model_spec(config.model.dir)
         if config.ota.enabled:
             from edge.ota.device import OtaRuntime
 
@@ -66,7 +68,7 @@ def run_service(config: EdgeConfig) -> int:
             ota = OtaRuntime(config, runtime)
             model_dir = str(ota.model_dir)
         runtime.notifier.status("loading models")
-        pipe = _make_pipeline(config, model_dir)
+        pipe = make_pipeline(config, model_dir)
         runtime.start(model_version=pipe.model_version, providers=list(pipe.providers_in_use))
         runtime.notifier.status("warming up (models, Numba kernel)")
         t0 = time.monotonic()
@@ -77,7 +79,7 @@ def run_service(config: EdgeConfig) -> int:
         loop = FrameLoop(config, pipe, runtime, switch=ota.switch if ota is not None else None)
         if ota is not None:
             def restart_on(bundle_dir) -> object:  # the agent's "restart the pipeline in-process"
-                new = _make_pipeline(config, str(bundle_dir))
+                new = make_pipeline(config, str(bundle_dir))
                 new.warm_up()
                 return new
 
@@ -94,8 +96,9 @@ def run_service(config: EdgeConfig) -> int:
     return 0
 
 
-def _make_pipeline(config: EdgeConfig, model_dir: str | None):
-    """The pipeline the config asks for, on `model_dir` (None: the velocity-energy proxy)."""
+def make_pipeline(config: EdgeConfig, model_dir: str | None, keep_keyframes: bool | None = None):
+    """The pipeline the config asks for, on `model_dir` (None: the velocity-energy proxy).
+    keep_keyframes: default = whether uploads are on."""
     from edge.pipeline import build_pipeline
 
     return build_pipeline(
@@ -104,8 +107,18 @@ def _make_pipeline(config: EdgeConfig, model_dir: str | None):
         providers=config.model.providers,
         params=_threshold_params(config),
         calibration_path=config.model.calibration or None,
-        keep_keyframes=config.upload.enabled,
+        keep_keyframes=config.upload.enabled if keep_keyframes is None else keep_keyframes,
     )
+
+
+def configured_model_dir(config: EdgeConfig) -> str | None:
+    """The model directory the service would start on, without changing anything: with OTA the
+    store's `current` once it exists, else `model.dir` resolved ("default", "none", a path)."""
+    if config.ota.enabled:
+        current = Path(config.ota_root) / "current"
+        if current.exists():
+            return str(current)
+    return resolve_model_spec(config.model.dir)
 
 
 # -- the device side that does not depend on the pipeline --------------------------------------------

@@ -211,13 +211,10 @@ def _model(cfg) -> Check:
     from edge.errors import LapsError
 
     try:
-        from edge.pipeline import build_pipeline
-        from edge.service import _threshold_params
+        from edge.service import configured_model_dir, make_pipeline
 
         t0 = time.perf_counter()
-        pipe = build_pipeline(model_dir=cfg.model.dir or None, tracker=cfg.model.tracker,
-                              providers=cfg.model.providers, params=_threshold_params(cfg),
-                              calibration_path=cfg.model.calibration or None, keep_keyframes=False)
+        pipe = make_pipeline(cfg, configured_model_dir(cfg), keep_keyframes=False)
     except LapsError as err:
         return Check("model", "fail", str(err), "fix model.dir / model.calibration, or re-stage the bundle")
     return Check("model", "ok", f"{pipe.model_version} at {pipe.fps:g} fps, input {pipe.input_size[0]}x"

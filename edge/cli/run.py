@@ -15,9 +15,6 @@ import sys
 import time
 from pathlib import Path
 
-DEFAULT_MODEL = "default"
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     from edge.cli_common import add_pipeline_options
 
@@ -60,30 +57,18 @@ def handle(args: argparse.Namespace) -> int:
     return run_once(args)
 
 
-def resolve_model(model: str) -> str | None:
-    """'none' -> None (velocity proxy); 'default' -> the shipped model when present."""
-    if model == "none":
-        return None
-    if model == DEFAULT_MODEL:
-        import edge
-
-        path = Path(edge.__file__).resolve().parent / "models" / "default"
-        # Until a default tokenizer ships, 'default' means the velocity-energy proxy.
-        return str(path) if (path / "manifest.json").is_file() else None
-    return model
-
-
 def run_once(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     import numpy as np
     from tqdm import tqdm
 
+    from edge.model import resolve_model_spec
     from edge.pipeline import build_pipeline
     from edge.segments import SegmentWriter
     from edge.sources.factory import open_source
 
-    model_dir = resolve_model(args.model)
+    model_dir = resolve_model_spec(args.model)
     pipe = build_pipeline(
         model_dir=model_dir, tracker=args.tracker, providers=args.providers,
         calibration_path=args.calibration, energy_mode=args.energy_mode,

@@ -5,18 +5,22 @@
 
 from edge.model.directory import (
     CALIBRATION_NAME,
+    DEFAULT_MODEL_SPEC,
     GOLDEN_DIR,
     MANIFEST_NAME,
+    NO_MODEL_SPEC,
     TOKENIZER_NAME,
     ModelDirectory,
     load_model_directory,
+    resolve_model_spec,
     sha256_file,
+    shipped_model_dir,
     write_manifest,
 )
 from edge.model.metadata import CONVENTION_XY, ONNX_METADATA_KEY, ModelMetadata
 
 __all__ = [
-    "CALIBRATION_NAME", "CONVENTION_XY", "GOLDEN_DIR", "MANIFEST_NAME", "ONNX_METADATA_KEY",
-    "TOKENIZER_NAME", "ModelDirectory", "ModelMetadata", "load_model_directory", "sha256_file",
-    "write_manifest",
+    "CALIBRATION_NAME", "CONVENTION_XY", "DEFAULT_MODEL_SPEC", "GOLDEN_DIR", "MANIFEST_NAME", "NO_MODEL_SPEC",
+    "ONNX_METADATA_KEY", "TOKENIZER_NAME", "ModelDirectory", "ModelMetadata", "load_model_directory",
+    "resolve_model_spec", "sha256_file", "shipped_model_dir", "write_manifest",
 ]

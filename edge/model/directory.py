@@ -170,3 +170,30 @@ def write_manifest(
     out = root / MANIFEST_NAME
     out.write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
     return out
+
+
+#: Model specs every command and the configuration accept besides a path.
+DEFAULT_MODEL_SPEC = "default"  # the model shipped inside the package (edge/models/default)
+NO_MODEL_SPEC = "none"          # no tokenizer: the velocity-energy proxy
+
+
+def shipped_model_dir() -> Path | None:
+    """The model directory shipped inside the package (`edge/models/default`), or None when
+    this installation has none."""
+    path = Path(__file__).resolve().parents[1] / "models" / "default"
+    return path if (path / MANIFEST_NAME).is_file() else None
+
+
+def resolve_model_spec(spec: str | None) -> str | None:
+    """A user's model spec -> a model directory path, or None for the velocity-energy proxy.
+
+    "default" (and an empty or missing spec) -> the shipped model (None if it is not installed);
+    "none" -> None; anything else is returned as the path it names.
+    """
+    value = (spec or DEFAULT_MODEL_SPEC).strip()
+    if value == NO_MODEL_SPEC:
+        return None
+    if value == DEFAULT_MODEL_SPEC:
+        shipped = shipped_model_dir()
+        return str(shipped) if shipped is not None else None
+    return value

@@ -17,20 +17,13 @@ from typing import Callable
 
 from edge.errors import ConfigError
 from edge.messages import encode
+from edge.model import resolve_model_spec
 from edge.ota.agent import AgentSettings, OtaAgent, PipelineSwitch
 from edge.ota.manifest import load_trusted_keys
 from edge.ota.messages import status_message
 from edge.ota.store import OtaStore
 
 log = logging.getLogger(__name__)
-
-
-def default_model_dir() -> Path | None:
-    """The model shipped inside the package (edge/models/default), if present."""
-    import edge
-
-    path = Path(edge.__file__).resolve().parent / "models" / "default"
-    return path if (path / "manifest.json").is_file() else None
 
 
 class OtaRuntime:
@@ -59,10 +52,10 @@ class OtaRuntime:
         for version, reason in self.startup_rollbacks:
             log.error("OTA: version %s was never committed; rolled back at start (%s)", version, reason)
         if self.store.load().committed is None:
-            seed = Path(config.model.dir) if config.model.dir else default_model_dir()
+            seed = resolve_model_spec(config.model.dir)
             if seed is None:
-                raise ConfigError(f"config {config.origin or ''}: ota.enabled needs a first model: set model.dir "
-                                  "to a model directory (it seeds the OTA store)")
+                raise ConfigError(f"config {config.origin or ''}: ota.enabled needs a first model, but model.dir is "
+                                  f"{config.model.dir!r}; set it to a model directory or 'default' (it seeds the OTA store)")
             version = self.store.seed(seed)
             log.info("OTA: store %s seeded with %s as committed version %s", self.store.root, seed, version)
         self.model_dir = self.store.current_dir()

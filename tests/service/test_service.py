@@ -96,11 +96,11 @@ def test_service_is_ready_when_warm_pings_the_watchdog_and_stops_cleanly_on_sigt
     assert states[0] == "online" and states[-1] == "stopped" and "offline" not in states
     for msg in sub.payloads("segments"):
         validate_segment_message(msg)
-        assert msg["model_version"] == "velocity-energy" and msg["device_id"] == "dev-1"
+        assert msg["model_version"] == shipped_version() and msg["device_id"] == "dev-1"
     assert [m["seq"] for m in sub.payloads("segments")] == list(range(len(sub.payloads("segments"))))
     metrics = sub.payloads("metrics")[-1]
     assert 5.0 <= metrics["fps"] <= 12.0  # paced at the model's 10 fps
-    assert metrics["providers"] == ["cpu"] and metrics["model_version"] == "velocity-energy"
+    assert "CPUExecutionProvider" in metrics["providers"] and metrics["model_version"] == shipped_version()
     assert set(metrics["stage_latency_ms"]) >= {"track", "total"}
     assert metrics["outbox"]["evicted_total"] == 0
     time.sleep(0.3)
@@ -204,3 +204,10 @@ def test_keyframes_are_batched_uploaded_and_announced(broker, subscriber_factory
         assert {k["file"] for k in msg["keyframes"]} == files and len(files) == 2
     assert not list((tmp_path / "state" / "upload" / "batches").glob("*.tar"))  # deleted once acknowledged
     assert json.loads((tmp_path / "state" / "upload" / "counters.json").read_text())["uploaded_batches"] == len(stored)
+
+
+def shipped_version() -> str:
+    """A config without model.dir runs the model shipped with the package."""
+    from edge.model import load_model_directory, shipped_model_dir
+
+    return load_model_directory(shipped_model_dir()).metadata.model_version
