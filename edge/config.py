@@ -97,8 +97,10 @@ class ModelConfig:
 
     dir: a model directory (manifest.json, tokenizer.onnx, calibration.json); "default" (or
          empty) = the model shipped with the package; "none" = the velocity-energy proxy
-         without a tokenizer. tracker: one of edge.tracking.TRACKER_BACKENDS ("lk"). providers: "auto"
-         (TensorRT -> CUDA -> CPU, whichever exist), "cpu", "cuda" or "tensorrt".
+         without a tokenizer.
+    tracker: one of edge.tracking.TRACKER_BACKENDS ("lk", or "onnx", which needs tracker.onnx
+         in the model directory or the shipped default).
+    providers: "auto" (TensorRT -> CUDA -> CPU, whichever exist), "cpu", "cuda" or "tensorrt".
     calibration: a calibration.json overriding the model directory's own.
     thresholds: hysteresis parameters overriding both (names as `edge.energy.HysteresisParams`).
     """

@@ -1,4 +1,4 @@
-"""`laps-export onnx`: export a trained tokenizer into a model directory."""
+"""`laps-export onnx`: export a trained tokenizer into a model directory, or add a distilled tracker to one."""
 
 from __future__ import annotations
 
@@ -16,6 +16,16 @@ synthetic validation recordings with --calibrate-seeds (VALIDATION seeds 500-599
 Example (the default model):
   laps-export onnx --checkpoint .cache/tokenizer-small/best.pt --out edge/models/default \\
       --model-version small-2026.11-1 --calibrate-seeds 500-503 --overwrite
+
+A tracker checkpoint (from `laps-export distill-tracker`; detected, or --kind tracker) is exported
+as OUT/tracker.onnx (one tracker step, fixed shapes, opset 17, metadata under laps.tracker) into
+the existing model directory OUT, using its tokenizer's grid, input size and fps; the manifest
+is re-written with --bundle-version (default: the current version + 1) and the tokenizer's
+files are left untouched. Without a model directory at OUT, OUT/tracker.onnx is written alone
+(20x20 grid, the checkpoint's input size and fps). Check it with `laps-export verify
+--model-dir OUT --tracker-checkpoint CKPT`.
+  laps-export onnx --checkpoint .cache/tracker-default/best.pt --out edge/models/default \\
+      --model-version student-synth-2026.11-1 --bundle-version 2
 """
 
 
@@ -30,7 +40,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", required=True, help="a checkpoint written by train-tokenizer (best.pt or last.pt)")
     p.add_argument("--out", required=True, help="model directory to write")
     p.add_argument("--model-version", required=True, help="version string stored in the metadata, e.g. small-2026.11-1")
-    p.add_argument("--bundle-version", type=int, default=1, help="monotonic bundle version for OTA (default 1)")
+    p.add_argument("--kind", choices=("auto", "tokenizer", "tracker"), default="auto",
+                   help="what the checkpoint holds (default auto: read from the checkpoint)")
+    p.add_argument("--subpixel-iterations", type=int, default=None, metavar="N",
+                   help="tracker only: iterations of its weight-free sub-pixel stage (default: the checkpoint's)")
+    p.add_argument("--bundle-version", type=int, default=None,
+                   help="monotonic bundle version for OTA (default 1 for a new tokenizer directory; the current "
+                        "version + 1 when a tracker is added)")
     p.add_argument("--calibration", metavar="FILE",
                    help="calibration.json to ship ({'params': HysteresisParams fields, 'provenance': ...})")
     p.add_argument("--calibrate-seeds", metavar="LIST",
@@ -66,6 +82,9 @@ def handler(args: argparse.Namespace) -> int:
     from export.tokenizer.windows import make_windows
     from export.verify import make_golden
 
+    if args.kind == "tracker" or (args.kind == "auto" and _is_tracker_checkpoint(args.checkpoint)):
+        return _export_tracker(args)
+    args.bundle_version = 1 if args.bundle_version is None else args.bundle_version
     model, conventions, ckpt = load_checkpoint(args.checkpoint)
     dhash = ckpt.get("provenance", {}).get("training_data_hash", "")
     progress = not args.no_progress
@@ -142,3 +161,43 @@ def synthetic_ground_truth(spec: str) -> list[tuple[float, float]]:
 
     source = SyntheticSource.from_uri(spec)
     return [(float(s), float(e)) for s, e, *_ in source.workstation.ground_truth.segments]
+
+
+def _is_tracker_checkpoint(path: str) -> bool:
+    from export.tracker.train import is_tracker_checkpoint
+
+    return is_tracker_checkpoint(path)
+
+
+def _export_tracker(args: argparse.Namespace) -> int:
+    """Add a distilled tracker to the model directory OUT (or write OUT/tracker.onnx alone)."""
+    import json
+    from pathlib import Path
+
+    from edge.model import MANIFEST_NAME
+    from edge.tracking.onnx_student import TRACKER_NAME
+    from export.tracker.onnx import add_tracker_to_model_directory, build_metadata, export_tracker
+    from export.tracker.train import load_checkpoint as load_tracker
+
+    model, ckpt = load_tracker(args.checkpoint)
+    if args.subpixel_iterations is not None:
+        # The stage has no weights: switching it at export changes no trained parameter.
+        model.cfg.subpixel_iterations = int(args.subpixel_iterations)
+    training = {"checkpoint_iteration": ckpt["iteration"], "best_val_epe_mean_px": ckpt["best_val_epe_mean_px"],
+                **ckpt.get("provenance", {})}
+    out = Path(args.out)
+    if (out / MANIFEST_NAME).is_file():
+        current = int(json.loads((out / MANIFEST_NAME).read_text(encoding="utf-8")).get("version", 0))
+        version = current + 1 if args.bundle_version is None else args.bundle_version
+        path = add_tracker_to_model_directory(model, out, model_version=args.model_version, bundle_version=version,
+                                              training=training)
+    else:
+        spec = ckpt["window_spec"]
+        meta = build_metadata(model, n_points=400, grid=20, grid_margin=1.0 / 20.0,
+                              input_size=tuple(spec["input_size"]), fps=spec["fps"],
+                              model_version=args.model_version, training=training)
+        path = export_tracker(model, meta, out / TRACKER_NAME)
+        version = None
+    print(json.dumps({"tracker": str(path), "bytes": path.stat().st_size, "bundle_version": version,
+                      "model_version": args.model_version}))
+    return 0

