@@ -35,10 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -223,40 +220,40 @@ def accuracy_rows(segments: list[LabelledSegment], stats, desc: str, what: str =
     return rows
 
 
+def ceiling_rows(segments: list[LabelledSegment], oracle: list[LabelledSegment], stats, seeds, minutes: float,
+                 model: Path | None) -> list[dict]:
+    """Where the NMI ceiling lies, so a low NMI is read correctly.
+
+    - The true spans again with tokens that skip the tokenizer (the 4x4-pooled velocity field
+      of the same LK tracks): if these cluster no better, the tokens are not what limits NMI.
+    - A supervised reference: 5-fold logistic-regression accuracy on the same frozen-Transformer
+      embeddings (z-scored, L2). High probe accuracy with low NMI means the primitives are
+      linearly present but not the dominant structure k-means finds (it groups by direction and
+      place of motion, which several primitives share).
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_score
+
+    from central.clustering import normalize
+    from central.embedding import FrozenTransformerEmbedder
+
+    rows: list[dict] = []
+    if model is not None:
+        _, raw_oracle, raw_stats, raw_desc = held_out_segments(seeds, minutes, None, progress=False)
+        rows += accuracy_rows(raw_oracle, raw_stats, raw_desc, what="ceiling: true spans, raw pooled velocity",
+                              choose_k=False)[:1]
+    for what, segs in (("pipeline segments", segments), ("oracle: true spans", oracle)):
+        seqs = [s.tokens for s in segs]
+        x = normalize(FrozenTransformerEmbedder(seqs[0].shape[1], input_mean=stats[0], input_std=stats[1]).embed(seqs))
+        labels = [s.label for s in segs]
+        acc = cross_val_score(LogisticRegression(max_iter=3000), x, labels, cv=5).mean()
+        rows.append({"name": f"ceiling: {what}, supervised linear probe on the LAPS embedding (5-fold)",
+                     "segments": len(segs), "probe_accuracy": float(acc),
+                     "majority_class_accuracy": max(_count(labels).values()) / len(labels)})
+    return rows
+
+
 # --- 2. ingest rate through a real broker -------------------------------------------------------
-
-class Broker:
-    """A Mosquitto on a free loopback port, ended by its own pid."""
-
-    def __init__(self, folder: Path) -> None:
-        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        if not os.path.exists(exe):
-            raise RuntimeError("mosquitto is not installed (apt-get install -y mosquitto)")
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        conf = folder / "mosquitto.conf"
-        lines = [f"listener {self.port} 127.0.0.1", "allow_anonymous true", "persistence false",
-                 "max_queued_messages 1000000"]
-        if os.geteuid() == 0:
-            import getpass
-
-            lines.append(f"user {getpass.getuser()}")
-        conf.write_text("\n".join(lines) + "\n")
-        self.proc = subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("mosquitto did not start")
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(10)
-
 
 def fleet_payloads(n: int, devices: int = 10, steps: int = 20, seed: int = 0) -> list[tuple[str, bytes]]:
     from datetime import datetime, timezone
@@ -297,7 +294,9 @@ def ingest_rows(n: int, repeats: int, work: Path) -> list[dict]:
     base = float(np.median([direct() for _ in range(repeats)]))
     rows.append({"name": "ingest baseline: validate + insert directly (no broker), 200/transaction",
                  "messages": n, "segments_per_s": n / base, "ratio_vs_baseline": 1.0})
-    broker = Broker(work)
+    from tests.service.helpers import Mosquitto
+
+    broker = Mosquitto(work / "broker", quiet=True).start()
     try:
         for workers in (1, 2):
             times = []
@@ -461,6 +460,7 @@ def main(argv: list[str] | None = None) -> int:
             # The same clustering on the true primitive spans: what the embedding reaches when
             # segmentation is perfect (separates segmentation error from embedding error).
             rows += accuracy_rows(oracle, stats, desc, what="oracle: true spans", choose_k=False)
+            rows += ceiling_rows(segments, oracle, stats, seeds, args.minutes, model)
         if "ingest" not in skip:
             rows += ingest_rows(args.ingest_messages, args.repeats, work)
         if "scale" not in skip:

@@ -7,7 +7,8 @@ Rows (each beside a baseline measured in the same run):
 - `laps-edge run --config` start -> READY=1 (sd_notify on a real socket) with a cold and a warm
   Numba cache; the ratio is warm/cold.
 - steady-state RSS (MiB) and CPU (% of one core) of the service at model fps 10 on a paced
-  640x480 video; baseline: the same pipeline in a bare paced loop without MQTT/outbox.
+  640x480 video with the shipped default tokenizer on ORT CPU; baseline: the same pipeline in a
+  bare paced loop without MQTT/outbox.
 
 Run: `python -m benchmarks.edge_service` (needs /usr/sbin/mosquitto). A few minutes on 2 cores.
 """
@@ -30,6 +31,8 @@ from pathlib import Path
 from benchmarks.common import print_table, write_results
 from tests.service.helpers import Mosquitto, Subscriber, wait_until, write_video
 
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "edge" / "models" / "default"
+
 LAPS_EDGE = str(Path(sys.executable).parent / "laps-edge")
 
 
@@ -41,7 +44,7 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="laps-bench-", dir=_scratch()))
     rows: list[dict] = []
-    broker = Mosquitto(work / "broker").start()
+    broker = Mosquitto(work / "broker", quiet=True).start()
     try:
         rows += latency_rows(broker.port, work, args.messages)
         rows += outbox_rows(work)
@@ -54,7 +57,7 @@ def main() -> None:
     print_table(rows, "edge service (loopback Mosquitto, this machine)")
     write_results("edge_service", rows, extra={"notes": (
         "latency: END event handed to the runtime -> on_message at a subscriber in the same process; "
-        "pipeline: velocity-energy (no tokenizer model shipped yet); source: generated 640x480 MJPEG file, "
+        "pipeline: the shipped default tokenizer (edge/models/default) on ORT CPU; source: generated 640x480 MJPEG file, "
         "paced to 10 fps")})
 
 
@@ -181,7 +184,7 @@ def steady_rows(port: int, work: Path, video: Path, seconds: float) -> list[dict
         "import time, sys\n"
         "from edge.pipeline import build_pipeline\n"
         "from edge.sources.factory import open_source\n"
-        "pipe = build_pipeline(None); pipe.warm_up()\n"
+        f"pipe = build_pipeline({str(DEFAULT_MODEL)!r}, providers='cpu'); pipe.warm_up()\n"
         f"src = open_source({str(video)!r}, fps=pipe.fps, size=pipe.input_size); src.open()\n"
         "t0 = time.monotonic()\n"
         "for f in src:\n"
@@ -234,6 +237,9 @@ id = "dev-1"
 [source]
 spec = "{video}"
 pace = true
+[model]
+dir = "{DEFAULT_MODEL}"
+providers = "cpu"
 [mqtt]
 host = "127.0.0.1"
 port = {port}

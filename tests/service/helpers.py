@@ -50,10 +50,11 @@ class Mosquitto:
 
     users: {name: password} -> a password file and no anonymous access.
     tls: (ca, cert, key) paths -> the listener speaks TLS.
+    quiet: errors-only log and no persistence (for benchmarks; tests read the full log).
     """
 
     def __init__(self, workdir: Path, port: int | None = None, users: dict[str, str] | None = None,
-                 tls: tuple[str, str, str] | None = None) -> None:
+                 tls: tuple[str, str, str] | None = None, quiet: bool = False) -> None:
         if not os.path.exists(MOSQUITTO):
             pytest.skip("mosquitto is not installed (apt-get install -y mosquitto)")
         self.dir = Path(workdir)
@@ -61,14 +62,16 @@ class Mosquitto:
         self.port = port or free_port()
         self.log_path = self.dir / "mosquitto.log"
         self.proc: subprocess.Popen | None = None
+        # quiet (benchmarks): no per-message debug log and no persistence file, as a tuned
+        # production broker; the tests read the full log (connections, subscriptions).
         lines = [
             f"listener {self.port} 127.0.0.1",
-            "persistence true",
+            "persistence false" if quiet else "persistence true",
             f"persistence_location {self.dir}/",
             f"log_dest file {self.log_path}",
-            "log_type all",
+            "log_type error" if quiet else "log_type all",
             "connection_messages true",
-            "max_queued_messages 100000",
+            "max_queued_messages 1000000",
         ]
         if os.geteuid() == 0:
             lines.append(f"user {getpass.getuser()}")
