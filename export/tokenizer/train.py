@@ -8,10 +8,8 @@ saved in each checkpoint, `torch.use_deterministic_algorithms(True)`, no data-lo
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
-import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -23,12 +21,10 @@ from edge.errors import ConfigError
 from export.tokenizer.losses import EpochFigures, LossConfig, displacement_classes, radial_weights, tokenizer_loss
 from export.tokenizer.model import MotionTokenizer, TokenizerConfig
 from export.tokenizer.windows import DataConventions, normalise_velocity
+from export.training import CHECKPOINT_LAST, deterministic_setup, resume_from, save_checkpoint
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_LAST = "last.pt"
-CHECKPOINT_BEST = "best.pt"
-HISTORY_NAME = "history.json"
 
 
 @dataclass
@@ -70,22 +66,6 @@ class WindowData:
 def data_hash(parts: list[str]) -> str:
     """sha256 over the training data's identity (cache keys, window stride, split)."""
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} was requested but torch sees no CUDA GPU; use --device cpu or auto")
-    if name != "cpu" and not name.startswith("cuda"):
-        raise ConfigError(f"device {name!r} is unknown; use auto, cpu or cuda")
-    return torch.device(name)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % (2 ** 32))
-    torch.manual_seed(seed)
 
 
 def build_model(cfg: TrainConfig, conventions: DataConventions) -> MotionTokenizer:
@@ -142,14 +122,7 @@ def train(
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    device = pick_device(cfg.device)
-    torch.set_num_threads(max(1, cfg.threads))
-    if device.type == "cuda":
-        # cuBLAS is reproducible only with a fixed workspace; set before its first use.
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    # Bit-exact on CPU; on CUDA an op without a deterministic kernel warns instead of failing.
-    torch.use_deterministic_algorithms(True, warn_only=device.type == "cuda")
-    seed_everything(cfg.seed)
+    device = deterministic_setup(cfg.device, cfg.threads, cfg.seed)
     model = build_model(cfg, conventions).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
     class_weights = radial_weights(conventions.max_displacement_px, cfg.radial_k).to(device) if cfg.radial_k > 0 else None
@@ -157,20 +130,10 @@ def train(
     start_epoch = 0
     best = float("inf")
     if resume:
-        ckpt_path = out / CHECKPOINT_LAST
-        if not ckpt_path.is_file():
-            raise ConfigError(f"--resume given but {ckpt_path} does not exist; start without --resume")
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
-        if ckpt["model_config"] != model.cfg.to_dict():
-            raise ConfigError(
-                f"checkpoint {ckpt_path} is a {ckpt['model_config']['preset']} model with a different shape; "
-                "resume with the same preset and conventions or use a new --out"
-            )
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        torch.set_rng_state(ckpt["torch_rng"])
+        ckpt = resume_from(out, model, opt, device, "has a model of a different shape; resume with the same "
+                           "preset and conventions or use a new --out")
         start_epoch, history, best = ckpt["epoch"], ckpt["history"], ckpt["best_val_loss"]
-        log.info("resumed from %s at epoch %d", ckpt_path, start_epoch)
+        log.info("resumed from %s at epoch %d", out / CHECKPOINT_LAST, start_epoch)
 
     n = len(train_data)
     batches = n // cfg.batch_size
@@ -211,10 +174,7 @@ def train(
             "model_config": model.cfg.to_dict(), "train_config": asdict(cfg),
             "conventions": conventions.to_dict(), "provenance": provenance or {},
         }
-        torch.save(ckpt, out / CHECKPOINT_LAST)
-        if improved:
-            torch.save(ckpt, out / CHECKPOINT_BEST)
-        (out / HISTORY_NAME).write_text(json.dumps(history, indent=1) + "\n", encoding="utf-8")
+        save_checkpoint(out, ckpt, improved, history)
     return history
 
 

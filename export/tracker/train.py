@@ -16,11 +16,9 @@ saved with the checkpoint, so a resumed run is bit-identical to an uninterrupted
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
-import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -32,12 +30,10 @@ from torch.nn import functional as F
 from edge.errors import ConfigError
 from export.tracker.dataset import WindowSet, WindowSpec
 from export.tracker.model import StudentConfig, StudentTracker
+from export.training import CHECKPOINT_LAST, deterministic_setup, resume_from, save_checkpoint
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_LAST = "last.pt"
-CHECKPOINT_BEST = "best.pt"
-HISTORY_NAME = "history.json"
 #: checkpoint kind marker (laps-export onnx tells a tracker checkpoint from a tokenizer's by it)
 CHECKPOINT_KIND = "laps.tracker-student/1"
 #: visibility target: within this many px of the teacher
@@ -69,16 +65,6 @@ class TrainConfig:
     def learning_rate(self, it: int) -> float:
         warm = min(1.0, (it + 1) / max(1, self.warmup))
         return self.lr * warm * 0.5 * (1.0 + math.cos(math.pi * min(it, self.iterations) / self.iterations))
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} was requested but torch sees no CUDA GPU; use --device cpu or auto")
-    if name != "cpu" and not name.startswith("cuda"):
-        raise ConfigError(f"device {name!r} is unknown; use auto, cpu or cuda")
-    return torch.device(name)
 
 
 def unroll(model: StudentTracker, frames: torch.Tensor, positions: torch.Tensor, valid: torch.Tensor,
@@ -180,32 +166,16 @@ def train(
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    device = pick_device(cfg.device)
-    torch.set_num_threads(max(1, cfg.threads))
-    if device.type == "cuda":
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    # Bit-exact on CPU; on CUDA an op without a deterministic kernel warns instead of failing.
-    torch.use_deterministic_algorithms(True, warn_only=device.type == "cuda")
-    random.seed(cfg.seed)
-    np.random.seed(cfg.seed % (2 ** 32))
-    torch.manual_seed(cfg.seed)
+    device = deterministic_setup(cfg.device, cfg.threads, cfg.seed)
     model = StudentTracker(cfg.student_config()).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     history: list[dict] = []
     start, best, running = 0, float("inf"), 0.0
     if resume:
-        ckpt_path = out / CHECKPOINT_LAST
-        if not ckpt_path.is_file():
-            raise ConfigError(f"--resume given but {ckpt_path} does not exist; start without --resume")
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
-        if ckpt["model_config"] != model.cfg.to_dict():
-            raise ConfigError(f"checkpoint {ckpt_path} has a different student shape; resume with the same options")
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        torch.set_rng_state(ckpt["torch_rng"])
+        ckpt = resume_from(out, model, opt, device, "has a different student shape; resume with the same options")
         start, history, best = ckpt["iteration"], ckpt["history"], ckpt["best_val_epe_mean_px"]
         running = ckpt["running_loss"]
-        log.info("resumed from %s at iteration %d", ckpt_path, start)
+        log.info("resumed from %s at iteration %d", out / CHECKPOINT_LAST, start)
     if len(train_data) < cfg.batch_size:
         raise ConfigError(f"{len(train_data)} training windows are fewer than one batch of {cfg.batch_size}; "
                           "add data or lower --batch-size")
@@ -239,10 +209,7 @@ def train(
                 "train_config": asdict(cfg),
                 "window_spec": spec.to_dict(), "provenance": provenance or {},
             }
-            torch.save(ckpt, out / CHECKPOINT_LAST)
-            if improved:
-                torch.save(ckpt, out / CHECKPOINT_BEST)
-            (out / HISTORY_NAME).write_text(json.dumps(history, indent=1) + "\n", encoding="utf-8")
+            save_checkpoint(out, ckpt, improved, history)
     return history
 
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from edge.errors import ConfigError
-from export.tokenizer.train import CHECKPOINT_BEST, CHECKPOINT_LAST, TrainConfig, WindowData, load_checkpoint, train
+from export.tokenizer.train import TrainConfig, WindowData, load_checkpoint, train
+from export.training import CHECKPOINT_BEST, CHECKPOINT_LAST
 from export.tokenizer.windows import TrackRecord, make_windows
 
 from .conftest import TINY, bursty_tracks

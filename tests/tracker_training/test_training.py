@@ -9,7 +9,8 @@ import torch
 from edge.errors import ConfigError
 from export.tracker.dataset import WindowSpec
 from export.tracker.model import StudentConfig, StudentTracker, count_parameters, flops_per_frame
-from export.tracker.train import CHECKPOINT_BEST, CHECKPOINT_LAST, load_checkpoint, train, unroll
+from export.tracker.train import load_checkpoint, train, unroll
+from export.training import CHECKPOINT_BEST, CHECKPOINT_LAST
 
 from .conftest import TINY_SPEC, tiny_student, tiny_train_config
 
