@@ -113,6 +113,25 @@ class MqttConfig:
     def shared_topic(self) -> str:
         return f"$share/{self.group}/{self.topic}"
 
+    def new_client(self, client_id: str, manual_ack: bool = False):
+        """A paho MQTT v5 client (not yet connected) with this section's credentials, TLS and
+        reconnect back-off: the one way central's ingest and rollout talk to the broker."""
+        import ssl
+
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id,
+                             protocol=mqtt.MQTTv5, manual_ack=manual_ack)
+        user, password = self.credentials()
+        if user:
+            client.username_pw_set(user, password or None)
+        if self.tls.active:
+            client.tls_set(ca_certs=self.tls.ca or None, certfile=self.tls.cert or None, keyfile=self.tls.key or None,
+                           cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        client.reconnect_delay_set(self.reconnect_min_s, self.reconnect_max_s)  # type: ignore[arg-type]
+        return client
+
     def _check(self, ctx: "ConfigContext") -> None:
         if not self.host.strip():
             ctx.fail("host", self.host, "a broker host name or address")

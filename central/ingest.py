@@ -27,14 +27,11 @@ from __future__ import annotations
 import logging
 import queue
 import signal
-import ssl
 import threading
 import time
 from dataclasses import dataclass
 from typing import Callable
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -97,15 +94,7 @@ class IngestWorker:
                       "commits": 0, "stale_not_acked": 0, "connects": 0, "store_errors": 0}
         self.last_error = ""
 
-        client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=self.client_id,
-                             protocol=mqtt.MQTTv5, manual_ack=True)
-        user, password = cfg.credentials()
-        if user:
-            client.username_pw_set(user, password or None)
-        if cfg.tls.active:
-            client.tls_set(ca_certs=cfg.tls.ca or None, certfile=cfg.tls.cert or None, keyfile=cfg.tls.key or None,
-                           cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
-        client.reconnect_delay_set(cfg.reconnect_min_s, cfg.reconnect_max_s)  # type: ignore[arg-type]
+        client = cfg.new_client(self.client_id, manual_ack=True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message

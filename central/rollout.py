@@ -440,17 +440,7 @@ class Rollout:
 
 def connect_client(cfg, client_id: str, *, on_message=None, subscribe: str = "", connected: threading.Event | None = None):
     """A started paho MQTT v5 client for central's `[mqtt]` section (credentials, TLS)."""
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
-
-    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-    user, password = cfg.credentials()
-    if user:
-        client.username_pw_set(user, password or None)
-    if cfg.tls.active:
-        client.tls_set(ca_certs=cfg.tls.ca or None, certfile=cfg.tls.cert or None, keyfile=cfg.tls.key or None,
-                       cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
-    client.reconnect_delay_set(cfg.reconnect_min_s, cfg.reconnect_max_s)  # type: ignore[arg-type]
+    client = cfg.new_client(client_id)
 
     def on_connect(c, userdata, flags, reason, properties) -> None:
         if reason.is_failure:
