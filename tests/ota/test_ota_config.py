@@ -37,3 +37,13 @@ def test_relative_key_paths_resolve_against_the_config_folder(keys):
 def test_a_trusted_keys_value_that_is_not_a_list_of_strings_is_refused():
     with pytest.raises(ConfigError, match="ota.trusted_keys .* expected a list of strings"):
         cfg({"enabled": True, "trusted_keys": "k.pub"})
+
+
+def test_the_service_and_doctor_start_on_the_stores_current_model_once_there_is_one(keys, seed_dir, tmp_path):
+    from edge.ota.store import OtaStore
+    from edge.service import configured_model_dir
+
+    c = cfg({"enabled": True, "trusted_keys": [str(keys["release"][1])], "root": str(tmp_path / "ota")})
+    assert configured_model_dir(c) is not None and "ota" not in configured_model_dir(c)  # not seeded yet
+    OtaStore(tmp_path / "ota").seed(seed_dir)
+    assert configured_model_dir(c) == str(tmp_path / "ota" / "current")

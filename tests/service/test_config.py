@@ -98,6 +98,19 @@ def test_missing_model_directory_is_reported(tmp_path):
     assert "model.dir" in msg and "no-such-model" in msg and "existing model directory" in msg
 
 
+@pytest.mark.parametrize("table, expected", [("", "shipped"), ("\n[model]\ndir = 'default'\n", "shipped"),
+                                             ("\n[model]\ndir = 'none'\n", None)])
+def test_model_dir_default_runs_the_shipped_model_and_none_the_velocity_proxy(tmp_path, table, expected):
+    from edge.model import resolve_model_spec, shipped_model_dir
+    from edge.service import configured_model_dir
+
+    cfg = load_config(write(tmp_path, MINIMAL + table))
+    assert cfg.model.dir in ("default", "none")  # words, not resolved against the config folder
+    want = str(shipped_model_dir()) if expected == "shipped" else None
+    assert resolve_model_spec(cfg.model.dir) == want
+    assert configured_model_dir(cfg) == want
+
+
 def test_relative_paths_resolve_against_the_config_folder(tmp_path):
     (tmp_path / "models" / "m1").mkdir(parents=True)
     cfg = load_config(write(tmp_path, MINIMAL + "\n[model]\ndir = 'models/m1'\n[paths]\nstate_dir = 'state'\n"))
