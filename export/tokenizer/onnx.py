@@ -31,6 +31,7 @@ from edge.model import (
 )
 from edge.tokenizer.runtime import INPUT_NAME, OUTPUT_NAME
 from export.tokenizer.model import EncoderExport, MotionTokenizer
+from export.onnx_metadata import stamp_and_save
 from export.tokenizer.windows import DataConventions
 
 #: The pinned ONNX opset (TensorRT 10 and ORT >= 1.17 both take 17).
@@ -79,7 +80,6 @@ def export_encoder(model: MotionTokenizer, metadata: ModelMetadata, path: str | 
         )
     model.train(was_training)  # the exporter flips modes; leave the caller's as it was
     proto = onnx.load(str(out))
-    del proto.metadata_props[:]
     flat = {
         ONNX_METADATA_KEY: metadata.to_json(),
         "laps.fps": f"{metadata.fps:g}", "laps.window": str(metadata.window),
@@ -88,16 +88,10 @@ def export_encoder(model: MotionTokenizer, metadata: ModelMetadata, path: str | 
         "laps.fsq_levels": ",".join(str(v) for v in metadata.fsq_levels),
         "laps.model_version": metadata.model_version,
     }
-    for key, value in flat.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
-    proto.producer_name = "laps-export"
-    proto.doc_string = (
+    stamp_and_save(proto, flat, (
         "LAPS motion tokenizer encoder: normalised point velocities (1, T-1, N, 2) -> pre-quantisation "
         "FSQ latent (1, T-1, L). FSQ rounding and the output projection run outside (see laps.metadata)."
-    )
-    onnx.checker.check_model(proto)
-    onnx.save(proto, str(out))
+    ), out)
     return out
 
 

@@ -26,6 +26,7 @@ from edge.tracking.onnx_student import (
     input_names,
     output_names,
 )
+from export.onnx_metadata import stamp_and_save
 from export.tracker.model import StudentExport, StudentTracker, count_parameters, flops_per_frame
 
 #: The pinned ONNX opset (GridSample-free graph; TensorRT 10 and ORT >= 1.17 take 17).
@@ -84,23 +85,16 @@ def export_tracker(model: StudentTracker, metadata: TrackerMetadata, path: str |
     model.train(was_training)
     proto = onnx.load(str(out))
     _separate_consumed_outputs(proto)
-    del proto.metadata_props[:]
     flat = {
         TRACKER_METADATA_KEY: metadata.to_json(),
         "laps.n_points": str(metadata.n_points), "laps.convention": metadata.convention,
         "laps.input_size": f"{metadata.input_size[0]}x{metadata.input_size[1]}",
         "laps.fps": f"{metadata.fps:g}", "laps.model_version": metadata.model_version,
     }
-    for key, value in flat.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
-    proto.producer_name = "laps-export"
-    proto.doc_string = (
+    stamp_and_save(proto, flat, (
         "LAPS distilled point tracker, one step: grey frame (1,1,H,W) 0..255 + state (previous features, "
         "points, velocity, hidden, anchor, fresh) -> new points, visibility logit and state (see laps.tracker)."
-    )
-    onnx.checker.check_model(proto)
-    onnx.save(proto, str(out))
+    ), out)
     return out
 
 
