@@ -4,8 +4,6 @@ and a central configuration file writer."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -13,27 +11,9 @@ import numpy as np
 
 from edge.messages import Topics, encode, segment_message
 from edge.segments import Segment, utc_iso, uuid7
+from tests.service.helpers import Mosquitto, Subscriber, free_port, wait_until
 
-_SERVICE_HELPERS = Path(__file__).resolve().parents[1] / "service" / "helpers.py"
-
-
-def _service_helpers():
-    """The service tests' broker helpers (tests/service/helpers.py: Mosquitto, free_port,
-    wait_until), loaded by path: tests/ is not a package, and `central` would shadow ours."""
-    name = "laps_service_test_helpers"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, _SERVICE_HELPERS)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return sys.modules[name]
-
-
-_helpers = _service_helpers()
-Mosquitto = _helpers.Mosquitto
-free_port = _helpers.free_port
-wait_until = _helpers.wait_until
-Subscriber = _helpers.Subscriber
+__all__ = ["Mosquitto", "Subscriber", "free_port", "wait_until"]  # re-exported for the central tests
 
 MODEL_VERSION = "tiny-central-test"
 

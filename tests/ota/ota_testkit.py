@@ -1,6 +1,6 @@
 """Helpers of the OTA tests: real bundles with real Ed25519 keys, real device processes
-(`python -m edge.cli run --config`), the service tests' real Mosquitto (reused, loaded by path:
-tests/ is not a package) and a retained-desired publisher.
+(`python -m edge.cli run --config`), the service tests' real Mosquitto (reused from
+tests/service/helpers.py) and a retained-desired publisher.
 
 The model in every bundle is the shipped default model (7 MB ONNX + golden vectors): its golden
 self-test is real and takes about a second, faster than training a tiny one with torch.
@@ -8,7 +8,6 @@ self-test is real and takes about a second, faster than training a tiny one with
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -21,27 +20,14 @@ import numpy as np
 
 from edge.messages import Topics, encode
 from edge.ota.messages import desired_message
+from tests.service.helpers import Mosquitto, Subscriber, wait_until
+
+__all__ = ["Mosquitto", "Subscriber", "wait_until"]  # re-exported for the OTA tests and benchmark
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL = REPO / "edge" / "models" / "default"
-_SERVICE_HELPERS = REPO / "tests" / "service" / "helpers.py"
 SITE = "ota-site"
 
-
-def _service_helpers():
-    name = "laps_service_test_helpers"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, _SERVICE_HELPERS)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return sys.modules[name]
-
-
-_helpers = _service_helpers()
-Mosquitto = _helpers.Mosquitto
-Subscriber = _helpers.Subscriber
-wait_until = _helpers.wait_until
 
 
 # -- bundles ----------------------------------------------------------------------------------------
