@@ -322,7 +322,7 @@ def build_pipeline(
                 )
             cal = model.calibration
             params = HysteresisParams.from_dict(cal.get("params", cal))
-    trk = _make_tracker(tracker, grid, margin, model_dir=model_dir, providers=providers,
+    trk = _make_tracker(tracker, grid, margin, model=None if model_dir is None else model, providers=providers,
                         input_size=(int(size[0]), int(size[1])))
     if getattr(trk, "n_points", grid * grid) != grid * grid:
         raise ConfigError(f"tracker gives {trk.n_points} points but the model expects {grid * grid}")
@@ -347,18 +347,19 @@ def load_calibration(path: str) -> HysteresisParams:
     return HysteresisParams.from_dict(data.get("params", data))
 
 
-def _make_tracker(kind: str, grid: int, margin: float, model_dir: str | None = None, providers: str = "auto",
+def _make_tracker(kind: str, grid: int, margin: float, model=None, providers: str = "auto",
                   input_size: tuple[int, int] = DEFAULT_INPUT_SIZE) -> PointTracker:
     """One branch per backend in TRACKER_BACKENDS.
 
-    "onnx" takes tracker.onnx from `model_dir`, or, without a model directory (the velocity
-    proxy), from the shipped default bundle; its grid, margin and input size must be the model's.
+    "onnx" takes tracker.onnx from `model` (the pipeline's already verified `ModelDirectory`),
+    or, without one (the velocity proxy), from the shipped default bundle; its grid, margin and
+    input size must be the model's.
     """
     if kind == "onnx":
         from edge.model import shipped_model_dir
         from edge.tracking.onnx_student import OnnxStudentTracker
 
-        source = model_dir if model_dir is not None else shipped_model_dir()
+        source = model if model is not None else shipped_model_dir()
         if source is None:
             raise ConfigError("tracker 'onnx' needs tracker.onnx, but there is no model directory and this "
                               "installation ships no default model; pass --model DIR or use --tracker lk")

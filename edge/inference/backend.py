@@ -106,6 +106,8 @@ class OrtBackend(InferenceBackend):
         trt_cache_dir: str | os.PathLike | None = None,
         device_id: int = 0,
     ) -> None:
+        """trt_cache_dir: where TensorRT keeps its engines (None: `engine_cache_dir` of the
+        model's folder)."""
         import onnxruntime as ort
 
         path = Path(onnx_path)
@@ -118,6 +120,10 @@ class OrtBackend(InferenceBackend):
                 f"a GPU provider is required but onnxruntime offers only {', '.join(available)}; "
                 "install onnxruntime-gpu (pip install 'laps-edge[gpu]') or drop the GPU requirement"
             )
+        if trt_cache_dir is None:
+            # Engines live beside the model they were built from: staging a bundle builds them
+            # once (edge.ota.agent.prepare_bundle) and every later session of that model loads them.
+            trt_cache_dir = engine_cache_dir(path.parent)
         provider_args = [(name, self._options(name, trt_fp16, trt_cache_dir, device_id)) for name in requested]
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

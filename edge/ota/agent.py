@@ -423,24 +423,31 @@ class _Interrupted(HealthCheckFailed):
 def prepare_bundle(path: Path, providers: str) -> str:
     """Device-specific preparation of a staged bundle, before its self-test.
 
-    With TensorRT among the providers, build the engine cache into `<bundle>/trt-cache` (one
-    session + one inference builds it; a later session with the same cache loads it). On CPU
-    there is nothing to prepare. Returns a one-line description.
+    With TensorRT among the providers, build the engines of its models (the tokenizer, and the
+    tracker when the bundle has one) into `<bundle>/trt-cache`, where every later session of
+    these files finds them (`edge.inference.backend.engine_cache_dir`): one session and one
+    inference each build them. On CPU there is nothing to prepare. Returns a one-line description.
     """
     from edge.inference import backend as inference
     from edge.model import load_model_directory
+    from edge.tokenizer import TokenizerRuntime
+    from edge.tracking.onnx_student import TRACKER_NAME, OnnxStudentTracker
 
     requested, _ = inference.resolve_providers(providers, inference.available_providers())
     if "TensorrtExecutionProvider" not in requested:
         return "nothing to prepare on " + ", ".join(requested)
     md = load_model_directory(path)
-    cache = inference.engine_cache_dir(path)  # the folder TokenizerRuntime will read it from
-    be = inference.create_backend(md.tokenizer_path, providers=providers, trt_cache_dir=cache)
     meta = md.metadata
-    from edge.tokenizer.runtime import INPUT_NAME
-
-    be.run({INPUT_NAME: np.zeros((1, meta.steps, meta.n_points, 2), np.float32)})
-    return f"TensorRT engine cache built in {cache}"
+    TokenizerRuntime(md, providers=providers).step(np.zeros((meta.n_points, 2), np.float32),
+                                                    np.ones(meta.n_points, bool))
+    built = ["tokenizer"]
+    if TRACKER_NAME in md.manifest.get("files", {}):
+        tracker = OnnxStudentTracker(md, providers=providers)
+        blank = np.zeros((meta.input_size[1], meta.input_size[0]), np.uint8)
+        tracker.step(blank)
+        tracker.step(blank)  # the seeding call and a tracking call run the same graph; both warm it
+        built.append("tracker")
+    return f"TensorRT engines ({', '.join(built)}) built in {inference.engine_cache_dir(path)}"
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

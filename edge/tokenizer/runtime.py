@@ -28,7 +28,6 @@ import numpy as np
 
 from edge.errors import ConfigError, ModelError
 from edge.inference import InferenceBackend, create_backend
-from edge.inference.backend import engine_cache_dir
 from edge.model import ONNX_METADATA_KEY, ModelDirectory, ModelMetadata, load_model_directory
 from edge.tokenizer.fsq import FSQ, window_mean_energy
 
@@ -91,7 +90,7 @@ class TokenizerRuntime:
         self.stride = int(stride)
         self.backend = backend or create_backend(
             model_dir.tokenizer_path, providers=providers, require_gpu=require_gpu,
-            intra_op_threads=intra_op_threads, trt_cache_dir=engine_cache_dir(model_dir.path),
+            intra_op_threads=intra_op_threads,
         )
         self._check_backend(self.backend, self.metadata, model_dir.tokenizer_path)
         weight, bias = self.metadata.fsq_projection()

@@ -28,12 +28,16 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edge.errors import ConfigError, ModelError
 from edge.tracking.base import PointTracker, TrackStep, grid_points
+from edge.tracking.lk import to_grey
+
+if TYPE_CHECKING:
+    from edge.model import ModelDirectory
 
 log = logging.getLogger(__name__)
 
@@ -108,22 +112,26 @@ class TrackerMetadata:
             raise ModelError(f"{where}: tracker metadata is incomplete ({err}); re-export the tracker") from None
 
 
-def find_tracker_model(path: str | os.PathLike) -> Path:
-    """tracker.onnx itself, or the one inside a model directory (verified via its manifest)."""
-    p = Path(path)
-    if p.is_file():
-        return p
-    if p.is_dir():
-        from edge.model import load_model_directory
+def find_tracker_model(model: "str | os.PathLike | ModelDirectory") -> Path:
+    """tracker.onnx itself, or the one inside a model directory (a path, verified via its
+    manifest, or an already verified `ModelDirectory`, which is not hashed again)."""
+    from edge.model import ModelDirectory, load_model_directory
 
+    if isinstance(model, ModelDirectory):
+        md = model
+    else:
+        p = Path(model)
+        if p.is_file():
+            return p
+        if not p.is_dir():
+            raise ModelError(f"tracker model {p} does not exist; give tracker.onnx or a model directory that holds one")
         md = load_model_directory(p)  # verifies every listed file's sha256
-        if TRACKER_NAME not in md.manifest.get("files", {}):
-            raise ConfigError(
-                f"model directory {p} has no {TRACKER_NAME}; use --tracker lk, or add a distilled tracker with "
-                "`laps-export onnx --checkpoint TRACKER.pt --out DIR`"
-            )
-        return p / TRACKER_NAME
-    raise ModelError(f"tracker model {p} does not exist; give tracker.onnx or a model directory that holds one")
+    if TRACKER_NAME not in md.manifest.get("files", {}):
+        raise ConfigError(
+            f"model directory {md.path} has no {TRACKER_NAME}; use --tracker lk, or add a distilled tracker with "
+            "`laps-export onnx --checkpoint TRACKER.pt --out DIR`"
+        )
+    return md.path / TRACKER_NAME
 
 
 class OnnxStudentTracker(PointTracker):
@@ -137,7 +145,7 @@ class OnnxStudentTracker(PointTracker):
     `last_reseeded` (N,) bool, as LK's `last_reseeded`.
     """
 
-    def __init__(self, model: str | os.PathLike, grid: int | None = None, margin: float | None = None,
+    def __init__(self, model: "str | os.PathLike | ModelDirectory", grid: int | None = None, margin: float | None = None,
                  providers: str = "auto", visibility_threshold: float | None = None, **backend_options: Any) -> None:
         from edge.inference import create_backend
 
@@ -179,8 +187,6 @@ class OnnxStudentTracker(PointTracker):
 
     def step(self, image: np.ndarray) -> TrackStep:
         """Advance by one frame. `image`: (H, W, 3) uint8 BGR or (H, W) uint8 grey at the model size."""
-        from edge.tracking.lk import to_grey
-
         grey = to_grey(image)
         w, h = self.input_size
         if grey.shape != (h, w):
@@ -222,12 +228,9 @@ class OnnxStudentTracker(PointTracker):
         `step`) with fresh state: anchors taken on `previous`, no motion history. Returns the
         raw estimates (N, 2) float32 and visibility logits (N,). The stream state is untouched.
         For forward-backward checks (benchmarks/tracking.py)."""
-        from edge.tracking.lk import to_grey
-
-        n, meta = self.n_points, self.metadata
+        n = self.n_points
         pts = np.asarray(points, np.float32).reshape(n, 2)
-        zeros = {"velocity": np.zeros((n, 2), np.float32), "hidden": np.zeros((n, meta.hidden), np.float32),
-                 "anchor": np.zeros((n, meta.anchor_dim), np.float32), "fresh": np.ones((n, 1), np.float32)}
+        zeros = self._blank_point_state()
         first = self.backend.run({"image": to_grey(previous).astype(np.float32)[None, None], **self._zero_feats,
                                   "points": pts, **zeros})
         maps = {f"prev_feat{i}": first[f"feat{i}"] for i in range(self.n_maps)}
@@ -238,18 +241,16 @@ class OnnxStudentTracker(PointTracker):
     def _seed(self, frame: np.ndarray) -> TrackStep:
         """Place the grid: one graph run only for this frame's features; every point visible, velocity 0."""
         n = self.n_points
-        meta = self.metadata
-        out = self.backend.run({
-            "image": frame, **self._zero_feats, "points": self._seeds,
-            "velocity": np.zeros((n, 2), np.float32), "hidden": np.zeros((n, meta.hidden), np.float32),
-            "anchor": np.zeros((n, meta.anchor_dim), np.float32), "fresh": np.ones((n, 1), np.float32),
-        })
-        self._state = {
-            **{f"feat{i}": out[f"feat{i}"] for i in range(self.n_maps)},
-            "points": self._seeds.copy(), "velocity": np.zeros((n, 2), np.float32),
-            "hidden": np.zeros((n, meta.hidden), np.float32), "anchor": np.zeros((n, meta.anchor_dim), np.float32),
-            "fresh": np.ones((n, 1), np.float32),
-        }
+        blank = self._blank_point_state()
+        out = self.backend.run({"image": frame, **self._zero_feats, "points": self._seeds, **blank})
+        self._state = {**{f"feat{i}": out[f"feat{i}"] for i in range(self.n_maps)},
+                       "points": self._seeds.copy(), **blank}
         self.last_visibility_prob = np.full(n, np.nan, np.float32)
         self.last_reseeded = np.ones(n, bool)
         return TrackStep(points=self._seeds.copy(), visible=np.ones(n, bool), velocity=np.zeros((n, 2), np.float32))
+
+    def _blank_point_state(self) -> dict[str, np.ndarray]:
+        """Per-point state of freshly seeded points: no motion, no history, anchors still to take."""
+        n, meta = self.n_points, self.metadata
+        return {"velocity": np.zeros((n, 2), np.float32), "hidden": np.zeros((n, meta.hidden), np.float32),
+                "anchor": np.zeros((n, meta.anchor_dim), np.float32), "fresh": np.ones((n, 1), np.float32)}
