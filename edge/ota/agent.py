@@ -100,6 +100,8 @@ class PipelineSwitch:
     # frame loop side
     def adopt(self, current):
         """The pipeline to use for the next frame: a newly offered one, or None to keep `current`."""
+        if self._offer is None:  # every frame: no lock while nothing is offered (an attribute read is atomic)
+            return None
         with self._lock:
             offer, self._offer = self._offer, None
         if offer is None:
