@@ -11,6 +11,7 @@ import time
 import cv2
 import numpy as np
 
+from edge.errors import StreamUnreachableError
 from edge.sources.base import Frame, FrameSource
 
 #: frame rate assumed when a container or driver states none
@@ -43,6 +44,19 @@ class CaptureSource(FrameSource):
         self._clock = CaptureClock(self._fps, live=self._count is None)
         self._pending = first_image
         self._index = 0
+
+    def _adopt_stream(self, cap: "cv2.VideoCapture", default_fps: float, not_opened: str, no_frame: str) -> None:
+        """`_adopt` for a network or pipeline capture: a capture that did not open, or opened but
+        gave no first frame, is released and raises StreamUnreachableError with `not_opened` or
+        `no_frame` (one line each: what failed and what to check)."""
+        if not cap.isOpened():
+            cap.release()
+            raise StreamUnreachableError(not_opened)
+        ok, image = cap.read()
+        if not ok or image is None:
+            cap.release()
+            raise StreamUnreachableError(no_frame)
+        self._adopt(cap, image, default_fps=default_fps)
 
     def _stamp(self, image: np.ndarray) -> Frame:
         """The next frame: timestamp from the capture's clock, index counted here."""

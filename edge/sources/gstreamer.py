@@ -82,20 +82,13 @@ class GStreamerSource(CaptureSource):
                 f"opencv-python-headless` in the venv) or use a file, rtsp:// or camera source"
             )
         cap = cv2.VideoCapture(self.pipeline, cv2.CAP_GSTREAMER)
-        if not cap.isOpened():
-            cap.release()
-            raise StreamUnreachableError(
-                f"GStreamer pipeline {self.pipeline!r} failed to start; run it with "
-                f"`gst-launch-1.0` (replacing appsink by fakesink) to see the element that fails"
-            )
-        ok, image = cap.read()
-        if not ok or image is None:
-            cap.release()
-            raise StreamUnreachableError(
-                f"GStreamer pipeline {self.pipeline!r} started but delivered no frame; check "
-                f"the source element and that the caps end in video/x-raw,format=BGR"
-            )
-        self._adopt(cap, image, default_fps=30.0)
+        self._adopt_stream(
+            cap, 30.0,
+            not_opened=f"GStreamer pipeline {self.pipeline!r} failed to start; run it with "
+                       f"`gst-launch-1.0` (replacing appsink by fakesink) to see the element that fails",
+            no_frame=f"GStreamer pipeline {self.pipeline!r} started but delivered no frame; check "
+                     f"the source element and that the caps end in video/x-raw,format=BGR",
+        )
 
     def read(self) -> Frame | None:
         if self._cap is None:

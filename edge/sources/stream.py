@@ -88,22 +88,15 @@ class StreamSource(CaptureSource):
         ]
         with _ffmpeg_capture_options(self.rtsp_transport if self.scheme.startswith("rtsp") else None):
             cap = cv2.VideoCapture(self.url, cv2.CAP_FFMPEG, params)
-        if not cap.isOpened():
-            cap.release()
-            raise StreamUnreachableError(
-                f"stream {self.name} could not be opened within {self.open_timeout_s:g} s "
-                f"(unreachable host, refused or silent server, wrong path or credentials); "
-                f"check the URL plays in `ffplay` or VLC from this machine"
-            )
-        ok, image = cap.read()
-        if not ok or image is None:
-            cap.release()
-            raise StreamUnreachableError(
-                f"stream {self.name} connected but delivered no frame within "
-                f"{self.read_timeout_s:g} s; check the camera is streaming and its codec is H.264, "
-                f"H.265 or MJPEG"
-            )
-        self._adopt(cap, image, default_fps=25.0)
+        self._adopt_stream(
+            cap, 25.0,
+            not_opened=f"stream {self.name} could not be opened within {self.open_timeout_s:g} s "
+                       f"(unreachable host, refused or silent server, wrong path or credentials); "
+                       f"check the URL plays in `ffplay` or VLC from this machine",
+            no_frame=f"stream {self.name} connected but delivered no frame within "
+                     f"{self.read_timeout_s:g} s; check the camera is streaming and its codec is H.264, "
+                     f"H.265 or MJPEG",
+        )
         self._ended = False
 
     def read(self) -> Frame | None:
