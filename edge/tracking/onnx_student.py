@@ -4,8 +4,10 @@ The exported graph (`laps-export distill-tracker` + `laps-export onnx`, see expo
 stateless: everything that persists between frames goes in and comes out as tensors, and this
 class keeps them between calls:
 
-    inputs   image (1, 1, H, W) float32 grey 0..255; prev_feat0..K (the previous call's feat0..K:
-             the feature pyramid, and with an image-based sub-pixel step the standardised frame);
+    inputs   image (1, 1, H, W) float32 grey 0..255; prev_feat0..K (the previous call's feat0..K,
+             opaque to this class: in the current export flat tables of the feature pyramid,
+             and with an image-based sub-pixel step of the blurred standardised frame; the
+             first bundles carried (1, C, h, w) maps. Zeros of the graph's own shapes seed them);
              points (N, 2), velocity (N, 2) px; hidden (N, Hs); anchor (N, A);
              fresh (N, 1) 1.0 where the point was (re-)seeded on the previous frame
     outputs  points_out, velocity_out, hidden_out, anchor_out, visibility_logit (N,), feat0..K

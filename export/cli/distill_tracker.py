@@ -66,8 +66,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     opt.add_argument("--channels", default="8,16,32,32",
                      help="feature channels at strides 1,2,4,8 (default 8,16,32,32)")
     opt.add_argument("--radius", type=int, default=3, help="correlation lattice half-width in cells (default 3)")
-    opt.add_argument("--subpixel-iterations", type=int, default=2,
-                     help="Gauss-Newton iterations of the weight-free sub-pixel stage, 0 = off (default 2); "
+    opt.add_argument("--subpixel-iterations", type=int, default=4,
+                     help="Gauss-Newton iterations of the weight-free sub-pixel stage, 0 = off (default 4); "
                           "`laps-export onnx --subpixel-iterations` can change it at export")
     opt.add_argument("--out", required=True, help="run folder for checkpoints and history")
     opt.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")

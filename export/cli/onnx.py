@@ -44,6 +44,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="what the checkpoint holds (default auto: read from the checkpoint)")
     p.add_argument("--subpixel-iterations", type=int, default=None, metavar="N",
                    help="tracker only: iterations of its weight-free sub-pixel stage (default: the checkpoint's)")
+    p.add_argument("--subpixel-radius", type=int, default=None, metavar="R",
+                   help="tracker only: half-width of the sub-pixel stage's patch, (2R+1)^2 px (default: the "
+                        "checkpoint's)")
+    p.add_argument("--subpixel-blur", type=float, default=None, metavar="SIGMA",
+                   help="tracker only: Gaussian blur (px) of the frame the sub-pixel stage matches, 0 = none "
+                        "(default: the checkpoint's)")
+    p.add_argument("--subpixel-moving-radius", type=int, default=None, metavar="R",
+                   help="tracker only: half-width of the sub-pixel stage's second window, for points moving "
+                        "faster than --subpixel-moving-px per step, 0 = none (default: the checkpoint's)")
+    p.add_argument("--subpixel-moving-px", type=float, default=None, metavar="PX",
+                   help="tracker only: speed (px per model step) above which a point uses the second window "
+                        "(default: the checkpoint's)")
     p.add_argument("--bundle-version", type=int, default=None,
                    help="monotonic bundle version for OTA (default 1 for a new tokenizer directory; the current "
                         "version + 1 when a tracker is added)")
@@ -179,10 +191,20 @@ def _export_tracker(args: argparse.Namespace) -> int:
     from export.tracker.onnx import add_tracker_to_model_directory, build_metadata, export_tracker
     from export.tracker.train import load_checkpoint as load_tracker
 
+    from edge.errors import ConfigError
+
     model, ckpt = load_tracker(args.checkpoint)
-    if args.subpixel_iterations is not None:
-        # The stage has no weights: switching it at export changes no trained parameter.
-        model.cfg.subpixel_iterations = int(args.subpixel_iterations)
+    # The sub-pixel stage has no weights: setting it at export changes no trained parameter.
+    for key, value, kind in (("subpixel_iterations", args.subpixel_iterations, int),
+                             ("subpixel_radius", args.subpixel_radius, int),
+                             ("subpixel_blur", args.subpixel_blur, float),
+                             ("subpixel_moving_radius", args.subpixel_moving_radius, int),
+                             ("subpixel_moving_px", args.subpixel_moving_px, float)):
+        if value is not None:
+            if value < 0 or (key == "subpixel_radius" and value < 1):
+                raise ConfigError(f"--{key.replace('_', '-')} {value} is out of range; give "
+                                  f"{'a radius >= 1' if key == 'subpixel_radius' else 'a value >= 0'}")
+            setattr(model.cfg, key, kind(value))
     training = {"checkpoint_iteration": ckpt["iteration"], "best_val_epe_mean_px": ckpt["best_val_epe_mean_px"],
                 **ckpt.get("provenance", {})}
     out = Path(args.out)

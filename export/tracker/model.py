@@ -18,21 +18,24 @@ What it is and why (the edge needs TensorRT at camera rate on a Jetson, at least
   point's hidden state adds a correction. Stride 8 with r = 3
   reaches +-24 px before the velocity prior, stride 1 resolves sub-pixel motion.
 - **Sub-pixel stage** (no weights): inverse-compositional Gauss-Newton, i.e. Lucas-Kanade, on
-  the standardised frame around the network's estimate (15x15 Gaussian-weighted patch, 2
-  iterations, kept only where the patch lies in the frame and it matches the template better).
-  The learnt part finds the point robustly (blur, fast motion, low texture); this stage makes it
-  as precise as LK where the image allows it. It runs inside the graph (Gather + arithmetic),
-  so TensorRT runs it too.
+  the standardised frame, lightly blurred, around the network's estimate (17x17 uniform window,
+  9x9 for points moving > 2 px per step, 4 iterations, kept where every patch lies in the frame
+  and the last step converged). The
+  learnt part finds the point robustly (blur, fast motion, low texture); this stage makes it as
+  precise as LK where the image allows it. It runs inside the graph (Gather + arithmetic), so
+  TensorRT runs it too.
 - **Visibility head**: an MLP over the finest score maps and the hidden state; its logit says
   whether this step's estimate is reliable (trained to predict "scene-visible and within 2 px").
 - **Stateless graph**: everything that persists between frames is an input and an output —
-  the previous frame's four feature maps and standardised frame, points (N, 2), velocity (N, 2),
-  hidden (N, H) and the anchors (N, sum C). A `fresh` (N, 1) input flags points seeded or re-seeded on the previous
+  the previous frame's four feature maps and blurred standardised frame (as the flat tables the
+  step reads, `StudentTracker.state_maps`), points (N, 2), velocity (N, 2), hidden (N, H) and
+  the anchors (N, sum C). A `fresh` (N, 1) input flags points seeded or re-seeded on the previous
   frame: their anchor is taken now and their hidden state and velocity restart at zero.
 
 174,829 parameters (far under the ~2 M budget: a wider pyramid costs CPU time, and the speed
 target is <= 3x LK on ORT CPU) and 0.47 GFLOPs per frame at N = 400, 320x240 (`flops_per_frame`:
-0.33 in the pyramid, 0.14 in tracking).
+0.33 in the pyramid, 0.14 in tracking). On ORT CPU the time goes less to FLOPs than to memory
+traffic (gathers, slices, layout changes), which is what the layout choices below are about.
 
 Coordinates: (x, y) pixels of the frame given to the tracker, origin at the top-left pixel's
 centre (edge.tracking.base). The feature map of stride s has pixel j at image pixel s * j.
@@ -54,11 +57,19 @@ class StudentConfig:
     channels: feature channels per level (strides 1, 2, 4, 8). radius: correlation lattice
     half-width in cells of each level. hidden: per-point state size. mlp: width of the per-level
     refinement MLPs. fine_iterations: extra refinement passes at stride 1 after the pyramid.
-    subpixel_iterations, subpixel_radius, subpixel_on: the weight-free Gauss-Newton (LK) stage
-    after the network (`subpixel_refine`): iterations (0 = off), half-width of its patch, and
-    what it matches: "image" (the standardised frame, carried as a 5th state map) or "features"
-    (the stride-1 features). Chosen on VALIDATION seed 502 (EPE median 0.32 -> 0.20 px, p90 0.84
-    -> 0.67 px) against its CPU cost (+~8 ms per frame at N = 400): 2 iterations, r = 7, image.
+    subpixel_iterations, subpixel_radius, subpixel_on, subpixel_blur: the weight-free
+    Gauss-Newton (LK) stage after the network (`subpixel_refine`): iterations (0 = off),
+    half-width of its uniform window, what it matches ("image": the standardised frame, carried as
+    a 5th state map; or "features": the stride-1 features) and the Gaussian blur (px) of that
+    frame (`smooth_image`). subpixel_moving_radius, subpixel_moving_px: a second, smaller window
+    (0 = none) for points the network moved more than that many px this step: a large window
+    averages noise on static texture but takes in the background of a small moving part.
+    Chosen on VALIDATION seeds 500-501 (`benchmarks.tracking`'s figures,
+    edge/models/README.md) against the CPU time: 4 iterations, r = 8, image, blur 0.7. A larger
+    window is more precise on static texture (r = 10, 3 iterations: EPE median 0.082 px vs 0.103)
+    but less on small moving parts (0.48 vs 0.40 px) and costs more; blur 0 or 1.0 and the
+    Gaussian-weighted window of the first version were all worse. The 9x9 window for points
+    moving > 2 px/step brought fast motion to 0.34 px and blur to 0.24 (from 0.40 and 0.35).
     """
 
     channels: tuple[int, ...] = (8, 16, 32, 32)
@@ -66,9 +77,12 @@ class StudentConfig:
     hidden: int = 32
     mlp: int = 96
     fine_iterations: int = 1
-    subpixel_iterations: int = 2
-    subpixel_radius: int = 7
+    subpixel_iterations: int = 4
+    subpixel_radius: int = 8
     subpixel_on: str = "image"
+    subpixel_blur: float = 0.7
+    subpixel_moving_radius: int = 4
+    subpixel_moving_px: float = 2.0
     strides: tuple[int, ...] = field(default=(1, 2, 4, 8))
 
     def to_dict(self) -> dict:
@@ -95,7 +109,8 @@ class StudentConfig:
 
 class FeaturePyramid(nn.Module):
     """Grey frame (B, 1, H, W) float 0..255 -> 4 L2-normalised maps at strides 1, 2, 4, 8, and with
-    `with_image` a 5th: the standardised frame itself (for the sub-pixel refinement)."""
+    `with_image` a 5th: the standardised frame itself, smoothed by `smooth_image(., image_blur)` (for
+    the sub-pixel refinement)."""
 
     def __init__(self, channels: tuple[int, ...], with_image: bool = False) -> None:
         super().__init__()
@@ -109,7 +124,7 @@ class FeaturePyramid(nn.Module):
         self.level3 = nn.Sequential(nn.ReLU(), nn.Conv2d(c2, c3, 3, stride=2, padding=1), nn.ReLU(),
                                     nn.Conv2d(c3, c3, 3, padding=1))
 
-    def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
+    def forward(self, image: torch.Tensor, image_blur: float = 0.0) -> list[torch.Tensor]:
         # Per-frame standardisation: a global gain/offset (flicker, drift) cancels here.
         mean = image.mean(dim=(2, 3), keepdim=True)
         std = (image - mean).pow(2).mean(dim=(2, 3), keepdim=True).add(1e-2).sqrt()
@@ -119,12 +134,13 @@ class FeaturePyramid(nn.Module):
         f2 = self.level2(f1)
         f3 = self.level3(f2)
         maps = [F.normalize(f, dim=1, eps=1e-6) for f in (f0, f1, f2, f3)]
-        return maps + [x] if self.with_image else maps
+        return maps + [smooth_image(x, image_blur)] if self.with_image else maps
 
 
 def flatten_map(feat: torch.Tensor) -> torch.Tensor:
     """(B, C, h, w) -> (B * h * w, C): one row per pixel, the layout `gather_bilinear` reads."""
-    b, c, h, w = feat.shape
+    # Plain ints: the exported graph gets a fixed (h * w, C) state shape, not Shape arithmetic.
+    b, c, h, w = (int(v) for v in feat.shape)
     return feat.permute(0, 2, 3, 1).reshape(b * h * w, c)
 
 
@@ -165,12 +181,18 @@ def gather_bilinear(flat: torch.Tensor, shape: tuple[int, int, int], xy: torch.T
     return vectors, mask, frac
 
 
-def gather_patch(flat: torch.Tensor, shape: tuple[int, int, int], xy: torch.Tensor, size: int
+def gather_patch(flat: torch.Tensor, shape: tuple[int, int, int], xy: torch.Tensor, size: int, block: int = 1
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Like `gather_bilinear` but for large patches: the lattice is shifted as a whole to lie in
     the map (one index add per point instead of per-cell clamps, ~3x faster on ONNX Runtime CPU),
-    and a per-point flag (B, N, 1) says whether it had to be (the patch then is not the point's)."""
+    and a per-point flag (B, N, 1) says whether it had to be (the patch then is not the point's).
+
+    block > 1: `flat` is `widen(flatten_map(.), block)` and each Gather index fetches `block`
+    neighbouring pixels of a row at once. ONNX Runtime's Gather pays per index, so single-pixel
+    rows of a 1-channel frame cost ~4 ns per pixel; blocks of 8 cut the sub-pixel stage's
+    gathers about 5x. Returns the vectors (B, N, size * size, C), frac (B, N, 2) and the flag."""
     b, h, w = shape
+    c = flat.shape[1] // block
     r = (size - 2) // 2
     base = torch.floor(xy)
     frac = xy - base
@@ -178,12 +200,26 @@ def gather_patch(flat: torch.Tensor, shape: tuple[int, int, int], xy: torch.Tens
     inside = (x0 >= 0) & (x0 + size - 1 <= w - 1) & (y0 >= 0) & (y0 + size - 1 <= h - 1)
     x0 = x0.clamp(0, w - size).to(torch.int64)
     y0 = y0.clamp(0, h - size).to(torch.int64)
-    steps = torch.arange(size, device=xy.device, dtype=torch.int64)
-    table = (steps[:, None] * w + steps[None, :]).reshape(1, 1, size * size)
+    blocks = -(-size // block)
+    rows = torch.arange(size, device=xy.device, dtype=torch.int64)
+    cols = torch.arange(blocks, device=xy.device, dtype=torch.int64) * block
+    table = (rows[:, None] * w + cols[None, :]).reshape(1, 1, size * blocks)
     batch = (torch.arange(b, device=xy.device, dtype=torch.int64) * (h * w)).view(b, 1, 1)
     index = (batch + y0 * w + x0 + table).reshape(b, -1)
-    vectors = flat[index].reshape(b, xy.shape[1], size * size, flat.shape[1])
-    return vectors, frac, inside
+    vectors = flat[index].reshape(b, xy.shape[1], size, blocks * block, c)
+    if blocks * block != size:
+        # The last block reaches past the patch (into the next row, or the zero rows `widen` adds
+        # at the end): those cells are dropped here.
+        vectors = vectors[:, :, :, :size]
+    return vectors.reshape(b, xy.shape[1], size * size, c), frac, inside
+
+
+def widen(flat: torch.Tensor, block: int) -> torch.Tensor:
+    """(M, C) `flatten_map` rows -> (M, block * C): row p holds rows p .. p + block - 1 (zeros
+    past the end), the table `gather_patch(..., block=block)` reads."""
+    m, c = int(flat.shape[0]), int(flat.shape[1])  # ints: a fixed-shape table in the exported graph
+    padded = torch.cat([flat, flat.new_zeros(block - 1, c)], dim=0)
+    return torch.cat([padded[k:k + m] for k in range(block)], dim=1)
 
 
 def blend(values: torch.Tensor, frac: torch.Tensor, size: int) -> torch.Tensor:
@@ -193,10 +229,19 @@ def blend(values: torch.Tensor, frac: torch.Tensor, size: int) -> torch.Tensor:
     v = values.reshape(values.shape[0], values.shape[1], size, size, *extra)
     fx = frac[..., 0].reshape(frac.shape[0], frac.shape[1], 1, 1, *([1] * len(extra)))
     fy = frac[..., 1].reshape(frac.shape[0], frac.shape[1], 1, 1, *([1] * len(extra)))
-    top = v[:, :, :-1, :-1] * (1 - fx) + v[:, :, :-1, 1:] * fx
-    bottom = v[:, :, 1:, :-1] * (1 - fx) + v[:, :, 1:, 1:] * fx
-    out = top * (1 - fy) + bottom * fy
+    out = lerp_lattice(v, fx, fy, 2)
     return out.reshape(values.shape[0], values.shape[1], (size - 1) ** 2, *extra)
+
+
+def lerp_lattice(v: torch.Tensor, fx: torch.Tensor, fy: torch.Tensor, y_axis: int) -> torch.Tensor:
+    """Bilinear interpolation between neighbouring cells of a lattice whose y and x axes are
+    `y_axis` and `y_axis + 1` of v (sizes s, s -> s-1, s-1); fx, fy broadcast against v.
+    Separable (along x, then y): 2 multiplies per output instead of 6."""
+    s = v.shape[y_axis]
+    left = v.narrow(y_axis + 1, 0, s - 1)
+    across = left + fx * (v.narrow(y_axis + 1, 1, s - 1) - left)
+    top = across.narrow(y_axis, 0, s - 1)
+    return top + fy * (across.narrow(y_axis, 1, s - 1) - top)
 
 
 def sample_points(feat: torch.Tensor, xy: torch.Tensor, stride: int, flat: torch.Tensor | None = None
@@ -227,62 +272,118 @@ def lattice_scores(feat: torch.Tensor, stride: int, est: torch.Tensor, templates
     return out
 
 
-def subpixel_refine(prev_flat: torch.Tensor, flat: torch.Tensor, shape: tuple[int, int, int], p0: torch.Tensor,
-                    est: torch.Tensor, radius: int, iterations: int, max_step_px: float = 1.0) -> torch.Tensor:
-    """Inverse-compositional Gauss-Newton (Lucas-Kanade) on the finest feature map, no weights.
+#: Pixels per Gather index in the sub-pixel stage's patches (see `gather_patch`).
+PATCH_BLOCK = 8
 
-    The template is the previous map's (2r+1)^2 patch at p0 (B, N, 2); its central-difference
-    gradients give the 2x2 normal matrix once; each iteration samples the current map at `est`,
+
+def subpixel_refine(prev_table: torch.Tensor, table: torch.Tensor, shape: tuple[int, int, int], p0: torch.Tensor,
+                    est: torch.Tensor, radius: int, iterations: int, max_step_px: float = 1.0) -> torch.Tensor:
+    """Inverse-compositional Gauss-Newton (Lucas-Kanade) on a full-resolution map, no weights.
+
+    prev_table, table: `widen(flatten_map(m), PATCH_BLOCK)` of the previous and current (B, C, h, w)
+    map m (the smoothed standardised frame, C = 1, or the stride-1 features); p0 (B, N, 2) the points on the previous
+    map, est (B, N, 2) the network's estimate on the current one. The template is the previous
+    map's (2r+1)^2 patch at p0 with a uniform window, like OpenCV's LK; its central-difference
+    gradients give the 2x2 normal matrix once; each iteration samples the current map at `est`
     and moves est by -H^-1 J^T (I - T) (limited to `max_step_px` per iteration; no move where H
-    is near singular, i.e. on a flat patch). Features are unit vectors per pixel, so a gain change
-    does not bias the step. Returns the refined est (B, N, 2).
+    is near singular, i.e. on a flat patch). Returns the refined est (B, N, 2).
+
+    Layout (B, N, C, y, x): element-wise ops then broadcast per-point scalars over long contiguous
+    runs (channels-last patches with C = 1 made ONNX Runtime broadcast element by element).
     """
     b, h, w = shape
-    size = 2 * radius + 4  # lattice for a (2r+3)^2 patch: one extra ring for the gradients
     n = p0.shape[1]
-    vec, frac, usable = gather_patch(prev_flat, (b, h, w), p0, size)
-    tpl = blend(vec, frac, size).reshape(b, n, 2 * radius + 3, 2 * radius + 3, -1)
-    gx = (tpl[:, :, 1:-1, 2:] - tpl[:, :, 1:-1, :-2]) * 0.5
-    gy = (tpl[:, :, 2:, 1:-1] - tpl[:, :, :-2, 1:-1]) * 0.5
-    core = tpl[:, :, 1:-1, 1:-1]
-    # Centre-weighted window (Gaussian, sigma = r / 2): a patch that straddles an object border
-    # pulls less towards the other side.
-    r = torch.arange(-radius, radius + 1, dtype=p0.dtype, device=p0.device)
-    g1 = torch.exp(-0.5 * (r / (0.5 * radius)) ** 2)
-    weight = (g1[:, None] * g1[None, :]).reshape(1, 1, 2 * radius + 1, 2 * radius + 1, 1)
-    gx, gy = gx * weight.sqrt(), gy * weight.sqrt()
-    core_w = core * weight.sqrt()
-    hxx = (gx * gx).sum(dim=(2, 3, 4))
-    hxy = (gx * gy).sum(dim=(2, 3, 4))
-    hyy = (gy * gy).sum(dim=(2, 3, 4))
+    side = 2 * radius + 1
+
+    def patch(source: torch.Tensor, at: torch.Tensor, out_side: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, N, C, out_side, out_side) bilinear patch of `source` centred at `at`, and the inside flag."""
+        size = out_side + 1
+        vec, frac, inside = gather_patch(source, (b, h, w), at, size, block=PATCH_BLOCK)
+        c = vec.shape[-1]
+        vec = vec.reshape(b, n, 1, size, size) if c == 1 else vec.reshape(b, n, size, size, c).permute(0, 1, 4, 2, 3)
+        fx = frac[..., 0].reshape(b, n, 1, 1, 1)
+        fy = frac[..., 1].reshape(b, n, 1, 1, 1)
+        return lerp_lattice(vec, fx, fy, 3), inside
+
+    tpl, usable = patch(prev_table, p0, side + 2)  # one extra ring for the gradients
+    gx = (tpl[:, :, :, 1:-1, 2:] - tpl[:, :, :, 1:-1, :-2]) * 0.5
+    gy = (tpl[:, :, :, 2:, 1:-1] - tpl[:, :, :, :-2, 1:-1]) * 0.5
+    core = tpl[:, :, :, 1:-1, 1:-1].reshape(b, n, -1, 1)
+    gx = gx.reshape(b, n, 1, -1)
+    gy = gy.reshape(b, n, 1, -1)
+    solve = _gauss_newton_solver(gx, gy)
+
+    def residual(at: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        cur, inside = patch(table, at, side)
+        return cur.reshape(b, n, -1, 1) - core, inside
+
+    start = est
+    diff, _ = residual(est)
+    step = torch.zeros_like(est)
+    for i in range(iterations):
+        step = torch.matmul(solve, diff).squeeze(-1).clamp(-max_step_px, max_step_px)  # (B, N, 2)
+        est = est - step
+        if i < iterations - 1:
+            diff, inside = residual(est)
+            usable = usable & inside
+    usable = usable & _patch_inside(est, side, h, w)
+    # Keep the refinement where every patch lay inside the frame and the last step was below the
+    # limit (converging). No "lower residual than the network's estimate" test: on VALIDATION seeds
+    # 500-501 it threw away good refinements (EPE median 0.096 with it, 0.088 without) and cost
+    # one more patch sample.
+    converged = (step.abs() < max_step_px).all(dim=-1, keepdim=True)
+    return torch.where(usable & converged, est, start)
+
+
+def subpixel_stage(prev_table: torch.Tensor, table: torch.Tensor, shape: tuple[int, int, int], p0: torch.Tensor,
+                   est: torch.Tensor, cfg: StudentConfig) -> torch.Tensor:
+    """The sub-pixel stage as configured: `subpixel_refine` with the main window, and for points the
+    network moved more than `subpixel_moving_px` this step (|est - p0|) with the smaller moving
+    window instead (when `subpixel_moving_radius` > 0). Arguments as `subpixel_refine`."""
+    refined = subpixel_refine(prev_table, table, shape, p0, est, cfg.subpixel_radius, cfg.subpixel_iterations)
+    if not cfg.subpixel_moving_radius:
+        return refined
+    small = subpixel_refine(prev_table, table, shape, p0, est, cfg.subpixel_moving_radius, cfg.subpixel_iterations)
+    moving = (est - p0).norm(dim=-1, keepdim=True) > cfg.subpixel_moving_px
+    return torch.where(moving, small, refined)
+
+
+def _gauss_newton_solver(gx: torch.Tensor, gy: torch.Tensor) -> torch.Tensor:
+    """H^-1 J^T of a patch as one (B, N, 2, P) matrix, from its gradients gx, gy (B, N, 1, P): the
+    step is then `solve @ residual`, one batched matrix product per iteration. Zero where the
+    patch is flat or an edge (2x2 normal matrix near singular)."""
+    hxx = (gx * gx).sum(dim=-1, keepdim=True)  # (B, N, 1, 1)
+    hxy = (gx * gy).sum(dim=-1, keepdim=True)
+    hyy = (gy * gy).sum(dim=-1, keepdim=True)
     det = hxx * hyy - hxy * hxy
     trace = hxx + hyy
     # Well-conditioned patches only (smallest eigenvalue not tiny against the largest).
     ok = det > 1e-3 * trace * trace + 1e-9
     inv_det = torch.where(ok, 1.0 / torch.where(ok, det, torch.ones_like(det)), torch.zeros_like(det))
-    inner = 2 * radius + 2
+    return torch.cat([gx * hyy - gy * hxy, gy * hxx - gx * hxy], dim=2) * inv_det
 
-    def residual(at: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        cv, cf, ok_at = gather_patch(flat, (b, h, w), at, inner)
-        cur = blend(cv, cf, inner).reshape(b, n, 2 * radius + 1, 2 * radius + 1, -1)
-        return cur * weight.sqrt() - core_w, ok_at
 
-    start = est
-    diff, _ = residual(est)
-    start_cost = (diff * diff).sum(dim=(2, 3, 4))
-    for _ in range(iterations):
-        bx = (gx * diff).sum(dim=(2, 3, 4))
-        by = (gy * diff).sum(dim=(2, 3, 4))
-        dx = (hyy * bx - hxy * by) * inv_det
-        dy = (hxx * by - hxy * bx) * inv_det
-        step = torch.stack([dx, dy], dim=-1).clamp(-max_step_px, max_step_px)
-        est = est - step
-        diff, ok_at = residual(est)
-        usable = usable & ok_at
-    # Keep the refinement only where every patch lay inside the frame and it matches the
-    # template better than the network's estimate.
-    better = ((diff * diff).sum(dim=(2, 3, 4)) < start_cost).unsqueeze(-1) & usable
-    return torch.where(better, est, start)
+def _patch_inside(xy: torch.Tensor, side: int, h: int, w: int) -> torch.Tensor:
+    """(B, N, 1) True where the `side`^2 bilinear patch centred at xy lies in the h x w map
+    (`gather_patch`'s flag for that patch, without the gather)."""
+    r = (side - 1) // 2
+    base = torch.floor(xy)
+    x0, y0 = base[..., 0:1] - r, base[..., 1:2] - r
+    return (x0 >= 0) & (x0 + side <= w - 1) & (y0 >= 0) & (y0 + side <= h - 1)
+
+
+def smooth_image(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of (B, 1, H, W) with standard deviation `sigma` px (5-tap, edges
+    replicated); sigma 0 returns x. For the sub-pixel stage: central-difference gradients of a
+    noisy frame bias the Gauss-Newton step (noise in both the gradients and the residual), which
+    OpenCV's LK tempers with Scharr derivatives; a light blur of both frames does the same here."""
+    if sigma <= 0:
+        return x
+    taps = torch.arange(-2, 3, dtype=x.dtype, device=x.device)
+    g = torch.exp(-0.5 * (taps / sigma) ** 2)
+    g = g / g.sum()
+    x = F.conv2d(F.pad(x, (2, 2, 0, 0), mode="replicate"), g.view(1, 1, 1, 5))
+    return F.conv2d(F.pad(x, (0, 0, 2, 2), mode="replicate"), g.view(1, 1, 5, 1))
 
 
 class Refiner(nn.Module):
@@ -312,11 +413,13 @@ class Refiner(nn.Module):
 class StudentTracker(nn.Module):
     """The student network. `forward` is one tracker step on a batch of B independent streams.
 
-    image (B, 1, H, W) float32 grey 0..255; prev_feats: 4 maps from the previous call (B, C_l,
-    ceil(H/s), ceil(W/s)); points, velocity (B, N, 2) px; hidden (B, N, H_s); anchor (B, N, sum C);
-    fresh (B, N, 1) 1.0 where the point was (re-)seeded on the previous frame.
-    Returns dict: points, velocity, hidden, anchor, visibility_logit (B, N), feats (list of 4),
-    and `estimates` (list of (B, N, 2), one per refinement pass, for the loss).
+    image (B, 1, H, W) float32 grey 0..255; prev_feats: the previous call's `n_maps` maps, as its
+    "maps" (flat tables (B * h_l * w_l, C_l)) or as "feats" (B, C_l, h_l, w_l), h_l = ceil(H/s);
+    points, velocity (B, N, 2) px; hidden (B, N, H_s); anchor (B, N, sum C); fresh (B, N, 1) 1.0
+    where the point was (re-)seeded on the previous frame.
+    Returns dict: points, velocity, hidden, anchor, visibility_logit (B, N), feats (the maps),
+    maps (the same as flat tables, the next call's state) and `estimates` (list of (B, N, 2), one
+    per refinement pass, for the loss).
     """
 
     def __init__(self, cfg: StudentConfig | None = None) -> None:
@@ -344,10 +447,10 @@ class StudentTracker(nn.Module):
         return list(reversed(self.cfg.strides)) + [self.cfg.strides[0]] * self.cfg.fine_iterations
 
     def features(self, image: torch.Tensor) -> list[torch.Tensor]:
-        return self.pyramid(image)
+        return self.pyramid(image, self.cfg.subpixel_blur)
 
     def forward(self, image, prev_feats, points, velocity, hidden, anchor, fresh) -> dict:
-        feats = self.pyramid(image)
+        feats = self.features(image)
         return self.track(feats, prev_feats, points, velocity, hidden, anchor, fresh)
 
     def track(self, feats, prev_feats, points, velocity, hidden, anchor, fresh) -> dict:
@@ -356,9 +459,13 @@ class StudentTracker(nn.Module):
         keep = 1.0 - fresh
         hidden = hidden * keep
         velocity = velocity * keep
+        maps = self.state_maps(feats)  # flat tables, once per level, shared by every pass
+        # The previous call's maps arrive as its `maps` (the exported graph's state, so no map is
+        # flattened twice) or, in training, as (B, C, h, w) maps.
+        prev_flats = prev_feats if prev_feats[0].dim() == 2 else self.state_maps(prev_feats)
+        flats = maps[:len(c.strides)]
         # Frame-to-frame templates: previous features at previous positions, one per level.
-        t_f2f = [sample_points(f, points, s) for f, s in zip(prev_feats, c.strides)]
-        flats = [flatten_map(f) for f in feats]  # once per level, shared by every pass
+        t_f2f = [sample_points(f, points, s, flat=pf) for f, pf, s in zip(feats, prev_flats, c.strides)]
         anchor = fresh * torch.cat(t_f2f, dim=-1) + keep * anchor
         t_anchor = list(torch.split(anchor, list(c.channels), dim=-1))
         level_of = {s: i for i, s in enumerate(c.strides)}
@@ -376,21 +483,46 @@ class StudentTracker(nn.Module):
         peak = torch.stack([s_f2f.amax(dim=-1), s_anc.amax(dim=-1)], dim=-1)
         vis_logit = self.visibility(torch.cat([s_f2f, s_anc, hidden, peak], dim=-1)).squeeze(-1)
         if c.subpixel_iterations:
-            lv = len(c.strides) if c.subpixel_on == "image" else level_of[c.strides[0]]
-            est = subpixel_refine(flatten_map(prev_feats[lv]), flats[lv], tuple(feats[lv].shape[:1]) + tuple(
-                feats[lv].shape[2:]), points, est, c.subpixel_radius, c.subpixel_iterations)
+            if c.subpixel_on == "image":
+                lv, prev_table, table = len(c.strides), prev_flats[-1], maps[-1]
+            else:
+                lv = level_of[c.strides[0]]
+                prev_table, table = widen(prev_flats[lv], PATCH_BLOCK), widen(flats[lv], PATCH_BLOCK)
+            # Plain ints: the exported graph then carries the map size as constants, not as Shape
+            # arithmetic (whose Casts the FP16 converter leaves at float32).
+            dims = (int(feats[lv].shape[0]), int(feats[lv].shape[2]), int(feats[lv].shape[3]))
+            est = subpixel_stage(prev_table, table, dims, points, est, c)
             estimates.append(est)
         return {"points": est, "velocity": est - points, "hidden": hidden, "anchor": anchor,
-                "visibility_logit": vis_logit, "feats": feats, "estimates": estimates}
+                "visibility_logit": vis_logit, "feats": feats, "maps": maps, "estimates": estimates}
+
+    def state_maps(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The maps as the flat tables a step carries to the next: `flatten_map` of each level
+        (B * h * w, C), and the frame's map (subpixel_on "image") already `widen`ed to
+        (B * H * W, PATCH_BLOCK), the table the sub-pixel stage gathers its patches from
+        (`image_table_width`)."""
+        maps = [flatten_map(f) for f in feats]
+        if self.image_table_width > 1:
+            maps[-1] = widen(maps[-1], PATCH_BLOCK)
+        return maps
+
+    @property
+    def image_table_width(self) -> int:
+        """Columns of the frame's state table: PATCH_BLOCK when the sub-pixel stage reads it, else 1
+        (training with the stage off does not pay for widening every frame), 0 without that map."""
+        if self.cfg.subpixel_on != "image":
+            return 0
+        return PATCH_BLOCK if self.cfg.subpixel_iterations else 1
 
     def initial_state(self, batch: int, n_points: int, height: int, width: int,
                       device: torch.device | None = None) -> dict:
-        """Zero state tensors of the right shapes (features of a blank frame are zeros)."""
+        """Zero state tensors of the right shapes (features of a blank frame are zeros); "feats"
+        are flat tables as `track` returns them under "maps" (`state_maps`)."""
         c = self.cfg
-        feats = [torch.zeros(batch, ch, -(-height // s), -(-width // s), device=device)
+        feats = [torch.zeros(batch * -(-height // s) * -(-width // s), ch, device=device)
                  for ch, s in zip(c.channels, c.strides)]
-        if c.subpixel_on == "image":
-            feats.append(torch.zeros(batch, 1, height, width, device=device))
+        if self.image_table_width:
+            feats.append(torch.zeros(batch * height * width, self.image_table_width, device=device))
         return {"feats": feats, "velocity": torch.zeros(batch, n_points, 2, device=device),
                 "hidden": torch.zeros(batch, n_points, c.hidden, device=device),
                 "anchor": torch.zeros(batch, n_points, c.anchor_dim, device=device)}
@@ -398,8 +530,9 @@ class StudentTracker(nn.Module):
 
 class StudentExport(nn.Module):
     """Batch-1 wrapper with flat tensors, the layout of the exported graph
-    (`edge.tracking.onnx_student.input_names`): image (1, 1, H, W), the previous call's maps,
-    points/velocity (N, 2), hidden (N, H), anchor (N, A), fresh (N, 1).
+    (`edge.tracking.onnx_student.input_names`): image (1, 1, H, W), the previous call's maps as
+    flat tables (h * w, C) (`flatten_map`), points/velocity (N, 2), hidden (N, H), anchor (N, A),
+    fresh (N, 1); outputs the same, this call's maps last.
     """
 
     def __init__(self, model: StudentTracker) -> None:
@@ -412,7 +545,7 @@ class StudentExport(nn.Module):
         points, velocity, hidden, anchor, fresh = args[self.n_maps:]
         out = self.model(image, maps, points[None], velocity[None], hidden[None], anchor[None], fresh[None])
         return (out["points"][0], out["velocity"][0], out["hidden"][0], out["anchor"][0],
-                out["visibility_logit"][0], *out["feats"])
+                out["visibility_logit"][0], *out["maps"])
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -440,8 +573,18 @@ def flops_per_frame(cfg: StudentConfig, width: int, height: int, n_points: int) 
     track += n_points * ((2 * k + cfg.hidden + 2) * cfg.mlp + cfg.mlp)
     if cfg.subpixel_iterations:
         ch = 1 if cfg.subpixel_on == "image" else cfg.channels[0]
-        patch = (2 * cfg.subpixel_radius + 1) ** 2
-        # template + gradients once, then per iteration a patch sample, residual and 2 dot products
-        track += n_points * ch * ((2 * cfg.subpixel_radius + 3) ** 2 * 4 + 5 * patch)
-        track += n_points * ch * (cfg.subpixel_iterations + 1) * (patch * 4 + 3 * patch)
+        side = 2 * cfg.subpixel_radius + 1
+        patch = side * side
+        its = cfg.subpixel_iterations
+        if cfg.subpixel_on == "image" and cfg.subpixel_blur > 0:
+            conv += 2 * 5 * height * width  # the separable 5-tap blur of the frame
+        # Template: separable bilinear sample (2 MACs per cell), gradients, the 2x2 solve folded
+        # into a (2, P) matrix; then `its` patch samples (the first at the network's estimate) and
+        # residuals, and per iteration one (2, P) x (P, 1) product.
+        for r in (cfg.subpixel_radius, cfg.subpixel_moving_radius):
+            if r:
+                side = 2 * r + 1
+                patch = side * side
+                track += n_points * ch * (2 * (side + 3) ** 2 + 2 * patch + 7 * patch)
+                track += n_points * ch * its * (2 * (side + 1) ** 2 + patch + 2 * patch)
     return {"pyramid": 2 * conv, "tracking": 2 * track, "total": 2 * (conv + track)}

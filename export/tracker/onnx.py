@@ -84,7 +84,6 @@ def export_tracker(model: StudentTracker, metadata: TrackerMetadata, path: str |
         )
     model.train(was_training)
     proto = onnx.load(str(out))
-    _separate_consumed_outputs(proto)
     flat = {
         TRACKER_METADATA_KEY: metadata.to_json(),
         "laps.n_points": str(metadata.n_points), "laps.convention": metadata.convention,
@@ -122,26 +121,3 @@ def add_tracker_to_model_directory(model: StudentTracker, model_dir: str | os.Pa
     load_model_directory(md.path)  # re-verify what was written
     assert (md.path / MANIFEST_NAME).is_file()
     return path
-
-
-def _separate_consumed_outputs(proto) -> None:
-    """Give every graph output that other nodes also read (the feature maps) its own Identity.
-
-    The FP16 converter (keep_io_types) casts graph outputs back to float32 by renaming them; a
-    node reading the same tensor inside the graph then sees the wrong type and ORT refuses the
-    FP16 model. Reading an internal copy instead keeps both forms valid.
-    """
-    from onnx import helper
-
-    outputs = {o.name for o in proto.graph.output}
-    consumed = {name for node in proto.graph.node for name in node.input} & outputs
-    for name in sorted(consumed):
-        internal = f"{name}_internal"
-        for node in proto.graph.node:
-            for i, value in enumerate(node.output):
-                if value == name:
-                    node.output[i] = internal
-            for i, value in enumerate(node.input):
-                if value == name:
-                    node.input[i] = internal
-        proto.graph.node.append(helper.make_node("Identity", [internal], [name], name=f"{name}_output"))

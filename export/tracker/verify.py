@@ -72,8 +72,9 @@ def verify_tracker(model: StudentTracker, onnx_path: str | os.PathLike, frames: 
 
     report: dict = {"onnx": str(onnx_path), "frames": len(frames)}
     exported = OnnxStudentTracker(onnx_path, providers="cpu").metadata.architecture
-    for key in ("subpixel_iterations", "subpixel_radius", "subpixel_on"):
-        # The weight-free stage may be switched at export (`laps-export onnx --subpixel-iterations`):
+    for key in ("subpixel_iterations", "subpixel_radius", "subpixel_on", "subpixel_blur", "subpixel_moving_radius",
+                "subpixel_moving_px"):
+        # The weight-free stage may be set at export (`laps-export onnx --subpixel-*`):
         # compare against the torch model with the stage as exported.
         if key in exported:
             setattr(model.cfg, key, exported[key])

@@ -24,10 +24,14 @@ def test_distill_export_into_a_bundle_and_verify(tmp_path, capsys):
     shutil.copytree(DEFAULT_DIR, bundle)
     tokenizer_sha = sha256_file(bundle / "tokenizer.onnx")
     before = int(load_model_directory(bundle).manifest["version"])
-    assert main(["onnx", "--checkpoint", str(run / "best.pt"), "--out", str(bundle), "--model-version", "cli-t"]) == 0
+    assert main(["onnx", "--checkpoint", str(run / "best.pt"), "--out", str(bundle), "--model-version", "cli-t",
+                 "--subpixel-radius", "4", "--subpixel-blur", "1.0", "--subpixel-iterations", "2"]) == 0
     md = load_model_directory(bundle)
     assert int(md.manifest["version"]) == before + 1
     assert md.manifest["tracker"]["model_version"] == "cli-t"
+    # The weight-free stage as set at export, recorded in the metadata (verify below rebuilds it).
+    arch = md.manifest["tracker"]["architecture"]
+    assert (arch["subpixel_radius"], arch["subpixel_blur"], arch["subpixel_iterations"]) == (4, 1.0, 2)
     assert sha256_file(bundle / "tokenizer.onnx") == tokenizer_sha
     report = tmp_path / "verify" / "report.json"
     assert main(["verify", "--model-dir", str(bundle), "--tracker-checkpoint", str(run / "best.pt"),
@@ -45,3 +49,13 @@ def test_held_out_seeds_are_refused(tmp_path, capsys):
 def test_a_teacher_is_required(tmp_path, capsys):
     assert main(["distill-tracker", *TINY_ARGS, "--out", str(tmp_path)]) == 2
     assert "no teacher given" in capsys.readouterr().err
+
+
+def test_an_out_of_range_subpixel_setting_is_one_line(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["distill-tracker", "--synthetic-seeds", "100", *TINY_ARGS, "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["onnx", "--checkpoint", str(run / "best.pt"), "--out", str(tmp_path / "t"), "--model-version", "x",
+                 "--subpixel-radius", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "--subpixel-radius 0 is out of range" in err and "Traceback" not in err

@@ -7,13 +7,18 @@ import torch
 from torch.nn import functional as F
 
 from export.tracker.model import (
+    PATCH_BLOCK,
     StudentConfig,
     StudentExport,
     StudentTracker,
     flatten_map,
+    gather_patch,
     lattice_scores,
     sample_points,
+    smooth_image,
     subpixel_refine,
+    subpixel_stage,
+    widen,
 )
 
 
@@ -22,6 +27,10 @@ def _smooth_image(h: int = 60, w: int = 80, seed: int = 0) -> torch.Tensor:
     img = torch.rand(1, 1, h + 8, w + 8, generator=g)
     img = F.avg_pool2d(img, 5, stride=1)  # smooth: LK needs gradients
     return img[:, :, :h, :w].contiguous()
+
+
+def _table(img: torch.Tensor) -> torch.Tensor:
+    return widen(flatten_map(img), PATCH_BLOCK)
 
 
 def test_gathered_samples_equal_a_zero_padded_grid_sample():
@@ -60,7 +69,7 @@ def test_subpixel_stage_recovers_a_subpixel_shift():
     moved = F.grid_sample(img, grid, align_corners=True, padding_mode="border")
     p0 = torch.tensor([[[30.0, 25.0], [45.2, 31.7], [52.0, 40.0]]])
     start = p0 + torch.tensor([0.5, 0.4])  # a network estimate half a pixel off
-    out = subpixel_refine(flatten_map(img), flatten_map(moved), (1, h, w), p0, start, radius=7, iterations=3)
+    out = subpixel_refine(_table(img), _table(moved), (1, h, w), p0, start, radius=7, iterations=3)
     assert (out - (p0 + shift)).norm(dim=-1).max() < 0.05
 
 
@@ -68,7 +77,7 @@ def test_subpixel_stage_leaves_flat_patches_alone():
     img = torch.full((1, 1, 40, 50), 0.5)
     p0 = torch.tensor([[[25.0, 20.0]]])
     start = p0 + torch.tensor([0.3, -0.2])
-    out = subpixel_refine(flatten_map(img), flatten_map(img), (1, 40, 50), p0, start, radius=5, iterations=2)
+    out = subpixel_refine(_table(img), _table(img), (1, 40, 50), p0, start, radius=5, iterations=2)
     assert torch.equal(out, start)
 
 
@@ -82,5 +91,66 @@ def test_export_wrapper_carries_the_image_map_as_state():
                                 torch.zeros(n, 2), torch.zeros(n, 8), torch.zeros(n, cfg.anchor_dim),
                                 torch.ones(n, 1))
     assert len(outs) == 5 + model.n_maps
-    assert outs[-1].shape == (1, 1, h, w)
+    assert outs[-1].shape == (h * w, PATCH_BLOCK)  # the (smoothed, standardised) frame, widened
     assert np.isfinite(outs[0].detach().numpy()).all()
+
+
+def test_flat_state_maps_give_the_same_step_as_training_maps():
+    # Training hands `track` (B, C, h, w) maps, the exported graph the flat tables of the previous
+    # call: both must be one and the same step.
+    torch.manual_seed(3)
+    cfg = StudentConfig.from_dict({**StudentConfig().to_dict(), "channels": [4, 8, 8, 8], "hidden": 8, "mlp": 16})
+    model = StudentTracker(cfg).eval()
+    h, w, n = 48, 64, 6
+    prev_img, cur_img = _smooth_image(h, w, 1) * 255, _smooth_image(h, w, 2) * 255
+    prev = model.features(prev_img)
+    points = torch.rand(1, n, 2) * torch.tensor([w - 20.0, h - 20.0]) + 10
+    args = (points, torch.zeros(1, n, 2), torch.zeros(1, n, 8), torch.zeros(1, n, cfg.anchor_dim), torch.ones(1, n, 1))
+    with torch.no_grad():
+        a = model(cur_img, prev, *args)
+        b = model(cur_img, model.state_maps(prev), *args)
+    assert torch.equal(a["points"], b["points"]) and torch.equal(a["visibility_logit"], b["visibility_logit"])
+    assert all(torch.equal(m, flatten_map(f)) for m, f in zip(a["maps"][:4], a["feats"][:4]))
+    assert torch.equal(a["maps"][4], _table(a["feats"][4]))
+
+
+def test_block_gathers_equal_pixel_gathers():
+    torch.manual_seed(4)
+    feat = torch.randn(2, 3, 30, 41)
+    flat = flatten_map(feat)
+    xy = torch.rand(2, 9, 2) * torch.tensor([50.0, 40.0]) - 5.0  # some near or past the border
+    for size in (5, 8, 13):
+        ref, ref_frac, ref_inside = gather_patch(flat, (2, 30, 41), xy, size)
+        for block in (2, 4, 8):
+            ours, frac, inside = gather_patch(widen(flat, block), (2, 30, 41), xy, size, block=block)
+            assert torch.equal(ours, ref) and torch.equal(frac, ref_frac) and torch.equal(inside, ref_inside)
+
+
+def test_image_smoothing_is_a_normalised_gaussian():
+    img = _smooth_image(30, 40) * 100
+    assert torch.equal(smooth_image(img, 0.0), img)
+    flat = torch.full((1, 1, 12, 16), 7.0)
+    assert torch.allclose(smooth_image(flat, 0.7), flat)  # weights sum to 1, edges replicated
+    impulse = torch.zeros(1, 1, 11, 11)
+    impulse[0, 0, 5, 5] = 1.0
+    out = smooth_image(impulse, 1.0)[0, 0]
+    taps = torch.exp(-0.5 * torch.arange(-2, 3.0) ** 2)
+    taps = taps / taps.sum()
+    assert torch.allclose(out[3:8, 3:8], taps[:, None] * taps[None, :], atol=1e-7)
+    assert torch.allclose(out.sum(), torch.tensor(1.0))
+
+
+
+def test_points_that_move_get_the_smaller_window():
+    img = _smooth_image(60, 90, seed=6) * 4
+    prev, cur = _table(img), _table(torch.roll(img, shifts=(1, 3), dims=(2, 3)))
+    p0 = torch.tensor([[[30.0, 25.0], [45.0, 30.0], [60.0, 35.0]]])
+    est = p0 + torch.tensor([[[0.2, 0.1], [2.9, 0.8], [1.2, 0.9]]])  # moved 0.2, 3.0 and 1.5 px
+    cfg = StudentConfig(subpixel_radius=7, subpixel_iterations=3, subpixel_moving_radius=3, subpixel_moving_px=2.0)
+    out = subpixel_stage(prev, cur, (1, 60, 90), p0, est, cfg)
+    large = subpixel_refine(prev, cur, (1, 60, 90), p0, est, radius=7, iterations=3)
+    small = subpixel_refine(prev, cur, (1, 60, 90), p0, est, radius=3, iterations=3)
+    assert torch.equal(out[0, [0, 2]], large[0, [0, 2]]) and torch.equal(out[0, 1], small[0, 1])
+    assert not torch.equal(large[0, 1], small[0, 1])
+    off = StudentConfig(subpixel_radius=7, subpixel_iterations=3, subpixel_moving_radius=0)
+    assert torch.equal(subpixel_stage(prev, cur, (1, 60, 90), p0, est, off), large)
