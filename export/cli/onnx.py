@@ -205,6 +205,10 @@ def _export_tracker(args: argparse.Namespace) -> int:
                 raise ConfigError(f"--{key.replace('_', '-')} {value} is out of range; give "
                                   f"{'a radius >= 1' if key == 'subpixel_radius' else 'a value >= 0'}")
             setattr(model.cfg, key, kind(value))
+    if model.cfg.subpixel_moving_radius > model.cfg.subpixel_radius:
+        raise ConfigError(f"the sub-pixel moving window (radius {model.cfg.subpixel_moving_radius}) must fit in the "
+                          f"main one (radius {model.cfg.subpixel_radius}); lower --subpixel-moving-radius or raise "
+                          "--subpixel-radius")
     training = {"checkpoint_iteration": ckpt["iteration"], "best_val_epe_mean_px": ckpt["best_val_epe_mean_px"],
                 **ckpt.get("provenance", {})}
     out = Path(args.out)

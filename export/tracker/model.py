@@ -33,7 +33,7 @@ What it is and why (the edge needs TensorRT at camera rate on a Jetson, at least
   frame: their anchor is taken now and their hidden state and velocity restart at zero.
 
 174,829 parameters (far under the ~2 M budget: a wider pyramid costs CPU time, and the speed
-target is <= 3x LK on ORT CPU) and 0.47 GFLOPs per frame at N = 400, 320x240 (`flops_per_frame`:
+target is <= 3x LK on ORT CPU) and 0.48 GFLOPs per frame at N = 400, 320x240 (`flops_per_frame`:
 0.33 in the pyramid, 0.14 in tracking). On ORT CPU the time goes less to FLOPs than to memory
 traffic (gathers, slices, layout changes), which is what the layout choices below are about.
 
@@ -277,7 +277,8 @@ PATCH_BLOCK = 8
 
 
 def subpixel_refine(prev_table: torch.Tensor, table: torch.Tensor, shape: tuple[int, int, int], p0: torch.Tensor,
-                    est: torch.Tensor, radius: int, iterations: int, max_step_px: float = 1.0) -> torch.Tensor:
+                    est: torch.Tensor, radius: int, iterations: int, max_step_px: float = 1.0,
+                    inner_radius: int = 0, use_inner: torch.Tensor | None = None) -> torch.Tensor:
     """Inverse-compositional Gauss-Newton (Lucas-Kanade) on a full-resolution map, no weights.
 
     prev_table, table: `widen(flatten_map(m), PATCH_BLOCK)` of the previous and current (B, C, h, w)
@@ -286,7 +287,10 @@ def subpixel_refine(prev_table: torch.Tensor, table: torch.Tensor, shape: tuple[
     map's (2r+1)^2 patch at p0 with a uniform window, like OpenCV's LK; its central-difference
     gradients give the 2x2 normal matrix once; each iteration samples the current map at `est`
     and moves est by -H^-1 J^T (I - T) (limited to `max_step_px` per iteration; no move where H
-    is near singular, i.e. on a flat patch). Returns the refined est (B, N, 2).
+    is near singular, i.e. on a flat patch). With `use_inner` (B, N, 1) bool, those points match
+    only the central (2 * inner_radius + 1)^2 window of the patch: the same steps as a call with
+    that radius (pixels outside get weight 0), for the cost of one masked solve. Returns the
+    refined est (B, N, 2).
 
     Layout (B, N, C, y, x): element-wise ops then broadcast per-point scalars over long contiguous
     runs (channels-last patches with C = 1 made ONNX Runtime broadcast element by element).
@@ -311,7 +315,13 @@ def subpixel_refine(prev_table: torch.Tensor, table: torch.Tensor, shape: tuple[
     core = tpl[:, :, :, 1:-1, 1:-1].reshape(b, n, -1, 1)
     gx = gx.reshape(b, n, 1, -1)
     gy = gy.reshape(b, n, 1, -1)
-    solve = _gauss_newton_solver(gx, gy)
+    window = None
+    if use_inner is not None:
+        offsets = torch.arange(-radius, radius + 1, device=p0.device).abs() <= inner_radius
+        inner = (offsets[:, None] & offsets[None, :]).reshape(1, 1, 1, -1)
+        one = torch.ones((), dtype=gx.dtype, device=gx.device)
+        window = torch.where(use_inner.unsqueeze(-1) & ~inner, torch.zeros_like(one), one)  # (B, N, 1, P)
+    solve = _gauss_newton_solver(gx, gy, window)
 
     def residual(at: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         cur, inside = patch(table, at, side)
@@ -339,19 +349,25 @@ def subpixel_stage(prev_table: torch.Tensor, table: torch.Tensor, shape: tuple[i
                    est: torch.Tensor, cfg: StudentConfig) -> torch.Tensor:
     """The sub-pixel stage as configured: `subpixel_refine` with the main window, and for points the
     network moved more than `subpixel_moving_px` this step (|est - p0|) with the smaller moving
-    window instead (when `subpixel_moving_radius` > 0). Arguments as `subpixel_refine`."""
-    refined = subpixel_refine(prev_table, table, shape, p0, est, cfg.subpixel_radius, cfg.subpixel_iterations)
-    if not cfg.subpixel_moving_radius:
-        return refined
-    small = subpixel_refine(prev_table, table, shape, p0, est, cfg.subpixel_moving_radius, cfg.subpixel_iterations)
-    moving = (est - p0).norm(dim=-1, keepdim=True) > cfg.subpixel_moving_px
-    return torch.where(moving, small, refined)
+    window (when `subpixel_moving_radius` > 0; it must not exceed the main radius). Arguments as
+    `subpixel_refine`."""
+    if cfg.subpixel_moving_radius > cfg.subpixel_radius:
+        raise ValueError(f"subpixel_moving_radius {cfg.subpixel_moving_radius} exceeds subpixel_radius "
+                         f"{cfg.subpixel_radius}: the moving window is a part of the main one")
+    moving = None
+    if cfg.subpixel_moving_radius:
+        moving = (est - p0).norm(dim=-1, keepdim=True) > cfg.subpixel_moving_px
+    return subpixel_refine(prev_table, table, shape, p0, est, cfg.subpixel_radius, cfg.subpixel_iterations,
+                           inner_radius=cfg.subpixel_moving_radius, use_inner=moving)
 
 
-def _gauss_newton_solver(gx: torch.Tensor, gy: torch.Tensor) -> torch.Tensor:
-    """H^-1 J^T of a patch as one (B, N, 2, P) matrix, from its gradients gx, gy (B, N, 1, P): the
-    step is then `solve @ residual`, one batched matrix product per iteration. Zero where the
-    patch is flat or an edge (2x2 normal matrix near singular)."""
+def _gauss_newton_solver(gx: torch.Tensor, gy: torch.Tensor, window: torch.Tensor | None = None) -> torch.Tensor:
+    """H^-1 J^T of a patch as one (B, N, 2, P) matrix, from its gradients gx, gy (B, N, 1, P) and an
+    optional 0/1 window (B, N, 1, P) that leaves pixels out: the step is then `solve @ residual`,
+    one batched matrix product per iteration. Zero where the patch is flat or an edge (2x2 normal
+    matrix near singular)."""
+    if window is not None:
+        gx, gy = gx * window, gy * window  # window^2 = window: H and J^T both see the window once
     hxx = (gx * gx).sum(dim=-1, keepdim=True)  # (B, N, 1, 1)
     hxy = (gx * gy).sum(dim=-1, keepdim=True)
     hyy = (gy * gy).sum(dim=-1, keepdim=True)
@@ -581,10 +597,8 @@ def flops_per_frame(cfg: StudentConfig, width: int, height: int, n_points: int) 
         # Template: separable bilinear sample (2 MACs per cell), gradients, the 2x2 solve folded
         # into a (2, P) matrix; then `its` patch samples (the first at the network's estimate) and
         # residuals, and per iteration one (2, P) x (P, 1) product.
-        for r in (cfg.subpixel_radius, cfg.subpixel_moving_radius):
-            if r:
-                side = 2 * r + 1
-                patch = side * side
-                track += n_points * ch * (2 * (side + 3) ** 2 + 2 * patch + 7 * patch)
-                track += n_points * ch * its * (2 * (side + 1) ** 2 + patch + 2 * patch)
+        track += n_points * ch * (2 * (side + 3) ** 2 + 2 * patch + 7 * patch)
+        track += n_points * ch * its * (2 * (side + 1) ** 2 + patch + 2 * patch)
+        if cfg.subpixel_moving_radius:
+            track += n_points * ch * 2 * patch  # the window mask on the gradients
     return {"pyramid": 2 * conv, "tracking": 2 * track, "total": 2 * (conv + track)}

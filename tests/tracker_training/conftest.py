@@ -11,7 +11,7 @@ from export.tracker.train import TrainConfig
 
 #: a student small enough to train a few steps in well under a second
 TINY = {"channels": [4, 8, 8, 8], "hidden": 8, "mlp": 16, "radius": 2, "subpixel_iterations": 1,
-        "subpixel_radius": 2}
+        "subpixel_radius": 2, "subpixel_moving_radius": 1}
 #: 3 steps per window, 12 points, 64x48 crops of the 320x240 frames
 TINY_SPEC = WindowSpec(steps=3, points=12, crop=(64, 48), stride=4)
 

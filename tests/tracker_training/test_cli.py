@@ -59,3 +59,7 @@ def test_an_out_of_range_subpixel_setting_is_one_line(tmp_path, capsys):
                  "--subpixel-radius", "0"]) == 2
     err = capsys.readouterr().err
     assert "--subpixel-radius 0 is out of range" in err and "Traceback" not in err
+    assert main(["onnx", "--checkpoint", str(run / "best.pt"), "--out", str(tmp_path / "t"), "--model-version", "x",
+                 "--subpixel-radius", "2", "--subpixel-moving-radius", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "moving window (radius 3) must fit in the main one (radius 2)" in err and "Traceback" not in err
