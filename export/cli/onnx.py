@@ -189,22 +189,20 @@ def _export_tracker(args: argparse.Namespace) -> int:
     from edge.model import MANIFEST_NAME
     from edge.tracking.onnx_student import TRACKER_NAME
     from export.tracker.onnx import add_tracker_to_model_directory, build_metadata, export_tracker
+    from export.tracker.model import SUBPIXEL_FIELDS
     from export.tracker.train import load_checkpoint as load_tracker
 
     from edge.errors import ConfigError
 
     model, ckpt = load_tracker(args.checkpoint)
     # The sub-pixel stage has no weights: setting it at export changes no trained parameter.
-    for key, value, kind in (("subpixel_iterations", args.subpixel_iterations, int),
-                             ("subpixel_radius", args.subpixel_radius, int),
-                             ("subpixel_blur", args.subpixel_blur, float),
-                             ("subpixel_moving_radius", args.subpixel_moving_radius, int),
-                             ("subpixel_moving_px", args.subpixel_moving_px, float)):
+    for key in SUBPIXEL_FIELDS:
+        value = getattr(args, key, None)  # subpixel_on has no flag
         if value is not None:
             if value < 0 or (key == "subpixel_radius" and value < 1):
                 raise ConfigError(f"--{key.replace('_', '-')} {value} is out of range; give "
                                   f"{'a radius >= 1' if key == 'subpixel_radius' else 'a value >= 0'}")
-            setattr(model.cfg, key, kind(value))
+            setattr(model.cfg, key, value)
     if model.cfg.subpixel_moving_radius > model.cfg.subpixel_radius:
         raise ConfigError(f"the sub-pixel moving window (radius {model.cfg.subpixel_moving_radius}) must fit in the "
                           f"main one (radius {model.cfg.subpixel_radius}); lower --subpixel-moving-radius or raise "

@@ -50,6 +50,12 @@ from torch import nn
 from torch.nn import functional as F
 
 
+#: The weight-free sub-pixel stage's settings in `StudentConfig`: no trained parameter depends on
+#: them, so `laps-export onnx` may set them and verification rebuilds them from the export.
+SUBPIXEL_FIELDS = ("subpixel_iterations", "subpixel_radius", "subpixel_on", "subpixel_blur",
+                   "subpixel_moving_radius", "subpixel_moving_px")
+
+
 @dataclass
 class StudentConfig:
     """Architecture of the student (all recorded in checkpoints and in the ONNX metadata).
@@ -193,11 +199,7 @@ def gather_patch(flat: torch.Tensor, shape: tuple[int, int, int], xy: torch.Tens
     gathers about 5x. Returns the vectors (B, N, size * size, C), frac (B, N, 2) and the flag."""
     b, h, w = shape
     c = flat.shape[1] // block
-    r = (size - 2) // 2
-    base = torch.floor(xy)
-    frac = xy - base
-    x0, y0 = base[..., 0:1] - r, base[..., 1:2] - r
-    inside = (x0 >= 0) & (x0 + size - 1 <= w - 1) & (y0 >= 0) & (y0 + size - 1 <= h - 1)
+    x0, y0, frac, inside = _lattice_origin(xy, size, h, w)
     x0 = x0.clamp(0, w - size).to(torch.int64)
     y0 = y0.clamp(0, h - size).to(torch.int64)
     blocks = -(-size // block)
@@ -212,6 +214,18 @@ def gather_patch(flat: torch.Tensor, shape: tuple[int, int, int], xy: torch.Tens
         # at the end): those cells are dropped here.
         vectors = vectors[:, :, :, :size]
     return vectors.reshape(b, xy.shape[1], size * size, c), frac, inside
+
+
+def _lattice_origin(xy: torch.Tensor, size: int, h: int, w: int
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Where the size x size integer lattice of a bilinear patch of side size - 1 centred at xy
+    (B, N, 2) starts: x0, y0 (B, N, 1) float, the fractional part of xy (B, N, 2), and whether the
+    lattice lies in the h x w map (B, N, 1)."""
+    r = (size - 2) // 2
+    base = torch.floor(xy)
+    x0, y0 = base[..., 0:1] - r, base[..., 1:2] - r
+    inside = (x0 >= 0) & (x0 + size - 1 <= w - 1) & (y0 >= 0) & (y0 + size - 1 <= h - 1)
+    return x0, y0, xy - base, inside
 
 
 def widen(flat: torch.Tensor, block: int) -> torch.Tensor:
@@ -336,7 +350,7 @@ def subpixel_refine(prev_table: torch.Tensor, table: torch.Tensor, shape: tuple[
         if i < iterations - 1:
             diff, inside = residual(est)
             usable = usable & inside
-    usable = usable & _patch_inside(est, side, h, w)
+    usable = usable & _lattice_origin(est, side + 1, h, w)[3]  # the last estimate's patch, unsampled
     # Keep the refinement where every patch lay inside the frame and the last step was below the
     # limit (converging). No "lower residual than the network's estimate" test: on VALIDATION seeds
     # 500-501 it threw away good refinements (EPE median 0.096 with it, 0.088 without) and cost
@@ -377,15 +391,6 @@ def _gauss_newton_solver(gx: torch.Tensor, gy: torch.Tensor, window: torch.Tenso
     ok = det > 1e-3 * trace * trace + 1e-9
     inv_det = torch.where(ok, 1.0 / torch.where(ok, det, torch.ones_like(det)), torch.zeros_like(det))
     return torch.cat([gx * hyy - gy * hxy, gy * hxx - gx * hxy], dim=2) * inv_det
-
-
-def _patch_inside(xy: torch.Tensor, side: int, h: int, w: int) -> torch.Tensor:
-    """(B, N, 1) True where the `side`^2 bilinear patch centred at xy lies in the h x w map
-    (`gather_patch`'s flag for that patch, without the gather)."""
-    r = (side - 1) // 2
-    base = torch.floor(xy)
-    x0, y0 = base[..., 0:1] - r, base[..., 1:2] - r
-    return (x0 >= 0) & (x0 + side <= w - 1) & (y0 >= 0) & (y0 + side <= h - 1)
 
 
 def smooth_image(x: torch.Tensor, sigma: float) -> torch.Tensor:

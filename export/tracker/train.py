@@ -85,9 +85,10 @@ def unroll(model: StudentTracker, frames: torch.Tensor, positions: torch.Tensor,
     fresh = torch.ones(b, p, 1, device=frames.device)
     loss = frames.new_zeros(())
     errors, logits = [], []
+    prev = [f[:, 0] for f in feats]
     for t in range(1, s1):
-        out = model.track([f[:, t] for f in feats], [f[:, t - 1] for f in feats], points, velocity, hidden,
-                          anchor, fresh)
+        out = model.track([f[:, t] for f in feats], prev, points, velocity, hidden, anchor, fresh)
+        prev = out["maps"]  # this frame's maps, already flattened: the next step's previous ones
         target, mask, entered = positions[:, t], valid[:, t], valid[:, t - 1]
         n_mask = mask.sum().clamp(min=1)
         k_passes = len(out["estimates"])

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from edge.tracking.onnx_student import OnnxStudentTracker, TrackerMetadata
-from export.tracker.model import StudentTracker
+from export.tracker.model import SUBPIXEL_FIELDS, StudentTracker
 
 #: Largest FP32 point error (px) for the export to pass.
 FP32_MAX_POINT_ERROR_PX = 0.05
@@ -72,8 +72,7 @@ def verify_tracker(model: StudentTracker, onnx_path: str | os.PathLike, frames: 
 
     report: dict = {"onnx": str(onnx_path), "frames": len(frames)}
     exported = OnnxStudentTracker(onnx_path, providers="cpu").metadata.architecture
-    for key in ("subpixel_iterations", "subpixel_radius", "subpixel_on", "subpixel_blur", "subpixel_moving_radius",
-                "subpixel_moving_px"):
+    for key in SUBPIXEL_FIELDS:
         # The weight-free stage may be set at export (`laps-export onnx --subpixel-*`):
         # compare against the torch model with the stage as exported.
         if key in exported:
