@@ -256,8 +256,9 @@ def speed_rows(trackers: dict, model: Path, frames_n: int, repeats: int, flops: 
         return lk, st
 
     # One phase per student session, each against its own LK baseline: two ORT sessions timed in
-    # turn on 2 cores disturbed each other's figures.
-    lk_ms, st_ms = timed(trackers["student"])
+    # turn on 2 cores disturbed each other's figures. Fresh sessions: the accuracy runs' session
+    # was once timed at twice its fresh time (15 vs 31 ms) on this shared machine.
+    lk_ms, st_ms = timed(OnnxStudentTracker(model, grid=20, providers="cpu"))
     # ORT's default uses every core; on a shared 2-core machine one thread is sometimes faster.
     lk1_ms, one_ms = timed(OnnxStudentTracker(model, grid=20, providers="cpu", intra_op_threads=1))
     return [

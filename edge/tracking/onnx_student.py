@@ -10,12 +10,16 @@ class keeps them between calls:
              first bundles carried (1, C, h, w) maps. Zeros of the graph's own shapes seed them);
              points (N, 2), velocity (N, 2) px; hidden (N, Hs); anchor (N, A);
              fresh (N, 1) 1.0 where the point was (re-)seeded on the previous frame
-    outputs  points_out, velocity_out, hidden_out, anchor_out, visibility_logit (N,), feat0..K
+    outputs  points_out, velocity_out, hidden_out, anchor_out, visibility_logit (N,), feat0..K,
+             and where the graph has a sub-pixel stage match_residual (N,) (how well the matched
+             patch explains the previous frame's; absent from the first bundles)
 
 Contract (edge.tracking.base, as `LucasKanadeTracker`): the first call after construction or
 `reset()` seeds the grid (velocity 0, visible True); later, a point is visible when the
-student's visibility logit is >= the threshold (default 0, i.e. probability 0.5; the student
-was trained to say "within 2 px of the truth") and its estimate is finite and inside the frame.
+student's visibility logit is >= `visibility_threshold` (the student was trained to say "within
+2 px of the truth"), its match residual is < `residual_threshold` (0: no such check; the
+student's counterpart of LK's forward-backward check) and its estimate is finite and inside the
+frame. Both thresholds come from the model's metadata (chosen on validation seeds at export).
 An invisible point is re-seeded at its grid position: velocity 0, visible False, and `fresh`
 on the next call (its anchor is taken again and its hidden state restarts). A frame whose size
 differs from the model's is refused (the graph's shapes are fixed; the pipeline resizes frames).
@@ -57,10 +61,15 @@ def input_names(n_maps: int) -> tuple[str, ...]:
     return ("image", *(f"prev_feat{i}" for i in range(n_maps)), *STATE_NAMES)
 
 
-def output_names(n_maps: int) -> tuple[str, ...]:
-    """The graph's outputs: points_out, velocity_out, hidden_out, anchor_out, visibility_logit, feat0..."""
+#: the optional last output: the sub-pixel stage's match residual per point (N,)
+RESIDUAL_OUTPUT = "match_residual"
+
+
+def output_names(n_maps: int, residual: bool = False) -> tuple[str, ...]:
+    """The graph's outputs: points_out, velocity_out, hidden_out, anchor_out, visibility_logit,
+    feat0..., and with `residual` (a graph with a sub-pixel stage) RESIDUAL_OUTPUT last."""
     return ("points_out", "velocity_out", "hidden_out", "anchor_out", "visibility_logit",
-            *(f"feat{i}" for i in range(n_maps)))
+            *(f"feat{i}" for i in range(n_maps)), *((RESIDUAL_OUTPUT,) if residual else ()))
 
 
 @dataclass(frozen=True)
@@ -70,6 +79,8 @@ class TrackerMetadata:
     n_points, grid, grid_margin: the seed lattice (edge.tracking.base.grid_points).
     input_size: (width, height) px of the frames. fps: the rate it was trained at.
     convention: "xy". hidden, anchor_dim: state sizes. visibility_threshold: logit cut.
+    residual_threshold: a point whose match residual reaches it is dropped (0: no check; bundles
+    before it have none).
     model_version, created, parameters, flops_per_frame, training, architecture: provenance.
     """
 
@@ -82,6 +93,7 @@ class TrackerMetadata:
     anchor_dim: int
     convention: str = "xy"
     visibility_threshold: float = 0.0
+    residual_threshold: float = 0.0
     model_version: str = ""
     created: str = ""
     parameters: int = 0
@@ -141,14 +153,17 @@ class OnnxStudentTracker(PointTracker):
 
     model: tracker.onnx or a model directory holding one. grid, margin: the lattice the caller
     expects (None: the model's own); a mismatch is a ConfigError. providers: as
-    `edge.inference.create_backend`. visibility_threshold: logit cut (None: the model's).
+    `edge.inference.create_backend`. visibility_threshold: logit cut; residual_threshold: match
+    residual cut (0: none); None: the model's own, from its metadata.
 
-    After each `step`: `last_visibility_prob` (N,) float32 (NaN on a seeding step) and
-    `last_reseeded` (N,) bool, as LK's `last_reseeded`.
+    After each `step`: `last_visibility_prob` and `last_match_residual` (N,) float32 (NaN on a
+    seeding step, and the residual NaN for a graph without one) and `last_reseeded` (N,) bool,
+    as LK's `last_reseeded`.
     """
 
     def __init__(self, model: "str | os.PathLike | ModelDirectory", grid: int | None = None, margin: float | None = None,
-                 providers: str = "auto", visibility_threshold: float | None = None, **backend_options: Any) -> None:
+                 providers: str = "auto", visibility_threshold: float | None = None,
+                 residual_threshold: float | None = None, **backend_options: Any) -> None:
         from edge.inference import create_backend
 
         path = find_tracker_model(model)
@@ -175,12 +190,22 @@ class OnnxStudentTracker(PointTracker):
         self.input_size = meta.input_size
         self.visibility_threshold = float(meta.visibility_threshold if visibility_threshold is None
                                           else visibility_threshold)
+        self.residual_threshold = float(meta.residual_threshold if residual_threshold is None
+                                        else residual_threshold)
+        self.has_residual = RESIDUAL_OUTPUT in self.backend.output_names
+        if not np.isfinite(self.residual_threshold) or self.residual_threshold < 0:
+            raise ConfigError(f"residual_threshold {self.residual_threshold:g} is not a number >= 0; use e.g. 0.6, "
+                              "or 0 for no residual check")
+        if self.residual_threshold > 0 and not self.has_residual:
+            raise ConfigError(f"tracker {path} has no {RESIDUAL_OUTPUT!r} output, so residual_threshold "
+                              f"{self.residual_threshold:g} cannot apply; use 0 or re-export the tracker")
         self.providers_in_use = list(self.backend.providers_in_use)
         w, h = self.input_size
         self._seeds = grid_points(w, h, self.grid, self.margin)
         self._zero_feats = {f"prev_feat{i}": np.zeros(self.backend.input_shapes[f"prev_feat{i}"], np.float32)
                             for i in range(self.n_maps)}
         self.last_visibility_prob = np.full(self.n_points, np.nan, np.float32)
+        self.last_match_residual = np.full(self.n_points, np.nan, np.float32)
         self.last_reseeded = np.zeros(self.n_points, bool)
         self.reset()
 
@@ -210,6 +235,9 @@ class OnnxStudentTracker(PointTracker):
         inside = (np.isfinite(p1).all(axis=1) & (p1[:, 0] >= 0) & (p1[:, 0] <= w - 1)
                   & (p1[:, 1] >= 0) & (p1[:, 1] <= h - 1))
         visible = inside & (logit >= self.visibility_threshold)
+        residual = out[RESIDUAL_OUTPUT].reshape(n) if self.has_residual else np.full(n, np.nan, np.float32)
+        if self.residual_threshold > 0:
+            visible &= residual < self.residual_threshold  # NaN (a degenerate patch) fails too
         points = np.where(visible[:, None], p1, self._seeds).astype(np.float32)
         velocity = np.where(visible[:, None], p1 - p0, 0.0).astype(np.float32)
         self._state = {
@@ -221,6 +249,7 @@ class OnnxStudentTracker(PointTracker):
         }
         with np.errstate(over="ignore"):
             self.last_visibility_prob = (1.0 / (1.0 + np.exp(-logit))).astype(np.float32)
+        self.last_match_residual = residual.astype(np.float32)
         self.last_reseeded = ~visible
         return TrackStep(points=points.copy(), visible=visible, velocity=velocity)
 
@@ -248,6 +277,7 @@ class OnnxStudentTracker(PointTracker):
         self._state = {**{f"feat{i}": out[f"feat{i}"] for i in range(self.n_maps)},
                        "points": self._seeds.copy(), **blank}
         self.last_visibility_prob = np.full(n, np.nan, np.float32)
+        self.last_match_residual = np.full(n, np.nan, np.float32)
         self.last_reseeded = np.ones(n, bool)
         return TrackStep(points=self._seeds.copy(), visible=np.ones(n, bool), velocity=np.zeros((n, 2), np.float32))
 

@@ -56,6 +56,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--subpixel-moving-px", type=float, default=None, metavar="PX",
                    help="tracker only: speed (px per model step) above which a point uses the second window "
                         "(default: the checkpoint's)")
+    p.add_argument("--visibility-threshold", type=float, default=None, metavar="LOGIT",
+                   help="tracker only: a point stays visible while the student's visibility logit is >= this "
+                        "(default 1.0, chosen on validation seeds; 0 = probability 0.5)")
+    p.add_argument("--residual-threshold", type=float, default=None, metavar="R",
+                   help="tracker only: drop a point whose sub-pixel match residual (RMS residual / template "
+                        "contrast) reaches this, like LK's forward-backward check (default 0.6, chosen on "
+                        "validation seeds; 0 = no check)")
     p.add_argument("--bundle-version", type=int, default=None,
                    help="monotonic bundle version for OTA (default 1 for a new tokenizer directory; the current "
                         "version + 1 when a tracker is added)")
@@ -184,6 +191,7 @@ def _is_tracker_checkpoint(path: str) -> bool:
 def _export_tracker(args: argparse.Namespace) -> int:
     """Add a distilled tracker to the model directory OUT (or write OUT/tracker.onnx alone)."""
     import json
+    import math
     from pathlib import Path
 
     from edge.model import MANIFEST_NAME
@@ -207,6 +215,20 @@ def _export_tracker(args: argparse.Namespace) -> int:
         raise ConfigError(f"the sub-pixel moving window (radius {model.cfg.subpixel_moving_radius}) must fit in the "
                           f"main one (radius {model.cfg.subpixel_radius}); lower --subpixel-moving-radius or raise "
                           "--subpixel-radius")
+    thresholds = {}
+    if args.visibility_threshold is not None:
+        if not math.isfinite(args.visibility_threshold):
+            raise ConfigError(f"--visibility-threshold {args.visibility_threshold} is not a number; give a logit, "
+                              "e.g. 1.0")
+        thresholds["visibility_threshold"] = args.visibility_threshold
+    if args.residual_threshold is not None:
+        if not math.isfinite(args.residual_threshold) or args.residual_threshold < 0:
+            raise ConfigError(f"--residual-threshold {args.residual_threshold} is out of range; give a number "
+                              ">= 0, e.g. 0.6, or 0 for no residual check")
+        if args.residual_threshold > 0 and not model.cfg.subpixel_iterations:
+            raise ConfigError("--residual-threshold needs the sub-pixel stage, which is off "
+                              "(--subpixel-iterations 0); drop the flag or turn the stage on")
+        thresholds["residual_threshold"] = args.residual_threshold
     training = {"checkpoint_iteration": ckpt["iteration"], "best_val_epe_mean_px": ckpt["best_val_epe_mean_px"],
                 **ckpt.get("provenance", {})}
     out = Path(args.out)
@@ -214,12 +236,12 @@ def _export_tracker(args: argparse.Namespace) -> int:
         current = int(json.loads((out / MANIFEST_NAME).read_text(encoding="utf-8")).get("version", 0))
         version = current + 1 if args.bundle_version is None else args.bundle_version
         path = add_tracker_to_model_directory(model, out, model_version=args.model_version, bundle_version=version,
-                                              training=training)
+                                              training=training, **thresholds)
     else:
         spec = ckpt["window_spec"]
         meta = build_metadata(model, n_points=400, grid=20, grid_margin=1.0 / 20.0,
                               input_size=tuple(spec["input_size"]), fps=spec["fps"],
-                              model_version=args.model_version, training=training)
+                              model_version=args.model_version, training=training, **thresholds)
         path = export_tracker(model, meta, out / TRACKER_NAME)
         version = None
     print(json.dumps({"tracker": str(path), "bytes": path.stat().st_size, "bundle_version": version,

@@ -26,6 +26,11 @@ What it is and why (the edge needs TensorRT at camera rate on a Jetson, at least
   TensorRT runs it too.
 - **Visibility head**: an MLP over the finest score maps and the hidden state; its logit says
   whether this step's estimate is reliable (trained to predict "scene-visible and within 2 px").
+- **Match residual** (no weights): how far the sub-pixel stage's matched patch is from its
+  template, relative to the template's contrast (`match_residual`), a graph output. The device
+  drops a point whose logit or residual fails the thresholds in the metadata
+  (`export.tracker.onnx.DEFAULT_*_THRESHOLD`): the student's counterpart of LK's
+  forward-backward check, which is what keeps LK's median low on hard motion.
 - **Stateless graph**: everything that persists between frames is an input and an output —
   the previous frame's four feature maps and blurred standardised frame (as the flat tables the
   step reads, `StudentTracker.state_maps`), points (N, 2), velocity (N, 2), hidden (N, H) and
@@ -292,7 +297,8 @@ PATCH_BLOCK = 8
 
 def subpixel_refine(prev_table: torch.Tensor, table: torch.Tensor, shape: tuple[int, int, int], p0: torch.Tensor,
                     est: torch.Tensor, radius: int, iterations: int, max_step_px: float = 1.0,
-                    inner_radius: int = 0, use_inner: torch.Tensor | None = None) -> torch.Tensor:
+                    inner_radius: int = 0, use_inner: torch.Tensor | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
     """Inverse-compositional Gauss-Newton (Lucas-Kanade) on a full-resolution map, no weights.
 
     prev_table, table: `widen(flatten_map(m), PATCH_BLOCK)` of the previous and current (B, C, h, w)
@@ -304,7 +310,8 @@ def subpixel_refine(prev_table: torch.Tensor, table: torch.Tensor, shape: tuple[
     is near singular, i.e. on a flat patch). With `use_inner` (B, N, 1) bool, those points match
     only the central (2 * inner_radius + 1)^2 window of the patch: the same steps as a call with
     that radius (pixels outside get weight 0), for the cost of one masked solve. Returns the
-    refined est (B, N, 2).
+    refined est (B, N, 2) and the match residual (B, N) (`match_residual`: how far the matched
+    patch is from the template, measured where the last step started, so no extra patch sample).
 
     Layout (B, N, C, y, x): element-wise ops then broadcast per-point scalars over long contiguous
     runs (channels-last patches with C = 1 made ONNX Runtime broadcast element by element).
@@ -350,21 +357,50 @@ def subpixel_refine(prev_table: torch.Tensor, table: torch.Tensor, shape: tuple[
         if i < iterations - 1:
             diff, inside = residual(est)
             usable = usable & inside
+    mismatch = match_residual(core, diff, window)
     usable = usable & _lattice_origin(est, side + 1, h, w)[3]  # the last estimate's patch, unsampled
     # Keep the refinement where every patch lay inside the frame and the last step was below the
     # limit (converging). No "lower residual than the network's estimate" test: on VALIDATION seeds
     # 500-501 it threw away good refinements (EPE median 0.096 with it, 0.088 without) and cost
     # one more patch sample.
     converged = (step.abs() < max_step_px).all(dim=-1, keepdim=True)
-    return torch.where(usable & converged, est, start)
+    return torch.where(usable & converged, est, start), mismatch
+
+
+def match_residual(template: torch.Tensor, diff: torch.Tensor, window: torch.Tensor | None = None) -> torch.Tensor:
+    """How well a matched patch explains its template, as a reliability signal (B, N): the RMS of
+    the residual `diff` (current patch - template) over the window, divided by the template's own
+    RMS contrast there (floored at 0.05, in units of the standardised frame, so a flat patch does
+    not divide by ~0). template, diff (B, N, P, 1); window (B, N, 1, P) 0/1 or None (all P pixels).
+
+    ~0 for a clean match; ~1.4 for an unrelated patch of the same contrast. The tracker drops a
+    point above `TrackerMetadata.residual_threshold`, the student's counterpart of LK's
+    forward-backward check: on VALIDATION seeds 500-501 the points it keeps beyond what LK keeps
+    were mostly ones the Gauss-Newton match could not explain (occlusion, a part changing its
+    look), and their error was ~3x the median."""
+    t = template.squeeze(-1)  # (B, N, P)
+    d2 = diff.squeeze(-1).square()
+    if window is None:
+        count = float(t.shape[-1])
+        mean = t.mean(dim=-1)
+        power = t.square().mean(dim=-1)
+        rms = d2.mean(dim=-1).sqrt()
+    else:
+        w = window.squeeze(2)
+        count = w.sum(dim=-1)
+        mean = (w * t).sum(dim=-1) / count
+        power = (w * t.square()).sum(dim=-1) / count
+        rms = ((w * d2).sum(dim=-1) / count).sqrt()
+    contrast = (power - mean.square()).clamp_min(0.0025).sqrt()
+    return rms / contrast
 
 
 def subpixel_stage(prev_table: torch.Tensor, table: torch.Tensor, shape: tuple[int, int, int], p0: torch.Tensor,
-                   est: torch.Tensor, cfg: StudentConfig) -> torch.Tensor:
+                   est: torch.Tensor, cfg: StudentConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """The sub-pixel stage as configured: `subpixel_refine` with the main window, and for points the
     network moved more than `subpixel_moving_px` this step (|est - p0|) with the smaller moving
     window (when `subpixel_moving_radius` > 0; it must not exceed the main radius). Arguments as
-    `subpixel_refine`."""
+    `subpixel_refine`; returns the refined est (B, N, 2) and `match_residual` (B, N)."""
     if cfg.subpixel_moving_radius > cfg.subpixel_radius:
         raise ValueError(f"subpixel_moving_radius {cfg.subpixel_moving_radius} exceeds subpixel_radius "
                          f"{cfg.subpixel_radius}: the moving window is a part of the main one")
@@ -439,8 +475,9 @@ class StudentTracker(nn.Module):
     points, velocity (B, N, 2) px; hidden (B, N, H_s); anchor (B, N, sum C); fresh (B, N, 1) 1.0
     where the point was (re-)seeded on the previous frame.
     Returns dict: points, velocity, hidden, anchor, visibility_logit (B, N), feats (the maps),
-    maps (the same as flat tables, the next call's state) and `estimates` (list of (B, N, 2), one
-    per refinement pass, for the loss).
+    maps (the same as flat tables, the next call's state), `estimates` (list of (B, N, 2), one
+    per refinement pass, for the loss) and match_residual ((B, N) `match_residual` of the
+    sub-pixel stage, None without one).
     """
 
     def __init__(self, cfg: StudentConfig | None = None) -> None:
@@ -512,10 +549,13 @@ class StudentTracker(nn.Module):
             # Plain ints: the exported graph then carries the map size as constants, not as Shape
             # arithmetic (whose Casts the FP16 converter leaves at float32).
             dims = (int(feats[lv].shape[0]), int(feats[lv].shape[2]), int(feats[lv].shape[3]))
-            est = subpixel_stage(prev_table, table, dims, points, est, c)
+            est, mismatch = subpixel_stage(prev_table, table, dims, points, est, c)
             estimates.append(est)
+        else:
+            mismatch = None
         return {"points": est, "velocity": est - points, "hidden": hidden, "anchor": anchor,
-                "visibility_logit": vis_logit, "feats": feats, "maps": maps, "estimates": estimates}
+                "visibility_logit": vis_logit, "feats": feats, "maps": maps, "estimates": estimates,
+                "match_residual": mismatch}
 
     def state_maps(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
         """The maps as the flat tables a step carries to the next: `flatten_map` of each level
@@ -553,7 +593,8 @@ class StudentExport(nn.Module):
     """Batch-1 wrapper with flat tensors, the layout of the exported graph
     (`edge.tracking.onnx_student.input_names`): image (1, 1, H, W), the previous call's maps as
     flat tables (h * w, C) (`flatten_map`), points/velocity (N, 2), hidden (N, H), anchor (N, A),
-    fresh (N, 1); outputs the same, this call's maps last.
+    fresh (N, 1); outputs the same, this call's maps after them, and with a sub-pixel stage its
+    match residual (N,) last (`edge.tracking.onnx_student.output_names`).
     """
 
     def __init__(self, model: StudentTracker) -> None:
@@ -565,8 +606,9 @@ class StudentExport(nn.Module):
         maps = list(args[:self.n_maps])
         points, velocity, hidden, anchor, fresh = args[self.n_maps:]
         out = self.model(image, maps, points[None], velocity[None], hidden[None], anchor[None], fresh[None])
+        residual = () if out["match_residual"] is None else (out["match_residual"][0],)
         return (out["points"][0], out["velocity"][0], out["hidden"][0], out["anchor"][0],
-                out["visibility_logit"][0], *out["maps"])
+                out["visibility_logit"][0], *out["maps"], *residual)
 
 
 def count_parameters(model: nn.Module) -> int:

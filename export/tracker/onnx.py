@@ -32,18 +32,33 @@ from export.tracker.model import StudentExport, StudentTracker, count_parameters
 #: The pinned ONNX opset (GridSample-free graph; TensorRT 10 and ORT >= 1.17 take 17).
 OPSET = 17
 
+#: The keep/drop rule shipped in the metadata (`TrackerMetadata`), chosen on VALIDATION seeds
+#: 500-501 (edge/models/README.md): visibility logit >= 1.0 (probability 0.73) and match residual
+#: < 0.6. The least strict pair under which the student's median error beat LK's while it held at
+#: least as many points for whole 16-frame windows, overall and on every hard subset (fast motion:
+#: 0.271 px / 0.54 survival, LK 0.271 / 0.53; blur 0.172 / 0.58, LK 0.210 / 0.53). With 0 / off
+#: it keeps far more fast-moving points, but at ~1.3x LK's median error there.
+DEFAULT_VISIBILITY_THRESHOLD = 1.0
+DEFAULT_RESIDUAL_THRESHOLD = 0.6
+
 
 def build_metadata(model: StudentTracker, *, n_points: int, grid: int, grid_margin: float,
                    input_size: tuple[int, int], fps: float, model_version: str,
-                   training: dict | None = None) -> TrackerMetadata:
-    """The tracker's metadata for an export at this grid and input size."""
+                   training: dict | None = None, visibility_threshold: float = DEFAULT_VISIBILITY_THRESHOLD,
+                   residual_threshold: float = DEFAULT_RESIDUAL_THRESHOLD) -> TrackerMetadata:
+    """The tracker's metadata for an export at this grid and input size; the thresholds are the
+    keep/drop rule the device applies (`TrackerMetadata`; residual 0 = no check, and no check is
+    possible without a sub-pixel stage)."""
     if grid * grid != n_points:
         raise ConfigError(f"n_points {n_points} is not grid^2 for grid {grid}")
     cfg = model.cfg
+    if not cfg.subpixel_iterations:
+        residual_threshold = 0.0
     return TrackerMetadata(
         n_points=int(n_points), grid=int(grid), grid_margin=float(grid_margin),
         input_size=(int(input_size[0]), int(input_size[1])), fps=float(fps), hidden=int(cfg.hidden),
-        anchor_dim=int(cfg.anchor_dim), model_version=model_version,
+        anchor_dim=int(cfg.anchor_dim), visibility_threshold=float(visibility_threshold),
+        residual_threshold=float(residual_threshold), model_version=model_version,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
         parameters=count_parameters(model),
         flops_per_frame=int(flops_per_frame(cfg, input_size[0], input_size[1], n_points)["total"]),
@@ -78,7 +93,8 @@ def export_tracker(model: StudentTracker, metadata: TrackerMetadata, path: str |
         warnings.simplefilter("ignore")
         torch.onnx.export(
             wrapper, example_inputs(model, metadata), str(out), dynamo=False, opset_version=OPSET,
-            input_names=list(input_names(model.n_maps)), output_names=list(output_names(model.n_maps)),
+            input_names=list(input_names(model.n_maps)),
+            output_names=list(output_names(model.n_maps, residual=model.cfg.subpixel_iterations > 0)),
             do_constant_folding=True,
             external_data=False,
         )
@@ -98,9 +114,11 @@ def export_tracker(model: StudentTracker, metadata: TrackerMetadata, path: str |
 
 
 def add_tracker_to_model_directory(model: StudentTracker, model_dir: str | os.PathLike, *, model_version: str,
-                                   bundle_version: int, training: dict | None = None) -> Path:
+                                   bundle_version: int, training: dict | None = None,
+                                   **thresholds: float) -> Path:
     """Export into an existing model directory (its tokenizer's grid, input size and fps) and
-    re-write the manifest with `bundle_version` (monotonic: must exceed the current one)."""
+    re-write the manifest with `bundle_version` (monotonic: must exceed the current one).
+    thresholds: visibility_threshold / residual_threshold for `build_metadata`."""
     md = load_model_directory(model_dir)
     current = int(md.manifest.get("version", 0))
     if bundle_version <= current:
@@ -109,7 +127,7 @@ def add_tracker_to_model_directory(model: StudentTracker, model_dir: str | os.Pa
     meta = md.metadata
     tmeta = build_metadata(model, n_points=meta.n_points, grid=meta.grid, grid_margin=meta.grid_margin,
                            input_size=tuple(meta.input_size), fps=meta.fps, model_version=model_version,
-                           training=training)
+                           training=training, **thresholds)
     path = export_tracker(model, tmeta, md.path / TRACKER_NAME)
     extra = {k: v for k, v in md.manifest.items()
              if k not in ("schema", "bundle_id", "version", "created", "files", "model")}

@@ -8,8 +8,9 @@ comparison measures one step's numerical error, not a diverged track; raw graph 
 compared, before the re-seeding decision). Pass criterion: the
 largest point error over all steps < 0.05 px in FP32. The FP16 variant (FP32 inputs and
 outputs, for TensorRT) is written with `export.verify.write_fp16_variant` and its error is
-reported (informative, not a pass criterion), with the share of points whose visibility decision
-flips.
+reported (informative, not a pass criterion), with the share of points whose keep/drop decision
+(visibility logit and match residual against the model's thresholds) flips, and the largest
+difference of the match residual.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edge.tracking.onnx_student import OnnxStudentTracker, TrackerMetadata
+from edge.tracking.onnx_student import RESIDUAL_OUTPUT, OnnxStudentTracker, TrackerMetadata
 from export.tracker.model import SUBPIXEL_FIELDS, StudentTracker
 
 #: Largest FP32 point error (px) for the export to pass.
@@ -34,18 +35,29 @@ def torch_step(model: StudentTracker, grey: np.ndarray, state: dict) -> dict:
         out = model(torch.from_numpy(grey.astype(np.float32))[None, None],
                     [t[f"feat{i}"] for i in range(model.n_maps)], t["points"][None], t["velocity"][None],
                     t["hidden"][None], t["anchor"][None], t["fresh"][None])
-    return {"points": out["points"][0].numpy(), "visibility_logit": out["visibility_logit"][0].numpy()}
+    residual = out["match_residual"]
+    return {"points": out["points"][0].numpy(), "visibility_logit": out["visibility_logit"][0].numpy(),
+            "match_residual": None if residual is None else residual[0].numpy()}
+
+
+def _kept(logit: np.ndarray, residual: np.ndarray | None, trk: OnnxStudentTracker) -> np.ndarray:
+    """The tracker's keep decision on raw outputs (before the inside-the-frame test)."""
+    keep = logit.reshape(-1) >= trk.visibility_threshold
+    if trk.residual_threshold > 0 and residual is not None:
+        keep &= residual.reshape(-1) < trk.residual_threshold
+    return keep
 
 
 def compare_on_frames(model: StudentTracker, onnx_path: str | os.PathLike, frames: list[np.ndarray],
                       providers: str = "cpu") -> dict[str, float]:
     """Max and median point error (px) between torch and ORT over an online run of `frames`
-    ((H, W) uint8 grey at the model input size), and the share of visibility decisions that differ."""
+    ((H, W) uint8 grey at the model input size), the share of keep decisions that differ and the
+    largest match-residual difference (NaN for a graph without one)."""
     from edge.tracking.lk import to_grey
 
     model.eval()
     trk = OnnxStudentTracker(onnx_path, providers=providers)
-    errors, flips = [], []
+    errors, flips, residual_diffs = [], [], []
     for image in frames:
         grey = to_grey(image)
         if trk._state is not None:
@@ -56,12 +68,16 @@ def compare_on_frames(model: StudentTracker, onnx_path: str | os.PathLike, frame
                                    **{k: state[k] for k in ("points", "velocity", "hidden", "anchor", "fresh")}})
             ref = torch_step(model, grey, state)
             errors.append(np.linalg.norm(ref["points"] - ort["points_out"], axis=1))
-            threshold = trk.visibility_threshold
-            flips.append((ref["visibility_logit"] >= threshold) != (ort["visibility_logit"].reshape(-1) >= threshold))
+            ort_residual = ort.get(RESIDUAL_OUTPUT)
+            flips.append(_kept(ref["visibility_logit"], ref["match_residual"], trk)
+                         != _kept(ort["visibility_logit"], ort_residual, trk))
+            if ort_residual is not None and ref["match_residual"] is not None:
+                residual_diffs.append(np.abs(ref["match_residual"] - ort_residual.reshape(-1)))
         trk.step(grey)  # advance exactly as the device does (re-seeding included)
     e = np.concatenate(errors) if errors else np.zeros(1)
     return {"point_max_error_px": float(e.max()), "point_median_error_px": float(np.median(e)),
             "visibility_disagreement": float(np.mean(np.concatenate(flips))) if flips else 0.0,
+            "match_residual_max_diff": float(np.concatenate(residual_diffs).max()) if residual_diffs else float("nan"),
             "steps": len(errors)}
 
 

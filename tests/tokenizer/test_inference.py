@@ -18,6 +18,16 @@ def test_cpu_backend_reports_cpu_and_fixed_input_shape(model_dir):
     assert out["latent"].shape == (1, meta.steps, len(meta.fsq_levels))
 
 
+def test_cpu_threads_do_not_spin_between_runs_unless_asked(model_dir):
+    from edge.inference.backend import ALLOW_SPINNING_KEY
+
+    quiet = create_backend(model_dir.tokenizer_path, providers="cpu")
+    assert quiet._session.get_session_options().get_session_config_entry(ALLOW_SPINNING_KEY) == "0"
+    busy = create_backend(model_dir.tokenizer_path, providers="cpu", allow_spinning=True)
+    with pytest.raises(RuntimeError):  # not set at all: ORT's default, spinning
+        busy._session.get_session_options().get_session_config_entry(ALLOW_SPINNING_KEY)
+
+
 def test_auto_orders_tensorrt_cuda_cpu_among_available():
     requested, demanded = resolve_providers(
         "auto", ["CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"]

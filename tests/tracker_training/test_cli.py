@@ -25,13 +25,15 @@ def test_distill_export_into_a_bundle_and_verify(tmp_path, capsys):
     tokenizer_sha = sha256_file(bundle / "tokenizer.onnx")
     before = int(load_model_directory(bundle).manifest["version"])
     assert main(["onnx", "--checkpoint", str(run / "best.pt"), "--out", str(bundle), "--model-version", "cli-t",
-                 "--subpixel-radius", "4", "--subpixel-blur", "1.0", "--subpixel-iterations", "2"]) == 0
+                 "--subpixel-radius", "4", "--subpixel-blur", "1.0", "--subpixel-iterations", "2",
+                 "--visibility-threshold", "0.5", "--residual-threshold", "0.8"]) == 0
     md = load_model_directory(bundle)
     assert int(md.manifest["version"]) == before + 1
     assert md.manifest["tracker"]["model_version"] == "cli-t"
     # The weight-free stage as set at export, recorded in the metadata (verify below rebuilds it).
     arch = md.manifest["tracker"]["architecture"]
     assert (arch["subpixel_radius"], arch["subpixel_blur"], arch["subpixel_iterations"]) == (4, 1.0, 2)
+    assert (md.manifest["tracker"]["visibility_threshold"], md.manifest["tracker"]["residual_threshold"]) == (0.5, 0.8)
     assert sha256_file(bundle / "tokenizer.onnx") == tokenizer_sha
     report = tmp_path / "verify" / "report.json"
     assert main(["verify", "--model-dir", str(bundle), "--tracker-checkpoint", str(run / "best.pt"),
@@ -63,3 +65,13 @@ def test_an_out_of_range_subpixel_setting_is_one_line(tmp_path, capsys):
                  "--subpixel-radius", "2", "--subpixel-moving-radius", "3"]) == 2
     err = capsys.readouterr().err
     assert "moving window (radius 3) must fit in the main one (radius 2)" in err and "Traceback" not in err
+    for flag, value, says in (("--residual-threshold", "-0.1", "--residual-threshold -0.1 is out of range"),
+                              ("--visibility-threshold", "nan", "--visibility-threshold nan is not a number")):
+        assert main(["onnx", "--checkpoint", str(run / "best.pt"), "--out", str(tmp_path / "t"),
+                     "--model-version", "x", flag, value]) == 2
+        err = capsys.readouterr().err
+        assert says in err and "Traceback" not in err
+    assert main(["onnx", "--checkpoint", str(run / "best.pt"), "--out", str(tmp_path / "t"), "--model-version", "x",
+                 "--subpixel-iterations", "0", "--residual-threshold", "0.5"]) == 2
+    err = capsys.readouterr().err
+    assert "--residual-threshold needs the sub-pixel stage" in err and "Traceback" not in err

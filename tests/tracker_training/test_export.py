@@ -13,7 +13,15 @@ import pytest
 from edge.errors import ConfigError
 from edge.model import load_model_directory, sha256_file
 from edge.tracking.onnx_student import TRACKER_METADATA_KEY, TRACKER_NAME, OnnxStudentTracker
-from export.tracker.onnx import OPSET, add_tracker_to_model_directory, build_metadata, export_tracker
+from edge.tracking.onnx_student import RESIDUAL_OUTPUT
+from export.tracker.onnx import (
+    DEFAULT_RESIDUAL_THRESHOLD,
+    DEFAULT_VISIBILITY_THRESHOLD,
+    OPSET,
+    add_tracker_to_model_directory,
+    build_metadata,
+    export_tracker,
+)
 from export.tracker.verify import FP32_MAX_POINT_ERROR_PX, verify_tracker
 
 from .conftest import tiny_student
@@ -71,6 +79,55 @@ def test_onnx_runtime_matches_torch_within_a_twentieth_of_a_pixel(exported, tmp_
     assert report["passed"]
     assert (tmp_path / "tracker.fp16.onnx").is_file()
     assert np.isfinite(report["fp16"]["point_max_error_px"])
+    assert report["fp32"]["match_residual_max_diff"] < 1e-3
+
+
+def test_the_keep_rule_ships_in_the_metadata_and_the_residual_is_an_output(exported):
+    _, meta, path = exported
+    assert (meta.visibility_threshold, meta.residual_threshold) == (DEFAULT_VISIBILITY_THRESHOLD,
+                                                                    DEFAULT_RESIDUAL_THRESHOLD)
+    assert RESIDUAL_OUTPUT in [o.name for o in onnx.load(str(path)).graph.output]
+    trk = OnnxStudentTracker(path, providers="cpu")
+    assert (trk.visibility_threshold, trk.residual_threshold) == (DEFAULT_VISIBILITY_THRESHOLD,
+                                                                  DEFAULT_RESIDUAL_THRESHOLD)
+    frames = _frames(3)
+    trk.step(frames[0])
+    assert np.isnan(trk.last_match_residual).all()  # a seeding step matches nothing
+    trk.step(frames[1])
+    assert np.isfinite(trk.last_match_residual).all() and (trk.last_match_residual >= 0).all()
+
+
+def test_points_whose_match_residual_reaches_the_threshold_are_dropped(exported):
+    _, _, path = exported
+    frames = _frames(3)
+    # Visibility logit cut far below anything: only the residual and the frame decide.
+    open_trk = OnnxStudentTracker(path, providers="cpu", visibility_threshold=-1e9, residual_threshold=0.0)
+    open_trk.step(frames[0])
+    free = open_trk.step(frames[1])
+    residual = open_trk.last_match_residual.copy()
+    cut = float(np.median(residual))
+    strict = OnnxStudentTracker(path, providers="cpu", visibility_threshold=-1e9, residual_threshold=cut)
+    strict.step(frames[0])
+    step = strict.step(frames[1])
+    np.testing.assert_array_equal(step.visible, free.visible & (residual < cut))
+    assert 0 < step.visible.sum() < free.visible.sum()
+    np.testing.assert_array_equal(strict.last_reseeded, ~step.visible)
+
+
+def test_a_residual_threshold_needs_a_graph_with_a_residual(tmp_path):
+    model = tiny_student()
+    model.cfg.subpixel_iterations = 0
+    meta = build_metadata(model, n_points=16, grid=4, grid_margin=0.1, input_size=SIZE, fps=10.0, model_version="x")
+    assert meta.residual_threshold == 0.0  # nothing to cut on without the sub-pixel stage
+    path = export_tracker(model, meta, tmp_path / TRACKER_NAME)
+    trk = OnnxStudentTracker(path, providers="cpu")
+    trk.step(_frames(2)[0])
+    trk.step(_frames(2)[1])
+    assert np.isnan(trk.last_match_residual).all()
+    with pytest.raises(ConfigError, match="has no 'match_residual' output"):
+        OnnxStudentTracker(path, providers="cpu", residual_threshold=0.5)
+    with pytest.raises(ConfigError, match="residual_threshold -1 is not a number >= 0"):
+        OnnxStudentTracker(path, providers="cpu", residual_threshold=-1.0)
 
 
 def test_adding_a_tracker_bumps_the_bundle_and_keeps_the_tokenizer_bytes(tmp_path):

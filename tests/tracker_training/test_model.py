@@ -18,6 +18,7 @@ from export.tracker.model import (
     sample_points,
     smooth_image,
     subpixel_refine,
+    match_residual,
     subpixel_stage,
     widen,
 )
@@ -70,15 +71,16 @@ def test_subpixel_stage_recovers_a_subpixel_shift():
     moved = F.grid_sample(img, grid, align_corners=True, padding_mode="border")
     p0 = torch.tensor([[[30.0, 25.0], [45.2, 31.7], [52.0, 40.0]]])
     start = p0 + torch.tensor([0.5, 0.4])  # a network estimate half a pixel off
-    out = subpixel_refine(_table(img), _table(moved), (1, h, w), p0, start, radius=7, iterations=3)
+    out, residual = subpixel_refine(_table(img), _table(moved), (1, h, w), p0, start, radius=7, iterations=3)
     assert (out - (p0 + shift)).norm(dim=-1).max() < 0.05
+    assert residual.shape == (1, 3)
 
 
 def test_subpixel_stage_leaves_flat_patches_alone():
     img = torch.full((1, 1, 40, 50), 0.5)
     p0 = torch.tensor([[[25.0, 20.0]]])
     start = p0 + torch.tensor([0.3, -0.2])
-    out = subpixel_refine(_table(img), _table(img), (1, 40, 50), p0, start, radius=5, iterations=2)
+    out, _ = subpixel_refine(_table(img), _table(img), (1, 40, 50), p0, start, radius=5, iterations=2)
     assert torch.equal(out, start)
 
 
@@ -91,8 +93,9 @@ def test_export_wrapper_carries_the_image_map_as_state():
     outs = StudentExport(model)(torch.zeros(1, 1, h, w), *state["feats"], torch.full((n, 2), 20.0),
                                 torch.zeros(n, 2), torch.zeros(n, 8), torch.zeros(n, cfg.anchor_dim),
                                 torch.ones(n, 1))
-    assert len(outs) == 5 + model.n_maps
-    assert outs[-1].shape == (h * w, PATCH_BLOCK)  # the (smoothed, standardised) frame, widened
+    assert len(outs) == 5 + model.n_maps + 1  # ... and the match residual last
+    assert outs[-2].shape == (h * w, PATCH_BLOCK)  # the (smoothed, standardised) frame, widened
+    assert outs[-1].shape == (n,)
     assert np.isfinite(outs[0].detach().numpy()).all()
 
 
@@ -152,16 +155,19 @@ def test_points_that_move_get_the_smaller_window():
     p0 = torch.tensor([[[20.0, 25.0], [44.0, 30.0], [65.0, 35.0]]])
     est = p0 + torch.tensor([[[0.2, 0.1], [2.9, 0.8], [1.2, 0.9]]])  # moved 0.2, 3.0 and 1.5 px
     cfg = StudentConfig(subpixel_radius=7, subpixel_iterations=1, subpixel_moving_radius=3, subpixel_moving_px=2.0)
-    out = subpixel_stage(prev, cur, (1, 60, 90), p0, est, cfg)
-    large = subpixel_refine(prev, cur, (1, 60, 90), p0, est, radius=7, iterations=1)
-    small = subpixel_refine(prev, cur, (1, 60, 90), p0, est, radius=3, iterations=1)
+    out, out_residual = subpixel_stage(prev, cur, (1, 60, 90), p0, est, cfg)
+    large, large_residual = subpixel_refine(prev, cur, (1, 60, 90), p0, est, radius=7, iterations=1)
+    small, small_residual = subpixel_refine(prev, cur, (1, 60, 90), p0, est, radius=3, iterations=1)
     # The moving point's steps are those of the small window (its pixels alone weigh in), up to
     # the order of the float sums; the others keep the large window's result exactly.
     assert torch.equal(out[0, [0, 2]], large[0, [0, 2]])
     assert torch.allclose(out[0, 1], small[0, 1], atol=1e-4)
     assert (large[0, 1] - small[0, 1]).abs().max() > 1e-3  # one step: the two windows disagree
+    # The residual is measured over the window each point used.
+    assert torch.allclose(out_residual[0, 1], small_residual[0, 1], atol=1e-5)
+    assert torch.allclose(out_residual[0, [0, 2]], large_residual[0, [0, 2]], atol=1e-6)
     off = StudentConfig(subpixel_radius=7, subpixel_iterations=1, subpixel_moving_radius=0)
-    assert torch.equal(subpixel_stage(prev, cur, (1, 60, 90), p0, est, off), large)
+    assert torch.equal(subpixel_stage(prev, cur, (1, 60, 90), p0, est, off)[0], large)
 
 
 def test_the_moving_window_must_fit_in_the_main_one():
@@ -170,3 +176,27 @@ def test_the_moving_window_must_fit_in_the_main_one():
     cfg = StudentConfig(subpixel_radius=3, subpixel_moving_radius=4)
     with pytest.raises(ValueError, match="moving window is a part of the main one"):
         subpixel_stage(img, img, (1, 30, 40), p0, p0, cfg)
+
+
+def test_match_residual_is_small_for_a_match_and_large_for_another_patch():
+    img = _smooth_image(60, 80, seed=7) * 3
+    other = _smooth_image(60, 80, seed=8) * 3
+    p0 = torch.tensor([[[30.0, 25.0], [50.0, 35.0]]])
+    moved = torch.roll(img, shifts=(1, 2), dims=(2, 3))  # an exact whole-pixel move by (2, 1)
+    found, same = subpixel_refine(_table(img), _table(moved), (1, 60, 80), p0, p0 + torch.tensor([2.3, 0.8]),
+                                  radius=6, iterations=4)
+    assert (found - (p0 + torch.tensor([2.0, 1.0]))).abs().max() < 0.01
+    _, unrelated = subpixel_refine(_table(img), _table(other), (1, 60, 80), p0, p0, radius=6, iterations=2)
+    assert same.max() < 0.02
+    assert unrelated.min() > 0.8  # two independent patches of one contrast: ~sqrt(2)
+    # A global gain does not matter to the template's contrast scale, only the residual does.
+    t = torch.randn(1, 2, 49, 1)
+    assert torch.allclose(match_residual(t * 5, t * 0.5), match_residual(t, t * 0.1), atol=1e-5)
+    # Only the window's pixels count: a residual outside it changes nothing.
+    window = torch.zeros(1, 2, 1, 49)
+    window[..., :20] = 1
+    diff = torch.zeros(1, 2, 49, 1)
+    diff[:, :, 30:] = 9.0
+    assert torch.equal(match_residual(t, diff, window), torch.zeros(1, 2))
+    # A flat template is floored, not divided by ~0.
+    assert torch.isfinite(match_residual(torch.zeros(1, 1, 9, 1), torch.ones(1, 1, 9, 1))).all()
