@@ -115,8 +115,10 @@ class OrtBackend(InferenceBackend):
         model's folder). allow_spinning: let ORT's CPU worker threads busy-wait between runs
         (ORT's own default). Off here: on the device every session shares the cores with the
         video decoder, the other session and the outbox, and threads spinning after a run take
-        their CPU. Measured on the 2-core CI machine, the tracker interleaved with OpenCV LK:
-        30 ms per step spinning vs 17.6 ms not (LK itself 5.9 vs 4.7 ms); alone 15.9 vs 17.4 ms."""
+        their CPU. Measured on the 2-core CI machine, `laps-edge run` on a 1-minute synthetic
+        recording (rendering competes for the cores): 94-96 frames/s not spinning vs 60-71
+        spinning with LK, 42-44 vs 25-35 with the ONNX tracker; `benchmarks.pipeline` on a file:
+        150 vs 149; a session timed alone is ~10 % faster spinning (tracker 15.9 vs 17.4 ms)."""
         import onnxruntime as ort
 
         path = Path(onnx_path)
