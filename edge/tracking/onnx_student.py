@@ -234,10 +234,8 @@ class OnnxStudentTracker(PointTracker):
         logit = out["visibility_logit"].reshape(n)
         inside = (np.isfinite(p1).all(axis=1) & (p1[:, 0] >= 0) & (p1[:, 0] <= w - 1)
                   & (p1[:, 1] >= 0) & (p1[:, 1] <= h - 1))
-        visible = inside & (logit >= self.visibility_threshold)
         residual = out[RESIDUAL_OUTPUT].reshape(n) if self.has_residual else np.full(n, np.nan, np.float32)
-        if self.residual_threshold > 0:
-            visible &= residual < self.residual_threshold  # NaN (a degenerate patch) fails too
+        visible = inside & self.keeps(logit, residual)
         points = np.where(visible[:, None], p1, self._seeds).astype(np.float32)
         velocity = np.where(visible[:, None], p1 - p0, 0.0).astype(np.float32)
         self._state = {
@@ -252,6 +250,15 @@ class OnnxStudentTracker(PointTracker):
         self.last_match_residual = residual.astype(np.float32)
         self.last_reseeded = ~visible
         return TrackStep(points=points.copy(), visible=visible, velocity=velocity)
+
+    def keeps(self, logit: np.ndarray, residual: np.ndarray | None) -> np.ndarray:
+        """The keep rule on a step's raw outputs (N,) -> (N,) bool, before the inside-the-frame
+        test: logit >= `visibility_threshold` and, when `residual_threshold` > 0, residual below
+        it (a NaN residual, from a degenerate patch, fails). residual None: a graph without one."""
+        keep = logit.reshape(-1) >= self.visibility_threshold
+        if self.residual_threshold > 0 and residual is not None:
+            keep &= residual.reshape(-1) < self.residual_threshold
+        return keep
 
     def track_pair(self, previous: np.ndarray, current: np.ndarray, points: np.ndarray
                    ) -> tuple[np.ndarray, np.ndarray]:

@@ -29,6 +29,29 @@ files are left untouched. Without a model directory at OUT, OUT/tracker.onnx is 
 """
 
 
+#: Flags that apply to a tracker checkpoint only (flag, type, metavar, help); default None = the
+#: checkpoint's setting (sub-pixel stage) or the shipped keep rule (thresholds).
+TRACKER_FLAGS = (
+    ("--subpixel-iterations", int, "N",
+     "iterations of its weight-free sub-pixel stage (default: the checkpoint's)"),
+    ("--subpixel-radius", int, "R",
+     "half-width of the sub-pixel stage's patch, (2R+1)^2 px (default: the checkpoint's)"),
+    ("--subpixel-blur", float, "SIGMA",
+     "Gaussian blur (px) of the frame the sub-pixel stage matches, 0 = none (default: the checkpoint's)"),
+    ("--subpixel-moving-radius", int, "R",
+     "half-width of the sub-pixel stage's second window, for points moving faster than --subpixel-moving-px "
+     "per step, 0 = none (default: the checkpoint's)"),
+    ("--subpixel-moving-px", float, "PX",
+     "speed (px per model step) above which a point uses the second window (default: the checkpoint's)"),
+    ("--visibility-threshold", float, "LOGIT",
+     "a point stays visible while the student's visibility logit is >= this (default 1.0, chosen on validation "
+     "seeds; 0 = probability 0.5)"),
+    ("--residual-threshold", float, "R",
+     "drop a point whose sub-pixel match residual (RMS residual / template contrast) reaches this, like LK's "
+     "forward-backward check (default 0.6, chosen on validation seeds; 0 = no check)"),
+)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "onnx", help="export a trained tokenizer to ONNX and write the model directory",
@@ -42,27 +65,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model-version", required=True, help="version string stored in the metadata, e.g. small-2026.11-1")
     p.add_argument("--kind", choices=("auto", "tokenizer", "tracker"), default="auto",
                    help="what the checkpoint holds (default auto: read from the checkpoint)")
-    p.add_argument("--subpixel-iterations", type=int, default=None, metavar="N",
-                   help="tracker only: iterations of its weight-free sub-pixel stage (default: the checkpoint's)")
-    p.add_argument("--subpixel-radius", type=int, default=None, metavar="R",
-                   help="tracker only: half-width of the sub-pixel stage's patch, (2R+1)^2 px (default: the "
-                        "checkpoint's)")
-    p.add_argument("--subpixel-blur", type=float, default=None, metavar="SIGMA",
-                   help="tracker only: Gaussian blur (px) of the frame the sub-pixel stage matches, 0 = none "
-                        "(default: the checkpoint's)")
-    p.add_argument("--subpixel-moving-radius", type=int, default=None, metavar="R",
-                   help="tracker only: half-width of the sub-pixel stage's second window, for points moving "
-                        "faster than --subpixel-moving-px per step, 0 = none (default: the checkpoint's)")
-    p.add_argument("--subpixel-moving-px", type=float, default=None, metavar="PX",
-                   help="tracker only: speed (px per model step) above which a point uses the second window "
-                        "(default: the checkpoint's)")
-    p.add_argument("--visibility-threshold", type=float, default=None, metavar="LOGIT",
-                   help="tracker only: a point stays visible while the student's visibility logit is >= this "
-                        "(default 1.0, chosen on validation seeds; 0 = probability 0.5)")
-    p.add_argument("--residual-threshold", type=float, default=None, metavar="R",
-                   help="tracker only: drop a point whose sub-pixel match residual (RMS residual / template "
-                        "contrast) reaches this, like LK's forward-backward check (default 0.6, chosen on "
-                        "validation seeds; 0 = no check)")
+    for flag, kind, metavar, text in TRACKER_FLAGS:
+        p.add_argument(flag, type=kind, default=None, metavar=metavar, help=f"tracker only: {text}")
     p.add_argument("--bundle-version", type=int, default=None,
                    help="monotonic bundle version for OTA (default 1 for a new tokenizer directory; the current "
                         "version + 1 when a tracker is added)")

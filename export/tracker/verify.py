@@ -40,14 +40,6 @@ def torch_step(model: StudentTracker, grey: np.ndarray, state: dict) -> dict:
             "match_residual": None if residual is None else residual[0].numpy()}
 
 
-def _kept(logit: np.ndarray, residual: np.ndarray | None, trk: OnnxStudentTracker) -> np.ndarray:
-    """The tracker's keep decision on raw outputs (before the inside-the-frame test)."""
-    keep = logit.reshape(-1) >= trk.visibility_threshold
-    if trk.residual_threshold > 0 and residual is not None:
-        keep &= residual.reshape(-1) < trk.residual_threshold
-    return keep
-
-
 def compare_on_frames(model: StudentTracker, onnx_path: str | os.PathLike, frames: list[np.ndarray],
                       providers: str = "cpu") -> dict[str, float]:
     """Max and median point error (px) between torch and ORT over an online run of `frames`
@@ -69,8 +61,8 @@ def compare_on_frames(model: StudentTracker, onnx_path: str | os.PathLike, frame
             ref = torch_step(model, grey, state)
             errors.append(np.linalg.norm(ref["points"] - ort["points_out"], axis=1))
             ort_residual = ort.get(RESIDUAL_OUTPUT)
-            flips.append(_kept(ref["visibility_logit"], ref["match_residual"], trk)
-                         != _kept(ort["visibility_logit"], ort_residual, trk))
+            flips.append(trk.keeps(ref["visibility_logit"], ref["match_residual"])
+                         != trk.keeps(ort["visibility_logit"], ort_residual))
             if ort_residual is not None and ref["match_residual"] is not None:
                 residual_diffs.append(np.abs(ref["match_residual"] - ort_residual.reshape(-1)))
         trk.step(grey)  # advance exactly as the device does (re-seeding included)
