@@ -32,12 +32,15 @@ from export.tracker.model import StudentExport, StudentTracker, count_parameters
 #: The pinned ONNX opset (GridSample-free graph; TensorRT 10 and ORT >= 1.17 take 17).
 OPSET = 17
 
-#: The keep/drop rule shipped in the metadata (`TrackerMetadata`), chosen on VALIDATION seeds
-#: 500-501 (edge/models/README.md): visibility logit >= 1.0 (probability 0.73) and match residual
-#: < 0.6. The least strict pair under which the student's median error beat LK's while it held at
-#: least as many points for whole 16-frame windows, overall and on every hard subset (fast motion:
-#: 0.271 px / 0.54 survival, LK 0.271 / 0.53; blur 0.172 / 0.58, LK 0.210 / 0.53). With 0 / off
-#: it keeps far more fast-moving points, but at ~1.3x LK's median error there.
+#: The default keep/drop rule an export writes into the metadata (`TrackerMetadata`), chosen on
+#: VALIDATION seeds 500-501 for the network with all its trained passes (edge/models/README.md):
+#: visibility logit >= 1.0 (probability 0.73) and match residual < 0.6. The least strict pair
+#: under which the student's median error beat LK's while it held at least as many points for
+#: whole 16-frame windows, overall and on every hard subset (fast motion: 0.271 px / 0.54
+#: survival, LK 0.271 / 0.53; blur 0.172 / 0.58, LK 0.210 / 0.53). With 0 / off it keeps far more
+#: fast-moving points, but at ~1.3x LK's median error there. The shipped bundle drops the last
+#: stride-1 pass (`--fine-iterations 0`), which shifts the visibility logits; by the same
+#: criterion it ships logit >= 0.0 (`--visibility-threshold 0.0`) with residual < 0.6.
 DEFAULT_VISIBILITY_THRESHOLD = 1.0
 DEFAULT_RESIDUAL_THRESHOLD = 0.6
 

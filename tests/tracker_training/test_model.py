@@ -12,6 +12,8 @@ from export.tracker.model import (
     StudentConfig,
     StudentExport,
     StudentTracker,
+    count_parameters,
+    drop_fine_passes,
     flatten_map,
     gather_patch,
     lattice_scores,
@@ -200,3 +202,33 @@ def test_match_residual_is_small_for_a_match_and_large_for_another_patch():
     assert torch.equal(match_residual(t, diff, window), torch.zeros(1, 2))
     # A flat template is floored, not divided by ~0.
     assert torch.isfinite(match_residual(torch.zeros(1, 1, 9, 1), torch.ones(1, 1, 9, 1))).all()
+
+
+def test_dropping_a_fine_pass_runs_the_same_earlier_passes_and_fewer_weights():
+    torch.manual_seed(4)
+    cfg = StudentConfig.from_dict({**StudentConfig().to_dict(), "channels": [4, 8, 8, 8], "hidden": 8, "mlp": 16,
+                                   "fine_iterations": 1})
+    full = StudentTracker(cfg).eval()
+    for p in full.parameters():  # non-zero last layers: every pass moves the points
+        p.data.add_(0.01 * torch.randn_like(p))
+    short = StudentTracker(StudentConfig.from_dict(cfg.to_dict())).eval()
+    short.load_state_dict(full.state_dict())
+    assert drop_fine_passes(short, 0) is short
+    assert short.cfg.fine_iterations == 0 and len(short.refiners) == len(cfg.strides)
+    assert count_parameters(short) < count_parameters(full)
+    h, w, n = 48, 64, 6
+    prev = full.features(_smooth_image(h, w, 1) * 255)
+    points = torch.rand(1, n, 2) * torch.tensor([w - 20.0, h - 20.0]) + 10
+    args = (points, torch.zeros(1, n, 2), torch.zeros(1, n, 8), torch.zeros(1, n, cfg.anchor_dim), torch.ones(1, n, 1))
+    with torch.no_grad():
+        a = full(_smooth_image(h, w, 2) * 255, prev, *args)
+        b = short(_smooth_image(h, w, 2) * 255, prev, *args)
+    passes = len(cfg.strides)
+    assert len(a["estimates"]) == passes + 2 and len(b["estimates"]) == passes + 1  # + the sub-pixel stage
+    for ea, eb in zip(a["estimates"][:passes], b["estimates"][:passes]):
+        assert torch.equal(ea, eb)
+    assert not torch.equal(a["estimates"][passes], b["estimates"][passes])  # the dropped pass moved points
+    with pytest.raises(ValueError, match="trained with 0, so 0..0"):
+        drop_fine_passes(short, 1)
+    with pytest.raises(ValueError, match="out of range"):
+        drop_fine_passes(full, -1)
