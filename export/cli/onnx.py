@@ -45,7 +45,11 @@ TRACKER_FLAGS = (
      "speed (px per model step) above which a point uses the second window (default: the checkpoint's)"),
     ("--fine-iterations", int, "N",
      "refinement passes at stride 1 after the coarse-to-fine sweep, at most the checkpoint's: the trailing ones "
-     "are dropped, no retraining (default: the checkpoint's; the shipped tracker runs 0 of its 1)"),
+     "are dropped, no retraining (default: the checkpoint's)"),
+    ("--finest-stride", int, "S",
+     "finest pyramid stride the network's passes use, one of the checkpoint's strides: finer passes, their "
+     "feature maps and templates are dropped and the sub-pixel stage refines from there, no retraining "
+     "(default: the checkpoint's, 1)"),
     ("--visibility-threshold", float, "LOGIT",
      "a point stays visible while the student's visibility logit is >= this (default 1.0, chosen on validation "
      "seeds; 0 = probability 0.5)"),
@@ -204,7 +208,7 @@ def _export_tracker(args: argparse.Namespace) -> int:
     from edge.model import MANIFEST_NAME
     from edge.tracking.onnx_student import TRACKER_NAME
     from export.tracker.onnx import add_tracker_to_model_directory, build_metadata, export_tracker
-    from export.tracker.model import SUBPIXEL_FIELDS, drop_fine_passes
+    from export.tracker.model import SUBPIXEL_FIELDS, trim_passes
     from export.tracker.train import load_checkpoint as load_tracker
 
     from edge.errors import ConfigError
@@ -218,11 +222,11 @@ def _export_tracker(args: argparse.Namespace) -> int:
                 raise ConfigError(f"--{key.replace('_', '-')} {value} is out of range; give "
                                   f"{'a radius >= 1' if key == 'subpixel_radius' else 'a value >= 0'}")
             setattr(model.cfg, key, value)
-    if args.fine_iterations is not None:
+    if args.fine_iterations is not None or args.finest_stride is not None:
         try:
-            drop_fine_passes(model, args.fine_iterations)
+            trim_passes(model, fine_iterations=args.fine_iterations, finest_stride=args.finest_stride)
         except ValueError as exc:
-            raise ConfigError(f"--fine-iterations: {exc}; give a count in that range") from None
+            raise ConfigError(f"--fine-iterations/--finest-stride: {exc}") from None
     if model.cfg.subpixel_moving_radius > model.cfg.subpixel_radius:
         raise ConfigError(f"the sub-pixel moving window (radius {model.cfg.subpixel_moving_radius}) must fit in the "
                           f"main one (radius {model.cfg.subpixel_radius}); lower --subpixel-moving-radius or raise "

@@ -11,8 +11,9 @@ What it is and why (the edge needs TensorRT at camera rate on a Jetson, at least
   over a window). Both are sampled bilinearly (whole-pixel Gather + bilinear blend, see
   `gather_bilinear`: ~10x faster than GridSample on ONNX Runtime CPU, and TensorRT-friendly).
 - **Coarse-to-fine local correlation**: starting from previous position + previous velocity, at
-  each level (stride 8 -> 1, then `fine_iterations` more at stride 1: trained with 1, the shipped
-  export runs 0, see `drop_fine_passes`) the current features are sampled on a
+  each level (stride 8 -> 1, then `fine_iterations` more at stride 1; trained so, the shipped
+  export stops at stride 2 and leaves the rest to the sub-pixel stage: `trim_passes`) the current
+  features are sampled on a
   (2r+1)^2 lattice of `stride`-spaced offsets around the estimate; a soft-argmax over the
   frame-to-frame scores moves the estimate (a strong prior, gated to 0 at initialisation so random
   features do not throw points around) and a small per-level MLP over both score maps and the
@@ -38,9 +39,9 @@ What it is and why (the edge needs TensorRT at camera rate on a Jetson, at least
   the anchors (N, sum C). A `fresh` (N, 1) input flags points seeded or re-seeded on the previous
   frame: their anchor is taken now and their hidden state and velocity restart at zero.
 
-174,829 parameters as trained, 149,641 in the shipped export (far under the ~2 M budget: a wider
-pyramid costs CPU time, and the speed target is <= 3x LK on ORT CPU) and 0.45 GFLOPs per frame
-at N = 400, 320x240 (`flops_per_frame`: 0.33 in the pyramid, 0.12 in tracking). On ORT CPU the time goes less to FLOPs than to memory
+174,829 parameters as trained, 124,453 in the shipped export (far under the ~2 M budget: a wider
+pyramid costs CPU time, and the speed target is <= 3x LK on ORT CPU) and 0.43 GFLOPs per frame
+at N = 400, 320x240 (`flops_per_frame`: 0.33 in the pyramid, 0.10 in tracking). On ORT CPU the time goes less to FLOPs than to memory
 traffic (gathers, slices, layout changes), which is what the layout choices below are about.
 
 Coordinates: (x, y) pixels of the frame given to the tracker, origin at the top-left pixel's
@@ -96,6 +97,7 @@ class StudentConfig:
     subpixel_moving_radius: int = 4
     subpixel_moving_px: float = 2.0
     strides: tuple[int, ...] = field(default=(1, 2, 4, 8))
+    finest_stride: int = 1
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -111,8 +113,14 @@ class StudentConfig:
         return cls(**d)
 
     @property
+    def levels(self) -> tuple[int, ...]:
+        """Pyramid levels (indices into `strides`) the refinement passes use: those at or above
+        `finest_stride`. Only their maps are state and only they give templates."""
+        return tuple(i for i, s in enumerate(self.strides) if s >= self.finest_stride)
+
+    @property
     def anchor_dim(self) -> int:
-        return int(sum(self.channels))
+        return int(sum(self.channels[i] for i in self.levels))
 
     @property
     def lattice(self) -> int:
@@ -120,9 +128,9 @@ class StudentConfig:
 
 
 class FeaturePyramid(nn.Module):
-    """Grey frame (B, 1, H, W) float 0..255 -> 4 L2-normalised maps at strides 1, 2, 4, 8, and with
-    `with_image` a 5th: the standardised frame itself, smoothed by `smooth_image(., image_blur)` (for
-    the sub-pixel refinement)."""
+    """Grey frame (B, 1, H, W) float 0..255 -> 4 L2-normalised maps at strides 1, 2, 4, 8 (only those
+    of `levels`, indices into them, when given), and with `with_image` one more: the standardised
+    frame itself, smoothed by `smooth_image(., image_blur)` (for the sub-pixel refinement)."""
 
     def __init__(self, channels: tuple[int, ...], with_image: bool = False) -> None:
         super().__init__()
@@ -136,7 +144,8 @@ class FeaturePyramid(nn.Module):
         self.level3 = nn.Sequential(nn.ReLU(), nn.Conv2d(c2, c3, 3, stride=2, padding=1), nn.ReLU(),
                                     nn.Conv2d(c3, c3, 3, padding=1))
 
-    def forward(self, image: torch.Tensor, image_blur: float = 0.0) -> list[torch.Tensor]:
+    def forward(self, image: torch.Tensor, image_blur: float = 0.0, levels: tuple[int, ...] = (0, 1, 2, 3)
+                ) -> list[torch.Tensor]:
         # Per-frame standardisation: a global gain/offset (flicker, drift) cancels here.
         mean = image.mean(dim=(2, 3), keepdim=True)
         std = (image - mean).pow(2).mean(dim=(2, 3), keepdim=True).add(1e-2).sqrt()
@@ -147,7 +156,9 @@ class FeaturePyramid(nn.Module):
         f3 = self.level3(f2)
         # F.normalize's arithmetic with a broadcast divide: its Expand of the norm to the map's
         # shape is one more pass over every map in the exported graph.
-        maps = [f / torch.linalg.vector_norm(f, dim=1, keepdim=True).clamp_min(1e-6) for f in (f0, f1, f2, f3)]
+        # `levels`: the maps to return (the finer ones may still feed the coarser convolutions).
+        maps = [f / torch.linalg.vector_norm(f, dim=1, keepdim=True).clamp_min(1e-6)
+                for i, f in enumerate((f0, f1, f2, f3)) if i in levels]
         return maps + [smooth_image(x, image_blur)] if self.with_image else maps
 
 
@@ -494,6 +505,7 @@ class StudentTracker(nn.Module):
         c = self.cfg
         if c.subpixel_on not in ("features", "image"):
             raise ValueError(f"subpixel_on must be 'features' or 'image', got {c.subpixel_on!r}")
+        check_passes(c)
         self.pyramid = FeaturePyramid(c.channels, with_image=c.subpixel_on == "image")
         passes = len(c.strides) + c.fine_iterations
         self.refiners = nn.ModuleList(Refiner(c.lattice, c.hidden, c.mlp) for _ in range(passes))
@@ -506,14 +518,14 @@ class StudentTracker(nn.Module):
     @property
     def n_maps(self) -> int:
         """Maps the pyramid returns (and the exported graph carries as state)."""
-        return len(self.cfg.strides) + (1 if self.cfg.subpixel_on == "image" else 0)
+        return len(self.cfg.levels) + (1 if self.cfg.subpixel_on == "image" else 0)
 
     def pass_strides(self) -> list[int]:
         """Stride of each refinement pass, coarse to fine."""
-        return list(reversed(self.cfg.strides)) + [self.cfg.strides[0]] * self.cfg.fine_iterations
+        return pass_strides(self.cfg)
 
     def features(self, image: torch.Tensor) -> list[torch.Tensor]:
-        return self.pyramid(image, self.cfg.subpixel_blur)
+        return self.pyramid(image, self.cfg.subpixel_blur, self.cfg.levels)
 
     def forward(self, image, prev_feats, points, velocity, hidden, anchor, fresh) -> dict:
         feats = self.features(image)
@@ -529,12 +541,13 @@ class StudentTracker(nn.Module):
         # The previous call's maps arrive as its `maps` (the exported graph's state, so no map is
         # flattened twice) or, in training, as (B, C, h, w) maps.
         prev_flats = prev_feats if prev_feats[0].dim() == 2 else self.state_maps(prev_feats)
-        flats = maps[:len(c.strides)]
+        strides = [c.strides[i] for i in c.levels]
+        flats = maps[:len(strides)]
         # Frame-to-frame templates: previous features at previous positions, one per level.
-        t_f2f = [sample_points(f, points, s, flat=pf) for f, pf, s in zip(feats, prev_flats, c.strides)]
+        t_f2f = [sample_points(f, points, s, flat=pf) for f, pf, s in zip(feats, prev_flats, strides)]
         anchor = fresh * torch.cat(t_f2f, dim=-1) + keep * anchor
-        t_anchor = list(torch.split(anchor, list(c.channels), dim=-1))
-        level_of = {s: i for i, s in enumerate(c.strides)}
+        t_anchor = list(torch.split(anchor, [c.channels[i] for i in c.levels], dim=-1))
+        level_of = {s: i for i, s in enumerate(strides)}
         est = points + velocity
         estimates = []
         s_f2f = s_anc = None
@@ -550,7 +563,7 @@ class StudentTracker(nn.Module):
         vis_logit = self.visibility(torch.cat([s_f2f, s_anc, hidden, peak], dim=-1)).squeeze(-1)
         if c.subpixel_iterations:
             if c.subpixel_on == "image":
-                lv, prev_table, table = len(c.strides), prev_flats[-1], maps[-1]
+                lv, prev_table, table = len(strides), prev_flats[-1], maps[-1]
             else:
                 lv = level_of[c.strides[0]]
                 prev_table, table = widen(prev_flats[lv], PATCH_BLOCK), widen(flats[lv], PATCH_BLOCK)
@@ -588,8 +601,8 @@ class StudentTracker(nn.Module):
         """Zero state tensors of the right shapes (features of a blank frame are zeros); "feats"
         are flat tables as `track` returns them under "maps" (`state_maps`)."""
         c = self.cfg
-        feats = [torch.zeros(batch * -(-height // s) * -(-width // s), ch, device=device)
-                 for ch, s in zip(c.channels, c.strides)]
+        feats = [torch.zeros(batch * -(-height // c.strides[i]) * -(-width // c.strides[i]), c.channels[i],
+                             device=device) for i in c.levels]
         if self.image_table_width:
             feats.append(torch.zeros(batch * height * width, self.image_table_width, device=device))
         return {"feats": feats, "velocity": torch.zeros(batch, n_points, 2, device=device),
@@ -597,21 +610,56 @@ class StudentTracker(nn.Module):
                 "anchor": torch.zeros(batch, n_points, c.anchor_dim, device=device)}
 
 
-def drop_fine_passes(model: StudentTracker, fine_iterations: int) -> StudentTracker:
-    """Run `model` with only the first `fine_iterations` of its trained stride-1 passes after the
-    coarse-to-fine sweep (in place; returns it). The dropped passes' refiners are removed, so the
-    export neither computes nor counts them; no weight changes, so no retraining. Why: on
-    VALIDATION seeds 500-501 the trained default without its extra stride-1 pass tracked as well
-    once the sub-pixel stage follows (EPE median 0.100 px overall, 0.265 in fast motion at LK's
-    survival, with the keep rule re-chosen for it: edge/models/README.md), and the pass is ~1 ms
-    of the ~16 ms step on ONNX Runtime CPU. Raises ValueError for more passes than were trained
-    (an added pass would have no weights) or a negative count."""
-    trained = model.cfg.fine_iterations
-    if not 0 <= fine_iterations <= trained:
-        raise ValueError(f"fine_iterations {fine_iterations} is out of range: this model was trained with "
-                         f"{trained}, so 0..{trained} of them can run")
-    model.cfg.fine_iterations = int(fine_iterations)
-    model.refiners = nn.ModuleList(list(model.refiners)[:len(model.pass_strides())])
+def pass_strides(cfg: StudentConfig) -> list[int]:
+    """Stride of each refinement pass, coarse to fine: one per level down to `finest_stride`, then
+    `fine_iterations` more at the finest stride."""
+    return [s for s in reversed(cfg.strides) if s >= cfg.finest_stride] + [cfg.strides[0]] * cfg.fine_iterations
+
+
+def check_passes(cfg: StudentConfig) -> None:
+    """ValueError (one line) for a pass layout the model cannot run."""
+    if cfg.finest_stride not in cfg.strides:
+        raise ValueError(f"finest_stride {cfg.finest_stride} is not one of the pyramid's strides "
+                         f"{', '.join(map(str, cfg.strides))}")
+    if cfg.finest_stride != cfg.strides[0]:
+        if cfg.fine_iterations:
+            raise ValueError(f"fine_iterations {cfg.fine_iterations} needs the stride-{cfg.strides[0]} level, which "
+                             f"finest_stride {cfg.finest_stride} leaves out; use fine_iterations 0")
+        if cfg.subpixel_on != "image":
+            raise ValueError(f"the sub-pixel stage on 'features' reads the stride-{cfg.strides[0]} map, which "
+                             f"finest_stride {cfg.finest_stride} leaves out; match the image instead")
+
+
+def trim_passes(model: StudentTracker, fine_iterations: int | None = None, finest_stride: int | None = None
+                ) -> StudentTracker:
+    """Run `model` with fewer of its trained refinement passes (in place; returns it): only the first
+    `fine_iterations` of the extra stride-1 passes, and none finer than `finest_stride` (then the
+    finer levels' maps, templates and anchor parts leave the graph too). Passes run coarse to fine,
+    so the ones kept are a prefix and their refiners are removed from the module: the export
+    neither computes nor counts them. No weight changes, no retraining.
+
+    Why: the weight-free sub-pixel stage after the network does the fine work. On VALIDATION seeds
+    500-501 the trained default tracked as well without its extra stride-1 pass (bundle version
+    5) and without its stride-1 passes altogether (version 6) once the keep rule was re-chosen,
+    and each costs ONNX Runtime CPU time (edge/models/README.md). Raises ValueError for passes
+    that were not trained (they would have no weights) or a layout `check_passes` refuses."""
+    c = model.cfg
+    new = StudentConfig.from_dict(c.to_dict())
+    if fine_iterations is not None:
+        if not 0 <= fine_iterations <= c.fine_iterations:
+            raise ValueError(f"fine_iterations {fine_iterations} is out of range: this model was trained with "
+                             f"{c.fine_iterations}, so 0..{c.fine_iterations} of them can run")
+        new.fine_iterations = int(fine_iterations)
+    if finest_stride is not None:
+        if finest_stride not in c.strides or finest_stride < c.finest_stride:
+            raise ValueError(f"finest_stride {finest_stride} is out of range: this model's passes reach stride "
+                             f"{c.finest_stride}, so one of {', '.join(str(s) for s in c.strides if s >= c.finest_stride)}")
+        new.finest_stride = int(finest_stride)
+        if fine_iterations is None and new.finest_stride != new.strides[0]:
+            new.fine_iterations = 0  # the extra passes run at the stride just left out
+    check_passes(new)
+    model.cfg = new
+    model.refiners = nn.ModuleList(list(model.refiners)[:len(pass_strides(new))])
     return model
 
 
@@ -652,9 +700,9 @@ def flops_per_frame(cfg: StudentConfig, width: int, height: int, n_points: int) 
             + hw[2] * (9 * c1 * c2 + 9 * c2 * c2)
             + hw[3] * (9 * c2 * c3 + 9 * c3 * c3))
     k = cfg.lattice
-    strides = list(reversed(cfg.strides)) + [cfg.strides[0]] * cfg.fine_iterations
+    strides = pass_strides(cfg)
     chan = dict(zip(cfg.strides, cfg.channels))
-    track = n_points * 4 * sum(cfg.channels)  # frame-to-frame templates
+    track = n_points * 4 * cfg.anchor_dim  # frame-to-frame templates of the levels in use
     for s in strides:
         ch = chan[s]
         track += n_points * (k * ch * 4 + 2 * k * ch + k * 2)  # lattice samples, 2 score maps, soft-argmax

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from edge.tracking.onnx_student import RESIDUAL_OUTPUT, OnnxStudentTracker, TrackerMetadata
-from export.tracker.model import SUBPIXEL_FIELDS, StudentTracker, drop_fine_passes
+from export.tracker.model import SUBPIXEL_FIELDS, StudentTracker, trim_passes
 
 #: Largest FP32 point error (px) for the export to pass.
 FP32_MAX_POINT_ERROR_PX = 0.05
@@ -85,8 +85,8 @@ def verify_tracker(model: StudentTracker, onnx_path: str | os.PathLike, frames: 
         # compare against the torch model with the stage as exported.
         if key in exported:
             setattr(model.cfg, key, exported[key])
-    if "fine_iterations" in exported and exported["fine_iterations"] != model.cfg.fine_iterations:
-        drop_fine_passes(model, int(exported["fine_iterations"]))  # `laps-export onnx --fine-iterations`
+    # `laps-export onnx --fine-iterations/--finest-stride` may have dropped passes: drop them here too.
+    trim_passes(model, fine_iterations=exported.get("fine_iterations"), finest_stride=exported.get("finest_stride"))
     model.pyramid.with_image = model.cfg.subpixel_on == "image"
     fp32 = compare_on_frames(model, onnx_path, frames)
     report["fp32"] = fp32

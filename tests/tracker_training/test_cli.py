@@ -26,14 +26,15 @@ def test_distill_export_into_a_bundle_and_verify(tmp_path, capsys):
     before = int(load_model_directory(bundle).manifest["version"])
     assert main(["onnx", "--checkpoint", str(run / "best.pt"), "--out", str(bundle), "--model-version", "cli-t",
                  "--subpixel-radius", "4", "--subpixel-blur", "1.0", "--subpixel-iterations", "2",
-                 "--visibility-threshold", "0.5", "--residual-threshold", "0.8", "--fine-iterations", "0"]) == 0
+                 "--visibility-threshold", "0.5", "--residual-threshold", "0.8", "--finest-stride", "2"]) == 0
     md = load_model_directory(bundle)
     assert int(md.manifest["version"]) == before + 1
     assert md.manifest["tracker"]["model_version"] == "cli-t"
     # The weight-free stage as set at export, recorded in the metadata (verify below rebuilds it).
     arch = md.manifest["tracker"]["architecture"]
     assert (arch["subpixel_radius"], arch["subpixel_blur"], arch["subpixel_iterations"]) == (4, 1.0, 2)
-    assert arch["fine_iterations"] == 0  # trained with 1: verify below drops it from the torch side too
+    # Trained with passes at strides 8..1 and one more at 1: verify below drops them on the torch side too.
+    assert (arch["finest_stride"], arch["fine_iterations"]) == (2, 0)
     assert (md.manifest["tracker"]["visibility_threshold"], md.manifest["tracker"]["residual_threshold"]) == (0.5, 0.8)
     assert sha256_file(bundle / "tokenizer.onnx") == tokenizer_sha
     report = tmp_path / "verify" / "report.json"
@@ -67,8 +68,10 @@ def test_an_out_of_range_subpixel_setting_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "moving window (radius 3) must fit in the main one (radius 2)" in err and "Traceback" not in err
     for flag, value, says in (("--residual-threshold", "-0.1", "--residual-threshold -0.1 is out of range"),
-                              ("--fine-iterations", "2", "--fine-iterations: fine_iterations 2 is out of range: "
-                                                        "this model was trained with 1, so 0..1"),
+                              ("--fine-iterations", "2", "--fine-iterations/--finest-stride: fine_iterations 2 is out "
+                                                        "of range: this model was trained with 1, so 0..1"),
+                              ("--finest-stride", "3", "--fine-iterations/--finest-stride: finest_stride 3 is out of "
+                                                       "range"),
                               ("--visibility-threshold", "nan", "--visibility-threshold nan is not a number")):
         assert main(["onnx", "--checkpoint", str(run / "best.pt"), "--out", str(tmp_path / "t"),
                      "--model-version", "x", flag, value]) == 2

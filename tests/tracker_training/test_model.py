@@ -13,7 +13,6 @@ from export.tracker.model import (
     StudentExport,
     StudentTracker,
     count_parameters,
-    drop_fine_passes,
     flatten_map,
     gather_patch,
     lattice_scores,
@@ -22,6 +21,7 @@ from export.tracker.model import (
     subpixel_refine,
     match_residual,
     subpixel_stage,
+    trim_passes,
     widen,
 )
 
@@ -204,8 +204,8 @@ def test_match_residual_is_small_for_a_match_and_large_for_another_patch():
     assert torch.isfinite(match_residual(torch.zeros(1, 1, 9, 1), torch.ones(1, 1, 9, 1))).all()
 
 
-def test_dropping_a_fine_pass_runs_the_same_earlier_passes_and_fewer_weights():
-    torch.manual_seed(4)
+def _trained_pair(seed: int) -> tuple[StudentTracker, StudentTracker, StudentConfig]:
+    torch.manual_seed(seed)
     cfg = StudentConfig.from_dict({**StudentConfig().to_dict(), "channels": [4, 8, 8, 8], "hidden": 8, "mlp": 16,
                                    "fine_iterations": 1})
     full = StudentTracker(cfg).eval()
@@ -213,22 +213,54 @@ def test_dropping_a_fine_pass_runs_the_same_earlier_passes_and_fewer_weights():
         p.data.add_(0.01 * torch.randn_like(p))
     short = StudentTracker(StudentConfig.from_dict(cfg.to_dict())).eval()
     short.load_state_dict(full.state_dict())
-    assert drop_fine_passes(short, 0) is short
+    return full, short, cfg
+
+
+def _one_step(model: StudentTracker, n: int = 6, h: int = 48, w: int = 64) -> dict:
+    points = torch.rand(1, n, 2, generator=torch.Generator().manual_seed(1)) * torch.tensor([w - 20.0, h - 20.0]) + 10
+    state = model.initial_state(1, n, h, w)
+    with torch.no_grad():
+        prev = model.features(_smooth_image(h, w, 1) * 255)
+        return model(_smooth_image(h, w, 2) * 255, prev, points, state["velocity"], state["hidden"],
+                     state["anchor"], torch.ones(1, n, 1))
+
+
+def test_dropping_a_fine_pass_runs_the_same_earlier_passes_and_fewer_weights():
+    full, short, cfg = _trained_pair(4)
+    assert trim_passes(short, fine_iterations=0) is short
     assert short.cfg.fine_iterations == 0 and len(short.refiners) == len(cfg.strides)
     assert count_parameters(short) < count_parameters(full)
-    h, w, n = 48, 64, 6
-    prev = full.features(_smooth_image(h, w, 1) * 255)
-    points = torch.rand(1, n, 2) * torch.tensor([w - 20.0, h - 20.0]) + 10
-    args = (points, torch.zeros(1, n, 2), torch.zeros(1, n, 8), torch.zeros(1, n, cfg.anchor_dim), torch.ones(1, n, 1))
-    with torch.no_grad():
-        a = full(_smooth_image(h, w, 2) * 255, prev, *args)
-        b = short(_smooth_image(h, w, 2) * 255, prev, *args)
+    a, b = _one_step(full), _one_step(short)
     passes = len(cfg.strides)
     assert len(a["estimates"]) == passes + 2 and len(b["estimates"]) == passes + 1  # + the sub-pixel stage
     for ea, eb in zip(a["estimates"][:passes], b["estimates"][:passes]):
         assert torch.equal(ea, eb)
     assert not torch.equal(a["estimates"][passes], b["estimates"][passes])  # the dropped pass moved points
     with pytest.raises(ValueError, match="trained with 0, so 0..0"):
-        drop_fine_passes(short, 1)
+        trim_passes(short, fine_iterations=1)
     with pytest.raises(ValueError, match="out of range"):
-        drop_fine_passes(full, -1)
+        trim_passes(full, fine_iterations=-1)
+
+
+def test_a_coarser_finest_stride_drops_the_finer_maps_and_templates():
+    full, short, cfg = _trained_pair(5)
+    trim_passes(short, finest_stride=2)  # implies no extra stride-1 pass
+    assert short.pass_strides() == [8, 4, 2] and short.cfg.fine_iterations == 0
+    assert short.cfg.anchor_dim == 8 + 8 + 8 and short.n_maps == 3 + 1  # levels 2, 4, 8 and the frame
+    a, b = _one_step(full), _one_step(short)
+    for ea, eb in zip(a["estimates"][:3], b["estimates"][:3]):
+        assert torch.equal(ea, eb)  # the coarse passes are untouched
+    assert len(b["estimates"]) == 4 and [m.shape[1] for m in b["maps"]] == [8, 8, 8, PATCH_BLOCK]
+    assert b["anchor"].shape[-1] == 24 and torch.equal(b["anchor"], a["anchor"][..., 4:])
+    # The exported layout follows: state maps and anchor without the stride-1 level.
+    h, w, n = 48, 64, 6
+    state = short.initial_state(1, n, h, w)
+    outs = StudentExport(short)(torch.zeros(1, 1, h, w), *state["feats"], torch.full((n, 2), 20.0),
+                                torch.zeros(n, 2), torch.zeros(n, 8), torch.zeros(n, 24), torch.ones(n, 1))
+    assert [o.shape[-1] for o in outs[5:9]] == [8, 8, 8, PATCH_BLOCK]
+    with pytest.raises(ValueError, match="finest_stride 3 is out of range"):
+        trim_passes(short, finest_stride=3)
+    with pytest.raises(ValueError, match="finest_stride 1 is out of range: this model's passes reach stride 2"):
+        trim_passes(short, finest_stride=1)
+    with pytest.raises(ValueError, match="fine_iterations 1 needs the stride-1 level"):
+        trim_passes(full, fine_iterations=1, finest_stride=2)
