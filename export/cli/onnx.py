@@ -52,7 +52,7 @@ TRACKER_FLAGS = (
      "(default: the checkpoint's, 1)"),
     ("--visibility-threshold", float, "LOGIT",
      "a point stays visible while the student's visibility logit is >= this (default 1.0, chosen on validation "
-     "seeds; 0 = probability 0.5)"),
+     "seeds for all the trained passes; 0 = probability 0.5; the shipped tracker, --finest-stride 2, uses -2.0)"),
     ("--residual-threshold", float, "R",
      "drop a point whose sub-pixel match residual (RMS residual / template contrast) reaches this, like LK's "
      "forward-backward check (default 0.6, chosen on validation seeds; 0 = no check)"),
