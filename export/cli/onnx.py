@@ -114,6 +114,10 @@ def handler(args: argparse.Namespace) -> int:
 
     if args.kind == "tracker" or (args.kind == "auto" and _is_tracker_checkpoint(args.checkpoint)):
         return _export_tracker(args)
+    given = [flag for flag, *_ in TRACKER_FLAGS if getattr(args, flag[2:].replace("-", "_")) is not None]
+    if given:
+        raise ConfigError(f"{given[0]} applies to a tracker checkpoint only, and {args.checkpoint} is not one "
+                          "(a tokenizer export); drop the flag or give a checkpoint from `laps-export distill-tracker`")
     args.bundle_version = 1 if args.bundle_version is None else args.bundle_version
     model, conventions, ckpt = load_checkpoint(args.checkpoint)
     dhash = ckpt.get("provenance", {}).get("training_data_hash", "")

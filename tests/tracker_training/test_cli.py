@@ -81,3 +81,11 @@ def test_an_out_of_range_subpixel_setting_is_one_line(tmp_path, capsys):
                  "--subpixel-iterations", "0", "--residual-threshold", "0.5"]) == 2
     err = capsys.readouterr().err
     assert "--residual-threshold needs the sub-pixel stage" in err and "Traceback" not in err
+
+
+def test_tracker_only_flags_are_refused_for_a_tokenizer_export(tmp_path, capsys):
+    # Not silently ignored: the flag would change nothing in a tokenizer bundle.
+    assert main(["onnx", "--checkpoint", str(tmp_path / "tokenizer.pt"), "--out", str(tmp_path / "t"),
+                 "--model-version", "x", "--finest-stride", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "--finest-stride applies to a tracker checkpoint only" in err and "Traceback" not in err
