@@ -13,8 +13,7 @@ What it is and why (the edge needs TensorRT at camera rate on a Jetson, at least
 - **Coarse-to-fine local correlation**: starting from previous position + previous velocity, at
   each level (stride 8 -> 1, then `fine_iterations` more at stride 1; trained so, the shipped
   export stops at stride 2 and leaves the rest to the sub-pixel stage: `trim_passes`) the current
-  features are sampled on a
-  (2r+1)^2 lattice of `stride`-spaced offsets around the estimate; a soft-argmax over the
+  features are sampled on a (2r+1)^2 lattice of `stride`-spaced offsets around the estimate; a soft-argmax over the
   frame-to-frame scores moves the estimate (a strong prior, gated to 0 at initialisation so random
   features do not throw points around) and a small per-level MLP over both score maps and the
   point's hidden state adds a correction. Stride 8 with r = 3
@@ -41,8 +40,9 @@ What it is and why (the edge needs TensorRT at camera rate on a Jetson, at least
 
 174,829 parameters as trained, 124,453 in the shipped export (far under the ~2 M budget: a wider
 pyramid costs CPU time, and the speed target is <= 3x LK on ORT CPU) and 0.43 GFLOPs per frame
-at N = 400, 320x240 (`flops_per_frame`: 0.33 in the pyramid, 0.10 in tracking). On ORT CPU the time goes less to FLOPs than to memory
-traffic (gathers, slices, layout changes), which is what the layout choices below are about.
+at N = 400, 320x240 (`flops_per_frame`: 0.33 in the pyramid, 0.10 in tracking). On ORT CPU the
+time goes less to FLOPs than to memory traffic (gathers, slices, layout changes), which is what
+the layout choices below are about.
 
 Coordinates: (x, y) pixels of the frame given to the tracker, origin at the top-left pixel's
 centre (edge.tracking.base). The feature map of stride s has pixel j at image pixel s * j.
@@ -432,8 +432,8 @@ def subpixel_stage(prev_table: torch.Tensor, table: torch.Tensor, shape: tuple[i
 
 def _gauss_newton_solver(gx: torch.Tensor, gy: torch.Tensor, window: torch.Tensor | None = None) -> torch.Tensor:
     """H^-1 J^T of a patch as one (B, N, 2, P) matrix, from its gradients gx, gy (B, N, 1, P) and an
-    optional 0/1 window (B, N, 1, P) that leaves pixels out: the step is then `solve @ residual`,
-    one batched matrix product per iteration. Zero where the patch is flat or an edge (2x2 normal
+    optional 0/1 window (B, N, 1, P) that leaves pixels out: each iteration's step is then this
+    matrix times the residual (a multiply-and-sum over P in `subpixel_refine`). Zero where the patch is flat or an edge (2x2 normal
     matrix near singular)."""
     if window is not None:
         gx, gy = gx * window, gy * window  # window^2 = window: H and J^T both see the window once
@@ -507,8 +507,7 @@ class StudentTracker(nn.Module):
             raise ValueError(f"subpixel_on must be 'features' or 'image', got {c.subpixel_on!r}")
         check_passes(c)
         self.pyramid = FeaturePyramid(c.channels, with_image=c.subpixel_on == "image")
-        passes = len(c.strides) + c.fine_iterations
-        self.refiners = nn.ModuleList(Refiner(c.lattice, c.hidden, c.mlp) for _ in range(passes))
+        self.refiners = nn.ModuleList(Refiner(c.lattice, c.hidden, c.mlp) for _ in pass_strides(c))
         self.visibility = nn.Sequential(nn.Linear(2 * c.lattice + c.hidden + 2, c.mlp), nn.ReLU(),
                                         nn.Linear(c.mlp, 1))
         r = torch.arange(-c.radius, c.radius + 1, dtype=torch.float32)
@@ -717,7 +716,7 @@ def flops_per_frame(cfg: StudentConfig, width: int, height: int, n_points: int) 
             conv += 2 * 5 * height * width  # the separable 5-tap blur of the frame
         # Template: separable bilinear sample (2 MACs per cell), gradients, the 2x2 solve folded
         # into a (2, P) matrix; then `its` patch samples (the first at the network's estimate) and
-        # residuals, and per iteration one (2, P) x (P, 1) product.
+        # residuals, and per iteration that matrix times the residual.
         track += n_points * ch * (2 * (side + 3) ** 2 + 2 * patch + 7 * patch)
         track += n_points * ch * its * (2 * (side + 1) ** 2 + patch + 2 * patch)
         if cfg.subpixel_moving_radius:
