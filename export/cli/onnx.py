@@ -43,6 +43,13 @@ TRACKER_FLAGS = (
      "per step, 0 = none (default: the checkpoint's)"),
     ("--subpixel-moving-px", float, "PX",
      "speed (px per model step) above which a point uses the second window (default: the checkpoint's)"),
+    ("--subpixel-anchor-iterations", int, "N",
+     "Gauss-Newton steps of the sub-pixel stage's drift correction, which matches each point's patch from the "
+     "frame it was seeded on after the frame-to-frame match; 0 = none (default: the checkpoint's, 0; the "
+     "shipped tracker uses 1)"),
+    ("--subpixel-anchor-px", float, "PX",
+     "largest move the drift correction may make; a larger one means the seed patch no longer looks like the "
+     "point and the frame-to-frame result stands (default: the checkpoint's, 1.0)"),
     ("--fine-iterations", int, "N",
      "refinement passes at stride 1 after the coarse-to-fine sweep, at most the checkpoint's: the trailing ones "
      "are dropped, no retraining (default: the checkpoint's)"),
@@ -52,7 +59,7 @@ TRACKER_FLAGS = (
      "(default: the checkpoint's, 1)"),
     ("--visibility-threshold", float, "LOGIT",
      "a point stays visible while the student's visibility logit is >= this (default 1.0, chosen on validation "
-     "seeds for all the trained passes; 0 = probability 0.5; the shipped tracker, --finest-stride 2, uses -2.0)"),
+     "seeds for all the trained passes; 0 = probability 0.5; the shipped tracker, --finest-stride 2, uses -3.0)"),
     ("--residual-threshold", float, "R",
      "drop a point whose sub-pixel match residual (RMS residual / template contrast) reaches this, like LK's "
      "forward-backward check (default 0.6, chosen on validation seeds; 0 = no check)"),
@@ -222,15 +229,19 @@ def _export_tracker(args: argparse.Namespace) -> int:
     for key in SUBPIXEL_FIELDS:
         value = getattr(args, key, None)  # subpixel_on has no flag
         if value is not None:
-            if value < 0 or (key == "subpixel_radius" and value < 1):
-                raise ConfigError(f"--{key.replace('_', '-')} {value} is out of range; give "
-                                  f"{'a radius >= 1' if key == 'subpixel_radius' else 'a value >= 0'}")
+            least, what = {"subpixel_radius": (1, "a radius >= 1"),
+                           "subpixel_anchor_px": (1e-6, "a distance > 0 px, e.g. 1.0")}.get(key, (0, "a value >= 0"))
+            if not value >= least:
+                raise ConfigError(f"--{key.replace('_', '-')} {value} is out of range; give {what}")
             setattr(model.cfg, key, value)
     if args.fine_iterations is not None or args.finest_stride is not None:
         try:
             trim_passes(model, fine_iterations=args.fine_iterations, finest_stride=args.finest_stride)
         except ValueError as exc:
             raise ConfigError(f"--fine-iterations/--finest-stride: {exc}") from None
+    if model.cfg.subpixel_anchor_iterations and not model.cfg.subpixel_iterations:
+        raise ConfigError("--subpixel-anchor-iterations corrects the sub-pixel stage's result, but that stage is off "
+                          "(--subpixel-iterations 0); give --subpixel-iterations >= 1 or drop the correction")
     if model.cfg.subpixel_moving_radius > model.cfg.subpixel_radius:
         raise ConfigError(f"the sub-pixel moving window (radius {model.cfg.subpixel_moving_radius}) must fit in the "
                           f"main one (radius {model.cfg.subpixel_radius}); lower --subpixel-moving-radius or raise "

@@ -26,13 +26,17 @@ def test_distill_export_into_a_bundle_and_verify(tmp_path, capsys):
     before = int(load_model_directory(bundle).manifest["version"])
     assert main(["onnx", "--checkpoint", str(run / "best.pt"), "--out", str(bundle), "--model-version", "cli-t",
                  "--subpixel-radius", "4", "--subpixel-blur", "1.0", "--subpixel-iterations", "2",
-                 "--visibility-threshold", "0.5", "--residual-threshold", "0.8", "--finest-stride", "2"]) == 0
+                 "--visibility-threshold", "0.5", "--residual-threshold", "0.8", "--finest-stride", "2",
+                 "--subpixel-anchor-iterations", "1", "--subpixel-anchor-px", "0.8"]) == 0
     md = load_model_directory(bundle)
     assert int(md.manifest["version"]) == before + 1
     assert md.manifest["tracker"]["model_version"] == "cli-t"
     # The weight-free stage as set at export, recorded in the metadata (verify below rebuilds it).
     arch = md.manifest["tracker"]["architecture"]
     assert (arch["subpixel_radius"], arch["subpixel_blur"], arch["subpixel_iterations"]) == (4, 1.0, 2)
+    # The drift correction's seed window (9 x 9 pixels) rides in the anchor state.
+    assert (arch["subpixel_anchor_iterations"], arch["subpixel_anchor_px"]) == (1, 0.8)
+    assert md.manifest["tracker"]["anchor_dim"] == 8 + 8 + 8 + 81
     # Trained with passes at strides 8..1 and one more at 1: verify below drops them on the torch side too.
     assert (arch["finest_stride"], arch["fine_iterations"]) == (2, 0)
     assert (md.manifest["tracker"]["visibility_threshold"], md.manifest["tracker"]["residual_threshold"]) == (0.5, 0.8)
@@ -72,7 +76,9 @@ def test_an_out_of_range_subpixel_setting_is_one_line(tmp_path, capsys):
                                                         "of range: this model was trained with 1, so 0..1"),
                               ("--finest-stride", "3", "--fine-iterations/--finest-stride: finest_stride 3 is out of "
                                                        "range"),
-                              ("--visibility-threshold", "nan", "--visibility-threshold nan is not a number")):
+                              ("--visibility-threshold", "nan", "--visibility-threshold nan is not a number"),
+                              ("--subpixel-anchor-px", "0", "--subpixel-anchor-px 0.0 is out of range; give a "
+                                                            "distance > 0 px")):
         assert main(["onnx", "--checkpoint", str(run / "best.pt"), "--out", str(tmp_path / "t"),
                      "--model-version", "x", flag, value]) == 2
         err = capsys.readouterr().err
@@ -81,6 +87,10 @@ def test_an_out_of_range_subpixel_setting_is_one_line(tmp_path, capsys):
                  "--subpixel-iterations", "0", "--residual-threshold", "0.5"]) == 2
     err = capsys.readouterr().err
     assert "--residual-threshold needs the sub-pixel stage" in err and "Traceback" not in err
+    assert main(["onnx", "--checkpoint", str(run / "best.pt"), "--out", str(tmp_path / "t"), "--model-version", "x",
+                 "--subpixel-iterations", "0", "--subpixel-anchor-iterations", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "--subpixel-anchor-iterations corrects the sub-pixel stage's result, but that stage is off" in err
 
 
 def test_tracker_only_flags_are_refused_for_a_tokenizer_export(tmp_path, capsys):
