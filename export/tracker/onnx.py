@@ -40,7 +40,8 @@ OPSET = 17
 #: survival, LK 0.271 / 0.53; blur 0.172 / 0.58, LK 0.210 / 0.53). With 0 / off it keeps far more
 #: fast-moving points, but at ~1.3x LK's median error there. The shipped bundle stops the
 #: network's passes at stride 2 (`--finest-stride 2`), which shifts the visibility logits, and
-#: ships logit >= -2.0 with residual < 0.6, chosen again on those seeds.
+#: adds the sub-pixel drift correction (`--subpixel-anchor-iterations 1`); it ships logit >= -3.0
+#: with residual < 0.6, chosen again on VALIDATION seeds 500-505.
 DEFAULT_VISIBILITY_THRESHOLD = 1.0
 DEFAULT_RESIDUAL_THRESHOLD = 0.6
 
