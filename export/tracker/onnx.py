@@ -41,7 +41,7 @@ OPSET = 17
 #: fast-moving points, but at ~1.3x LK's median error there. The shipped bundle stops the
 #: network's passes at stride 2 (`--finest-stride 2`), which shifts the visibility logits, and
 #: adds the sub-pixel drift correction (`--subpixel-anchor-iterations 1`); it ships logit >= -3.0
-#: with residual < 0.6, chosen again on VALIDATION seeds 500-505.
+#: with residual < 0.64, chosen again on VALIDATION seeds 500-505.
 DEFAULT_VISIBILITY_THRESHOLD = 1.0
 DEFAULT_RESIDUAL_THRESHOLD = 0.6
 
