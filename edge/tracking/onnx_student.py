@@ -242,7 +242,9 @@ class OnnxStudentTracker(PointTracker):
             **{f"feat{i}": out[f"feat{i}"] for i in range(self.n_maps)},
             "points": points, "velocity": velocity,
             "hidden": np.where(visible[:, None], out["hidden_out"], 0.0).astype(np.float32),
-            "anchor": out["anchor_out"].astype(np.float32),
+            # No copy: the graph's output is already float32, and with the drift correction's seed
+            # window this is the largest per-point state (N x anchor_dim).
+            "anchor": np.asarray(out["anchor_out"], dtype=np.float32),
             "fresh": (~visible).astype(np.float32)[:, None],
         }
         with np.errstate(over="ignore"):

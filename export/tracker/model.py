@@ -637,8 +637,8 @@ class StudentTracker(nn.Module):
             # Plain ints: the exported graph then carries the map size as constants, not as Shape
             # arithmetic (whose Casts the FP16 converter leaves at float32).
             dims = (int(feats[lv].shape[0]), int(feats[lv].shape[2]), int(feats[lv].shape[3]))
-            est, mismatch, anchor_patch = subpixel_stage(prev_table, table, dims, points, est, c,
-                                                         anchor_patch if c.anchor_patch_dim else None, fresh)
+            # anchor_patch is (B, N, 0) without the correction, and the stage then returns None.
+            est, mismatch, anchor_patch = subpixel_stage(prev_table, table, dims, points, est, c, anchor_patch, fresh)
             if anchor_patch is not None:
                 anchor = torch.cat([anchor, anchor_patch], dim=-1)
             estimates.append(est)
