@@ -16,6 +16,10 @@ Teachers (any mix; at least one):
 Validation (end-point error printed at every --eval-every): --val-synthetic-seeds (VALIDATION
 500-599). Held-out seeds 900-999 are refused: they are for benchmarks/tracking.py only.
 
+Fine-tune: --init CKPT starts from a checkpoint's weights and architecture with a new schedule;
+with --finest-stride 2 its stride-1 passes are dropped first, so the network trains with the
+passes the shipped export runs.
+
 Writes OUT/last.pt (every evaluation; --resume continues from it bit-identically on CPU),
 OUT/best.pt (lowest validation mean end-point error) and OUT/history.json. Export with
 `laps-export onnx --checkpoint OUT/best.pt --out MODEL_DIR --bundle-version K`.
@@ -63,9 +67,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     opt.add_argument("--seed", type=int, default=0, help="seed of initialisation, batches and windows (default 0)")
     opt.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     opt.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
-    opt.add_argument("--channels", default="8,16,32,32",
-                     help="feature channels at strides 1,2,4,8 (default 8,16,32,32)")
-    opt.add_argument("--radius", type=int, default=3, help="correlation lattice half-width in cells (default 3)")
+    opt.add_argument("--channels", default=None,
+                     help="feature channels at strides 1,2,4,8 (default 8,16,32,32; with --init the checkpoint's)")
+    opt.add_argument("--radius", type=int, default=None,
+                     help="correlation lattice half-width in cells (default 3; with --init the checkpoint's)")
+    opt.add_argument("--finest-stride", type=int, default=None, metavar="S",
+                     help="finest stride the network's refinement passes train at, as `laps-export onnx "
+                          "--finest-stride` runs them (default 1; with --init the checkpoint's, and a coarser one "
+                          "drops its finer trained passes first)")
+    opt.add_argument("--init", metavar="CKPT",
+                     help="fine-tune: start from this distill-tracker checkpoint's weights and architecture, with a "
+                          "new optimiser and learning-rate schedule (--lr, --iterations); to continue an interrupted "
+                          "fine-tune, repeat the command with --resume")
     opt.add_argument("--subpixel-iterations", type=int, default=4,
                      help="Gauss-Newton iterations of the weight-free sub-pixel stage, 0 = off (default 4); "
                           "`laps-export onnx --subpixel-iterations` can change it at export")
@@ -87,6 +100,8 @@ def handler(args: argparse.Namespace) -> int:
     size = _size(args.input_size, "--input-size")
     spec = WindowSpec(steps=args.steps, points=args.points, crop=_size(args.crop, "--crop"),
                       stride=args.window_stride, fps=args.fps, input_size=size)
+    # Architecture first: a wrong flag must not wait for minutes of rendering.
+    model, init_state, init = _architecture(args, spec)
     progress = not args.no_progress
     parts: list[WindowSet] = []
     sources: list[str] = []
@@ -115,15 +130,12 @@ def handler(args: argparse.Namespace) -> int:
         check_training_seed(s, "validation")
     val_data = build_synthetic(val_seeds, args.val_minutes, args.nuisances, spec, args.seed + 1,
                                workers=args.workers, progress=progress)
-    channels = tuple(int(v) for v in args.channels.split(","))
-    if len(channels) != 4:
-        raise ConfigError(f"--channels {args.channels!r} needs 4 numbers (strides 1, 2, 4, 8), e.g. 8,16,32,32")
     cfg = TrainConfig(iterations=args.iterations, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                      eval_every=args.eval_every, device=args.device, threads=args.threads,
-                      model={"channels": list(channels), "radius": args.radius,
-                             "subpixel_iterations": args.subpixel_iterations})
+                      eval_every=args.eval_every, device=args.device, threads=args.threads, model=model)
     provenance = {"teachers": sources, "validation": f"synthetic seeds {args.val_synthetic_seeds} x "
                   f"{args.val_minutes:g} min", "train_windows": len(train_data), "val_windows": len(val_data)}
+    if init:
+        provenance["init"] = {k: v for k, v in init.items() if k != "window_spec"}
     print(json.dumps(provenance))
 
     def show(row: dict) -> None:
@@ -133,8 +145,51 @@ def handler(args: argparse.Namespace) -> int:
               flush=True)
 
     train(train_data, val_data, spec, cfg, args.out, resume=args.resume, provenance=provenance,
-          progress=progress, on_eval=show)
+          progress=progress, on_eval=show, init_state=init_state)
     return 0
+
+
+def _architecture(args: argparse.Namespace, spec) -> tuple[dict, dict | None, dict | None]:
+    """(StudentConfig overrides, starting weights or None, init provenance or None) from the flags."""
+    from edge.errors import ConfigError
+    from export.tracker.model import StudentConfig, check_passes
+
+    channels = None
+    if args.channels is not None:
+        try:
+            channels = [int(v) for v in args.channels.split(",")]
+        except ValueError:
+            channels = []
+        if len(channels) != 4:
+            raise ConfigError(f"--channels {args.channels!r} needs 4 numbers (strides 1, 2, 4, 8), e.g. 8,16,32,32")
+    if args.init is None:
+        model = {"channels": channels or [8, 16, 32, 32], "radius": 3 if args.radius is None else args.radius,
+                 "subpixel_iterations": args.subpixel_iterations}
+        if args.finest_stride is not None:
+            # the extra passes run at stride 1, which a coarser finest stride leaves out
+            model.update(finest_stride=args.finest_stride, fine_iterations=0 if args.finest_stride != 1 else 1)
+            try:
+                check_passes(StudentConfig.from_dict({**StudentConfig().to_dict(), **model}))
+            except ValueError as e:
+                raise ConfigError(f"--finest-stride {args.finest_stride}: {e}") from None
+        return model, None, None
+    from export.tracker.train import init_from_checkpoint
+
+    cfg, state, init = init_from_checkpoint(args.init, args.finest_stride)
+    if channels is not None and tuple(channels) != tuple(cfg.channels):
+        raise ConfigError(f"--channels {args.channels} differs from --init's {','.join(map(str, cfg.channels))}; "
+                          "a fine-tune keeps the architecture (leave --channels out)")
+    if args.radius is not None and args.radius != cfg.radius:
+        raise ConfigError(f"--radius {args.radius} differs from --init's {cfg.radius}; a fine-tune keeps the "
+                          "architecture (leave --radius out)")
+    trained = init["window_spec"]
+    for key, flag in (("fps", "--fps"), ("input_size", "--input-size")):
+        mine = list(spec.to_dict()[key]) if key == "input_size" else spec.to_dict()[key]
+        if key in trained and trained[key] != mine:
+            raise ConfigError(f"{flag} {mine} differs from the {trained[key]} --init was trained at; fine-tune at "
+                              f"its {key.replace('_', ' ')}")
+    model = {**cfg.to_dict(), "subpixel_iterations": args.subpixel_iterations}
+    return model, state, init
 
 
 def _size(text: str, option: str) -> tuple[int, int]:

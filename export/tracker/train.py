@@ -156,12 +156,16 @@ def train(
     progress: bool = True,
     on_eval: Callable[[dict], None] | None = None,
     stop_at: int | None = None,
+    init_state: dict | None = None,
 ) -> list[dict]:
     """Distil, writing `last.pt` every `eval_every` iterations and `best.pt` at the lowest
     validation mean EPE. Returns the validation history (also in `history.json`).
 
     stop_at: end after this many iterations as if interrupted (the schedule still spans
     `cfg.iterations`; `resume=True` continues the run exactly).
+    init_state: a fine-tune's starting weights, a state dict of a student built from
+    `cfg.student_config()` (`init_from_checkpoint`); the optimiser and schedule start afresh.
+    Ignored on resume (the run's own checkpoint holds the weights by then).
     """
     from tqdm import tqdm
 
@@ -169,6 +173,8 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     device = deterministic_setup(cfg.device, cfg.threads, cfg.seed)
     model = StudentTracker(cfg.student_config()).to(device)
+    if init_state is not None and not resume:
+        model.load_state_dict(init_state)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     history: list[dict] = []
     start, best, running = 0, float("inf"), 0.0
@@ -227,6 +233,31 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[StudentTracker, dict]:
     model.load_state_dict(ckpt["model"])
     model.eval()
     return model, ckpt
+
+
+def init_from_checkpoint(path: str | os.PathLike, finest_stride: int | None = None
+                         ) -> tuple[StudentConfig, dict, dict]:
+    """A fine-tune's start: the student of a distill-tracker checkpoint with its passes trimmed to
+    `finest_stride` (`trim_passes`; None: as trained). Returns (its config, its state dict,
+    provenance: path, sha256, iteration, finest stride, the window spec it was trained with).
+
+    Why trim before training: the shipped export runs the passes down to stride 2 only, and the
+    visibility head then reads scores of the stride-2 pass it was never trained on; training with
+    that layout fits both the head and the last pass to what the device runs."""
+    import hashlib
+
+    from export.tracker.model import trim_passes
+
+    model, ckpt = load_checkpoint(path)
+    if finest_stride is not None:
+        try:
+            trim_passes(model, finest_stride=finest_stride)
+        except ValueError as e:
+            raise ConfigError(f"--finest-stride with --init {path}: {e}") from None
+    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    provenance = {"checkpoint": str(path), "sha256": digest, "iteration": int(ckpt.get("iteration", 0)),
+                  "finest_stride": model.cfg.finest_stride, "window_spec": ckpt.get("window_spec", {})}
+    return model.cfg, model.state_dict(), provenance
 
 
 def is_tracker_checkpoint(path: str | os.PathLike) -> bool:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from edge.model import load_model_directory, sha256_file
 from export.cli import main
+from export.tracker.train import load_checkpoint
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "edge" / "models" / "default"
 TINY_ARGS = ["--synthetic-minutes", "0.1", "--val-synthetic-seeds", "500", "--val-minutes", "0.05",
@@ -99,3 +100,26 @@ def test_tracker_only_flags_are_refused_for_a_tokenizer_export(tmp_path, capsys)
                  "--model-version", "x", "--finest-stride", "2"]) == 2
     err = capsys.readouterr().err
     assert "--finest-stride applies to a tracker checkpoint only" in err and "Traceback" not in err
+
+
+def test_a_fine_tune_from_the_command_line_and_its_mistakes(tmp_path, capsys):
+    run, tuned = tmp_path / "run", tmp_path / "tuned"
+    assert main(["distill-tracker", "--synthetic-seeds", "100", *TINY_ARGS, "--out", str(run)]) == 0
+    assert main(["distill-tracker", "--synthetic-seeds", "101", *TINY_ARGS, "--init", str(run / "best.pt"),
+                 "--finest-stride", "2", "--lr", "1e-4", "--out", str(tuned)]) == 0
+    capsys.readouterr()
+    model, ckpt = load_checkpoint(tuned / "best.pt")
+    assert (model.cfg.finest_stride, model.cfg.fine_iterations, len(model.refiners)) == (2, 0, 3)
+    assert ckpt["provenance"]["init"]["sha256"] == sha256_file(run / "best.pt")
+    base = ["distill-tracker", "--synthetic-seeds", "100", *TINY_ARGS, "--out", str(tmp_path / "x")]
+    for extra, says in ((["--init", str(run / "best.pt"), "--channels", "8,8,8,8"],
+                         "--channels 8,8,8,8 differs from --init's 4,8,8,8"),
+                        (["--init", str(run / "best.pt"), "--radius", "3"], "--radius 3 differs from --init's 2"),
+                        (["--init", str(run / "best.pt"), "--fps", "5"], "--fps 5.0 differs from the 10.0"),
+                        (["--init", str(tuned / "best.pt"), "--finest-stride", "1"],
+                         "--finest-stride with --init"),
+                        (["--init", str(tmp_path / "none.pt")], "does not exist"),
+                        (["--finest-stride", "3"], "--finest-stride 3: finest_stride 3 is not one of")):
+        assert main([*base, *extra]) == 2, extra
+        err = capsys.readouterr().err
+        assert says in err and "Traceback" not in err, err

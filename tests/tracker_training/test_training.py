@@ -9,7 +9,7 @@ import torch
 from edge.errors import ConfigError
 from export.tracker.dataset import WindowSpec
 from export.tracker.model import StudentConfig, StudentTracker, count_parameters, flops_per_frame
-from export.tracker.train import load_checkpoint, train, unroll
+from export.tracker.train import init_from_checkpoint, load_checkpoint, train, unroll
 from export.training import CHECKPOINT_BEST, CHECKPOINT_LAST
 
 from .conftest import TINY_SPEC, tiny_student, tiny_train_config
@@ -96,3 +96,38 @@ def test_a_tokenizer_checkpoint_is_not_taken_for_a_tracker(tmp_path):
     torch.save({"model": {}, "model_config": {"preset": "small"}}, path)
     with pytest.raises(ConfigError, match="not a tracker student"):
         load_checkpoint(path)
+
+
+def test_a_fine_tune_starts_from_the_checkpoint_with_its_passes_trimmed(tmp_path, tiny_windows, tiny_val_windows):
+    first = tmp_path / "first"
+    train(tiny_windows, tiny_val_windows, TINY_SPEC, tiny_train_config(), first, progress=False)
+    cfg, state, init = init_from_checkpoint(first / CHECKPOINT_LAST, finest_stride=2)
+    assert (cfg.finest_stride, cfg.fine_iterations) == (2, 0) and init["iteration"] == 6
+    # Trained passes at strides 8, 4, 2, 1 and one more at 1: the stride-2 prefix is kept.
+    full, _ = load_checkpoint(first / CHECKPOINT_LAST)
+    assert len(full.refiners) == 5 and sum(k.startswith("refiners.") for k in state) \
+        == sum(k.startswith("refiners.") and int(k.split(".")[1]) < 3 for k in full.state_dict())
+    # At learning rate 0 the run keeps exactly the weights it started from...
+    still = tmp_path / "still"
+    train(tiny_windows, tiny_val_windows, TINY_SPEC, tiny_train_config(lr=0.0, model=cfg.to_dict()), still,
+          progress=False, init_state=state)
+    kept, ckpt = load_checkpoint(still / CHECKPOINT_LAST)
+    assert kept.cfg.finest_stride == 2 and len(kept.refiners) == 3
+    for key, value in state.items():
+        assert torch.equal(value, kept.state_dict()[key]), key
+    # ...and at a real one it moves from them (an untrained start would differ everywhere).
+    moved = tmp_path / "moved"
+    train(tiny_windows, tiny_val_windows, TINY_SPEC, tiny_train_config(lr=1e-4, model=cfg.to_dict()), moved,
+          progress=False, init_state=state)
+    tuned, _ = load_checkpoint(moved / CHECKPOINT_LAST)
+    delta = max(float((tuned.state_dict()[k] - v).abs().max()) for k, v in state.items())
+    assert 0 < delta < 0.05
+
+
+def test_a_fine_tune_cannot_add_passes_that_were_never_trained(tmp_path, tiny_windows, tiny_val_windows):
+    coarse = tmp_path / "coarse"
+    train(tiny_windows, tiny_val_windows, TINY_SPEC,
+          tiny_train_config(iterations=3, model={**tiny_train_config().model, "finest_stride": 2,
+                                                 "fine_iterations": 0}), coarse, progress=False)
+    with pytest.raises(ConfigError, match="out of range"):
+        init_from_checkpoint(coarse / CHECKPOINT_LAST, finest_stride=1)
