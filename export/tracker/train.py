@@ -244,8 +244,7 @@ def init_from_checkpoint(path: str | os.PathLike, finest_stride: int | None = No
     Why trim before training: the shipped export runs the passes down to stride 2 only, and the
     visibility head then reads scores of the stride-2 pass it was never trained on; training with
     that layout fits both the head and the last pass to what the device runs."""
-    import hashlib
-
+    from edge.model import sha256_file
     from export.tracker.model import trim_passes
 
     model, ckpt = load_checkpoint(path)
@@ -253,9 +252,8 @@ def init_from_checkpoint(path: str | os.PathLike, finest_stride: int | None = No
         try:
             trim_passes(model, finest_stride=finest_stride)
         except ValueError as e:
-            raise ConfigError(f"--finest-stride with --init {path}: {e}") from None
-    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    provenance = {"checkpoint": str(path), "sha256": digest, "iteration": int(ckpt.get("iteration", 0)),
+            raise ConfigError(f"cannot fine-tune {path} at finest stride {finest_stride}: {e}") from None
+    provenance = {"checkpoint": str(path), "sha256": sha256_file(path), "iteration": int(ckpt.get("iteration", 0)),
                   "finest_stride": model.cfg.finest_stride, "window_spec": ckpt.get("window_spec", {})}
     return model.cfg, model.state_dict(), provenance
 

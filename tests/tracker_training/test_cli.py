@@ -117,7 +117,7 @@ def test_a_fine_tune_from_the_command_line_and_its_mistakes(tmp_path, capsys):
                         (["--init", str(run / "best.pt"), "--radius", "3"], "--radius 3 differs from --init's 2"),
                         (["--init", str(run / "best.pt"), "--fps", "5"], "--fps 5.0 differs from the 10.0"),
                         (["--init", str(tuned / "best.pt"), "--finest-stride", "1"],
-                         "--finest-stride with --init"),
+                         "at finest stride 1: finest_stride 1 is out of range"),
                         (["--init", str(tmp_path / "none.pt")], "does not exist"),
                         (["--finest-stride", "3"], "--finest-stride 3: finest_stride 3 is not one of")):
         assert main([*base, *extra]) == 2, extra
