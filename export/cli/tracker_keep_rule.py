@@ -66,7 +66,7 @@ def handler(args: argparse.Namespace) -> int:
     from edge.tracking.lk import LucasKanadeTracker
     from edge.tracking.onnx_student import OnnxStudentTracker
     from export.tokenizer.dataset import parse_seed_range
-    from export.tracker.evaluation import GRID, synthetic_runs
+    from export.tracker.evaluation import GRID, SIZE, synthetic_runs
     from export.tracker.keep_rule import choose, evaluate_rules
     from export.tracker.teachers import check_training_seed
 
@@ -88,10 +88,9 @@ def handler(args: argparse.Namespace) -> int:
     if not student.has_residual:
         raise ConfigError(f"tracker {student.path} has no match-residual output; re-export it with "
                           "`laps-export onnx` (a sub-pixel stage) to choose a residual cut")
-    if student.metadata.grid != GRID or tuple(student.input_size) != (320, 240):
-        raise ConfigError(f"tracker {student.path} tracks a {student.metadata.grid}x{student.metadata.grid} grid at "
-                          f"{student.input_size[0]}x{student.input_size[1]}; the evaluation is defined for 20x20 "
-                          "at 320x240 (export the tracker for the default model)")
+    if tuple(student.input_size) != SIZE:  # (the grid was checked when the tracker was opened)
+        raise ConfigError(f"tracker {student.path} takes {student.input_size[0]}x{student.input_size[1]} frames; the "
+                          f"evaluation is defined at {SIZE[0]}x{SIZE[1]} (export the tracker for the default model)")
     shipped = (student.metadata.visibility_threshold, student.metadata.residual_threshold)
     trackers = {"lk": LucasKanadeTracker(grid=GRID), "student": student}
     merged = synthetic_runs(trackers, seeds, args.minutes, desc="validation runs", progress=not args.no_progress)
