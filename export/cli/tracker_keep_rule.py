@@ -15,7 +15,7 @@ A rule qualifies when on every subset its median is below LK's and its survival 
 the qualifying rule with the lowest fast-motion median is recommended, as the flags to give
 `laps-export onnx`. Exit 0 with a recommendation, 1 when no rule qualifies.
 
-Example (how the shipped rule, bundle version 8, was chosen; about 10 minutes on 2 cores):
+Example (how the shipped rule, bundle version 8, was chosen; about 4 minutes on 2 cores):
   laps-export tracker-keep-rule --tracker-model edge/models/default --seeds 500-505 \\
       --plot keep-rule.png --json keep-rule.json
 """
