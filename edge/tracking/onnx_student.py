@@ -156,9 +156,9 @@ class OnnxStudentTracker(PointTracker):
     `edge.inference.create_backend`. visibility_threshold: logit cut; residual_threshold: match
     residual cut (0: none); None: the model's own, from its metadata.
 
-    After each `step`: `last_visibility_prob` and `last_match_residual` (N,) float32 (NaN on a
-    seeding step, and the residual NaN for a graph without one) and `last_reseeded` (N,) bool,
-    as LK's `last_reseeded`.
+    After each `step`: `last_visibility_logit` (the raw logit the keep rule reads; its sigmoid is
+    `last_visibility_prob`) and `last_match_residual` (N,) float32 (NaN on a seeding step, and the
+    residual NaN for a graph without one) and `last_reseeded` (N,) bool, as LK's `last_reseeded`.
     """
 
     def __init__(self, model: "str | os.PathLike | ModelDirectory", grid: int | None = None, margin: float | None = None,
@@ -204,10 +204,16 @@ class OnnxStudentTracker(PointTracker):
         self._seeds = grid_points(w, h, self.grid, self.margin)
         self._zero_feats = {f"prev_feat{i}": np.zeros(self.backend.input_shapes[f"prev_feat{i}"], np.float32)
                             for i in range(self.n_maps)}
-        self.last_visibility_prob = np.full(self.n_points, np.nan, np.float32)
+        self.last_visibility_logit = np.full(self.n_points, np.nan, np.float32)
         self.last_match_residual = np.full(self.n_points, np.nan, np.float32)
         self.last_reseeded = np.zeros(self.n_points, bool)
         self.reset()
+
+    @property
+    def last_visibility_prob(self) -> np.ndarray:
+        """Sigmoid of `last_visibility_logit`, (N,) float32; computed on request, not every frame."""
+        with np.errstate(over="ignore"):
+            return (1.0 / (1.0 + np.exp(-self.last_visibility_logit))).astype(np.float32)
 
     def reset(self) -> None:
         self._state: dict[str, np.ndarray] | None = None
@@ -247,8 +253,7 @@ class OnnxStudentTracker(PointTracker):
             "anchor": np.asarray(out["anchor_out"], dtype=np.float32),
             "fresh": (~visible).astype(np.float32)[:, None],
         }
-        with np.errstate(over="ignore"):
-            self.last_visibility_prob = (1.0 / (1.0 + np.exp(-logit))).astype(np.float32)
+        self.last_visibility_logit = logit.astype(np.float32, copy=False)
         self.last_match_residual = residual.astype(np.float32)
         self.last_reseeded = ~visible
         return TrackStep(points=points.copy(), visible=visible, velocity=velocity)
@@ -285,7 +290,7 @@ class OnnxStudentTracker(PointTracker):
         out = self.backend.run({"image": frame, **self._zero_feats, "points": self._seeds, **blank})
         self._state = {**{f"feat{i}": out[f"feat{i}"] for i in range(self.n_maps)},
                        "points": self._seeds.copy(), **blank}
-        self.last_visibility_prob = np.full(n, np.nan, np.float32)
+        self.last_visibility_logit = np.full(n, np.nan, np.float32)
         self.last_match_residual = np.full(n, np.nan, np.float32)
         self.last_reseeded = np.ones(n, bool)
         return TrackStep(points=self._seeds.copy(), visible=np.ones(n, bool), velocity=np.zeros((n, 2), np.float32))

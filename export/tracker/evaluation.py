@@ -55,15 +55,6 @@ def gradient_energy(grey: np.ndarray, points: np.ndarray) -> np.ndarray:
     return box[yi, xi]
 
 
-def _step_logit(trk) -> np.ndarray | None:
-    """The student's visibility logit of its last step (N,), None for a tracker without one."""
-    prob = getattr(trk, "last_visibility_prob", None)
-    if prob is None:
-        return None
-    p = np.clip(prob.astype(np.float64), 1e-12, 1 - 1e-12)
-    return np.log(p / (1 - p)).astype(np.float32)
-
-
 def run_windows(trackers: dict, ws, idx: np.ndarray, frames: list[np.ndarray]) -> dict:
     """Per 16-frame window, per tracker: errors (W, 15, N) px and kept (W, 15, N); for a student
     also its per-step visibility logit and match residual (W, 15, N) ("logit", "residual"); plus
@@ -89,9 +80,8 @@ def run_windows(trackers: dict, ws, idx: np.ndarray, frames: list[np.ndarray]) -
                 kept &= step.visible
                 rec["err"].append(np.linalg.norm(step.points - pos[t], axis=1))
                 rec["kept"].append(kept.copy())
-                logit = _step_logit(trk)
-                if logit is not None:
-                    rec["logit"].append(logit)
+                if hasattr(trk, "last_visibility_logit"):  # the student: what its keep rule reads
+                    rec["logit"].append(trk.last_visibility_logit.copy())
                     rec["residual"].append(trk.last_match_residual.copy())
             for k, v in rec.items():
                 if v:
