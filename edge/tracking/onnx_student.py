@@ -148,6 +148,18 @@ def find_tracker_model(model: "str | os.PathLike | ModelDirectory") -> Path:
     return md.path / TRACKER_NAME
 
 
+def keep_mask(logit: np.ndarray, residual: np.ndarray | None, visibility_threshold: float,
+              residual_threshold: float) -> np.ndarray:
+    """The student's keep rule on raw outputs, flattened to (K,) bool: logit >= `visibility_threshold`
+    and, when `residual_threshold` > 0, residual below it (a NaN residual fails). residual None: a
+    graph without one. One definition for the device and for choosing the thresholds
+    (`export.tracker.keep_rule`)."""
+    keep = logit.reshape(-1) >= visibility_threshold
+    if residual_threshold > 0 and residual is not None:
+        keep &= residual.reshape(-1) < residual_threshold
+    return keep
+
+
 class OnnxStudentTracker(PointTracker):
     """The distilled student through ONNX Runtime, meeting the `PointTracker` contract.
 
@@ -262,10 +274,7 @@ class OnnxStudentTracker(PointTracker):
         """The keep rule on a step's raw outputs (N,) -> (N,) bool, before the inside-the-frame
         test: logit >= `visibility_threshold` and, when `residual_threshold` > 0, residual below
         it (a NaN residual, from a degenerate patch, fails). residual None: a graph without one."""
-        keep = logit.reshape(-1) >= self.visibility_threshold
-        if self.residual_threshold > 0 and residual is not None:
-            keep &= residual.reshape(-1) < self.residual_threshold
-        return keep
+        return keep_mask(logit, residual, self.visibility_threshold, self.residual_threshold)
 
     def track_pair(self, previous: np.ndarray, current: np.ndarray, points: np.ndarray
                    ) -> tuple[np.ndarray, np.ndarray]:

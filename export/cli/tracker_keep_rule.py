@@ -94,7 +94,7 @@ def handler(args: argparse.Namespace) -> int:
     shipped = (student.metadata.visibility_threshold, student.metadata.residual_threshold)
     trackers = {"lk": LucasKanadeTracker(grid=GRID), "student": student}
     merged = synthetic_runs(trackers, seeds, args.minutes, desc="validation runs", progress=not args.no_progress)
-    results = evaluate_rules(merged, student, visibility, residual)
+    results = evaluate_rules(merged, visibility, residual)
     best = choose(results)
     _print(results, best, shipped)
     if args.json:

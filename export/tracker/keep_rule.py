@@ -2,7 +2,7 @@
 cuts that `laps-export onnx --visibility-threshold/--residual-threshold` writes into the metadata.
 
 The device keeps a point while the graph's estimate is inside the frame, its visibility logit is
->= v and its match residual < r (`OnnxStudentTracker.keeps`). One run of the student with no cut
+>= v and its match residual < r (`edge.tracking.onnx_student.keep_mask`). One run of the student with no cut
 (every step's logit and residual recorded) and of Lucas-Kanade on the same recordings
 (`export.tracker.evaluation`) gives every rule's figures exactly: points are tracked
 independently, so a point's track up to its first drop does not depend on the rule, and the
@@ -17,9 +17,11 @@ recommended (the table marks the failing cells).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
+from edge.tracking.onnx_student import keep_mask
 from export.tracker.evaluation import accuracy_figures, subsets
 
 #: default grids (logit cuts, residual cuts; residual 0 = no residual check)
@@ -55,36 +57,32 @@ def rule_kept(inside: np.ndarray, logit: np.ndarray, residual: np.ndarray, keeps
     """Kept mask (W, S, N) of one rule: running AND over the steps of inside & keeps(logit, residual).
 
     inside: the thresholds-off run's own kept mask (already a running AND); keeps: the device's
-    rule, `OnnxStudentTracker.keeps` with the rule's thresholds, applied to flattened arrays."""
+    rule with the rule's thresholds (`keep_mask`, or `OnnxStudentTracker.keeps`), on flattened arrays."""
     ok = keeps(logit.reshape(-1), residual.reshape(-1)).reshape(inside.shape)
     return np.logical_and.accumulate(inside & ok, axis=1)
 
 
-def evaluate_rules(merged: dict, student, visibility: list[float], residual: list[float]) -> list[RuleResult]:
+def evaluate_rules(merged: dict, visibility: list[float], residual: list[float]) -> list[RuleResult]:
     """Figures of every (visibility, residual) pair on the thresholds-off run `merged`
-    (`evaluation.synthetic_runs` with trackers "lk" and "student"). `student`: the
-    OnnxStudentTracker of that run; its thresholds are set per rule and restored."""
+    (`evaluation.synthetic_runs` with trackers "lk" and "student"), each rule applied by the
+    device's own `keep_mask`."""
     subs = subsets(merged)
     lk = {}
     for label, key, select in subs:
         m = merged[key]
         f = accuracy_figures(m["lk"]["err"], m["lk"]["kept"], m["gt_vis"], select)
         lk[label] = (f["epe_median_px"], f["survival_16"])
-    saved = (student.visibility_threshold, student.residual_threshold)
     results = []
-    try:
-        for v in visibility:
-            for r in residual:
-                student.visibility_threshold, student.residual_threshold = float(v), float(r)
-                figs = {}
-                for label, key, select in subs:
-                    s = merged[key]["student"]
-                    kept = rule_kept(s["kept"], s["logit"], s["residual"], student.keeps)
-                    f = accuracy_figures(s["err"], kept, merged[key]["gt_vis"], select)
-                    figs[label] = (f["epe_median_px"], f["survival_16"])
-                results.append(RuleResult(float(v), float(r), figs, lk))
-    finally:
-        student.visibility_threshold, student.residual_threshold = saved
+    for v in visibility:
+        for r in residual:
+            keeps = partial(keep_mask, visibility_threshold=float(v), residual_threshold=float(r))
+            figs = {}
+            for label, key, select in subs:
+                s = merged[key]["student"]
+                kept = rule_kept(s["kept"], s["logit"], s["residual"], keeps)
+                f = accuracy_figures(s["err"], kept, merged[key]["gt_vis"], select)
+                figs[label] = (f["epe_median_px"], f["survival_16"])
+            results.append(RuleResult(float(v), float(r), figs, lk))
     return results
 
 
