@@ -18,8 +18,10 @@ Contract (edge.tracking.base, as `LucasKanadeTracker`): the first call after con
 `reset()` seeds the grid (velocity 0, visible True); later, a point is visible when the
 student's visibility logit is >= `visibility_threshold` (the student was trained to say "within
 2 px of the truth"), its match residual is < `residual_threshold` (0: no such check; the
-student's counterpart of LK's forward-backward check) and its estimate is finite and inside the
-frame. Both thresholds come from the model's metadata (chosen on validation seeds at export).
+student's counterpart of LK's forward-backward check) - or < `moving_residual_threshold` when
+the point moved more than `moving_px` px this step (0: the same cut for every point) - and its
+estimate is finite and inside the frame. The thresholds come from the model's metadata (chosen
+on validation seeds, `laps-export tracker-keep-rule`, and written at export).
 An invisible point is re-seeded at its grid position: velocity 0, visible False, and `fresh`
 on the next call (its anchor is taken again and its hidden state restarts). A frame whose size
 differs from the model's is refused (the graph's shapes are fixed; the pipeline resizes frames).
@@ -80,7 +82,10 @@ class TrackerMetadata:
     input_size: (width, height) px of the frames. fps: the rate it was trained at.
     convention: "xy". hidden, anchor_dim: state sizes. visibility_threshold: logit cut.
     residual_threshold: a point whose match residual reaches it is dropped (0: no check; bundles
-    before it have none).
+    before it have none). moving_residual_threshold: the cut instead for a point that moved more
+    than `moving_px` px this step (0: `residual_threshold` for every point; bundles before
+    version 9 have none). The sub-pixel stage matches such points in a smaller window, whose
+    normalised residual is not on the same scale, and they are where tracks fail.
     model_version, created, parameters, flops_per_frame, training, architecture: provenance.
     """
 
@@ -94,6 +99,8 @@ class TrackerMetadata:
     convention: str = "xy"
     visibility_threshold: float = 0.0
     residual_threshold: float = 0.0
+    moving_residual_threshold: float = 0.0
+    moving_px: float = 2.0
     model_version: str = ""
     created: str = ""
     parameters: int = 0
@@ -149,15 +156,21 @@ def find_tracker_model(model: "str | os.PathLike | ModelDirectory") -> Path:
 
 
 def keep_mask(logit: np.ndarray, residual: np.ndarray | None, visibility_threshold: float,
-              residual_threshold: float) -> np.ndarray:
+              residual_threshold: float, motion: np.ndarray | None = None,
+              moving_residual_threshold: float = 0.0, moving_px: float = 2.0) -> np.ndarray:
     """The student's keep rule on raw outputs, flattened to (K,) bool: logit >= `visibility_threshold`
-    and, when `residual_threshold` > 0, residual below it (a NaN residual fails). residual None: a
-    graph without one. One definition for the device and for choosing the thresholds
-    (`export.tracker.keep_rule`)."""
+    and residual below its cut (a NaN residual fails): `moving_residual_threshold` where `motion`
+    (px the point moved this step, same shape) exceeds `moving_px` and that cut is > 0, else
+    `residual_threshold` (0: no residual check there). residual None: a graph without one. One
+    definition for the device and for choosing the thresholds (`export.tracker.keep_rule`)."""
     keep = logit.reshape(-1) >= visibility_threshold
-    if residual_threshold > 0 and residual is not None:
-        keep &= residual.reshape(-1) < residual_threshold
-    return keep
+    if residual is None:
+        return keep
+    r = residual.reshape(-1)
+    ok = r < residual_threshold if residual_threshold > 0 else np.ones(r.shape, bool)
+    if moving_residual_threshold > 0 and motion is not None:
+        ok = np.where(motion.reshape(-1) > moving_px, r < moving_residual_threshold, ok)
+    return keep & ok
 
 
 class OnnxStudentTracker(PointTracker):
@@ -166,7 +179,9 @@ class OnnxStudentTracker(PointTracker):
     model: tracker.onnx or a model directory holding one. grid, margin: the lattice the caller
     expects (None: the model's own); a mismatch is a ConfigError. providers: as
     `edge.inference.create_backend`. visibility_threshold: logit cut; residual_threshold: match
-    residual cut (0: none); None: the model's own, from its metadata.
+    residual cut (0: none); moving_residual_threshold: the cut for points that moved more than the
+    model's `moving_px` this step (0: residual_threshold for all); None: the model's own, from its
+    metadata.
 
     After each `step`: `last_visibility_logit` (the raw logit the keep rule reads; its sigmoid is
     `last_visibility_prob`) and `last_match_residual` (N,) float32 (NaN on a seeding step, and the
@@ -175,7 +190,8 @@ class OnnxStudentTracker(PointTracker):
 
     def __init__(self, model: "str | os.PathLike | ModelDirectory", grid: int | None = None, margin: float | None = None,
                  providers: str = "auto", visibility_threshold: float | None = None,
-                 residual_threshold: float | None = None, **backend_options: Any) -> None:
+                 residual_threshold: float | None = None, moving_residual_threshold: float | None = None,
+                 **backend_options: Any) -> None:
         from edge.inference import create_backend
 
         path = find_tracker_model(model)
@@ -204,13 +220,17 @@ class OnnxStudentTracker(PointTracker):
                                           else visibility_threshold)
         self.residual_threshold = float(meta.residual_threshold if residual_threshold is None
                                         else residual_threshold)
+        self.moving_residual_threshold = float(meta.moving_residual_threshold if moving_residual_threshold is None
+                                               else moving_residual_threshold)
+        self.moving_px = float(meta.moving_px)
         self.has_residual = RESIDUAL_OUTPUT in self.backend.output_names
-        if not np.isfinite(self.residual_threshold) or self.residual_threshold < 0:
-            raise ConfigError(f"residual_threshold {self.residual_threshold:g} is not a number >= 0; use e.g. 0.6, "
-                              "or 0 for no residual check")
-        if self.residual_threshold > 0 and not self.has_residual:
-            raise ConfigError(f"tracker {path} has no {RESIDUAL_OUTPUT!r} output, so residual_threshold "
-                              f"{self.residual_threshold:g} cannot apply; use 0 or re-export the tracker")
+        for name in ("residual_threshold", "moving_residual_threshold"):
+            value = getattr(self, name)
+            if not np.isfinite(value) or value < 0:
+                raise ConfigError(f"{name} {value:g} is not a number >= 0; use e.g. 0.6, or 0 for no such check")
+            if value > 0 and not self.has_residual:
+                raise ConfigError(f"tracker {path} has no {RESIDUAL_OUTPUT!r} output, so {name} {value:g} cannot "
+                                  "apply; use 0 or re-export the tracker")
         self.providers_in_use = list(self.backend.providers_in_use)
         w, h = self.input_size
         self._seeds = grid_points(w, h, self.grid, self.margin)
@@ -253,7 +273,8 @@ class OnnxStudentTracker(PointTracker):
         inside = (np.isfinite(p1).all(axis=1) & (p1[:, 0] >= 0) & (p1[:, 0] <= w - 1)
                   & (p1[:, 1] >= 0) & (p1[:, 1] <= h - 1))
         residual = out[RESIDUAL_OUTPUT].reshape(n) if self.has_residual else np.full(n, np.nan, np.float32)
-        visible = inside & self.keeps(logit, residual)
+        motion = np.hypot(p1[:, 0] - p0[:, 0], p1[:, 1] - p0[:, 1])
+        visible = inside & self.keeps(logit, residual, motion)
         points = np.where(visible[:, None], p1, self._seeds).astype(np.float32)
         velocity = np.where(visible[:, None], p1 - p0, 0.0).astype(np.float32)
         self._state = {
@@ -270,11 +291,14 @@ class OnnxStudentTracker(PointTracker):
         self.last_reseeded = ~visible
         return TrackStep(points=points.copy(), visible=visible, velocity=velocity)
 
-    def keeps(self, logit: np.ndarray, residual: np.ndarray | None) -> np.ndarray:
+    def keeps(self, logit: np.ndarray, residual: np.ndarray | None, motion: np.ndarray | None = None) -> np.ndarray:
         """The keep rule on a step's raw outputs (N,) -> (N,) bool, before the inside-the-frame
-        test: logit >= `visibility_threshold` and, when `residual_threshold` > 0, residual below
-        it (a NaN residual, from a degenerate patch, fails). residual None: a graph without one."""
-        return keep_mask(logit, residual, self.visibility_threshold, self.residual_threshold)
+        test (`keep_mask` with this tracker's thresholds): logit >= `visibility_threshold` and the
+        residual below its cut (a NaN residual, from a degenerate patch, fails), the moving cut
+        where `motion` (px moved this step, (N,)) exceeds `moving_px`. residual None: a graph
+        without one."""
+        return keep_mask(logit, residual, self.visibility_threshold, self.residual_threshold, motion,
+                         self.moving_residual_threshold, self.moving_px)
 
     def track_pair(self, previous: np.ndarray, current: np.ndarray, points: np.ndarray
                    ) -> tuple[np.ndarray, np.ndarray]:

@@ -64,6 +64,10 @@ TRACKER_FLAGS = (
      "drop a point whose sub-pixel match residual (RMS residual / template contrast) reaches this, like LK's "
      "forward-backward check (default 0.6, chosen on validation seeds; 0 = no check; the shipped tracker uses "
      "0.64)"),
+    ("--moving-residual-threshold", float, "R",
+     "the residual cut instead for a point that moved more than the sub-pixel stage's --subpixel-moving-px this "
+     "step (it is matched in the smaller window, and fast points are where tracks fail); 0 = --residual-threshold "
+     "for every point (default 0; choose it with `laps-export tracker-keep-rule`)"),
 )
 
 
@@ -261,6 +265,14 @@ def _export_tracker(args: argparse.Namespace) -> int:
             raise ConfigError("--residual-threshold needs the sub-pixel stage, which is off "
                               "(--subpixel-iterations 0); drop the flag or turn the stage on")
         thresholds["residual_threshold"] = args.residual_threshold
+    if args.moving_residual_threshold is not None:
+        if not math.isfinite(args.moving_residual_threshold) or args.moving_residual_threshold < 0:
+            raise ConfigError(f"--moving-residual-threshold {args.moving_residual_threshold} is out of range; give "
+                              "a number >= 0, e.g. 0.55, or 0 for the --residual-threshold cut")
+        if args.moving_residual_threshold > 0 and not model.cfg.subpixel_iterations:
+            raise ConfigError("--moving-residual-threshold needs the sub-pixel stage, which is off "
+                              "(--subpixel-iterations 0); drop the flag or turn the stage on")
+        thresholds["moving_residual_threshold"] = args.moving_residual_threshold
     training = {"checkpoint_iteration": ckpt["iteration"], "best_val_epe_mean_px": ckpt["best_val_epe_mean_px"],
                 **ckpt.get("provenance", {})}
     out = Path(args.out)

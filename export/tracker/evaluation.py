@@ -57,7 +57,8 @@ def gradient_energy(grey: np.ndarray, points: np.ndarray) -> np.ndarray:
 
 def run_windows(trackers: dict, ws, idx: np.ndarray, frames: list[np.ndarray]) -> dict:
     """Per 16-frame window, per tracker: errors (W, 15, N) px and kept (W, 15, N); for a student
-    also its per-step visibility logit and match residual (W, 15, N) ("logit", "residual"); plus
+    also its per-step visibility logit, match residual and motion (px it moved the point this
+    step) (W, 15, N) ("logit", "residual", "motion"); plus
     ground truth: gt_vis (W, 15, N), speed (W, 15, N) px/step, texture (W, N)."""
     from edge.tracking.base import grid_points
 
@@ -74,7 +75,7 @@ def run_windows(trackers: dict, ws, idx: np.ndarray, frames: list[np.ndarray]) -
             trk.reset()
             trk.step(frames[s])
             kept = np.ones(len(grid), bool)
-            rec: dict[str, list] = {"err": [], "kept": [], "logit": [], "residual": []}
+            rec: dict[str, list] = {"err": [], "kept": [], "logit": [], "residual": [], "motion": []}
             for t in range(1, WINDOW):
                 step = trk.step(frames[s + t])
                 kept &= step.visible
@@ -83,6 +84,7 @@ def run_windows(trackers: dict, ws, idx: np.ndarray, frames: list[np.ndarray]) -
                 if hasattr(trk, "last_visibility_logit"):  # the student: what its keep rule reads
                     rec["logit"].append(trk.last_visibility_logit.copy())
                     rec["residual"].append(trk.last_match_residual.copy())
+                    rec["motion"].append(np.linalg.norm(step.velocity, axis=1))
             for k, v in rec.items():
                 if v:
                     out[name].setdefault(k, []).append(np.stack(v))

@@ -41,7 +41,9 @@ OPSET = 17
 #: fast-moving points, but at ~1.3x LK's median error there. The shipped bundle stops the
 #: network's passes at stride 2 (`--finest-stride 2`), which shifts the visibility logits, and
 #: adds the sub-pixel drift correction (`--subpixel-anchor-iterations 1`); it ships logit >= -3.0
-#: with residual < 0.64, chosen again on VALIDATION seeds 500-505.
+#: with residual < 0.64, chosen again on VALIDATION seeds 500-505. Bundle version 9 adds a
+#: separate, stricter residual cut for points that moved more than the sub-pixel stage's
+#: `subpixel_moving_px` this step (`--moving-residual-threshold`; default 0 = the same cut).
 DEFAULT_VISIBILITY_THRESHOLD = 1.0
 DEFAULT_RESIDUAL_THRESHOLD = 0.6
 
@@ -49,20 +51,25 @@ DEFAULT_RESIDUAL_THRESHOLD = 0.6
 def build_metadata(model: StudentTracker, *, n_points: int, grid: int, grid_margin: float,
                    input_size: tuple[int, int], fps: float, model_version: str,
                    training: dict | None = None, visibility_threshold: float = DEFAULT_VISIBILITY_THRESHOLD,
-                   residual_threshold: float = DEFAULT_RESIDUAL_THRESHOLD) -> TrackerMetadata:
+                   residual_threshold: float = DEFAULT_RESIDUAL_THRESHOLD,
+                   moving_residual_threshold: float = 0.0) -> TrackerMetadata:
     """The tracker's metadata for an export at this grid and input size; the thresholds are the
     keep/drop rule the device applies (`TrackerMetadata`; residual 0 = no check, and no check is
-    possible without a sub-pixel stage)."""
+    possible without a sub-pixel stage; moving 0 = the residual cut for every point). The moving
+    cut switches at the sub-pixel stage's own `subpixel_moving_px` (where its window switches),
+    2 px when the stage has no second window."""
     if grid * grid != n_points:
         raise ConfigError(f"n_points {n_points} is not grid^2 for grid {grid}")
     cfg = model.cfg
     if not cfg.subpixel_iterations:
-        residual_threshold = 0.0
+        residual_threshold = moving_residual_threshold = 0.0
+    moving_px = float(cfg.subpixel_moving_px) if cfg.subpixel_moving_radius and cfg.subpixel_moving_px > 0 else 2.0
     return TrackerMetadata(
         n_points=int(n_points), grid=int(grid), grid_margin=float(grid_margin),
         input_size=(int(input_size[0]), int(input_size[1])), fps=float(fps), hidden=int(cfg.hidden),
         anchor_dim=int(cfg.anchor_dim), visibility_threshold=float(visibility_threshold),
-        residual_threshold=float(residual_threshold), model_version=model_version,
+        residual_threshold=float(residual_threshold), moving_residual_threshold=float(moving_residual_threshold),
+        moving_px=moving_px, model_version=model_version,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
         parameters=count_parameters(model),
         flops_per_frame=int(flops_per_frame(cfg, input_size[0], input_size[1], n_points)["total"]),
@@ -122,7 +129,8 @@ def add_tracker_to_model_directory(model: StudentTracker, model_dir: str | os.Pa
                                    **thresholds: float) -> Path:
     """Export into an existing model directory (its tokenizer's grid, input size and fps) and
     re-write the manifest with `bundle_version` (monotonic: must exceed the current one).
-    thresholds: visibility_threshold / residual_threshold for `build_metadata`."""
+    thresholds: visibility_threshold / residual_threshold / moving_residual_threshold for
+    `build_metadata`."""
     md = load_model_directory(model_dir)
     current = int(md.manifest.get("version", 0))
     if bundle_version <= current:

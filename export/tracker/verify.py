@@ -61,8 +61,11 @@ def compare_on_frames(model: StudentTracker, onnx_path: str | os.PathLike, frame
             ref = torch_step(model, grey, state)
             errors.append(np.linalg.norm(ref["points"] - ort["points_out"], axis=1))
             ort_residual = ort.get(RESIDUAL_OUTPUT)
-            flips.append(trk.keeps(ref["visibility_logit"], ref["match_residual"])
-                         != trk.keeps(ort["visibility_logit"], ort_residual))
+            # Each side's own motion: the moving cut switches on it, as on the device.
+            moved = {k: np.linalg.norm(p - state["points"], axis=1) for k, p in (("ref", ref["points"]),
+                                                                                  ("ort", ort["points_out"]))}
+            flips.append(trk.keeps(ref["visibility_logit"], ref["match_residual"], moved["ref"])
+                         != trk.keeps(ort["visibility_logit"], ort_residual, moved["ort"]))
             if ort_residual is not None and ref["match_residual"] is not None:
                 residual_diffs.append(np.abs(ref["match_residual"] - ort_residual.reshape(-1)))
         trk.step(grey)  # advance exactly as the device does (re-seeding included)

@@ -114,6 +114,30 @@ def test_points_whose_match_residual_reaches_the_threshold_are_dropped(exported)
     np.testing.assert_array_equal(strict.last_reseeded, ~step.visible)
 
 
+def test_points_that_moved_are_judged_by_the_moving_residual_cut(exported):
+    _, meta, path = exported
+    assert meta.moving_residual_threshold == 0.0 and meta.moving_px > 0  # off unless asked for
+    frames = _frames(3)
+    open_trk = OnnxStudentTracker(path, providers="cpu", visibility_threshold=-1e9, residual_threshold=0.0)
+    open_trk.step(frames[0])
+    free = open_trk.step(frames[1])
+    residual = open_trk.last_match_residual.copy()
+    motion = np.linalg.norm(free.velocity, axis=1)
+    # The untrained student moves points anywhere: split them at their median motion instead of the
+    # metadata's px, so both kinds are present.
+    split = float(np.median(motion[free.visible]))
+    moved = motion > split
+    assert moved.any() and (~moved & free.visible).any()
+    loose, tight = float(residual.max()) + 1.0, float(np.median(residual[moved]))
+    trk = OnnxStudentTracker(path, providers="cpu", visibility_threshold=-1e9, residual_threshold=loose,
+                             moving_residual_threshold=tight)
+    trk.moving_px = split
+    trk.step(frames[0])
+    step = trk.step(frames[1])
+    np.testing.assert_array_equal(step.visible, free.visible & np.where(moved, residual < tight, True))
+    assert step.visible[~moved & free.visible].all() and not step.visible[moved].all()
+
+
 def test_a_residual_threshold_needs_a_graph_with_a_residual(tmp_path):
     model = tiny_student()
     model.cfg.subpixel_iterations = 0
@@ -128,6 +152,8 @@ def test_a_residual_threshold_needs_a_graph_with_a_residual(tmp_path):
         OnnxStudentTracker(path, providers="cpu", residual_threshold=0.5)
     with pytest.raises(ConfigError, match="residual_threshold -1 is not a number >= 0"):
         OnnxStudentTracker(path, providers="cpu", residual_threshold=-1.0)
+    with pytest.raises(ConfigError, match="moving_residual_threshold 0.5 cannot apply"):
+        OnnxStudentTracker(path, providers="cpu", moving_residual_threshold=0.5)
 
 
 def test_adding_a_tracker_bumps_the_bundle_and_keeps_the_tokenizer_bytes(tmp_path):

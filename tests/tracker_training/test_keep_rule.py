@@ -13,11 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.tracking.onnx_student import OnnxStudentTracker
+from edge.tracking.onnx_student import OnnxStudentTracker, keep_mask
 from export.cli import main
 from export.tracker.keep_rule import choose, evaluate_rules, rule_kept
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "edge" / "models" / "default"
+#: the shipped bundle's keep rule (visibility, residual, moving residual), as its metadata says
+SHIPPED = (-3.0, 0.64, 0.55)
 W, S, N = 8, 15, 100
 
 
@@ -81,6 +83,37 @@ def test_the_qualifying_rule_with_the_lowest_fast_motion_median_is_chosen():
     assert not got[(-6.0, 0.3)].cell_ok("overall")
 
 
+def test_a_moving_cut_judges_only_the_points_that_moved():
+    merged = {key: _recording() for key in ("all", "blur", "flicker")}
+    for m in merged.values():  # the student moves fast points 6 px per step and the others 0.5
+        m["student"]["motion"] = m["speed"].copy()
+    same, split = evaluate_rules(merged, [-6.0], [0.8], [0.0, 0.3], moving_px=2.0)
+    assert (same.moving_residual_threshold, split.moving_residual_threshold) == (0.0, 0.3)
+    # Fast points (the even ones) now need a residual < 0.3: a share 0.3 held, at median 0.15 px.
+    fast = next(label for label in split.figures if label.startswith("fast motion"))
+    assert split.figures[fast][1] == pytest.approx(0.3) and split.figures[fast][0] == pytest.approx(0.15, abs=0.01)
+    assert same.figures[fast][1] == pytest.approx(0.8)
+    # Slow points keep the 0.8 cut: the overall survival is the mean of the two kinds.
+    assert split.figures["overall"][1] == pytest.approx((0.3 + 0.8) / 2)
+    # Without recorded motion (a run from before the moving cut) the moving cut cannot apply.
+    for m in merged.values():
+        del m["student"]["motion"]
+    (unmoved,) = evaluate_rules(merged, [-6.0], [0.8], [0.3])
+    assert unmoved.figures == same.figures
+
+
+def test_the_device_rule_switches_cut_where_the_point_moved_more_than_moving_px():
+    logit = np.zeros(5, np.float32)
+    residual = np.array([0.5, 0.5, 0.7, np.nan, np.nan], np.float32)
+    motion = np.array([1.0, 3.0, 1.0, 3.0, 1.0], np.float32)
+    assert keep_mask(logit, residual, -1.0, 0.6, motion, 0.4, 2.0).tolist() == [True, False, False, False, False]
+    assert keep_mask(logit, residual, -1.0, 0.6, motion, 0.0, 2.0).tolist() == [True, True, False, False, False]
+    # No static cut: only the moving points are checked (a NaN residual fails only a check).
+    assert keep_mask(logit, residual, -1.0, 0.0, motion, 0.4, 2.0).tolist() == [True, False, True, False, True]
+    assert keep_mask(logit, residual, -1.0, 0.0, None, 0.4, 2.0).tolist() == [True] * 5
+    assert keep_mask(logit, None, 1.0, 0.6, motion, 0.4, 2.0).tolist() == [False] * 5
+
+
 def test_no_rule_is_chosen_when_none_beats_lk():
     merged = {key: _recording() for key in ("all", "blur", "flicker")}
     assert choose(evaluate_rules(merged, [-6.0], [0.3, 0.95])) is None
@@ -89,24 +122,28 @@ def test_no_rule_is_chosen_when_none_beats_lk():
 def test_the_command_scores_the_shipped_student_on_a_validation_recording(tmp_path, capsys):
     out_json, out_png = tmp_path / "rules.json", tmp_path / "rules.png"
     code = main(["tracker-keep-rule", "--tracker-model", str(DEFAULT_DIR), "--seeds", "500", "--minutes", "0.05",
-                 "--visibility=-3,-100", "--residual", "0.64,0", "--json", str(out_json), "--plot", str(out_png),
-                 "--no-progress"])
+                 "--visibility=-3,-100", "--residual", f"{SHIPPED[1]:g},0", "--moving-residual", f"0,{SHIPPED[2]:g}",
+                 "--json", str(out_json), "--plot", str(out_png), "--no-progress"])
     text = capsys.readouterr().out
     report = json.loads(out_json.read_text())
-    assert len(report["rules"]) == 4 and report["seeds"] == [500]
-    assert report["shipped"] == [-3.0, 0.64] and "(the model's own)" in text
+    assert len(report["rules"]) == 8 and report["seeds"] == [500]
+    assert report["shipped"] == list(SHIPPED) and "(the model's own)" in text
     assert code == (0 if report["chosen"] else 1)
     assert ("recommended: laps-export onnx" in text) == (code == 0)
-    rules = {(r["visibility_threshold"], r["residual_threshold"]): r for r in report["rules"]}
+    rules = {(r["visibility_threshold"], r["residual_threshold"], r["moving_residual_threshold"]): r
+             for r in report["rules"]}
     # A looser rule holds at least as many points for whole windows, on every subset.
     for label in report["lk"]:
-        assert rules[(-100.0, 0.0)][f"{label} survival_16"] >= rules[(-3.0, 0.64)][f"{label} survival_16"]
+        loosest = rules[(-100.0, 0.0, 0.0)][f"{label} survival_16"]
+        assert loosest >= rules[SHIPPED][f"{label} survival_16"]
+        assert rules[(-3.0, SHIPPED[1], 0.0)][f"{label} survival_16"] >= rules[SHIPPED][f"{label} survival_16"]
     assert out_png.stat().st_size > 10_000
 
 
 @pytest.mark.parametrize("args, message", [
     (["--seeds", "900"], "HELD-OUT 900-999 is only for benchmarks"),
     (["--residual", "-0.5"], "residual cuts are >= 0"),
+    (["--moving-residual", "0,-0.5"], "--moving-residual '0,-0.5' has a negative cut"),
     (["--visibility", "a,b"], "not a comma-separated list of numbers"),
     (["--minutes", "0"], "must be > 0"),
     (["--plot", "/nonexistent/dir/x.png"], "does not exist"),
