@@ -9,7 +9,7 @@ the same recordings (`export.tracker.evaluation`) gives every rule's figures exa
 tracked independently, so a point's track up to its first drop does not depend on the rule, and
 the rule's kept mask is the running AND of "inside and passes the cuts".
 
-Criterion (the one bundle version 8 was chosen by): a rule qualifies when on every subset its
+Criterion (the one bundle versions 8 and 9 were chosen by): a rule qualifies when on every subset its
 end-point error median is below LK's and its 16-frame survival at least LK's; among qualifying
 rules the one with the lowest fast-motion median is chosen. When none qualifies, none is
 recommended (the table marks the failing cells).

@@ -20,7 +20,7 @@ What it is and why (the edge needs TensorRT at camera rate on a Jetson, at least
   reaches +-24 px before the velocity prior, stride 1 resolves sub-pixel motion.
 - **Sub-pixel stage** (no weights): inverse-compositional Gauss-Newton, i.e. Lucas-Kanade, on
   the standardised frame, lightly blurred, around the network's estimate (17x17 uniform window,
-  9x9 or 11x11 for points moving > 2 px per step, 3-4 iterations, kept where every patch lies in
+  9x9 to 13x13 for points moving > 2 px per step, 3-4 iterations, kept where every patch lies in
   the frame and the last step converged), then optionally (`subpixel_anchor_iterations`) a drift
   correction against the window taken when the point was seeded, carried in the anchor state. The
   learnt part finds the point robustly (blur, fast motion, low texture); this stage makes it as
@@ -91,8 +91,9 @@ class StudentConfig:
     frame-to-frame iterations and 1 correction step (the same patch samples as 4 + 0): on
     VALIDATION seeds 500-501 the median error fell from 0.100 to 0.092 px overall and from 0.268
     to 0.244 px in fast motion, at the same keep rule. With it, an 11x11 moving window
-    (subpixel_moving_radius 5, as shipped) tracks fast motion better than 9x9 (seeds 500-505:
-    0.240 vs 0.247 px; edge/models/README.md).
+    (subpixel_moving_radius 5) tracked fast motion better than 9x9 (seeds 500-505: 0.240 vs 0.247
+    px), and with the moving-point residual cut of bundle 9, 13x13 (radius 6, as shipped) better
+    than 11x11 (seeds 500-511: 0.230 vs 0.237 px; edge/models/README.md).
     """
 
     channels: tuple[int, ...] = (8, 16, 32, 32)
