@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
+from typing import Sequence
 
 import numpy as np
 
@@ -74,8 +75,8 @@ def rule_kept(inside: np.ndarray, logit: np.ndarray, residual: np.ndarray, keeps
     return np.logical_and.accumulate(inside & ok, axis=1)
 
 
-def evaluate_rules(merged: dict, visibility: list[float], residual: list[float],
-                   moving_residual: list[float] = (0.0,), moving_px: float = 2.0) -> list[RuleResult]:
+def evaluate_rules(merged: dict, visibility: Sequence[float], residual: Sequence[float],
+                   moving_residual: Sequence[float] = (0.0,), moving_px: float = 2.0) -> list[RuleResult]:
     """Figures of every (visibility, residual, moving residual) rule on the thresholds-off run
     `merged` (`evaluation.synthetic_runs` with trackers "lk" and "student"), each rule applied by
     the device's own `keep_mask`, with the moving cut switching at `moving_px` px per step (the
@@ -102,6 +103,7 @@ def evaluate_rules(merged: dict, visibility: list[float], residual: list[float],
 
 
 def _keeps(logit, residual, motion, *, v: float, r: float, mr: float, moving_px: float) -> np.ndarray:
+    # keep_mask's motion comes after the two cuts, so a partial of keep_mask could not take it positionally.
     return keep_mask(logit, residual, v, r, motion, mr, moving_px)
 
 
