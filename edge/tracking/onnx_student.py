@@ -273,10 +273,11 @@ class OnnxStudentTracker(PointTracker):
         inside = (np.isfinite(p1).all(axis=1) & (p1[:, 0] >= 0) & (p1[:, 0] <= w - 1)
                   & (p1[:, 1] >= 0) & (p1[:, 1] <= h - 1))
         residual = out[RESIDUAL_OUTPUT].reshape(n) if self.has_residual else np.full(n, np.nan, np.float32)
-        motion = np.hypot(p1[:, 0] - p0[:, 0], p1[:, 1] - p0[:, 1])
+        moved = p1 - p0  # this step's displacement: the velocity of kept points, and the moving cut's motion
+        motion = np.hypot(moved[:, 0], moved[:, 1]) if self.moving_residual_threshold > 0 else None
         visible = inside & self.keeps(logit, residual, motion)
         points = np.where(visible[:, None], p1, self._seeds).astype(np.float32)
-        velocity = np.where(visible[:, None], p1 - p0, 0.0).astype(np.float32)
+        velocity = np.where(visible[:, None], moved, 0.0).astype(np.float32)
         self._state = {
             **{f"feat{i}": out[f"feat{i}"] for i in range(self.n_maps)},
             "points": points, "velocity": velocity,

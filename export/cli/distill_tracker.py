@@ -182,9 +182,9 @@ def _architecture(args: argparse.Namespace, spec) -> tuple[dict, dict | None, di
     if args.radius is not None and args.radius != cfg.radius:
         raise ConfigError(f"--radius {args.radius} differs from --init's {cfg.radius}; a fine-tune keeps the "
                           "architecture (leave --radius out)")
-    trained = init["window_spec"]
+    trained, wanted = init["window_spec"], spec.to_dict()
     for key, flag in (("fps", "--fps"), ("input_size", "--input-size")):
-        mine = list(spec.to_dict()[key]) if key == "input_size" else spec.to_dict()[key]
+        mine = list(wanted[key]) if key == "input_size" else wanted[key]
         if key in trained and trained[key] != mine:
             raise ConfigError(f"{flag} {mine} differs from the {trained[key]} --init was trained at; fine-tune at "
                               f"its {key.replace('_', ' ')}")

@@ -257,22 +257,18 @@ def _export_tracker(args: argparse.Namespace) -> int:
             raise ConfigError(f"--visibility-threshold {args.visibility_threshold} is not a number; give a logit, "
                               "e.g. 1.0")
         thresholds["visibility_threshold"] = args.visibility_threshold
-    if args.residual_threshold is not None:
-        if not math.isfinite(args.residual_threshold) or args.residual_threshold < 0:
-            raise ConfigError(f"--residual-threshold {args.residual_threshold} is out of range; give a number "
-                              ">= 0, e.g. 0.6, or 0 for no residual check")
-        if args.residual_threshold > 0 and not model.cfg.subpixel_iterations:
-            raise ConfigError("--residual-threshold needs the sub-pixel stage, which is off "
-                              "(--subpixel-iterations 0); drop the flag or turn the stage on")
-        thresholds["residual_threshold"] = args.residual_threshold
-    if args.moving_residual_threshold is not None:
-        if not math.isfinite(args.moving_residual_threshold) or args.moving_residual_threshold < 0:
-            raise ConfigError(f"--moving-residual-threshold {args.moving_residual_threshold} is out of range; give "
-                              "a number >= 0, e.g. 0.55, or 0 for the --residual-threshold cut")
-        if args.moving_residual_threshold > 0 and not model.cfg.subpixel_iterations:
-            raise ConfigError("--moving-residual-threshold needs the sub-pixel stage, which is off "
-                              "(--subpixel-iterations 0); drop the flag or turn the stage on")
-        thresholds["moving_residual_threshold"] = args.moving_residual_threshold
+    # Both residual cuts read the sub-pixel stage's match residual: the same range and the same need.
+    for name, example, zero in (("residual_threshold", "0.6", "no residual check"),
+                                ("moving_residual_threshold", "0.55", "the --residual-threshold cut")):
+        value, flag = getattr(args, name), "--" + name.replace("_", "-")
+        if value is None:
+            continue
+        if not math.isfinite(value) or value < 0:
+            raise ConfigError(f"{flag} {value} is out of range; give a number >= 0, e.g. {example}, or 0 for {zero}")
+        if value > 0 and not model.cfg.subpixel_iterations:
+            raise ConfigError(f"{flag} needs the sub-pixel stage, which is off (--subpixel-iterations 0); drop the "
+                              "flag or turn the stage on")
+        thresholds[name] = value
     training = {"checkpoint_iteration": ckpt["iteration"], "best_val_epe_mean_px": ckpt["best_val_epe_mean_px"],
                 **ckpt.get("provenance", {})}
     out = Path(args.out)
