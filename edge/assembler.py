@@ -3,16 +3,17 @@
 The device loop (and `segments_from_features`) calls, for every step:
 
     event = energy_step(state, params, energy)        # or latent_step(state, params, z)
-    segment = assembler.push(state, event, code)      # a Segment when one was kept, else None
+    segments = assembler.push(state, event, code)     # the Segments kept at this step (0, 1 or 2)
     ...
-    segment = assembler.finish(state, finish(state, params))   # at end of stream
+    segments = assembler.finish(state, finish(state, params))   # at end of stream
 
 The assembler reads the step index, the smoothed energy and the segment bounds from the kernel
 state, so it never re-derives the state machine. START is emitted `up_steps - 1` steps after the
 segment's first step, so the last `lookback_steps` steps are kept in a ring until START; after
 START the open segment keeps one code and one smoothed energy per step (compact arrays). Memory is
 therefore O(lookback_steps + length of the open segment), independent of the stream length; a
-`max_steps` cap in the kernel bounds the open segment too.
+`max_steps` cap in the kernel bounds the open segment too. A within-activity SPLIT closes the
+open segment's first part and keeps the rest open; SPLIT_END closes both parts.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ import numpy as np
 from edge.energy.kernel import (
     EVENT_DISCARD,
     EVENT_END,
+    EVENT_SPLIT,
+    EVENT_SPLIT_END,
     EVENT_START,
     energy_step,
     finish,
@@ -36,6 +39,7 @@ from edge.energy.kernel import (
     segment_end,
     segment_start,
     smoothed_energy,
+    split_at,
     step_index,
 )
 from edge.energy.params import HysteresisParams
@@ -101,8 +105,9 @@ class SegmentAssembler:
         """Steps currently held (ring before START plus the open segment)."""
         return len(self._ring) + len(self._open_y)
 
-    def push(self, state: np.ndarray, event: int, code: int | None = None) -> Segment | None:
-        """Record the step just taken by the kernel; returns a Segment when `event` is END.
+    def push(self, state: np.ndarray, event: int, code: int | None = None) -> list[Segment]:
+        """Record the step just taken by the kernel; returns the Segments it closed and kept
+        (one for END or SPLIT, two for SPLIT_END, none otherwise).
 
         state: the kernel state right after the step; event: what that step returned; code: the
         step's FSQ code, given on every push or on none (codes are optional as a whole).
@@ -132,18 +137,35 @@ class SegmentAssembler:
 
         if event == EVENT_START:
             self._open_from_ring(segment_start(state))
-            return None
-        if event == EVENT_END or event == EVENT_DISCARD:
-            return self._close(segment_end(state), keep=event == EVENT_END)
-        return None
+            return []
+        return self._closing(state, event)
 
-    def finish(self, state: np.ndarray, event: int) -> Segment | None:
+    def finish(self, state: np.ndarray, event: int) -> list[Segment]:
         """End of stream: `event` is what `edge.energy.kernel.finish(state, params)` returned."""
-        if event == EVENT_END or event == EVENT_DISCARD:
-            return self._close(segment_end(state), keep=event == EVENT_END)
-        return None
+        return self._closing(state, event)
 
     # --- helpers -------------------------------------------------------------------------------
+
+    def _closing(self, state: np.ndarray, event: int) -> list[Segment]:
+        if event == EVENT_SPLIT:
+            return [self._split(split_at(state))]
+        if event == EVENT_SPLIT_END:
+            first = self._split(split_at(state))
+            return [first, self._close(segment_end(state), keep=True)]
+        if event == EVENT_END or event == EVENT_DISCARD:
+            segment = self._close(segment_end(state), keep=event == EVENT_END)
+            return [] if segment is None else [segment]
+        return []
+
+    def _split(self, at: int) -> Segment:
+        """Close the open segment's part before step `at` (kept); the rest stays open from `at`."""
+        start = self._open_start
+        n = at - start
+        segment = self._build(start, at, self._open_y[:n], self._open_codes[:n])
+        del self._open_y[:n]
+        del self._open_codes[:n]
+        self._open_start = at
+        return segment
 
     def _open_from_ring(self, start: int) -> None:
         if not self._ring or self._ring[0][0] > start:
@@ -166,13 +188,13 @@ class SegmentAssembler:
         # A confirmed OFF ends the segment at the first step of the down run: drop those steps.
         del self._open_y[n:]
         del self._open_codes[n:]
-        segment = self._build(start, end) if keep else None
+        segment = self._build(start, end, self._open_y, self._open_codes) if keep else None
         self._open_start = -1
         self._open_y = array("d")
         self._open_codes = array("q")
         return segment
 
-    def _build(self, start: int, end: int) -> Segment:
+    def _build(self, start: int, end: int, ys_buf: array, codes: array) -> Segment:
         start_s = start / self.fps
         end_s = end / self.fps
         start_utc = utc_iso(self.origin_utc, start_s)
@@ -180,7 +202,7 @@ class SegmentAssembler:
         unix_ms = int(math.floor(self.origin_utc.timestamp() * 1000.0)) + int(
             math.floor(start * 1000.0 / self.fps + 1e-6)
         )
-        ys = np.frombuffer(self._open_y, dtype=np.float64) if len(self._open_y) else np.zeros(0)
+        ys = np.frombuffer(ys_buf, dtype=np.float64) if len(ys_buf) else np.zeros(0)
         finite = ys[np.isfinite(ys)]
         return Segment(
             segment_id=str(uuid7(unix_ms)),
@@ -191,7 +213,7 @@ class SegmentAssembler:
             fps=self.fps,
             start_utc=start_utc,
             end_utc=utc_iso(self.origin_utc, end_s),
-            codes=list(self._open_codes),
+            codes=list(codes),
             energy_mean=float(finite.mean()) if finite.size else 0.0,
             energy_max=float(finite.max()) if finite.size else 0.0,
             keyframes=keyframe_indices(start, end, self.n_keyframes),
@@ -221,7 +243,8 @@ def segments_from_features(
     """Segments of any per-step feature sequence, through the same kernel step as the device.
 
     features: (T,) raw energies, or (T, D) per-step vectors (quantised latents, pre-quantisation
-    latents, velocities, ...) whose step-to-step L2 distance is the energy. codes: optional (T,)
+    latents, velocities, ...) whose step-to-step L2 distance is the energy (and, with a split
+    window in `params`, whose window means the split step compares). codes: optional (T,)
     ints copied into the segments. Runs `energy_step`/`latent_step` once per step from Python
     (the device path), then `finish`.
     """
@@ -254,10 +277,6 @@ def segments_from_features(
     code_list = None if codes is None else [int(c) for c in codes]
     for t in range(n_steps):
         event = step(state, p, x[t])
-        seg = assembler.push(state, event, None if code_list is None else code_list[t])
-        if seg is not None:
-            out.append(seg)
-    seg = assembler.finish(state, finish(state, p))
-    if seg is not None:
-        out.append(seg)
+        out.extend(assembler.push(state, event, None if code_list is None else code_list[t]))
+    out.extend(assembler.finish(state, finish(state, p)))
     return out

@@ -210,8 +210,7 @@ class Pipeline:
     def finish(self) -> list[Segment]:
         """End of stream: close a segment that is still open."""
         event = kernel.finish(self._state, self._params_arr)
-        seg = self._assembler.finish(self._state, event)
-        return self._emit(seg)
+        return self._emit(self._assembler.finish(self._state, event))
 
     def keyframes(self, segment_id: str) -> dict[int, bytes]:
         """JPEG bytes of a finished segment's keyframes by frame index (each segment once)."""
@@ -248,7 +247,7 @@ class Pipeline:
             event = kernel.energy_step(self._state, self._params_arr, self._last_energy)
         if feats.energy is not None and feats.update:
             self._last_energy = float(feats.energy)
-        seg = self._assembler.push(self._state, event, code=feats.code)
+        segments = self._assembler.push(self._state, event, code=feats.code)
         t3 = time.perf_counter()
         if self._keyframes is not None:
             self._keyframes.add(self.frames, image)
@@ -263,17 +262,16 @@ class Pipeline:
             "track": (t1 - t0) * 1e3, "features": (t2 - t1) * 1e3, "kernel": (t3 - t2) * 1e3,
             "total": (time.perf_counter() - t0) * 1e3,
         }
-        return self._emit(seg)
+        return self._emit(segments)
 
-    def _emit(self, seg: Segment | None) -> list[Segment]:
-        if seg is None:
-            return []
+    def _emit(self, segments: list[Segment]) -> list[Segment]:
         if self._keyframes is not None:
-            self._pending_keyframes[seg.segment_id] = self._keyframes.take(seg.keyframes)
+            for seg in segments:
+                self._pending_keyframes[seg.segment_id] = self._keyframes.take(seg.keyframes)
             # Bound memory if nobody collects keyframes (file runs without upload).
             while len(self._pending_keyframes) > 64:
                 self._pending_keyframes.pop(next(iter(self._pending_keyframes)))
-        return [seg]
+        return segments
 
 
 def build_pipeline(

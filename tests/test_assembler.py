@@ -138,8 +138,7 @@ def test_memory_stays_bounded_over_a_long_stream():
     tracemalloc.start()
     n_segments = 0
     for t, v in enumerate(e):
-        seg = asm.push(state, energy_step(state, p, v), code=t % 7)
-        n_segments += seg is not None
+        n_segments += len(asm.push(state, energy_step(state, p, v), code=t % 7))
         peak_buffer = max(peak_buffer, asm.buffered_steps)
         if t == 10_000:
             base, _ = tracemalloc.get_traced_memory()
@@ -184,7 +183,7 @@ def test_finish_without_an_open_segment_returns_none():
     state = new_state()
     asm = SegmentAssembler(FPS, origin_utc=ORIGIN)
     asm.push(state, energy_step(state, p, 0.0))
-    assert asm.finish(state, finish(state, p)) is None
+    assert asm.finish(state, finish(state, p)) == []
 
 
 @pytest.mark.parametrize("kwargs", [{"fps": 0.0}, {"fps": float("nan")}, {"n_keyframes": -1},
@@ -205,3 +204,20 @@ def test_model_version_is_copied_into_every_segment():
     e = bursty_energy(300, 909)
     segs = segments_from_features(e, FPS, HysteresisParams(theta_on=1.0), model_version="tok-7")
     assert segs and all(s.model_version == "tok-7" for s in segs)
+
+
+def test_split_segments_match_the_kernel_and_carry_their_own_codes_and_energy():
+    rng = np.random.default_rng(77)
+    rest, a, b = np.zeros((20, 2)), np.tile([4.0, 0.0], (30, 1)), np.tile([0.0, 4.0], (30, 1))
+    z = np.vstack([rest, a + rng.normal(0, 1, a.shape), b + rng.normal(0, 1, b.shape), rest])
+    params = HysteresisParams(theta_on=0.5, split_window=5, split_theta=3.0, split_min_steps=5)
+    codes = np.arange(len(z)) % 11
+    segs = segments_from_features(z, FPS, params, codes=codes, origin_utc=ORIGIN)
+    expected = run_series_latent(z, params)
+    assert [(s.start_frame, s.end_frame) for s in segs] == [tuple(r) for r in expected.segments.tolist()]
+    assert len(segs) == 2 and segs[0].end_frame == segs[1].start_frame
+    for seg in segs:
+        assert seg.codes == codes[seg.start_frame:seg.end_frame].tolist()
+        y = expected.smoothed[seg.start_frame:seg.end_frame]
+        assert seg.energy_max == pytest.approx(float(y.max()))
+    assert segs[0].segment_id != segs[1].segment_id

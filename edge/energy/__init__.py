@@ -1,7 +1,7 @@
 """The energy kernel: EMA-smoothed latent action energy and hysteresis segmentation.
 
 `kernel` holds THE per-step Numba function (`energy_step`, `latent_step`, `finish`) and the
-state layout; `series` runs it over a whole series; `sweep` over many parameter sets in
+state layout (with the within-activity split step of `latent_step`); `series` runs it over a whole series; `sweep` over many parameter sets in
 parallel; `params` validates and packs `HysteresisParams`; `cache` decides Numba caching.
 """
 
@@ -9,7 +9,10 @@ from edge.energy.kernel import (
     EVENT_DISCARD,
     EVENT_END,
     EVENT_NONE,
+    EVENT_SPLIT,
+    EVENT_SPLIT_END,
     EVENT_START,
+    MAX_SPLIT_WINDOW,
     energy_step,
     finish,
     is_on,
@@ -27,7 +30,8 @@ from edge.energy.series import SeriesResult, run_series, run_series_latent
 from edge.energy.sweep import run_sweep, sweep_confusion
 
 __all__ = [
-    "EVENT_DISCARD", "EVENT_END", "EVENT_NONE", "EVENT_START", "N_PARAMS", "HysteresisParams",
+    "EVENT_DISCARD", "EVENT_END", "EVENT_NONE", "EVENT_SPLIT", "EVENT_SPLIT_END", "EVENT_START",
+    "MAX_SPLIT_WINDOW", "N_PARAMS", "HysteresisParams",
     "SeriesResult", "energy_step", "finish", "is_on", "last_event", "latent_step", "new_state",
     "raw_energy", "run_series", "run_series_latent", "run_sweep", "segment_end", "segment_start",
     "smoothed_energy", "stack_params", "step_index", "sweep_confusion",

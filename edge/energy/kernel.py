@@ -32,6 +32,26 @@ Definitions (step t counts calls from 0; y is the smoothed energy after step t):
   down runs stay inside).
 - Every closed segment [s, e) with e - s >= min_steps gives END, a shorter one DISCARD.
 
+Within-activity boundaries (`latent_step` only, on when `split_window` w > 0): two activities
+performed back to back leave no low-energy valley, so the hysteresis alone cannot separate them.
+The split step is a two-window test on the latent stream (the same z that gives the energy):
+with the last 2w finite latents in a ring, the change score at step t is
+
+    c_t = || mean(z over the newest w) - mean(z over the w before) ||_2,
+
+an estimate of how far the mean latent moved at b = t - w + 1 (the first step of the newer
+window; the score peaks there when the mean steps, because the windows then straddle it). While
+ON, a boundary b is a candidate when c_t >= split_theta and the piece before it would have at
+least m = split_min_steps steps (b - s >= m); the highest candidate wins (non-maximum
+suppression). It is confirmed, and the open segment is SPLIT at b, once the scores of the w
+boundaries after it have been seen (t - w + 1 - b >= w) and the piece after it is long enough
+that a down run starting now still leaves m steps (t + 1 - b >= m + down_steps). The SPLIT
+event closes [s, b) (kept: m >= min_steps) and the open segment continues from s = b. Decision
+lag: the SPLIT is emitted max(2w - 1, m + d - 1) steps after b. If OFF (or the cap, or the end
+of stream) closes the segment while a candidate with e - b >= m is pending, both pieces close at
+once: SPLIT_END ([s, b) and [b, e)). START and a closed segment forget the candidate. A
+non-finite latent is not stored in the ring (its step has no score).
+
 At most one event per step (max_steps > up_steps is enforced by `HysteresisParams`).
 """
 
@@ -45,6 +65,10 @@ from numba import njit, prange
 from edge.energy.cache import kernel_cache_enabled
 
 EVENT_NONE, EVENT_START, EVENT_END, EVENT_DISCARD = 0, 1, 2, 3
+#: The open segment was split: [split_from, split_at) closed (kept), the segment goes on from split_at.
+EVENT_SPLIT = 4
+#: A pending split and a close at once: [split_from, split_at) and [split_at, end) both closed (kept).
+EVENT_SPLIT_END = 5
 
 # Slot of each field in the packed parameter vector (`HysteresisParams.to_array()`).
 P_THETA_ON = 0
@@ -55,7 +79,14 @@ P_COOLDOWN_STEPS = 4
 P_ALPHA = 5
 P_MAX_STEPS = 6
 P_MIN_STEPS = 7
-N_PARAMS = 8
+P_SPLIT_WINDOW = 8      # w: steps per window of the two-window test; 0 = no within-activity split
+P_SPLIT_THETA = 9       # threshold on the change score c_t (units of the latent)
+P_SPLIT_MIN_STEPS = 10  # m: shortest piece a split may leave, steps
+N_PARAMS = 11
+
+#: Largest split window: the ring holds 2 * MAX_SPLIT_WINDOW latents.
+MAX_SPLIT_WINDOW = 16
+RING_STEPS = 2 * MAX_SPLIT_WINDOW
 
 # --- state layout (float64 slots) -------------------------------------------------------------
 S_STEP = 0          # steps processed so far; the last processed step index is S_STEP - 1
@@ -72,24 +103,37 @@ S_N_KEPT = 10       # segments closed with END so far
 S_N_DISCARDED = 11  # segments closed with DISCARD so far
 S_HAS_PREV = 12     # latent_step: 1.0 once a previous finite latent is stored
 S_LATENT_DIM = 13   # latent_step: length D of the stored previous latent
-# Slots 14-15 spare. Slots 16-31 are RESERVED for a future within-activity boundary step (e.g.
-# running code-distribution statistics that split an ON segment where the codes change; see
-# LAPS_METHOD.md section 3). They stay 0.0 now; a new step may use them without changing the
-# layout of anything above or the position of the latent below.
+# Slots 14-15 spare. Slots 16-31 belong to the within-activity split step (latent_step).
+S_RING_FILL = 16    # finite latents stored in the ring so far, capped at RING_STEPS
+S_RING_POS = 17     # ring slot the next latent goes to
+S_SCORE = 18        # change score c_t of the last step (NaN when it had none)
+S_CAND_SCORE = 19   # score of the pending split candidate (-1 when none)
+S_CAND_AT = 20      # step of the pending split candidate (-1 when none)
+S_SPLIT_FROM = 21   # start of the first piece closed by the last SPLIT / SPLIT_END
+S_SPLIT_AT = 22     # the boundary of the last SPLIT / SPLIT_END
+S_N_SPLITS = 23     # splits so far
+# Slots 24-31 spare.
 S_RESERVED_FIRST = 16
 N_RESERVED = 16
-HEADER = S_RESERVED_FIRST + N_RESERVED  # the previous latent z_{t-1} occupies [HEADER, HEADER + D)
+HEADER = S_RESERVED_FIRST + N_RESERVED  # the previous latent z_{t-1} occupies [HEADER, HEADER + D);
+# then the ring of the last RING_STEPS finite latents (slot k at HEADER + D*(1+k)), then D scratch
+# slots for the split step's window difference.
 
 _CACHE = kernel_cache_enabled()
 
 
 def new_state(latent_dim: int = 0) -> np.ndarray:
-    """A fresh kernel state, float64 (HEADER + latent_dim,); latent_dim > 0 for `latent_step`."""
+    """A fresh kernel state, float64 (state_size(latent_dim),); latent_dim > 0 for `latent_step`."""
     if latent_dim < 0:
         raise ValueError(f"latent_dim must be >= 0, got {latent_dim}")
-    state = np.zeros(HEADER + int(latent_dim), dtype=np.float64)
+    state = np.zeros(state_size(int(latent_dim)), dtype=np.float64)
     init_state(state, int(latent_dim))
     return state
+
+
+def state_size(latent_dim: int) -> int:
+    """Length of the state vector: the header, then for latents z_prev and the split ring."""
+    return HEADER + (latent_dim * (2 + RING_STEPS) if latent_dim > 0 else 0)
 
 
 @njit(cache=_CACHE)
@@ -101,6 +145,11 @@ def init_state(state: np.ndarray, latent_dim: int) -> None:
     state[S_SEG_START] = -1.0
     state[S_SEG_END] = -1.0
     state[S_LATENT_DIM] = latent_dim
+    state[S_SCORE] = np.nan
+    state[S_CAND_SCORE] = -1.0
+    state[S_CAND_AT] = -1.0
+    state[S_SPLIT_FROM] = -1.0
+    state[S_SPLIT_AT] = -1.0
 
 
 @njit(cache=_CACHE)
@@ -156,10 +205,103 @@ def energy_step(state: np.ndarray, params: np.ndarray, energy: float) -> int:
 @njit(cache=_CACHE)
 def latent_step(state: np.ndarray, params: np.ndarray, z: np.ndarray) -> int:
     """One step from a latent vector z (D,): E = ||z - z_prev||_2 (E = 0 on the first), then
-    `energy_step`. A z with a non-finite entry gives E = NaN (y holds) and is not stored as
-    z_prev. The state must come from `new_state(D)`.
+    `energy_step`, then (split_window > 0) the within-activity split step. A z with a non-finite
+    entry gives E = NaN (y holds) and is stored neither as z_prev nor in the ring. The state must
+    come from `new_state(D)`.
     """
-    return energy_step(state, params, latent_energy(state, z))
+    energy = latent_energy(state, z)
+    event = energy_step(state, params, energy)
+    if params[P_SPLIT_WINDOW] > 0.0:
+        event = split_step(state, params, z, math.isfinite(energy), event)
+        state[S_EVENT] = event
+    return event
+
+
+@njit(cache=_CACHE)
+def split_step(state: np.ndarray, params: np.ndarray, z: np.ndarray, finite: bool, event: int) -> int:
+    """The within-activity split step (module docstring), after `energy_step` returned `event`.
+
+    Stores z in the ring (when finite), computes the change score, and returns `event`, or
+    EVENT_SPLIT / EVENT_SPLIT_END when the open segment is split here.
+    """
+    w = int(params[P_SPLIT_WINDOW])
+    m = params[P_SPLIT_MIN_STEPS]
+    t = state[S_STEP] - 1.0  # energy_step has already advanced the step counter
+    state[S_SCORE] = np.nan
+    if finite:
+        _ring_push(state, z)
+        if state[S_RING_FILL] >= 2 * w:
+            state[S_SCORE] = _change_score(state, w)
+    if event == EVENT_START:
+        _forget_candidate(state)
+        return event
+    if event == EVENT_END or event == EVENT_DISCARD:
+        b = state[S_CAND_AT]
+        if (event == EVENT_END and b >= 0.0 and b - state[S_SEG_START] >= m
+                and state[S_SEG_END] - b >= m):
+            return _split(state, b, EVENT_SPLIT_END)
+        _forget_candidate(state)
+        return event
+    if state[S_ON] == 0.0:
+        return event
+    score = state[S_SCORE]
+    b = t - w + 1.0
+    if (math.isfinite(score) and score >= params[P_SPLIT_THETA] and b - state[S_SEG_START] >= m
+            and score > state[S_CAND_SCORE]):
+        state[S_CAND_SCORE] = score
+        state[S_CAND_AT] = b
+    cand = state[S_CAND_AT]
+    if cand >= 0.0 and b - cand >= w and t + 1.0 - cand >= m + params[P_DOWN_STEPS]:
+        return _split(state, cand, EVENT_SPLIT)
+    return event
+
+
+@njit(cache=_CACHE)
+def _split(state: np.ndarray, at: float, event: int) -> int:
+    """Record a split of the open (SPLIT) or just-closed (SPLIT_END) segment at step `at`."""
+    state[S_SPLIT_FROM] = state[S_SEG_START]
+    state[S_SPLIT_AT] = at
+    state[S_SEG_START] = at
+    state[S_N_KEPT] += 1.0  # the first piece; the second is the open or just-closed segment
+    state[S_N_SPLITS] += 1.0
+    _forget_candidate(state)
+    return event
+
+
+@njit(cache=_CACHE)
+def _forget_candidate(state: np.ndarray) -> None:
+    state[S_CAND_SCORE] = -1.0
+    state[S_CAND_AT] = -1.0
+
+
+@njit(cache=_CACHE)
+def _ring_push(state: np.ndarray, z: np.ndarray) -> None:
+    d = int(state[S_LATENT_DIM])
+    base = HEADER + d * (1 + int(state[S_RING_POS]))
+    for i in range(d):
+        state[base + i] = z[i]
+    state[S_RING_POS] = (state[S_RING_POS] + 1.0) % RING_STEPS
+    if state[S_RING_FILL] < RING_STEPS:
+        state[S_RING_FILL] += 1.0
+
+
+@njit(cache=_CACHE)
+def _change_score(state: np.ndarray, w: int) -> float:
+    """|| mean of the newest w ring latents - mean of the w before ||_2 (needs 2w stored)."""
+    d = int(state[S_LATENT_DIM])
+    newest = int(state[S_RING_POS]) - 1
+    diff = HEADER + d * (1 + RING_STEPS)
+    for i in range(d):
+        state[diff + i] = 0.0
+    for k in range(w):
+        new = HEADER + d * (1 + (newest - k) % RING_STEPS)
+        old = HEADER + d * (1 + (newest - w - k) % RING_STEPS)
+        for i in range(d):
+            state[diff + i] += state[new + i] - state[old + i]
+    acc = 0.0
+    for i in range(d):
+        acc += state[diff + i] * state[diff + i]
+    return math.sqrt(acc) / w
 
 
 @njit(cache=_CACHE)
@@ -191,10 +333,17 @@ def latent_energy(state: np.ndarray, z: np.ndarray) -> float:
 
 @njit(cache=_CACHE)
 def finish(state: np.ndarray, params: np.ndarray) -> int:
-    """End of stream: close an open segment at e = steps processed (END or DISCARD); else NONE."""
+    """End of stream: close an open segment at e = steps processed (END or DISCARD, or
+    SPLIT_END when a split candidate is pending and both pieces are long enough); else NONE."""
     event = EVENT_NONE
     if state[S_ON] != 0.0:
         event = _close(state, params, state[S_STEP])
+        b = state[S_CAND_AT]
+        m = params[P_SPLIT_MIN_STEPS]
+        if (params[P_SPLIT_WINDOW] > 0.0 and event == EVENT_END and b >= 0.0
+                and b - state[S_SEG_START] >= m and state[S_SEG_END] - b >= m):
+            event = _split(state, b, EVENT_SPLIT_END)
+        _forget_candidate(state)
     state[S_EVENT] = event
     return event
 
@@ -220,9 +369,19 @@ def _close(state: np.ndarray, params: np.ndarray, end: float) -> int:
 
 @njit(cache=_CACHE)
 def _record(state, event, bounds, kept, on, n):
-    """Append the segment just closed by `event` (END or DISCARD) to bounds/kept, mark kept
-    steps in `on`; returns (bounds, kept, n), the buffers doubled when full. Called only on a
-    closing event: passing arrays in and out costs reference counting on every call."""
+    """Append what a closing `event` (END, DISCARD, SPLIT, SPLIT_END) closed to bounds/kept and
+    mark kept steps in `on`; returns (bounds, kept, n), the buffers doubled when full. Called
+    only on a closing event: passing arrays in and out costs reference counting on every call."""
+    if event == EVENT_SPLIT or event == EVENT_SPLIT_END:
+        bounds, kept, n = _append(bounds, kept, on, n, int(state[S_SPLIT_FROM]), int(state[S_SPLIT_AT]), True)
+        if event == EVENT_SPLIT:
+            return bounds, kept, n
+    return _append(bounds, kept, on, n, int(state[S_SEG_START]), int(state[S_SEG_END]),
+                   event != EVENT_DISCARD)
+
+
+@njit(cache=_CACHE)
+def _append(bounds, kept, on, n, s, e, keep):
     if n == bounds.shape[0]:
         bigger = np.empty((2 * n, 2), dtype=np.int64)
         bigger[:n] = bounds
@@ -230,11 +389,9 @@ def _record(state, event, bounds, kept, on, n):
         bigger_kept = np.zeros(2 * n, dtype=np.uint8)
         bigger_kept[:n] = kept
         kept = bigger_kept
-    s = int(state[S_SEG_START])
-    e = int(state[S_SEG_END])
     bounds[n, 0] = s
     bounds[n, 1] = e
-    if event == EVENT_END:
+    if keep:
         kept[n] = 1
         on[s:e] = True
     return bounds, kept, n + 1
@@ -255,7 +412,7 @@ def _series_energy(params, energy):
         ev = energy_step(state, params, energy[t])
         events[t] = ev
         smoothed[t] = state[S_Y]
-        if ev == EVENT_END or ev == EVENT_DISCARD:
+        if ev != EVENT_NONE and ev != EVENT_START:
             bounds, kept, n = _record(state, ev, bounds, kept, on, n)
     final = finish(state, params)
     if final != EVENT_NONE:
@@ -265,17 +422,31 @@ def _series_energy(params, energy):
 
 @njit(cache=_CACHE)
 def _series_latent(params, latents):
-    # The energies first (latent_energy never looks at the hysteresis state), then the one
-    # energy loop: the same calls, in the same order, as latent_step per step.
+    # latent_step per step, exactly as the device loop calls it (the split step needs the latents).
     t_len = latents.shape[0]
     d = latents.shape[1]
-    state = np.empty(HEADER + d, dtype=np.float64)
+    state = np.empty(HEADER + d * (2 + RING_STEPS), dtype=np.float64)
     init_state(state, d)
     energy = np.empty(t_len, dtype=np.float64)
+    score = np.empty(t_len, dtype=np.float64)
+    smoothed = np.empty(t_len, dtype=np.float64)
+    events = np.zeros(t_len, dtype=np.int8)
+    on = np.zeros(t_len, dtype=np.bool_)
+    bounds = np.empty((64, 2), dtype=np.int64)
+    kept = np.zeros(64, dtype=np.uint8)
+    n = 0
     for t in range(t_len):
-        energy[t] = latent_energy(state, latents[t])
-    smoothed, events, on, bounds, kept, final = _series_energy(params, energy)
-    return energy, smoothed, events, on, bounds, kept, final
+        ev = latent_step(state, params, latents[t])
+        energy[t] = state[S_E]
+        score[t] = state[S_SCORE]
+        events[t] = ev
+        smoothed[t] = state[S_Y]
+        if ev != EVENT_NONE and ev != EVENT_START:
+            bounds, kept, n = _record(state, ev, bounds, kept, on, n)
+    final = finish(state, params)
+    if final != EVENT_NONE:
+        bounds, kept, n = _record(state, final, bounds, kept, on, n)
+    return energy, score, smoothed, events, on, bounds[:n], kept[:n], final
 
 
 @njit(cache=_CACHE, parallel=True)
@@ -366,6 +537,26 @@ def segment_end(state: np.ndarray) -> int:
 def last_event(state: np.ndarray) -> int:
     """EVENT_* code of the last step or `finish` call."""
     return int(state[S_EVENT])
+
+
+def change_score(state: np.ndarray) -> float:
+    """The split step's change score c_t of the last step (NaN when it had none)."""
+    return float(state[S_SCORE])
+
+
+def split_from(state: np.ndarray) -> int:
+    """Start of the first piece closed by the last SPLIT / SPLIT_END (-1 before the first)."""
+    return int(state[S_SPLIT_FROM])
+
+
+def split_at(state: np.ndarray) -> int:
+    """Boundary of the last SPLIT / SPLIT_END: the first piece ends and the next starts here."""
+    return int(state[S_SPLIT_AT])
+
+
+def split_count(state: np.ndarray) -> int:
+    """Within-activity splits so far."""
+    return int(state[S_N_SPLITS])
 
 
 def segment_counts(state: np.ndarray) -> tuple[int, int]:

@@ -14,6 +14,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from edge.energy.kernel import (  # the slots live beside the code compiled against them
+    MAX_SPLIT_WINDOW,
     N_PARAMS,
     P_ALPHA,
     P_COOLDOWN_STEPS,
@@ -21,6 +22,9 @@ from edge.energy.kernel import (  # the slots live beside the code compiled agai
     P_MAX_STEPS,
     P_MIN_STEPS,
     P_RATIO_OFF,
+    P_SPLIT_MIN_STEPS,
+    P_SPLIT_THETA,
+    P_SPLIT_WINDOW,
     P_THETA_ON,
     P_UP_STEPS,
 )
@@ -29,14 +33,18 @@ from edge.errors import ConfigError
 
 _FIELD_ORDER = (
     "theta_on", "ratio_off", "up_steps", "down_steps", "cooldown_steps", "alpha", "max_steps",
-    "min_steps",
+    "min_steps", "split_window", "split_theta", "split_min_steps",
 )
-_INT_FIELDS = frozenset({"up_steps", "down_steps", "cooldown_steps", "max_steps", "min_steps"})
+#: Length of the parameter vector before the split step existed (theta_on .. min_steps).
+N_PRE_SPLIT_PARAMS = 8
+_INT_FIELDS = frozenset({"up_steps", "down_steps", "cooldown_steps", "max_steps", "min_steps",
+                         "split_window", "split_min_steps"})
 
 
 @dataclass(frozen=True)
 class HysteresisParams:
-    """Parameters of EMA smoothing + hysteresis segmentation (LAPS_METHOD.md section 3).
+    """Parameters of the energy kernel: EMA smoothing + hysteresis segmentation, and the
+    within-activity split step (the `edge.energy.kernel` docstring defines both).
 
     theta_on:       ON threshold on the smoothed energy y (units of the energy), >= 0.
     ratio_off:      OFF threshold as a fraction of theta_on (theta_off = ratio_off * theta_on),
@@ -48,6 +56,13 @@ class HysteresisParams:
     max_steps:      a segment that reaches this many steps is ended there; 0 = no cap,
                     otherwise > up_steps and >= min_steps.
     min_steps:      kept segments have at least this many steps (shorter ones are discarded), >= 0.
+    split_window:   w, steps per window of the two-window change test on the latent stream;
+                    0 = no within-activity split (the paper's kernel), else 1..MAX_SPLIT_WINDOW.
+                    Only `latent_step` splits (it needs the latents).
+    split_theta:    a split needs a change score (distance between the two window means, units
+                    of the latent) >= this, >= 0.
+    split_min_steps: m, the shortest piece a split may leave, steps; with a split window,
+                    >= max(1, min_steps), so no piece of a split is ever discarded.
     """
 
     theta_on: float
@@ -58,6 +73,9 @@ class HysteresisParams:
     alpha: float = 0.7
     max_steps: int = 0
     min_steps: int = 3
+    split_window: int = 0
+    split_theta: float = 0.0
+    split_min_steps: int = 5
 
     def __post_init__(self) -> None:
         for name in _FIELD_ORDER:
@@ -91,6 +109,18 @@ class HysteresisParams:
             "max_steps", self.max_steps,
             f"0 (no cap) or > up_steps ({self.up_steps}) and >= min_steps ({self.min_steps})",
         )
+        _check(0 <= self.split_window <= MAX_SPLIT_WINDOW, "split_window", self.split_window,
+               f"0 (no split) to {MAX_SPLIT_WINDOW}")
+        _check(self.split_theta >= 0.0 and math.isfinite(self.split_theta),
+               "split_theta", self.split_theta, "a finite value >= 0")
+        _check(self.split_window == 0 or self.split_min_steps >= max(1, self.min_steps),
+               "split_min_steps", self.split_min_steps,
+               f">= max(1, min_steps) = {max(1, self.min_steps)} when split_window > 0")
+
+    @property
+    def splits(self) -> bool:
+        """True when the within-activity split step is on."""
+        return self.split_window > 0
 
     @property
     def theta_off(self) -> float:
@@ -103,8 +133,13 @@ class HysteresisParams:
 
     @classmethod
     def from_array(cls, a: Sequence[float] | np.ndarray) -> "HysteresisParams":
-        """Inverse of `to_array`; rejects a wrong length or a non-integral integer slot."""
+        """Inverse of `to_array`; rejects a wrong length or a non-integral integer slot.
+
+        A vector of the first `N_PRE_SPLIT_PARAMS` fields (written before the split step, e.g.
+        in an older bundle's golden file) reads as that set with the split off."""
         arr = np.asarray(a, dtype=np.float64)
+        if arr.shape == (N_PRE_SPLIT_PARAMS,):
+            arr = np.concatenate([arr, cls(theta_on=1.0).to_array()[N_PRE_SPLIT_PARAMS:]])
         if arr.shape != (N_PARAMS,):
             raise ConfigError(
                 f"hysteresis parameter vector has shape {arr.shape}; expected ({N_PARAMS},) "
@@ -130,7 +165,9 @@ class HysteresisParams:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "HysteresisParams":
-        """Build from a dict such as a calibration file's; unknown or missing keys are errors."""
+        """Build from a dict such as a calibration file's; unknown keys and a missing theta_on
+        are errors, other missing keys take their defaults (files written before the split
+        step have no split_* keys: no split)."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
@@ -176,6 +213,9 @@ def validate_grid(grid: np.ndarray) -> np.ndarray:
         & (c[P_ALPHA] > 0) & (c[P_ALPHA] <= 1) & (c[P_MIN_STEPS] >= 0)
         & ((c[P_MAX_STEPS] == 0)
            | ((c[P_MAX_STEPS] > c[P_UP_STEPS]) & (c[P_MAX_STEPS] >= c[P_MIN_STEPS])))
+        & (c[P_SPLIT_WINDOW] >= 0) & (c[P_SPLIT_WINDOW] <= MAX_SPLIT_WINDOW)
+        & np.isfinite(c[P_SPLIT_THETA]) & (c[P_SPLIT_THETA] >= 0)
+        & ((c[P_SPLIT_WINDOW] == 0) | (c[P_SPLIT_MIN_STEPS] >= np.maximum(1, c[P_MIN_STEPS])))
     )
     if not ok.all():
         row = int(np.flatnonzero(~ok)[0])

@@ -20,13 +20,16 @@ from edge.errors import ConfigError
 class SeriesResult:
     """What one kernel run over T steps produced.
 
-    segments:    (K, 2) int64 [start, end) steps of the kept segments (END events), in order.
+    segments:    (K, 2) int64 [start, end) steps of the kept segments (END, SPLIT and SPLIT_END
+                 events), in order.
     discarded:   (J, 2) int64 [start, end) of segments closed shorter than min_steps.
     smoothed:    (T,) float64 smoothed energy y after each step (NaN before the first finite E).
     energy:      (T,) float64 raw energy E per step (for latents, ||z_t - z_{t-1}||, E_0 = 0).
     on:          (T,) bool, True on steps inside a kept segment.
     events:      (T,) int8 EVENT_* emitted at each step.
     final_event: EVENT_* emitted by `finish` at the end of the stream.
+    score:       (T,) float64 the split step's change score c_t per step (latent runs with a
+                 split window; NaN where a step had none), else None.
     """
 
     segments: np.ndarray
@@ -36,6 +39,7 @@ class SeriesResult:
     on: np.ndarray
     events: np.ndarray
     final_event: int
+    score: np.ndarray | None = None
 
 
 def run_series(energy: np.ndarray, params: HysteresisParams) -> SeriesResult:
@@ -58,11 +62,12 @@ def run_series_latent(latents: np.ndarray, params: HysteresisParams) -> SeriesRe
     if z.dtype not in (np.float32, np.float64):
         z = z.astype(np.float64)
     z = np.ascontiguousarray(z)
-    energy, smoothed, events, on, bounds, kept, final = _series_latent(params.to_array(), z)
-    return _result(energy, smoothed, events, on, bounds, kept, final)
+    energy, score, smoothed, events, on, bounds, kept, final = _series_latent(params.to_array(), z)
+    return _result(energy, smoothed, events, on, bounds, kept, final,
+                   score if params.splits else None)
 
 
-def _result(energy, smoothed, events, on, bounds, kept, final) -> SeriesResult:
+def _result(energy, smoothed, events, on, bounds, kept, final, score=None) -> SeriesResult:
     kept = kept.astype(bool)
     return SeriesResult(
         segments=np.ascontiguousarray(bounds[kept]),
@@ -72,4 +77,5 @@ def _result(energy, smoothed, events, on, bounds, kept, final) -> SeriesResult:
         on=on,
         events=events,
         final_event=int(final),
+        score=score,
     )

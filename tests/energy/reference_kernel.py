@@ -12,6 +12,13 @@ step by step; this reference re-reads windows of the smoothed series. It never i
               t-s+1 == max_steps: close with end t+1.
     finish:   an open segment closes with end T.
     close:    END if end-s >= min_steps else DISCARD.
+    split:    (latents, split_window w > 0) score at t = || mean of the last w finite latents up
+              to t - mean of the w before || when t's latent is finite and 2w are stored; while
+              ON with no event at t, b = t-w+1 becomes the candidate when score >= split_theta,
+              b - s >= m and score beats the candidate's; the candidate c splits at t when
+              b - c >= w and t+1-c >= m + down_steps: [s, c) kept, s = c. A close (END) with a
+              candidate c where c-s >= m and end-c >= m keeps [s, c) and [c, end) (SPLIT_END);
+              START and any close forget the candidate.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ import math
 
 import numpy as np
 
-NONE, START, END, DISCARD = 0, 1, 2, 3
+NONE, START, END, DISCARD, SPLIT, SPLIT_END = 0, 1, 2, 3, 4, 5
 
 
 def reference_smooth(energy, alpha):
@@ -36,13 +43,19 @@ def reference_smooth(energy, alpha):
 
 
 def reference_run(energy, theta_on, ratio_off=0.95, up_steps=2, down_steps=2, cooldown_steps=1,
-                  alpha=0.7, max_steps=0, min_steps=3):
-    """Run the definition over a whole series.
+                  alpha=0.7, max_steps=0, min_steps=3, split_window=0, split_theta=0.0,
+                  split_min_steps=5, latents=None):
+    """Run the definition over a whole series (with `latents` (T, D), also the split step).
 
     Returns a dict: smoothed (list of T floats), events (list of T ints), final_event (int),
-    kept (list of (start, end)), discarded (list of (start, end)), mask (np.ndarray (T,) bool).
+    kept (list of (start, end)), discarded (list of (start, end)), mask (np.ndarray (T,) bool),
+    scores (list of T floats, NaN where none; only with latents and a split window).
     """
     ys = reference_smooth(energy, alpha)
+    w, m = split_window, split_min_steps
+    splitting = latents is not None and w > 0
+    scores = reference_scores(latents, w) if splitting else [math.nan] * len(ys)
+    cand = None  # (score, step)
     n = len(ys)
     theta_off = ratio_off * theta_on
     events = [NONE] * n
@@ -52,10 +65,14 @@ def reference_run(energy, theta_on, ratio_off=0.95, up_steps=2, down_steps=2, co
     start = confirm = None
 
     def close(end, t_emit):
-        nonlocal on, earliest
+        nonlocal on, earliest, cand
         on = False
         earliest = t_emit + cooldown_steps + 1
+        pending, cand = cand, None
         if end - start >= min_steps:
+            if splitting and pending is not None and pending[1] - start >= m and end - pending[1] >= m:
+                kept.extend([(start, pending[1]), (pending[1], end)])
+                return SPLIT_END
             kept.append((start, end))
             return END
         discarded.append((start, end))
@@ -65,7 +82,7 @@ def reference_run(energy, theta_on, ratio_off=0.95, up_steps=2, down_steps=2, co
         if not on:
             s = t - up_steps + 1
             if s >= earliest and all(ys[k] >= theta_on for k in range(s, t + 1)):
-                on, start, confirm = True, s, t
+                on, start, confirm, cand = True, s, t, None
                 events[t] = START
         else:
             d0 = t - down_steps + 1
@@ -73,13 +90,41 @@ def reference_run(energy, theta_on, ratio_off=0.95, up_steps=2, down_steps=2, co
                 events[t] = close(d0, t)
             elif max_steps and t - start + 1 == max_steps:
                 events[t] = close(t + 1, t)
+            elif splitting:
+                b = t - w + 1
+                sc = scores[t]
+                if sc == sc and sc >= split_theta and b - start >= m and (cand is None or sc > cand[0]):
+                    cand = (sc, b)
+                if cand is not None and b - cand[1] >= w and t + 1 - cand[1] >= m + down_steps:
+                    kept.append((start, cand[1]))
+                    start, cand = cand[1], None
+                    events[t] = SPLIT
     final = close(n, n - 1) if on else NONE
 
     mask = np.zeros(n, dtype=bool)
     for s, e in kept:
         mask[s:e] = True
     return {"smoothed": ys, "events": events, "final_event": final, "kept": kept,
-            "discarded": discarded, "mask": mask}
+            "discarded": discarded, "mask": mask, "scores": scores}
+
+
+def reference_scores(latents, w):
+    """Per step: || mean(last w finite latents) - mean(the w before) || when step t's latent is
+    finite and 2w finite latents have been seen up to t; else NaN."""
+    stored = []
+    out = []
+    for z in np.asarray(latents, dtype=np.float64):
+        if not np.all(np.isfinite(z)):
+            out.append(math.nan)
+            continue
+        stored.append(z)
+        if len(stored) < 2 * w:
+            out.append(math.nan)
+            continue
+        newer = np.mean(stored[-w:], axis=0)
+        older = np.mean(stored[-2 * w:-w], axis=0)
+        out.append(float(np.linalg.norm(newer - older)))
+    return out
 
 
 def reference_latent_energy(latents):

@@ -172,13 +172,15 @@ def test_per_frame_calls_give_the_same_events_as_the_series_runner():
     assert finish(s, p) == r.final_event
 
 
-def test_reserved_state_slots_stay_zero():
-    p = HysteresisParams(**RAW).to_array()
+def test_energy_step_leaves_the_split_slots_at_their_initial_values():
+    # The split step lives in the reserved slots and runs only from latent_step.
+    p = HysteresisParams(**RAW, split_window=3, split_min_steps=3).to_array()
     s = new_state(4)
+    fresh = s[S_RESERVED_FIRST:S_RESERVED_FIRST + N_RESERVED].copy()
     for v in np.linspace(0, 3, 30):
         energy_step(s, p, float(v))
     assert S_RESERVED_FIRST + N_RESERVED <= HEADER
-    assert not s[S_RESERVED_FIRST:S_RESERVED_FIRST + N_RESERVED].any()
+    np.testing.assert_array_equal(s[S_RESERVED_FIRST:S_RESERVED_FIRST + N_RESERVED], fresh)
 
 
 def test_new_state_rejects_negative_latent_dim():

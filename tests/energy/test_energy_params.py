@@ -84,3 +84,10 @@ def test_validate_grid_names_the_bad_row():
 def test_validate_grid_accepts_a_valid_grid_unchanged():
     grid = stack_params([HysteresisParams(theta_on=t) for t in (0.0, 0.5, 1.0)])
     np.testing.assert_array_equal(validate_grid(grid), grid)
+
+
+def test_a_vector_written_before_the_split_step_reads_with_the_split_off():
+    p = HysteresisParams(theta_on=0.3, up_steps=3, min_steps=4)
+    old = p.to_array()[:8]  # theta_on .. min_steps: the layout older bundles' golden files hold
+    assert HysteresisParams.from_array(old) == p
+    assert not HysteresisParams.from_array(old).splits
