@@ -10,6 +10,8 @@ person or a fleet tool:
      "proxy_quality": {"youden_j", "f1", "best_youden_j", "otsu_threshold", "otsu_separability",
                        "pseudo_active_fraction", "weak", "weak_below_youden_j"},
      "labelled": null | {held-out F1@2s/F1@5s, ...}, "unsupervised_params": null | {...},
+     "split": null | {"mode", "split_window", "split_theta", "split_min_steps", "window_s", "peaks",
+                      "peak_separability", "boundary_f1"},
      "data": {"sha256", "recordings": [{"name", "source", "kind", "steps", "seconds"}], "seconds"},
      "sweep": {"parameter_sets", "theta_candidates", "ratio_off", "up_steps", "down_steps", "alpha",
                "cooldown_steps", "min_steps", "max_steps"},
@@ -64,6 +66,7 @@ def calibration_record(cal, recordings: Sequence, model, data_sha256: str, creat
         "proxy_quality": cal.quality.to_dict(),
         "labelled": cal.labelled.to_dict() if cal.labelled is not None else None,
         "unsupervised_params": cal.unsupervised_params.to_dict() if cal.unsupervised_params is not None else None,
+        "split": cal.split.to_dict() if getattr(cal, "split", None) is not None else None,
         "data": {
             "sha256": data_sha256,
             "recordings": [{"name": r.name, "source": r.source, "kind": r.kind, "steps": r.n_steps,

@@ -36,7 +36,7 @@ from calibration.proxy import CalibrationError
 from calibration.recordings import EnergyRecording
 from calibration.sweep import SweepSpace, build_grid, scores_from_counts, sweep_counts, theta_candidates
 from edge import metrics
-from edge.energy import HysteresisParams, run_series
+from edge.energy import HysteresisParams, run_series, run_series_latent
 from edge.errors import LapsError
 
 #: Label files are recognised by these endings inside a labels folder.
@@ -306,6 +306,7 @@ class _Part:
     step_labels: np.ndarray
     segments: np.ndarray  # seconds from the slice start
     fps: float
+    latents: np.ndarray | None = None  # (T, D) z_q per step, for the split step
 
     @property
     def duration_s(self) -> float:
@@ -321,6 +322,7 @@ def calibrate_labelled(
     tau: float = 2.0,
     top_k: int = DEFAULT_TOP_K,
     progress: bool = False,
+    latents: Sequence[np.ndarray] | None = None,
 ):
     """A `calibration.unsupervised.Calibration` in labelled mode.
 
@@ -329,8 +331,13 @@ def calibrate_labelled(
     space: what to sweep (default LABELLED_SPACE).
     holdout_fraction: the last part of every labelled recording kept out of the calibration,
     in [0, 0.9]; 0 holds nothing out (no held-out figures).
+    latents: z_q per step of each recording (parallel to `recordings`); with them the split
+    step is calibrated on the labels too (`calibration.split.calibrate_split_labelled`), after
+    the hysteresis parameters, and every F1 below runs the kernel on the latents.
     """
     from dataclasses import replace
+
+    from calibration.split import calibrate_split_labelled
 
     if not 0.0 <= holdout_fraction <= 0.9:
         raise CalibrationError(
@@ -341,9 +348,11 @@ def calibrate_labelled(
     if not labelled:
         raise LabelMismatchError("no recording has labels; name label files after the videos")
     pseudo_by_name = {r.name: p for r, p in zip(recordings, unsupervised.pseudo)}
+    latents_by_name = {r.name: z for r, z in zip(recordings, latents)} if latents is not None else {}
     calib_parts, held_parts = [], []
     for rec in labelled:
-        c, h = _split(rec, labels[rec.name], pseudo_by_name[rec.name], holdout_fraction)
+        c, h = _split(rec, labels[rec.name], pseudo_by_name[rec.name], holdout_fraction,
+                      latents_by_name.get(rec.name))
         calib_parts.append(c)
         if h is not None:
             held_parts.append(h)
@@ -369,6 +378,12 @@ def calibrate_labelled(
     combo = best_row // grid.thetas.shape[0]
     curve = [(float(t), _boundary_f1(grid.params(grid.row_of(combo, i)), calib_parts, tau))
              for i, t in enumerate(grid.thetas)]
+    split = None
+    if latents is not None:
+        split = calibrate_split_labelled([p.latents for p in calib_parts], [p.segments for p in calib_parts],
+                                         calib_parts[0].fps, params, tau=tau)
+        params = split.params
+        best_key = (split.score, best_key[1])
 
     heldout, per_recording = {}, []
     if held_parts:
@@ -406,13 +421,14 @@ def calibrate_labelled(
     # labelled sweep's curve for the chosen (r, u, d, alpha) is in `result.theta_curve`.
     return replace(
         unsupervised, params=params, mode="labelled", criterion=f"boundary_f1@{tau:g}s", score=best_key[0],
-        labelled=result, unsupervised_params=unsupervised.params,
+        labelled=result, unsupervised_params=unsupervised.params, split=split,
         # In labelled mode the thresholds do not rest on the proxy: its weakness is reported, not warned.
         warnings=list(result.warnings),
     )
 
 
-def _split(rec: EnergyRecording, lab: RecordingLabels, pseudo: np.ndarray, fraction: float):
+def _split(rec: EnergyRecording, lab: RecordingLabels, pseudo: np.ndarray, fraction: float,
+           latents: np.ndarray | None = None):
     n = rec.n_steps
     cut = int(round((1.0 - fraction) * n))
     steps = lab.step_labels(n, rec.fps)
@@ -422,7 +438,8 @@ def _split(rec: EnergyRecording, lab: RecordingLabels, pseudo: np.ndarray, fract
         segs = lab.segments.copy()
         segs = np.clip(segs, t0, t1) - t0
         segs = segs[segs[:, 1] > segs[:, 0]] if segs.size else segs.reshape(0, 2)
-        return _Part(rec.name, rec.energy[lo:hi], pseudo[lo:hi], steps[lo:hi], segs, rec.fps)
+        return _Part(rec.name, rec.energy[lo:hi], pseudo[lo:hi], steps[lo:hi], segs, rec.fps,
+                     None if latents is None else latents[lo:hi])
 
     calib = part(0, cut, 0.0, cut_s)
     held = part(cut, n, cut_s, n / rec.fps) if cut < n else None
@@ -431,8 +448,16 @@ def _split(rec: EnergyRecording, lab: RecordingLabels, pseudo: np.ndarray, fract
 
 def _boundary_f1(params: HysteresisParams, parts: Sequence[_Part], tau: float) -> float:
     parts = [p for p in parts if p.energy.shape[0] > 0]
-    preds = [run_series(p.energy, params).segments / p.fps for p in parts]
+    preds = [_segments(params, p) / p.fps for p in parts]
     return metrics.boundary_f1(preds, [p.segments for p in parts], tau, [p.duration_s for p in parts])
+
+
+def _segments(params: HysteresisParams, part: _Part) -> np.ndarray:
+    """[start, end) steps of the kept segments of one part (on its latents when they exist, so
+    the split step runs as on the device)."""
+    if part.latents is not None:
+        return run_series_latent(part.latents, params).segments
+    return run_series(part.energy, params).segments
 
 
 def _figures(params: HysteresisParams, parts: Sequence[_Part]) -> dict:

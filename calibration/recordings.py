@@ -87,6 +87,8 @@ class EnergyRecording:
     model_version: the model that produced `energy`. kind: "video", "trace" or "tracks".
     native_fps / native_frames: the recording's own frame rate and frame count before
     resampling (for per-frame labels); None when unknown.
+    codes: (T,) int64 FSQ code per step (-1 where none), for the split step's latents
+    (`calibration.split.recording_latents`); None for velocity energy or an old trace without codes.
     """
 
     name: str
@@ -98,6 +100,7 @@ class EnergyRecording:
     kind: str
     native_fps: float | None = None
     native_frames: int | None = None
+    codes: np.ndarray | None = None
 
     @property
     def n_steps(self) -> int:
@@ -305,6 +308,7 @@ def read_trace(path: str | os.PathLike, model: ModelConventions) -> EnergyRecord
             fps = float(data["fps"])
             version = str(data["model_version"])
             source = str(data["source"]) if "source" in data.files else str(p)
+            codes = np.asarray(data["codes"], dtype=np.int64).ravel() if "codes" in data.files else None
     except (OSError, ValueError) as err:
         raise CalibrationError(f"energy trace {p} is unreadable ({err}); record it again") from None
     name = recording_name(str(p))
@@ -315,8 +319,11 @@ def read_trace(path: str | os.PathLike, model: ModelConventions) -> EnergyRecord
     if energy.size == 0:
         raise CalibrationError(f"energy trace {p} holds no steps; record a longer video")
     check_trace_conventions(name, fps, version, model)
+    if codes is not None and (codes.shape != energy.shape or not np.any(codes >= 0)):
+        codes = None  # velocity energy (no codes) or a damaged column: the split step is skipped
     return EnergyRecording(name=name, source=source, energy=energy, proxy=proxy, fps=fps,
-                           model_version=version, kind="trace", native_fps=fps, native_frames=energy.size)
+                           model_version=version, kind="trace", native_fps=fps, native_frames=energy.size,
+                           codes=codes)
 
 
 def record_video(
@@ -362,6 +369,7 @@ def record_video(
     return EnergyRecording(
         name=name, source=str(spec), energy=trace[:, 0].copy(), proxy=trace[:, 3].copy(), fps=float(pipe.fps),
         model_version=pipe.model_version, kind="video", native_fps=probe.fps, native_frames=probe.frames,
+        codes=_trace_codes(trace),
     )
 
 
@@ -406,7 +414,13 @@ def record_tracks(
     trace = np.asarray(pipe.trace, dtype=np.float64).reshape(-1, 4)
     return EnergyRecording(name=name, source=source or name, energy=trace[:, 0].copy(), proxy=trace[:, 3].copy(),
                            fps=float(pipe.fps), model_version=pipe.model_version, kind="tracks",
-                           native_fps=float(pipe.fps), native_frames=int(vel.shape[0]))
+                           native_fps=float(pipe.fps), native_frames=int(vel.shape[0]), codes=_trace_codes(trace))
+
+
+def _trace_codes(trace: np.ndarray) -> np.ndarray | None:
+    """The code column of a pipeline trace, or None when no step had a code (velocity energy)."""
+    codes = trace[:, 2].astype(np.int64)
+    return codes if np.any(codes >= 0) else None
 
 
 class SavedTracks(PointTracker):

@@ -64,6 +64,10 @@ DEFAULT_CRITERION_VELOCITY = "youden"
 #: more than 0.065 down to J 0.02), so the warning speaks about views where the proxy's split
 #: between activity and rest is itself wrong.
 WEAK_PROXY_J = 0.1
+#: Pseudo-labels that call fewer than this fraction of the steps activity, or more than one minus
+#: it, are degenerate: the Otsu split found no rest/activity contrast to calibrate against (a
+#: walking crowd is all "activity", a still view with camera noise all "rest"), whatever J says.
+DEGENERATE_ACTIVE_FRACTION = 0.02
 
 
 @dataclass(frozen=True)
@@ -87,12 +91,18 @@ class ProxyQuality:
     def weak(self) -> bool:
         return self.youden_j < WEAK_PROXY_J
 
+    @property
+    def degenerate(self) -> bool:
+        """The pseudo-labels mark (almost) nothing or (almost) everything as activity."""
+        return not DEGENERATE_ACTIVE_FRACTION <= self.active_fraction <= 1.0 - DEGENERATE_ACTIVE_FRACTION
+
     def to_dict(self) -> dict:
         return {
             "youden_j": self.youden_j, "f1": self.f1, "best_youden_j": self.best_youden_j,
             "otsu_threshold": self.otsu_threshold, "otsu_separability": self.separability,
             "pseudo_active_fraction": self.active_fraction, "weak": self.weak,
-            "weak_below_youden_j": WEAK_PROXY_J,
+            "weak_below_youden_j": WEAK_PROXY_J, "degenerate": self.degenerate,
+            "degenerate_outside_active_fraction": [DEGENERATE_ACTIVE_FRACTION, 1.0 - DEGENERATE_ACTIVE_FRACTION],
         }
 
 
@@ -110,6 +120,8 @@ class Calibration:
     warnings: one-line warnings for the user (weak proxy, ...).
     labelled: labelled-mode figures (see `calibration.labelled.LabelledResult`), else None.
     unsupervised_params: in labelled mode, what the proxy alone would have chosen.
+    split: how the within-activity split step was calibrated (`calibration.split.SplitCalibration`),
+    None when it was not (velocity energy, `--no-split`, traces without codes).
     """
 
     params: HysteresisParams
@@ -124,6 +136,7 @@ class Calibration:
     warnings: list[str] = field(default_factory=list)
     labelled: object | None = None
     unsupervised_params: HysteresisParams | None = None
+    split: object | None = None
 
 
 def calibrate_unsupervised(
@@ -162,7 +175,9 @@ def calibrate_unsupervised(
         params=grid.params(row), mode="unsupervised", criterion=criterion, score=float(scores.by(criterion)[row]),
         quality=quality, otsu=otsu, grid=grid, proxy_scores=scores, pseudo=pseudo,
     )
-    if quality.weak:
+    if quality.degenerate:
+        cal.warnings.append(degenerate_proxy_warning(quality.active_fraction))
+    elif quality.weak:
         cal.warnings.append(weak_proxy_warning(quality.youden_j))
     return cal
 
@@ -181,4 +196,15 @@ def weak_proxy_warning(youden_j: float) -> str:
         f"{WEAK_PROXY_J:g}), so thresholds fitted to it may be wrong; record a few labelled minutes and re-run "
         f"with --labels, check the camera view (whole work area visible, fixed mount, steady light, no "
         f"moving background), or retrain the tokenizer on footage of this station"
+    )
+
+
+def degenerate_proxy_warning(active_fraction: float) -> str:
+    """The one-line warning for pseudo-labels that are (almost) all rest or all activity."""
+    what = "activity" if active_fraction > 0.5 else "rest"
+    return (
+        f"the velocity-energy pseudo-labels call {100 * active_fraction:.1f} % of the steps activity, so they are "
+        f"almost all {what} and the thresholds fitted to them mean little (J and F1 against them are not a "
+        f"check); record minutes that contain both rest and work at this station, or label a few minutes and "
+        f"re-run with --labels"
     )

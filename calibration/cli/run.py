@@ -10,9 +10,15 @@ labelled minutes (theta_on x alpha x down_steps) and reports F1@2s/F1@5s on held
 Any of ratio_off, up_steps, down_steps and alpha can be swept too (the lists below, or
 --full-grid); the defaults were chosen on validation data (see calibration.unsupervised).
 
+With a tokenizer model, the within-activity split step (which cuts an ON segment where the
+motion changes character without a pause) is calibrated too: unsupervised, its threshold is
+Otsu's split of the log change-score peaks inside activity; with --labels, the split window and
+threshold with the best boundary F1 on the labelled minutes (`--no-split` turns the step off).
+
 Writes OUT/calibration.json (thresholds + provenance; `laps-edge run --calibration` and a model
 directory read it) and OUT/report.html with its plots in OUT/plots/. Warns when the proxy
-separates activity from rest poorly (Youden's J below the documented level).
+separates activity from rest poorly (Youden's J below the documented level) or its
+pseudo-labels are degenerate (almost all rest or all activity).
 """
 
 from __future__ import annotations
@@ -83,6 +89,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="fixed shortest kept segment in steps (default: %(default)s)")
     p.add_argument("--max-steps", type=int, default=0,
                    help="fixed cap on a segment's length in steps, 0 = none (default: %(default)s)")
+    p.add_argument("--no-split", action="store_true",
+                   help="leave the within-activity split step off (the paper's energy + hysteresis only)")
+    p.add_argument("--split-window-s", type=float, default=None, metavar="S",
+                   help="unsupervised mode: split window in seconds (default: 0.8; labelled mode searches "
+                        "0.4-1.0 s)")
     p.add_argument("--threads", type=int, help="CPU threads for the parameter sweep (default: all cores)")
     p.add_argument("--into-model", action="store_true",
                    help="also install calibration.json into the --model directory (updates its manifest)")
@@ -97,6 +108,7 @@ def handle(args: argparse.Namespace) -> int:
     from calibration.labelled import LABELLED_SPACE, calibrate_labelled, match_labels
     from calibration.recordings import data_hash, find_inputs, load_recordings, resolve_model
     from calibration.report import write_report
+    from calibration.split import DEFAULT_WINDOW_S, calibrate_split_unsupervised, recording_latents
     from calibration.sweep import SweepSpace
     from calibration.unsupervised import DEFAULT_SPACE, calibrate_unsupervised
     from edge.errors import ConfigError
@@ -117,12 +129,31 @@ def handle(args: argparse.Namespace) -> int:
     recordings = load_recordings(inputs, model, tracker=args.tracker, providers=args.providers,
                                  energy_mode=args.energy_mode, progress=progress)
     cal = calibrate_unsupervised(recordings, space, criterion=args.criterion, progress=progress)
+    latents = None
+    if model.uses_tokenizer and not args.no_split:
+        if args.energy_mode != "newest":
+            cal.warnings.append(f"the split step needs the newest-token energy; with --energy-mode {args.energy_mode} "
+                                f"it stays off")
+        else:
+            latents = recording_latents(recordings, model.model_dir)
+            if latents is None:
+                cal.warnings.append("some energy traces carry no FSQ codes (recorded by an older laps-edge), so the "
+                                    "split step stays off; record them again with `laps-edge run --record-energy`")
+    if args.split_window_s is not None and not 0.0 < args.split_window_s <= 5.0:
+        raise ConfigError(f"--split-window-s {args.split_window_s:g} is out of range; give seconds in (0, 5], "
+                          f"e.g. 0.8")
+    if latents is not None:
+        from dataclasses import replace
+
+        split = calibrate_split_unsupervised(latents, cal.params, model.fps,
+                                             window_s=args.split_window_s or DEFAULT_WINDOW_S)
+        cal = replace(cal, params=split.params, split=split, warnings=cal.warnings + split.warnings)
     labels = {}
     extra = None
     if args.labels:
         labels = match_labels(args.labels, recordings)
         cal = calibrate_labelled(recordings, labels, cal, labelled_space, holdout_fraction=args.holdout,
-                                 tau=args.tau, progress=progress)
+                                 tau=args.tau, progress=progress, latents=latents)
         extra = {name: lab.segments.tolist() for name, lab in sorted(labels.items())}
     record = calibration_record(cal, recordings, model, data_hash(recordings, extra))
     out = Path(args.out)
@@ -147,6 +178,15 @@ def _print_summary(cal, recordings, model, cal_path, report, installed) -> None:
         f"proxy quality: Youden's J {q.youden_j:.2f}, F1 {q.f1:.2f} against the Otsu pseudo-labels "
         f"(threshold {q.otsu_threshold:.3g} px/step, separability {q.separability:.2f})",
     ]
+    if cal.split is not None:
+        sp = cal.split
+        if sp.params.splits:
+            how = (f"Otsu on {sp.peaks.size} log change-score peaks (separability {sp.separability:.2f})"
+                   if sp.mode == "unsupervised" else f"boundary F1@{args_tau(cal)}s {sp.score:.3f} on the labels")
+            lines.append(f"split step: window {p.split_window} steps, threshold {p.split_theta:.4g}, pieces >= "
+                         f"{p.split_min_steps} steps ({how})")
+        else:
+            lines.append("split step: off (no candidate boundary inside activity, or it did not help on the labels)")
     if cal.labelled is not None and cal.labelled.heldout:
         lab, unsup = cal.labelled.heldout["labelled"], cal.labelled.heldout["unsupervised"]
         lines.append(
@@ -160,6 +200,11 @@ def _print_summary(cal, recordings, model, cal_path, report, installed) -> None:
     print("\n".join(lines))
     for w in cal.warnings:
         print(f"warning: {w}", file=sys.stderr)
+
+
+def args_tau(cal) -> str:
+    """The tau of a labelled calibration, for messages."""
+    return f"{cal.labelled.tau:g}" if cal.labelled is not None else "2"
 
 
 def _space(args: argparse.Namespace, defaults):

@@ -92,7 +92,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--calibration", metavar="FILE",
                    help="calibration.json to ship ({'params': HysteresisParams fields, 'provenance': ...})")
     p.add_argument("--calibrate-seeds", metavar="LIST",
-                   help="search theta_on on these labelled synthetic VALIDATION seeds (500-599), e.g. 500-503")
+                   help="search theta_on, then the within-activity split step's window and threshold, on these "
+                        "labelled synthetic VALIDATION seeds (500-599), e.g. 500-503")
+    p.add_argument("--no-split", action="store_true",
+                   help="with --calibrate-seeds: ship the paper's kernel without the within-activity split step")
     p.add_argument("--calibrate-minutes", type=float, default=3.0, help="minutes per calibration recording (default 3)")
     p.add_argument("--nuisances", default="all", help="nuisances of the synthetic recordings (default all)")
     p.add_argument("--golden-source", metavar="SPEC",
@@ -156,22 +159,32 @@ def handler(args: argparse.Namespace) -> int:
         if bad:
             raise ConfigError(f"calibration seed {bad[0]} is not a VALIDATION seed; use seeds in 500-599")
         cal_specs = [synthetic_spec(s, args.calibrate_minutes, args.nuisances) for s in seeds]
-        energies, gts = [], []
+        latents, gts = [], []
         for spec in cal_specs:
             rec, _ = cached_tracks(spec, conventions, args.tracker, args.cache_dir, progress=progress)
-            energies.append(latent_energy(tokenize(rec)))
+            latents.append(tokenize(rec))
             gts.append(synthetic_ground_truth(spec))
-        params, summary = search_theta_on(energies, gts, conventions.fps)
+        params, summary = search_theta_on([latent_energy(z) for z in latents], gts, conventions.fps)
+        method = ("theta_on search against exact ground truth (boundary F1@2s), other parameters at the paper's "
+                  "values")
+        f1 = summary["f1"]
+        if not args.no_split:
+            from calibration.split import calibrate_split_labelled
+
+            split = calibrate_split_labelled(latents, [np.asarray(g) for g in gts], conventions.fps, params)
+            params, f1 = split.params, split.score
+            method += "; then the split window and threshold with the best boundary F1@2s (calibration.split)"
         calibration = {
             "params": params.to_dict(),
             "provenance": {
-                "method": "theta_on search against exact ground truth (boundary F1@2s), other parameters at the "
-                          "paper's values", "sources": cal_specs, "tracker": args.tracker,
-                "energy": "newest-token latent energy ||z_q,t - z_q,t-1||", "f1_at_2s": summary["f1"],
+                "method": method, "sources": cal_specs, "tracker": args.tracker,
+                "energy": "newest-token latent energy ||z_q,t - z_q,t-1||", "f1_at_2s": f1,
                 "model_version": args.model_version,
             },
         }
-        print(f"calibration: theta_on {params.theta_on:.4g}, F1@2s {summary['f1']:.3f} on seeds {args.calibrate_seeds}")
+        split_text = (f", split window {params.split_window} threshold {params.split_theta:.4g}" if params.splits
+                      else ", no split")
+        print(f"calibration: theta_on {params.theta_on:.4g}{split_text}, F1@2s {f1:.3f} on seeds {args.calibrate_seeds}")
 
     golden_spec = args.golden_source or (cal_specs[0] if cal_specs else synthetic_spec(599, 1, args.nuisances))
     rec, _ = cached_tracks(golden_spec, conventions, args.tracker, args.cache_dir, progress=progress)
