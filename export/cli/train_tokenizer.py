@@ -63,6 +63,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     arch.add_argument("--preset", choices=("small", "base"), default="small",
                       help="small: d=256, 4 heads, 2 layers (edge default); base: d=768, 8 heads, 2 layers (paper)")
     arch.add_argument("--fsq-levels", default="8,8,6,5", help="FSQ levels per latent dimension (default 8,8,6,5: 1920 codes)")
+    arch.add_argument("--input-transform", choices=("linear", "signed_sqrt"), default="linear",
+                      help="encoder input: linear = v/scale (the paper), signed_sqrt = sign(x)*sqrt(|x|) of it, "
+                           "inside the exported graph, so slow motion moves the input more (default linear)")
+    arch.add_argument("--decoder-targets", choices=("joint", "axis_bins"), default="joint",
+                      help="what the training decoder predicts per point: joint = integer (dx, dy) classes in "
+                           "[-m, m]^2 (the paper); axis_bins = per axis the nearest of 19 bins, finer below 1 px "
+                           "(default joint)")
+    arch.add_argument("--loss-points", type=int, default=0, metavar="P",
+                      help="decode only P random points per batch in training (0 = all N; fewer is faster, the "
+                           "encoder still sees every point; default 0)")
     arch.add_argument("--epochs", type=int, default=10, help="training epochs (default 10)")
     arch.add_argument("--batch-size", type=int, default=32, help="windows per batch (default 32)")
     arch.add_argument("--max-batches-per-epoch", type=int, default=0,
@@ -143,7 +153,9 @@ def handler(args: argparse.Namespace) -> int:
         preset=args.preset, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, dropout=args.dropout,
         seed=args.seed, focal_gamma=args.focal_gamma, focal_alpha=args.focal_alpha, radial_k=args.radial_k,
         latent_noise=args.latent_noise, max_batches_per_epoch=args.max_batches_per_epoch, device=args.device,
-        threads=args.threads, model_overrides={"fsq_levels": levels},
+        threads=args.threads, loss_points=args.loss_points,
+        model_overrides={"fsq_levels": levels, "input_transform": args.input_transform,
+                         "decoder_targets": args.decoder_targets},
     )
     provenance = {"train_sources": train_specs, "val_sources": val_specs, "tracker": args.tracker,
                   "training_data_hash": dhash, "window_stride": args.window_stride}

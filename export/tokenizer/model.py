@@ -1,11 +1,12 @@
 """The AMPLIFY-style motion tokenizer in torch: causal Transformer encoder, FSQ, training decoder.
 
 Shapes (B batch, S = T-1 velocity steps, N points, L = len(fsq_levels), d model width,
-K = (2m+1)^2 displacement classes with m = max_displacement_px):
+K = (2m+1)^2 displacement classes with m = max_displacement_px for "joint" targets, or
+2 axes x A bins for "axis_bins" targets, see `export.tokenizer.losses`):
     velocity (B, S, N, 2) normalised (px / velocity_scale_px, zero where invisible)
-    -> tokens (B, S, d) -> causal encoder -> latent (B, S, L) pre-quantisation
-    -> FSQ -> z_q (B, S, d), codes (B, S)
-    -> decoder (training only) -> logits (B, S, N, K)
+    -> [signed square root, `input_transform`] -> tokens (B, S, d) -> causal encoder
+    -> latent (B, S, L) pre-quantisation -> FSQ -> z_q (B, S, d), codes (B, S)
+    -> decoder (training only) -> logits (B, S, N, K) or (B, S, N, 2, A)
 
 The attention blocks are written out (no fused kernels) so the ONNX export is plain MatMul /
 Softmax, the causal mask is explicit, and FP16 conversion is safe (the mask uses -1e4, not -inf).
@@ -21,6 +22,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from export.tokenizer.fsq import FSQ
+from export.tokenizer.losses import AXIS_BINS, DECODER_TARGETS
 
 #: Named encoder shapes. "small" is the edge default; "base" is the paper's width.
 PRESETS: dict[str, dict[str, int]] = {
@@ -29,6 +31,9 @@ PRESETS: dict[str, dict[str, int]] = {
 }
 
 _MASK_VALUE = -1e4  # finite so an FP16 engine cannot turn a masked row into NaN
+#: Encoder input transforms (inside the exported graph, so the device feeds v / scale either way).
+INPUT_TRANSFORMS = ("linear", "signed_sqrt")
+_SQRT_EPS = 1e-4  # keeps the derivative of the signed square root finite at 0
 
 
 @dataclass
@@ -46,6 +51,18 @@ class TokenizerConfig:
     max_displacement_px: int = 7
     point_embed_dim: int = 64
     decoder_hidden: int = 128
+    #: "linear" feeds v/scale as it is (the paper); "signed_sqrt" feeds sign(x)*sqrt(|x|), which
+    #: spreads sub-pixel motion over more of the input range (edge/models/README.md).
+    input_transform: str = "linear"
+    #: "joint": one class per integer (dx, dy) in [-m, m]^2 (the paper); "axis_bins": per axis,
+    #: the nearest of the non-uniform bins `AXIS_BINS` (sub-pixel motion has classes of its own).
+    decoder_targets: str = "joint"
+
+    def __post_init__(self) -> None:
+        if self.input_transform not in INPUT_TRANSFORMS:
+            raise ValueError(f"input_transform {self.input_transform!r}: use one of {', '.join(INPUT_TRANSFORMS)}")
+        if self.decoder_targets not in DECODER_TARGETS:
+            raise ValueError(f"decoder_targets {self.decoder_targets!r}: use one of {', '.join(DECODER_TARGETS)}")
 
     @classmethod
     def from_preset(cls, preset: str, **overrides: object) -> "TokenizerConfig":
@@ -55,6 +72,9 @@ class TokenizerConfig:
 
     @property
     def n_classes(self) -> int:
+        """Logits per point and step: (2m+1)^2 joint classes, or 2 axes x len(AXIS_BINS) bins."""
+        if self.decoder_targets == "axis_bins":
+            return 2 * len(AXIS_BINS)
         return (2 * self.max_displacement_px + 1) ** 2
 
     def to_dict(self) -> dict:
@@ -173,24 +193,33 @@ class MotionTokenizer(nn.Module):
     def encode(self, velocity: torch.Tensor) -> torch.Tensor:
         """velocity (B, S, N, 2) normalised -> pre-quantisation latent (B, S, L)."""
         b, s = velocity.shape[:2]
+        if self.cfg.input_transform == "signed_sqrt":
+            # sqrt(|x| + eps) - sqrt(eps): 0 at 0 with a finite slope, FP16-safe.
+            velocity = torch.sign(velocity) * (torch.sqrt(velocity.abs() + _SQRT_EPS) - _SQRT_EPS ** 0.5)
         x = self.embed(velocity.reshape(b, s, -1)) + self.pos[:, :s]
         x = self.drop(x)
         for block in self.blocks:
             x = block(x)
         return self.fsq.latent(self.ln_f(x))
 
-    def decode(self, z_q: torch.Tensor) -> torch.Tensor:
-        """z_q (B, S, d) -> displacement logits (B, S, N, K)."""
+    def decode(self, z_q: torch.Tensor, points: torch.Tensor | None = None) -> torch.Tensor:
+        """z_q (B, S, d) -> displacement logits (B, S, P, K), or (B, S, P, 2, A) for axis bins;
+        P = N, or the points at indices `points` (P,) only (training on a subset is cheaper)."""
         b, s, _ = z_q.shape
         q = self.dec_pos[:, :s].expand(b, -1, -1)
         h = self.dec_ln(self.decoder(q, z_q))
-        hidden = self.head_step(h)[:, :, None, :] + self.head_point(self.point_embed)[None, None]
-        return self.head_out(F.gelu(hidden))
+        embed = self.point_embed if points is None else self.point_embed[points]
+        hidden = self.head_step(h)[:, :, None, :] + self.head_point(embed)[None, None]
+        logits = self.head_out(F.gelu(hidden))
+        if self.cfg.decoder_targets == "axis_bins":
+            return logits.reshape(*logits.shape[:-1], 2, len(AXIS_BINS))
+        return logits
 
-    def forward(self, velocity: torch.Tensor, latent_noise: float = 0.0) -> dict[str, torch.Tensor]:
+    def forward(self, velocity: torch.Tensor, latent_noise: float = 0.0,
+                points: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         latent = self.encode(velocity)
         z_q, codes = self.fsq.quantize(latent, latent_noise)
-        return {"latent": latent, "codes": codes, "z_q": z_q, "logits": self.decode(z_q)}
+        return {"latent": latent, "codes": codes, "z_q": z_q, "logits": self.decode(z_q, points)}
 
 
 class EncoderExport(nn.Module):

@@ -18,7 +18,16 @@ import numpy as np
 import torch
 
 from edge.errors import ConfigError
-from export.tokenizer.losses import EpochFigures, LossConfig, displacement_classes, radial_weights, tokenizer_loss
+from export.tokenizer.losses import (
+    EpochFigures,
+    LossConfig,
+    class_weights_for,
+    joint_classes,
+    predicted_classes,
+    static_class,
+    target_classes,
+    tokenizer_loss,
+)
 from export.tokenizer.model import MotionTokenizer, TokenizerConfig
 from export.tokenizer.windows import DataConventions, normalise_velocity
 from export.training import CHECKPOINT_LAST, deterministic_setup, resume_from, save_checkpoint
@@ -44,6 +53,9 @@ class TrainConfig:
     radial_k: float = 4.0  # chosen by measurement (edge/models/README.md)
     latent_noise: float = 0.0
     max_batches_per_epoch: int = 0  # 0 = the whole training set each epoch
+    #: points per batch whose displacement the decoder predicts in training (a random subset,
+    #: new each batch; 0 = all N). The encoder always sees every point; validation scores all.
+    loss_points: int = 0
     device: str = "auto"
     threads: int = 2
     model_overrides: dict = field(default_factory=dict)
@@ -76,11 +88,16 @@ def build_model(cfg: TrainConfig, conventions: DataConventions) -> MotionTokeniz
     return MotionTokenizer(model_cfg)
 
 
-def _batch(data: WindowData, idx: np.ndarray, conv: DataConventions, device: torch.device):
+def _batch(data: WindowData, idx: np.ndarray, conv: DataConventions, device: torch.device, scheme: str,
+           points: np.ndarray | None = None):
+    """(encoder input (B,S,N,2), decoder targets, valid) for windows `idx`; targets and valid
+    only at `points` (P,) when given."""
     vel = data.velocity[idx]
     valid = data.valid[idx]
     x = torch.from_numpy(normalise_velocity(vel, valid, conv.velocity_scale_px)).to(device)
-    targets = displacement_classes(torch.from_numpy(vel), conv.max_displacement_px).to(device)
+    if points is not None:
+        vel, valid = vel[:, :, points], valid[:, :, points]
+    targets = target_classes(torch.from_numpy(vel), scheme, conv.max_displacement_px).to(device)
     return x, targets, torch.from_numpy(valid).to(device)
 
 
@@ -88,16 +105,17 @@ def evaluate(model: MotionTokenizer, data: WindowData, conv: DataConventions, cf
              device: torch.device, class_weights: torch.Tensor | None) -> dict[str, float]:
     """Validation figures: loss, displacement accuracy (all / moving points), codebook usage, perplexity."""
     model.eval()
-    m = conv.max_displacement_px
-    static_class = m * (2 * m + 1) + m
+    scheme = model.cfg.decoder_targets
+    static = static_class(scheme, conv.max_displacement_px)
     figs = EpochFigures(codebook_size=model.fsq.codebook_size)
     with torch.no_grad():
         for start in range(0, len(data), cfg.batch_size):
             idx = np.arange(start, min(start + cfg.batch_size, len(data)))
-            x, t, v = _batch(data, idx, conv, device)
+            x, t, v = _batch(data, idx, conv, device, scheme)
             out = model(x)
             loss = tokenizer_loss(out["logits"], t, v, cfg.loss_config(), class_weights)
-            figs.add(float(loss), out["logits"], t, v, out["codes"], static_class)
+            figs.add(float(loss), predicted_classes(out["logits"], scheme), joint_classes(t, scheme), v,
+                     out["codes"], static)
     return figs.summary()
 
 
@@ -125,7 +143,12 @@ def train(
     device = deterministic_setup(cfg.device, cfg.threads, cfg.seed)
     model = build_model(cfg, conventions).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
-    class_weights = radial_weights(conventions.max_displacement_px, cfg.radial_k).to(device) if cfg.radial_k > 0 else None
+    scheme = model.cfg.decoder_targets
+    class_weights = class_weights_for(scheme, conventions.max_displacement_px, cfg.radial_k)
+    class_weights = None if class_weights is None else class_weights.to(device)
+    n_points = conventions.n_points
+    if not 0 <= cfg.loss_points <= n_points:
+        raise ConfigError(f"loss_points {cfg.loss_points} is out of range; give 0 (all) to {n_points}")
     history: list[dict] = []
     start_epoch = 0
     best = float("inf")
@@ -143,13 +166,18 @@ def train(
         raise ConfigError(f"{n} training windows are fewer than one batch of {cfg.batch_size}; add data or lower --batch-size")
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
-        order = np.random.default_rng([cfg.seed, epoch]).permutation(n)
+        rng = np.random.default_rng([cfg.seed, epoch])
+        order = rng.permutation(n)
         running = 0.0
         bar = tqdm(range(batches), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False)
         for b in bar:
             idx = np.sort(order[b * cfg.batch_size:(b + 1) * cfg.batch_size])
-            x, t, v = _batch(train_data, idx, conventions, device)
-            out_ = model(x, latent_noise=cfg.latent_noise)
+            points = None
+            if cfg.loss_points and cfg.loss_points < n_points:
+                points = np.sort(rng.choice(n_points, cfg.loss_points, replace=False))
+            x, t, v = _batch(train_data, idx, conventions, device, scheme, points)
+            out_ = model(x, latent_noise=cfg.latent_noise,
+                         points=None if points is None else torch.from_numpy(points).to(device))
             loss = tokenizer_loss(out_["logits"], t, v, cfg.loss_config(), class_weights)
             opt.zero_grad(set_to_none=True)
             loss.backward()
