@@ -5,6 +5,9 @@ Rows (all medians over repeats, baselines measured in the same run):
 - device_loop_numba: `energy_step` called from a Python loop once per frame (the device path),
   ns per call including the Python loop.
 - series_reference: the plain-Python reference of tests/energy (same definition), ns per step.
+- device_latent_step / device_latent_step_split: `latent_step` from a Python loop on a z_q of
+  the small tokenizer's width (D = 256), without and with the within-activity split step
+  (w = 8): the split step's own per-frame cost is their difference (target <= 10 us).
 - sweep_confusion / run_sweep on all cores and on 1 thread: (parameter sets x steps) per second,
   vs 1 thread and vs the reference.
 
@@ -21,6 +24,7 @@ from benchmarks.common import median_time_s, print_table, write_results
 from edge.energy import (
     HysteresisParams,
     energy_step,
+    latent_step,
     new_state,
     run_series,
     run_sweep,
@@ -37,6 +41,9 @@ T_SWEEP = 100_000
 P_SWEEP = 256
 P_REFERENCE = 4
 T_SWEEP_REFERENCE = 5_000
+T_LATENT = 50_000
+LATENT_DIM = 256
+SPLIT_WINDOW = 8
 
 
 def bursty_energy(n: int, seed: int) -> np.ndarray:
@@ -85,6 +92,28 @@ def main() -> None:
                  "speedup_vs_reference": ns_ref / ns_dev})
     rows.append({"name": "series_reference_python", "steps": T_REFERENCE, "ns_per_step": ns_ref,
                  "speedup_vs_reference": 1.0})
+
+    # The device's latent path: latent_step per frame on z_q (D = 256), split step off and on.
+    rng = np.random.default_rng(SEED)
+    z = np.repeat(rng.normal(0.0, 1.0, (T_LATENT // 20 + 1, LATENT_DIM)), 20, axis=0)[:T_LATENT]
+    z = (z + rng.normal(0.0, 0.3, z.shape)).astype(np.float32)
+    latent_ns = {}
+    for name, lp in (("device_latent_step", HysteresisParams(theta_on=1.0)),
+                     ("device_latent_step_split", HysteresisParams(theta_on=1.0, split_window=SPLIT_WINDOW,
+                                                                   split_theta=2.0, split_min_steps=5))):
+        arr = lp.to_array()
+        rows_z = list(z)
+
+        def latent_loop(arr=arr, rows_z=rows_z) -> None:
+            state = new_state(LATENT_DIM)
+            for row in rows_z:
+                latent_step(state, arr, row)
+
+        latent_ns[name] = median_time_s(latent_loop, repeats=3) / T_LATENT * 1e9
+    base = latent_ns["device_latent_step"]
+    for name, ns in latent_ns.items():
+        rows.append({"name": name, "steps": T_LATENT, "latent_dim": LATENT_DIM, "ns_per_step": ns,
+                     "split_cost_us_per_step": (ns - base) / 1e3, "ratio_vs_no_split": ns / base})
 
     # Sweeps: throughput in (parameter sets x steps) per second.
     grid = param_grid(P_SWEEP)

@@ -207,7 +207,7 @@ def downstream_tracks(trackers: dict, seed: int, minutes: float, model_sha: str)
 def downstream_rows(trackers: dict, minutes: float, held_out: int, model_sha: str) -> list[dict]:
     from tqdm import tqdm
 
-    from benchmarks.segmentation import Video, score, tokenizer_energies
+    from benchmarks.segmentation import Video, latent_energy, score, tokenizer_latents
     from edge.energy import HysteresisParams, run_series
     from edge.synthetic import SyntheticWorkstation
     from export.tokenizer.threshold_search import search_theta_on
@@ -225,8 +225,8 @@ def downstream_rows(trackers: dict, minutes: float, held_out: int, model_sha: st
     val, test = videos(DOWNSTREAM_VALIDATION), videos(DOWNSTREAM_HELD_OUT[:held_out])
     rows = []
     for name in trackers:
-        ve = tokenizer_energies(val[name], str(DEFAULT_MODEL), "newest")
-        te = tokenizer_energies(test[name], str(DEFAULT_MODEL), "newest")
+        ve = [latent_energy(z) for z, _ in tokenizer_latents(val[name], str(DEFAULT_MODEL))]
+        te = [latent_energy(z) for z, _ in tokenizer_latents(test[name], str(DEFAULT_MODEL))]
         params, summary = search_theta_on(ve, [v.gt for v in val[name]], FPS, base=HysteresisParams(theta_on=0.0))
         preds = [run_series(e, params).segments / FPS for e in te]
         s = score(preds, test[name])
