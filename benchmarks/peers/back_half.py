@@ -20,10 +20,11 @@ from __future__ import annotations
 import numpy as np
 
 from benchmarks.peers.context import Context
-from calibration.labelled import RecordingLabels, calibrate_labelled
-from calibration.recordings import EnergyRecording
-from calibration.unsupervised import DEFAULT_CRITERION_VELOCITY, calibrate_unsupervised
 from edge.energy import HysteresisParams, run_series_latent
+
+# The calibration package is imported where it is used: importing it with this module would put
+# the real `calibration` into sys.modules while pytest collects, before it imports the test
+# package tests/calibration under that same name.
 
 #: Model version stamped on the energy traces of real features (not a tokenizer's).
 FEATURE_ENERGY_VERSION = "real-feature-energy"
@@ -41,11 +42,16 @@ def kernel_segments(features: np.ndarray, fps: float, params: HysteresisParams) 
 
 def unsupervised_params(pool_features, fps: float) -> HysteresisParams:
     """Thresholds from `calibrate_unsupervised` on the (unlabelled) features of a dataset."""
+    from calibration.unsupervised import DEFAULT_CRITERION_VELOCITY, calibrate_unsupervised
+
     return calibrate_unsupervised(_recordings(pool_features, fps), criterion=DEFAULT_CRITERION_VELOCITY).params
 
 
 def labelled_params(context: Context) -> HysteresisParams:
     """Thresholds from `calibrate_labelled` on the context's other (labelled) videos."""
+    from calibration.labelled import RecordingLabels, calibrate_labelled
+    from calibration.unsupervised import DEFAULT_CRITERION_VELOCITY, calibrate_unsupervised
+
     recs = _recordings([v.features for v in context.others], context.fps, [v.name for v in context.others])
     labels = {
         r.name: RecordingLabels(name=r.name, path=f"leave-one-out:{r.name}", segments=v.segments(),
@@ -66,7 +72,10 @@ def back_half_labelled(features: np.ndarray, fps: float, context: Context) -> np
     return kernel_segments(features, fps, labelled_params(context))
 
 
-def _recordings(features, fps: float, names=None) -> list[EnergyRecording]:
+def _recordings(features, fps: float, names=None) -> list:
+    """One `calibration.recordings.EnergyRecording` per feature matrix, the energy as its own proxy."""
+    from calibration.recordings import EnergyRecording
+
     names = names or [f"video{i:03d}" for i in range(len(features))]
     out = []
     for name, f in zip(names, features):

@@ -18,7 +18,7 @@ from benchmarks.real_labelled.corpus import CorpusError, LabelledVideo
 
 @dataclass(frozen=True)
 class Context:
-    """dataset: name. fps: frames per second of the scored video. others: the dataset's other
+    """dataset: name. fps: frames per second of every video of the dataset. others: the dataset's other
     labelled videos. pool_features: (T_i, D) features of every video of the dataset, unlabelled."""
 
     dataset: str
@@ -39,7 +39,7 @@ class Context:
 
 
 def leave_one_out(videos: Sequence[LabelledVideo], index: int) -> Context:
-    """The context for scoring `videos[index]`; all videos must come from one dataset.
+    """The context for scoring `videos[index]`; all videos must come from one dataset, at one fps.
 
     Raises CorpusError when the dataset has fewer than 2 videos (nothing to learn K from) or the
     other videos hold no labelled segment.
@@ -48,6 +48,9 @@ def leave_one_out(videos: Sequence[LabelledVideo], index: int) -> Context:
     if any(v.dataset != scored.dataset for v in videos):
         names = sorted({v.dataset for v in videos})
         raise CorpusError(f"leave-one-out context over several datasets ({', '.join(names)}); give one dataset's videos")
+    if any(v.fps != scored.fps for v in videos):
+        rates = sorted({v.fps for v in videos})
+        raise CorpusError(f"dataset {scored.dataset!r} mixes frame rates {rates}; convert its videos to one fps")
     others = tuple(v for j, v in enumerate(videos) if j != index)
     if not others:
         raise CorpusError(

@@ -12,6 +12,7 @@ wrong path or a changed file stops the build with a one-line `error: ...` (exit 
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -40,10 +41,10 @@ def build(sources: dict[str, str | Path], out: str | Path = DEFAULT_ROOT,
         folder = Path(out) / name
         staging = folder.with_name(folder.name + ".part")
         if staging.exists():
-            _remove_tree(staging)
+            shutil.rmtree(staging)
         files = [v.save(staging / f"{v.name}.npz") for v in videos]
         if folder.exists():
-            _remove_tree(folder)
+            shutil.rmtree(folder)
         staging.replace(folder)
         written[name] = [folder / f.name for f in files]
     return written
@@ -80,8 +81,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{name}: {len(files)} videos -> {Path(args.out) / name}")
     return 0
 
-
-def _remove_tree(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path)

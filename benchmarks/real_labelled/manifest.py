@@ -15,7 +15,6 @@ import json
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 from edge.errors import LapsError
 
@@ -153,7 +152,3 @@ def _git_dir(root: Path) -> Path | None:
             return candidate
     return None
 
-
-def file_entry(path: str, data: bytes) -> Mapping[str, object]:
-    """A manifest entry for `data` at `path` (used when adding a source to the manifest)."""
-    return {"path": path, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}

@@ -110,3 +110,9 @@ def test_the_unsupervised_back_half_finds_activity_between_the_rests(videos, pre
         truth = v.segments()
         assert segs[0, 0] == pytest.approx(truth[0, 0], abs=0.5)
         assert segs[-1, 1] == pytest.approx(truth[-1, 1], abs=0.5)
+
+
+def test_a_dataset_mixing_frame_rates_is_refused():
+    slow = replace(workstation_video("b", 1), fps=5.0)
+    with pytest.raises(CorpusError, match="mixes frame rates"):
+        leave_one_out([workstation_video("a", 0), slow], 0)
