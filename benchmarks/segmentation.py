@@ -144,25 +144,10 @@ def periodic_segments(duration: float, period: float) -> np.ndarray:
 
 
 def score(preds: list[np.ndarray], videos: list[Video]) -> dict:
-    from edge import metrics
+    """The shared scorer (`benchmarks.scoring`) against the generator's ground truth."""
+    from benchmarks.scoring import segmentation_scores
 
-    gts = [v.gt for v in videos]
-    durations = [v.duration for v in videos]
-    seg = [metrics.segmental_f1_at(p, g) for p, g in zip(preds, gts)]
-    pred_d = np.concatenate([p[:, 1] - p[:, 0] for p in preds]) if preds else np.zeros(0)
-    true_d = np.concatenate([g[:, 1] - g[:, 0] for g in gts])
-    return {
-        "f1_at_2s": metrics.boundary_f1(preds, gts, 2.0, durations),
-        "f1_at_5s": metrics.boundary_f1(preds, gts, 5.0, durations),
-        "seg_f1_at_10": float(np.mean([s["f1_at_10"] for s in seg])),
-        "seg_f1_at_25": float(np.mean([s["f1_at_25"] for s in seg])),
-        "seg_f1_at_50": float(np.mean([s["f1_at_50"] for s in seg])),
-        "edit": float(np.mean([metrics.edit_score([0] * len(p), [0] * len(g)) for p, g in zip(preds, gts)])),
-        "pred_segments": int(sum(len(p) for p in preds)),
-        "true_segments": int(sum(len(g) for g in gts)),
-        "median_pred_s": float(np.median(pred_d)) if pred_d.size else 0.0,
-        "median_true_s": float(np.median(true_d)),
-    }
+    return segmentation_scores(preds, [v.gt for v in videos], [v.duration for v in videos])
 
 
 def theta_by_labels(val_e, val_videos, base):
