@@ -1,0 +1,140 @@
+"""scripts/build_real_footage.py on a tiny git repository made here: it copies a clip out of the
+recorded commit, checks its sha256, and says every problem in one line (exit 2)."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = REPO_ROOT / "scripts" / "build_real_footage.py"
+PAYLOAD = b"\x00\x00\x00\x18ftypmp42 not really a video, but bytes with a known hash"
+
+
+def _load_script():
+    spec = importlib.util.spec_from_file_location("build_real_footage", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+build_script = _load_script()
+
+
+def _git(*args: str, cwd: Path) -> str:
+    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", *args], cwd=cwd,
+                          check=True, capture_output=True, text=True).stdout.strip()
+
+
+@pytest.fixture
+def tiny_repo(tmp_path) -> tuple[Path, str]:
+    """A one-commit git repository holding clips/tiny.mp4 (the payload); (work tree, commit)."""
+    repo = tmp_path / "acme-tiny"
+    (repo / "clips").mkdir(parents=True)
+    (repo / "clips" / "tiny.mp4").write_bytes(PAYLOAD)
+    _git("init", "-q", cwd=repo)
+    _git("add", ".", cwd=repo)
+    _git("commit", "-q", "-m", "tiny clip", cwd=repo)
+    return repo, _git("rev-parse", "HEAD", cwd=repo)
+
+
+def _manifest(tmp_path: Path, commit: str, sha256: str | None = None) -> Path:
+    clip = {
+        "id": "tiny-clip", "source": "acme/tiny", "path": "clips/tiny.mp4", "commit": commit, "split": "train",
+        "sha256": sha256 or hashlib.sha256(PAYLOAD).hexdigest(), "bytes": len(PAYLOAD), "duration_s": 1.0,
+        "fps": 10.0, "frames": 10, "width": 320, "height": 240, "model_steps": 10, "content": "hands",
+        "third_party_media": False, "origin": "made by the test", "description": "not a video",
+    }
+    manifest = {
+        "schema": "laps.real-footage-manifest/1",
+        "sources": {"acme/tiny": {"kind": "git", "url": "https://example.invalid/acme/tiny", "licence": "CC0-1.0",
+                                  "licence_evidence": "made by the test"}},
+        "clips": [clip],
+    }
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps(manifest), encoding="utf-8")
+    return path
+
+
+def _error_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def test_builds_the_clip_from_the_commit_and_keeps_it_on_the_next_run(tiny_repo, tmp_path, capsys):
+    repo, commit = tiny_repo
+    manifest, out = _manifest(tmp_path, commit), tmp_path / "corpus"
+    argv = ["--manifest", str(manifest), "--out", str(out), "--repo", f"acme/tiny={repo}", "--quiet"]
+    assert build_script.main(argv) == 0
+    built = out / "train" / "tiny-clip.mp4"
+    assert built.read_bytes() == PAYLOAD
+    assert "1 built" in capsys.readouterr().out
+    index = json.loads((out / "index.json").read_text())
+    assert [c["id"] for c in index["clips"]] == ["tiny-clip"] and index["clips"][0]["licence"] == "CC0-1.0"
+
+    # A later commit changes the file in the work tree: the clip still comes from the recorded commit.
+    (repo / "clips" / "tiny.mp4").write_bytes(b"changed")
+    _git("commit", "-q", "-am", "change", cwd=repo)
+    built.write_bytes(b"damaged")  # a damaged copy in the corpus is rebuilt, not trusted
+    assert build_script.main(argv) == 0
+    assert built.read_bytes() == PAYLOAD
+    assert build_script.main(argv) == 0
+    assert "1 already present" in capsys.readouterr().out
+
+
+def test_a_bare_mirror_under_mirror_root_is_found(tiny_repo, tmp_path):
+    repo, commit = tiny_repo
+    mirrors = tmp_path / "mirrors"
+    subprocess.run(["git", "clone", "-q", "--bare", str(repo), str(mirrors / "acme+tiny" / "repo")], check=True)
+    out = tmp_path / "corpus"
+    assert build_script.main(["--manifest", str(_manifest(tmp_path, commit)), "--out", str(out),
+                              "--mirror-root", str(mirrors), "--quiet"]) == 0
+    assert (out / "train" / "tiny-clip.mp4").read_bytes() == PAYLOAD
+
+
+def test_a_hash_mismatch_is_one_line_and_writes_nothing(tiny_repo, tmp_path, capsys):
+    repo, commit = tiny_repo
+    wrong = hashlib.sha256(b"something else").hexdigest()
+    out = tmp_path / "corpus"
+    assert build_script.main(["--manifest", str(_manifest(tmp_path, commit, sha256=wrong)), "--out", str(out),
+                              "--repo", f"acme/tiny={repo}", "--quiet"]) == 2
+    lines = _error_lines(capsys.readouterr().err)
+    assert len(lines) == 1
+    assert lines[0].startswith("error: clip tiny-clip from acme/tiny:clips/tiny.mp4@")
+    assert hashlib.sha256(PAYLOAD).hexdigest()[:16] in lines[0] and wrong[:16] in lines[0]
+    assert not (out / "train" / "tiny-clip.mp4").exists()
+
+
+def test_a_missing_repository_is_one_line_naming_the_fix(tiny_repo, tmp_path, capsys):
+    _, commit = tiny_repo
+    empty = tmp_path / "no-mirrors"
+    empty.mkdir()
+    assert build_script.main(["--manifest", str(_manifest(tmp_path, commit)), "--out", str(tmp_path / "c"),
+                              "--mirror-root", str(empty), "--quiet"]) == 2
+    lines = _error_lines(capsys.readouterr().err)
+    assert len(lines) == 1
+    assert lines[0].startswith("error: no local copy of acme/tiny")
+    assert "--mirror-root" in lines[0] and "git clone" in lines[0]
+
+
+def test_a_commit_the_copy_lacks_is_one_line(tiny_repo, tmp_path, capsys):
+    repo, _ = tiny_repo
+    assert build_script.main(["--manifest", str(_manifest(tmp_path, "0123456789" * 4)), "--out", str(tmp_path / "c"),
+                              "--repo", f"acme/tiny={repo}", "--quiet"]) == 2
+    lines = _error_lines(capsys.readouterr().err)
+    assert len(lines) == 1 and "lacks commit 012345678901" in lines[0]
+
+
+def test_the_script_runs_standalone_with_exit_2_on_a_bad_manifest(tmp_path):
+    bad = tmp_path / "manifest.json"
+    bad.write_text("{not json", encoding="utf-8")
+    run = subprocess.run([sys.executable, str(SCRIPT), "--manifest", str(bad), "--quiet"], capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 2
+    assert _error_lines(run.stderr) == [run.stderr.strip()]
+    assert run.stderr.startswith(f"error: manifest {bad} is not readable JSON")
