@@ -189,3 +189,11 @@ def test_a_gzipped_member_of_a_debian_package_is_unpacked_and_checked(tmp_path, 
                               "--quiet"]) == 2
     lines = _error_lines(capsys.readouterr().err)
     assert len(lines) == 1 and lines[0].startswith("error: clip deb-clip from tiny-doc:usr/share/doc/tiny-doc/clip.mp4.gz has")
+
+
+def test_the_installed_command_explains_itself():
+    from export.cli import main as laps_export
+
+    with pytest.raises(SystemExit) as exit_info:
+        laps_export(["build-real-footage", "--help"])
+    assert exit_info.value.code == 0
