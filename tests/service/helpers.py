@@ -258,8 +258,11 @@ def make_tls_files(folder: Path) -> tuple[str, str, str]:
 
 def write_config(path: Path, *, port: int, state_dir: Path, extra: str = "", mqtt_extra: str = "",
                  source: str = "synthetic:seed=900", site: str = "test-site", device: str = "dev-1",
-                 keepalive: int = 2, metrics_interval: float = 0.5) -> Path:
-    """A device config TOML for tests (short keepalive and back-off)."""
+                 keepalive: int = 2, metrics_interval: float = 0.5, delivery: str = "broker",
+                 ack_timeout_s: float = 30.0) -> Path:
+    """A device config TOML for tests (short keepalive and back-off). delivery "broker": rows
+    leave the outbox on the broker's PUBACK, as a test without a central ingest needs;
+    "central" waits for the ingest's acks (re-sent after ack_timeout_s)."""
     path.write_text(
         f"""
 [device]
@@ -278,6 +281,8 @@ keepalive = {keepalive}
 reconnect_min_s = 0.2
 reconnect_max_s = 1.0
 drain_timeout_s = 2.0
+delivery = "{delivery}"
+ack_timeout_s = {ack_timeout_s}
 {mqtt_extra}
 
 [metrics]
