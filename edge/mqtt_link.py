@@ -170,6 +170,10 @@ class MqttLink:
         self._thread = None
         for s in (self._wake_r, self._wake_w):
             s.close()
+        c = self.counters
+        log.info("MQTT link stopped: %d published, %d re-sent for want of central's ack, %d acknowledged by the "
+                 "broker, %d confirmed by central (%d of them quarantined), %d connects",
+                 c["published"], c["resent"], c["acked"], c["confirmed"], c["quarantined_by_central"], c["connects"])
 
     def wake(self) -> None:
         """Tell the link thread there is new work (an outbox row, a state or metrics message)."""

@@ -295,8 +295,12 @@ class BatchUploader:
                                   f"from {url} ({text or 'no body'}); {hint}") from None
             except (urllib.error.URLError, OSError) as err:
                 reason = getattr(err, "reason", err)
+                hint = "check upload.endpoint"
+                if isinstance(reason, (ConnectionResetError, BrokenPipeError)):
+                    # The receiver refuses unauthenticated bodies without reading them.
+                    hint += ", and that upload.token_file (or upload.cert/key) holds this device's credentials"
                 raise UploadError(f"receiver {self.endpoint} unreachable ({reason}); batch "
-                                  f"{batch.sha256[:12]} kept for retry; check upload.endpoint") from None
+                                  f"{batch.sha256[:12]} kept for retry; {hint}") from None
 
 
 class UploadWorker:
