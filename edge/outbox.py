@@ -118,6 +118,9 @@ class Outbox:
         self._db.execute(f"PRAGMA synchronous={synchronous}")
         self._db.executescript(_SCHEMA)
         _add_missing_columns(self._db)
+        # Read on every publishing round (see `due`): keep them off a full scan of a long backlog.
+        self._db.execute("CREATE INDEX IF NOT EXISTS outbox_unconfirmed ON outbox(sent) WHERE end_to_end = 1")
+        self._db.execute("CREATE INDEX IF NOT EXISTS outbox_plain ON outbox(id) WHERE end_to_end = 0")
         for name in _COUNTERS:
             self._db.execute("INSERT OR IGNORE INTO meta(name, value) VALUES (?, 0)", (name,))
         self._bytes = int(self._db.execute("SELECT COALESCE(SUM(size), 0) FROM outbox").fetchone()[0])
@@ -202,16 +205,20 @@ class Outbox:
         end_to_end rows already wait for central, new end_to_end rows wait too (re-sends still go),
         which bounds what an unreachable central makes the device send again and again."""
         skip = set(exclude)
+        n = int(limit) + len(skip)
+        cols = "SELECT id, key, topic, payload, created, end_to_end, sent FROM outbox"
         with self._lock:
             held = self._unconfirmed_locked()
-            room = max(0, window - held) if window is not None else int(limit)
-            rows = self._db.execute(
-                "SELECT key, topic, payload, created, end_to_end, sent FROM outbox"
-                " WHERE (sent IS NULL AND (end_to_end = 0 OR ?)) OR sent < ? ORDER BY id LIMIT ?",
-                (int(room > 0), float(resend_before), int(limit) + len(skip)),
-            ).fetchall()
+            room = max(0, window - held) if window is not None else n
+            # Three indexed reads, not one scan: a long backlog behind a full window stays cheap.
+            rows = self._db.execute(f"{cols} WHERE end_to_end = 1 AND sent < ? ORDER BY sent LIMIT ?",
+                                    (float(resend_before), n)).fetchall()
+            rows += self._db.execute(f"{cols} WHERE end_to_end = 0 ORDER BY id LIMIT ?", (n,)).fetchall()
+            if room > 0:
+                rows += self._db.execute(f"{cols} WHERE end_to_end = 1 AND sent IS NULL ORDER BY id LIMIT ?",
+                                         (min(n, room + len(skip)),)).fetchall()
         out = []
-        for k, t, p, c, e2e, sent in rows:
+        for _, k, t, p, c, e2e, sent in sorted(rows):
             if k in skip:
                 continue
             if e2e and sent is None:
