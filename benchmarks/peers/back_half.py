@@ -13,6 +13,10 @@ calibration package, as a user would get them:
 - labelled minutes, leave one video out: `calibration.labelled.calibrate_labelled` on the OTHER
   videos of the dataset and their labels (the library's default labelled search: theta_on x
   alpha x down_steps, best boundary F1@2s), nothing held out; then applied to the scored video.
+
+"+ split" rows add the kernel's within-activity split step on the same feature stream, its
+parameters from `calibration.split` the same two ways: Otsu on the log change-score peaks of the
+dataset's unlabelled features, or the labelled (window, threshold) search on the other videos.
 """
 
 from __future__ import annotations
@@ -62,6 +66,21 @@ def labelled_params(context: Context) -> HysteresisParams:
     return calibrate_labelled(recs, labels, unsup, holdout_fraction=0.0).params
 
 
+def unsupervised_split_params(pool_features, fps: float) -> HysteresisParams:
+    """`unsupervised_params` plus the split step from `calibrate_split_unsupervised`."""
+    from calibration.split import calibrate_split_unsupervised
+
+    return calibrate_split_unsupervised(list(pool_features), unsupervised_params(pool_features, fps), fps).params
+
+
+def labelled_split_params(context: Context) -> HysteresisParams:
+    """`labelled_params` plus the split step from `calibrate_split_labelled` on the other videos."""
+    from calibration.split import calibrate_split_labelled
+
+    return calibrate_split_labelled([v.features for v in context.others], [v.segments() for v in context.others],
+                                    context.fps, labelled_params(context)).params
+
+
 def back_half_unsupervised(features: np.ndarray, fps: float, context: Context) -> np.ndarray:
     """Segments of the kernel with thresholds calibrated without any label."""
     return kernel_segments(features, fps, unsupervised_params(context.pool_features, fps))
@@ -70,6 +89,16 @@ def back_half_unsupervised(features: np.ndarray, fps: float, context: Context) -
 def back_half_labelled(features: np.ndarray, fps: float, context: Context) -> np.ndarray:
     """Segments of the kernel with thresholds calibrated on the other videos' labels."""
     return kernel_segments(features, fps, labelled_params(context))
+
+
+def back_half_split_unsupervised(features: np.ndarray, fps: float, context: Context) -> np.ndarray:
+    """Segments of the kernel with the split step, everything calibrated without labels."""
+    return kernel_segments(features, fps, unsupervised_split_params(context.pool_features, fps))
+
+
+def back_half_split_labelled(features: np.ndarray, fps: float, context: Context) -> np.ndarray:
+    """Segments of the kernel with the split step, calibrated on the other videos' labels."""
+    return kernel_segments(features, fps, labelled_split_params(context))
 
 
 def _recordings(features, fps: float, names=None) -> list:

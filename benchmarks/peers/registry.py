@@ -3,15 +3,7 @@
 A method is a plain function `(features (T, D) float32, fps, context) -> (K, 2) [start, end)
 seconds`; `context` (see `context.Context`) carries what it may know beyond the features, built
 without the scored video's labels. To add a row, write such a function and add one `Method` to
-`METHODS`, e.g. for a within-activity boundary step:
-
-    def back_half_with_splits(features, fps, context):
-        params = unsupervised_params(context.pool_features, fps)
-        ...  # the new step on top of the kernel
-        return segments_in_seconds
-
-    METHODS = (..., Method("LAPS back half + splits, unsupervised", back_half_with_splits,
-                           "the new step; thresholds as the unsupervised row"))
+`METHODS` (the "+ split" rows are an example).
 """
 
 from __future__ import annotations
@@ -22,7 +14,9 @@ from typing import Callable
 import numpy as np
 
 from benchmarks.peers.abd import abd_segments
-from benchmarks.peers.back_half import back_half_labelled, back_half_unsupervised
+from benchmarks.peers.back_half import (
+    back_half_labelled, back_half_split_labelled, back_half_split_unsupervised, back_half_unsupervised,
+)
 from benchmarks.peers.baselines import equal_split, periodic
 from benchmarks.peers.context import Context
 from benchmarks.peers.twfinch import twfinch_segments
@@ -64,6 +58,10 @@ METHODS: tuple[Method, ...] = (
            "Otsu pseudo-labels of the energy over the dataset's videos, no labels"),
     Method("LAPS back half, labelled LOVO", back_half_labelled,
            "calibrate_labelled on the other videos' labels"),
+    Method("LAPS back half + split, unsupervised", back_half_split_unsupervised,
+           "as the unsupervised row, plus the split step: Otsu on the log change-score peaks"),
+    Method("LAPS back half + split, labelled LOVO", back_half_split_labelled,
+           "as the labelled row, plus calibrate_split_labelled on the other videos' labels"),
 )
 
 
