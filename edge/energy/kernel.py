@@ -50,7 +50,9 @@ event closes [s, b) (kept: m >= min_steps) and the open segment continues from s
 lag: the SPLIT is emitted max(2w - 1, m + d - 1) steps after b. If OFF (or the cap, or the end
 of stream) closes the segment while a candidate with e - b >= m is pending, both pieces close at
 once: SPLIT_END ([s, b) and [b, e)). START and a closed segment forget the candidate. A
-non-finite latent is not stored in the ring (its step has no score).
+non-finite latent is not stored in the ring (its step has no score). The window difference is
+kept as a running sum (three ring rows per step), so a step costs O(D) for any w up to
+MAX_SPLIT_WINDOW.
 
 At most one event per step (max_steps > up_steps is enforced by `HysteresisParams`).
 """
@@ -84,9 +86,10 @@ P_SPLIT_THETA = 9       # threshold on the change score c_t (units of the latent
 P_SPLIT_MIN_STEPS = 10  # m: shortest piece a split may leave, steps
 N_PARAMS = 11
 
-#: Largest split window: the ring holds 2 * MAX_SPLIT_WINDOW latents.
-MAX_SPLIT_WINDOW = 16
-RING_STEPS = 2 * MAX_SPLIT_WINDOW
+#: Largest split window (3.2 s at 10 fps): the ring holds 2 * MAX_SPLIT_WINDOW + 1 latents (both
+#: windows and the latent that has just left the older one, for the running difference).
+MAX_SPLIT_WINDOW = 32
+RING_STEPS = 2 * MAX_SPLIT_WINDOW + 1
 
 # --- state layout (float64 slots) -------------------------------------------------------------
 S_STEP = 0          # steps processed so far; the last processed step index is S_STEP - 1
@@ -112,12 +115,13 @@ S_CAND_AT = 20      # step of the pending split candidate (-1 when none)
 S_SPLIT_FROM = 21   # start of the first piece closed by the last SPLIT / SPLIT_END
 S_SPLIT_AT = 22     # the boundary of the last SPLIT / SPLIT_END
 S_N_SPLITS = 23     # splits so far
-# Slots 24-31 spare.
+S_DIFF_W = 24       # window w the running difference was built for (0 = not built)
+# Slots 25-31 spare.
 S_RESERVED_FIRST = 16
 N_RESERVED = 16
 HEADER = S_RESERVED_FIRST + N_RESERVED  # the previous latent z_{t-1} occupies [HEADER, HEADER + D);
-# then the ring of the last RING_STEPS finite latents (slot k at HEADER + D*(1+k)), then D scratch
-# slots for the split step's window difference.
+# then the ring of the last RING_STEPS finite latents (slot k at HEADER + D*(1+k)), then the running
+# window difference (D slots): sum of the newest w ring latents minus the sum of the w before.
 
 _CACHE = kernel_cache_enabled()
 
@@ -230,6 +234,7 @@ def split_step(state: np.ndarray, params: np.ndarray, z: np.ndarray, finite: boo
     state[S_SCORE] = np.nan
     if finite:
         _ring_push(state, z)
+        _update_difference(state, w)
         if state[S_RING_FILL] >= 2 * w:
             state[S_SCORE] = _change_score(state, w)
     if event == EVENT_START:
@@ -286,18 +291,54 @@ def _ring_push(state: np.ndarray, z: np.ndarray) -> None:
 
 
 @njit(cache=_CACHE)
+def _ring_row(state: np.ndarray, back: int) -> int:
+    """Offset of the ring latent stored `back` pushes ago (0 = the newest)."""
+    d = int(state[S_LATENT_DIM])
+    return HEADER + d * (1 + (int(state[S_RING_POS]) - 1 - back) % RING_STEPS)
+
+
+@njit(cache=_CACHE)
+def _update_difference(state: np.ndarray, w: int) -> None:
+    """Bring the running window difference up to date after a push: O(D) per step whatever w is.
+
+    With z_t the newest latent, the difference gains z_t, moves z_{t-w} from the newer window to
+    the older one and drops z_{t-2w} (latents not yet stored count as 0). It is rebuilt from the
+    ring when w differs from the one it was built for and once per ring turn (so float rounding
+    cannot accumulate over a long stream)."""
+    d = int(state[S_LATENT_DIM])
+    diff = HEADER + d * (1 + RING_STEPS)
+    fill = int(state[S_RING_FILL])
+    if state[S_DIFF_W] != w or int(state[S_RING_POS]) == 0:
+        for i in range(d):
+            state[diff + i] = 0.0
+        for k in range(min(w, fill)):
+            new = _ring_row(state, k)
+            for i in range(d):
+                state[diff + i] += state[new + i]
+        for k in range(w, min(2 * w, fill)):
+            old = _ring_row(state, k)
+            for i in range(d):
+                state[diff + i] -= state[old + i]
+        state[S_DIFF_W] = w
+        return
+    new = _ring_row(state, 0)
+    for i in range(d):
+        state[diff + i] += state[new + i]
+    if fill > w:
+        mid = _ring_row(state, w)
+        for i in range(d):
+            state[diff + i] -= 2.0 * state[mid + i]
+    if fill > 2 * w:
+        old = _ring_row(state, 2 * w)
+        for i in range(d):
+            state[diff + i] += state[old + i]
+
+
+@njit(cache=_CACHE)
 def _change_score(state: np.ndarray, w: int) -> float:
     """|| mean of the newest w ring latents - mean of the w before ||_2 (needs 2w stored)."""
     d = int(state[S_LATENT_DIM])
-    newest = int(state[S_RING_POS]) - 1
     diff = HEADER + d * (1 + RING_STEPS)
-    for i in range(d):
-        state[diff + i] = 0.0
-    for k in range(w):
-        new = HEADER + d * (1 + (newest - k) % RING_STEPS)
-        old = HEADER + d * (1 + (newest - w - k) % RING_STEPS)
-        for i in range(d):
-            state[diff + i] += state[new + i] - state[old + i]
     acc = 0.0
     for i in range(d):
         acc += state[diff + i] * state[diff + i]

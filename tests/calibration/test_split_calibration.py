@@ -9,7 +9,7 @@ from calibration.split import (
     split_peaks,
     steps_for,
 )
-from edge.energy import HysteresisParams, run_series_latent
+from edge.energy import MAX_SPLIT_WINDOW, HysteresisParams, run_series_latent
 
 FPS = 10.0
 BASE = HysteresisParams(theta_on=0.5)
@@ -36,7 +36,7 @@ def activity_chain(seed: int, n_chains: int = 6):
 
 
 def test_steps_for_rounds_and_clamps_to_the_kernel_window():
-    assert steps_for(0.8, 10.0) == 8 and steps_for(0.01, 10.0) == 1 and steps_for(5.0, 30.0) == 16
+    assert steps_for(0.8, 10.0) == 8 and steps_for(0.01, 10.0) == 1 and steps_for(5.0, 30.0) == MAX_SPLIT_WINDOW == 32
 
 
 def test_peaks_lie_inside_activity_and_are_local_maxima():

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from edge.energy import (
     EVENT_SPLIT,
     EVENT_SPLIT_END,
+    MAX_SPLIT_WINDOW,
     HysteresisParams,
     finish,
     latent_step,
@@ -19,7 +20,7 @@ from edge.energy import (
 )
 from edge.energy.kernel import change_score, split_at, split_count, split_from
 
-from .reference_kernel import reference_latent_energy, reference_run
+from .reference_kernel import reference_latent_energy, reference_run, reference_scores
 from .strategies import hysteresis_params
 
 #: Two activities back to back: the latent moves (energy high) around one mean, then around
@@ -110,7 +111,7 @@ def test_a_non_finite_latent_has_no_score_and_is_not_stored():
 
 def test_split_parameters_are_validated():
     with pytest.raises(Exception, match="split_window"):
-        HysteresisParams(theta_on=1.0, split_window=17)
+        HysteresisParams(theta_on=1.0, split_window=MAX_SPLIT_WINDOW + 1)
     with pytest.raises(Exception, match="split_min_steps"):
         HysteresisParams(theta_on=1.0, split_window=4, min_steps=5, split_min_steps=4)
     with pytest.raises(Exception, match="split_theta"):
@@ -168,3 +169,24 @@ def test_device_steps_agree_with_the_series_runner():
     events = [latent_step(state, p, row) for row in z]
     r = run_series_latent(z, params)
     assert events == r.events.tolist() and finish(state, p) == r.final_event
+
+
+@pytest.mark.parametrize("w", [1, 7, MAX_SPLIT_WINDOW])
+def test_the_running_window_difference_matches_a_fresh_sum_over_many_ring_turns(w):
+    rng = np.random.default_rng(w)
+    z = np.cumsum(rng.normal(size=(900, 4)), axis=0)  # drifting latents, many ring turns
+    z[rng.random(len(z)) < 0.03] = np.nan
+    got = run_series_latent(z, HysteresisParams(theta_on=0.0, split_window=w, split_theta=1e9,
+                                                split_min_steps=max(3, w)))
+    np.testing.assert_allclose(got.score, reference_scores(z, w), rtol=1e-9, atol=1e-9)
+
+
+def test_a_new_window_on_a_running_state_scores_with_the_new_window():
+    rng = np.random.default_rng(3)
+    z = rng.normal(size=(200, 3))
+    state = new_state(3)
+    first = HysteresisParams(theta_on=0.0, split_window=4, split_theta=1e9).to_array()
+    second = HysteresisParams(theta_on=0.0, split_window=9, split_theta=1e9, split_min_steps=9).to_array()
+    for t in range(200):
+        latent_step(state, first if t < 120 else second, z[t])
+    assert change_score(state) == pytest.approx(reference_scores(z, 9)[-1], rel=1e-9)
