@@ -11,7 +11,10 @@ tokenizer and one view, like theta_on, and is chosen the same two ways:
   log scores of the peaks are two populations, and Otsu's threshold between them is the split
   threshold (the same method the activity pseudo-labels use, `calibration.proxy`).
 - labelled: with labelled minutes, the (w, threshold) pair with the best mean boundary F1 at
-  tau seconds on them (thresholds: quantiles of the peak scores).
+  tau seconds on them (thresholds: quantiles of the peak scores). The search also tries
+  "activity everywhere" (theta_on = 0: one ON segment over the whole recording, cut only by the
+  split step), which is what work without rests (actions back to back) needs: there the
+  hysteresis finds no valleys and only cuts blips out of the energy's noise.
 
 The window w is a fixed length in seconds (`DEFAULT_WINDOW_S`) unless labels choose it: the
 separability of the peaks did not pick the best window on the validation seeds (it preferred
@@ -36,7 +39,7 @@ DEFAULT_WINDOW_S = 0.8
 #: Shortest piece a split may leave, seconds (0.5 s: the shortest synthetic primitive is 0.6 s).
 DEFAULT_MIN_PIECE_S = 0.5
 #: Windows (seconds) the labelled search tries.
-LABELLED_WINDOWS_S = (0.4, 0.6, 0.8, 1.0)
+LABELLED_WINDOWS_S = (0.4, 0.8, 1.2, 1.6, 2.4, 3.2)
 #: Quantiles of the peak scores the labelled search tries as thresholds.
 LABELLED_QUANTILES = tuple(np.linspace(0.3, 0.95, 14))
 #: Fewer peaks than this and the Otsu split is not trusted (the calibration warns).
@@ -52,6 +55,7 @@ class SplitCalibration:
     the choice was made from (for the report's histogram). separability: Otsu's eta of their
     logs (unsupervised). score: boundary F1 at tau on the labels (labelled), else None.
     curve: labelled mode, [(window, theta, F1)] of every pair tried. warnings: one-line warnings.
+    everywhere: True when the labels chose "activity everywhere" (theta_on = 0, splits only).
     """
 
     params: HysteresisParams
@@ -62,6 +66,7 @@ class SplitCalibration:
     score: float | None = None
     curve: list[tuple[int, float, float]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    everywhere: bool = False
 
     def to_dict(self) -> dict:
         """JSON-ready summary (the calibration file's "split" record)."""
@@ -70,6 +75,7 @@ class SplitCalibration:
             "split_theta": self.params.split_theta, "split_min_steps": self.params.split_min_steps,
             "window_s": self.window_s, "peaks": int(self.peaks.size),
             "peak_separability": self.separability, "boundary_f1": self.score,
+            "activity": "everywhere" if self.everywhere else "hysteresis",
         }
 
 
@@ -163,15 +169,23 @@ def calibrate_split_unsupervised(
                             separability=split.separability, warnings=warnings)
 
 
+def everywhere(params: HysteresisParams) -> HysteresisParams:
+    """`params` with theta_on = 0: the smoothed energy is never below it, so the first ON segment
+    lasts to the end of the stream (or the max_steps cap) and only the split step cuts it."""
+    return replace(params, theta_on=0.0)
+
+
 def calibrate_split_labelled(
     latents: Sequence[np.ndarray], ground_truth: Sequence[np.ndarray], fps: float, params: HysteresisParams,
     tau: float = 2.0, windows_s: Sequence[float] = LABELLED_WINDOWS_S,
     quantiles: Sequence[float] = LABELLED_QUANTILES, min_piece_s: float = DEFAULT_MIN_PIECE_S,
+    try_everywhere: bool = True,
 ) -> SplitCalibration:
     """The (window, threshold) with the best mean boundary F1@tau against labelled segments.
 
     latents: per recording (T_i, D); ground_truth: per recording (K_i, 2) [start_s, end_s). The
     split-free parameters are scored too: a split that does not help on the labels stays off.
+    try_everywhere: also score every pair with activity everywhere (`everywhere(params)`).
     """
     durations = [np.asarray(z).shape[0] / fps for z in latents]
     gts = [np.asarray(g, np.float64).reshape(-1, 2) for g in ground_truth]
@@ -184,16 +198,21 @@ def calibrate_split_labelled(
     best_params, best_f1, best_window_s = off, f1(off), 0.0
     best_peaks = np.zeros(0)
     curve: list[tuple[int, float, float]] = [(0, 0.0, best_f1)]
-    for window_s in windows_s:
-        w = steps_for(window_s, fps)
-        base = with_window(params, w, 0.0, steps_for(min_piece_s, fps))
-        peaks = split_peaks(latents, base)
-        if peaks.size == 0:
-            continue
-        for theta in np.unique(np.quantile(peaks, quantiles)):
-            p = with_window(base, w, float(theta), base.split_min_steps)
-            score = f1(p)
-            curve.append((w, float(theta), score))
-            if score > best_f1:
-                best_params, best_f1, best_window_s, best_peaks = p, score, window_s, peaks
-    return SplitCalibration(best_params, "labelled", best_window_s, best_peaks, score=best_f1, curve=curve)
+    best_everywhere = False
+    activities = (params, everywhere(params)) if try_everywhere else (params,)
+    for activity in activities:
+        for window_s in windows_s:
+            w = steps_for(window_s, fps)
+            base = with_window(activity, w, 0.0, steps_for(min_piece_s, fps))
+            peaks = split_peaks(latents, base)
+            if peaks.size == 0:
+                continue
+            for theta in np.unique(np.quantile(peaks, quantiles)):
+                p = with_window(base, w, float(theta), base.split_min_steps)
+                score = f1(p)
+                curve.append((w, float(theta), score))
+                if score > best_f1:
+                    best_params, best_f1, best_window_s, best_peaks = p, score, window_s, peaks
+                    best_everywhere = activity is not params
+    return SplitCalibration(best_params, "labelled", best_window_s, best_peaks, score=best_f1, curve=curve,
+                            everywhere=best_everywhere)

@@ -14,9 +14,17 @@ calibration package, as a user would get them:
   videos of the dataset and their labels (the library's default labelled search: theta_on x
   alpha x down_steps, best boundary F1@2s), nothing held out; then applied to the scored video.
 
+Every back-half row runs at the device's step rate: features faster than DEVICE_FPS are taken
+every k-th frame (HA4M's 30 fps -> 10 fps), since the kernel's step counts (up/down steps,
+minimum lengths, split windows) are defined at the model's 10 fps; segments come back in seconds.
+
 "+ split" rows add the kernel's within-activity split step on the same feature stream, its
 parameters from `calibration.split` the same two ways: Otsu on the log change-score peaks of the
 dataset's unlabelled features, or the labelled (window, threshold) search on the other videos.
+The "split only" row sets activity everywhere (theta_on = 0: no rest in this data, actions back
+to back) and cuts by the split step alone, its window half the median true segment length of
+the OTHER videos (the same leave-one-out knowledge K and the period give the peers) and its
+threshold by Otsu on the change-score peaks of the unlabelled features.
 """
 
 from __future__ import annotations
@@ -32,6 +40,19 @@ from edge.energy import HysteresisParams, run_series_latent
 
 #: Model version stamped on the energy traces of real features (not a tokenizer's).
 FEATURE_ENERGY_VERSION = "real-feature-energy"
+#: The device's step rate (the shipped model's fps): the kernel's step counts are defined at it.
+DEVICE_FPS = 10.0
+
+
+def at_device_rate(features: np.ndarray, fps: float) -> tuple[np.ndarray, float]:
+    """(features every k-th frame, fps / k) with k = round(fps / DEVICE_FPS) (k = 1 at <= 10 fps)."""
+    k = max(1, int(round(float(fps) / DEVICE_FPS)))
+    return features[::k], float(fps) / k
+
+
+def _device_pool(pool_features, fps: float) -> tuple[list[np.ndarray], float]:
+    out = [at_device_rate(f, fps)[0] for f in pool_features]
+    return out, at_device_rate(pool_features[0], fps)[1]
 
 
 def feature_energy(features: np.ndarray) -> np.ndarray:
@@ -40,12 +61,15 @@ def feature_energy(features: np.ndarray) -> np.ndarray:
 
 
 def kernel_segments(features: np.ndarray, fps: float, params: HysteresisParams) -> np.ndarray:
-    """(K, 2) [start, end) seconds of the kernel's kept segments on (T, D) features."""
-    return run_series_latent(features, params).segments / float(fps)
+    """(K, 2) [start, end) seconds of the kernel's kept segments on (T, D) features at `fps`
+    (run at the device rate)."""
+    f, rate = at_device_rate(features, fps)
+    return run_series_latent(f, params).segments / rate
 
 
 def unsupervised_params(pool_features, fps: float) -> HysteresisParams:
-    """Thresholds from `calibrate_unsupervised` on the (unlabelled) features of a dataset."""
+    """Thresholds from `calibrate_unsupervised` on the (unlabelled) features of a dataset, given
+    at the device rate."""
     from calibration.unsupervised import DEFAULT_CRITERION_VELOCITY, calibrate_unsupervised
 
     return calibrate_unsupervised(_recordings(pool_features, fps), criterion=DEFAULT_CRITERION_VELOCITY).params
@@ -56,7 +80,8 @@ def labelled_params(context: Context) -> HysteresisParams:
     from calibration.labelled import RecordingLabels, calibrate_labelled
     from calibration.unsupervised import DEFAULT_CRITERION_VELOCITY, calibrate_unsupervised
 
-    recs = _recordings([v.features for v in context.others], context.fps, [v.name for v in context.others])
+    others = [at_device_rate(v.features, context.fps) for v in context.others]
+    recs = _recordings([f for f, _ in others], others[0][1], [v.name for v in context.others])
     labels = {
         r.name: RecordingLabels(name=r.name, path=f"leave-one-out:{r.name}", segments=v.segments(),
                                 duration_s=v.duration_s)
@@ -70,20 +95,34 @@ def unsupervised_split_params(pool_features, fps: float) -> HysteresisParams:
     """`unsupervised_params` plus the split step from `calibrate_split_unsupervised`."""
     from calibration.split import calibrate_split_unsupervised
 
-    return calibrate_split_unsupervised(list(pool_features), unsupervised_params(pool_features, fps), fps).params
+    pool, rate = _device_pool(pool_features, fps)
+    return calibrate_split_unsupervised(pool, unsupervised_params(pool, rate), rate).params
 
 
 def labelled_split_params(context: Context) -> HysteresisParams:
     """`labelled_params` plus the split step from `calibrate_split_labelled` on the other videos."""
     from calibration.split import calibrate_split_labelled
 
-    return calibrate_split_labelled([v.features for v in context.others], [v.segments() for v in context.others],
-                                    context.fps, labelled_params(context)).params
+    others = [at_device_rate(v.features, context.fps) for v in context.others]
+    return calibrate_split_labelled([f for f, _ in others], [v.segments() for v in context.others],
+                                    others[0][1], labelled_params(context)).params
+
+
+def split_only_params(context: Context) -> HysteresisParams:
+    """Activity everywhere, split window half the others' median true length, Otsu threshold."""
+    from calibration.split import calibrate_split_unsupervised, everywhere
+
+    pool, rate = _device_pool(context.pool_features, context.fps)
+    spans = np.concatenate([v.segments() for v in context.others])
+    window_s = 0.5 * float(np.median(spans[:, 1] - spans[:, 0]))
+    base = everywhere(HysteresisParams(theta_on=0.0))
+    return calibrate_split_unsupervised(pool, base, rate, window_s=window_s).params
 
 
 def back_half_unsupervised(features: np.ndarray, fps: float, context: Context) -> np.ndarray:
     """Segments of the kernel with thresholds calibrated without any label."""
-    return kernel_segments(features, fps, unsupervised_params(context.pool_features, fps))
+    pool, rate = _device_pool(context.pool_features, fps)
+    return kernel_segments(features, fps, unsupervised_params(pool, rate))
 
 
 def back_half_labelled(features: np.ndarray, fps: float, context: Context) -> np.ndarray:
@@ -99,6 +138,11 @@ def back_half_split_unsupervised(features: np.ndarray, fps: float, context: Cont
 def back_half_split_labelled(features: np.ndarray, fps: float, context: Context) -> np.ndarray:
     """Segments of the kernel with the split step, calibrated on the other videos' labels."""
     return kernel_segments(features, fps, labelled_split_params(context))
+
+
+def back_half_split_only(features: np.ndarray, fps: float, context: Context) -> np.ndarray:
+    """Segments of the split step alone (activity everywhere), window from the others' lengths."""
+    return kernel_segments(features, fps, split_only_params(context))
 
 
 def _recordings(features, fps: float, names=None) -> list:

@@ -15,7 +15,8 @@ import numpy as np
 
 from benchmarks.peers.abd import abd_segments
 from benchmarks.peers.back_half import (
-    back_half_labelled, back_half_split_labelled, back_half_split_unsupervised, back_half_unsupervised,
+    back_half_labelled, back_half_split_labelled, back_half_split_only, back_half_split_unsupervised,
+    back_half_unsupervised,
 )
 from benchmarks.peers.baselines import equal_split, periodic
 from benchmarks.peers.context import Context
@@ -62,6 +63,8 @@ METHODS: tuple[Method, ...] = (
            "as the unsupervised row, plus the split step: Otsu on the log change-score peaks"),
     Method("LAPS back half + split, labelled LOVO", back_half_split_labelled,
            "as the labelled row, plus calibrate_split_labelled on the other videos' labels"),
+    Method("LAPS split only, window from LOVO lengths", back_half_split_only,
+           "activity everywhere; window = half the other videos' median segment; Otsu threshold, no labels"),
 )
 
 
