@@ -88,7 +88,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument(flag, type=kind, default=None, metavar=metavar, help=f"tracker only: {text}")
     p.add_argument("--bundle-version", type=int, default=None,
                    help="monotonic bundle version for OTA (default 1 for a new tokenizer directory; the current "
-                        "version + 1 when a tracker is added)")
+                        "version + 1 when a tracker is added or a directory is overwritten)")
     p.add_argument("--calibration", metavar="FILE",
                    help="calibration.json to ship ({'params': HysteresisParams fields, 'provenance': ...})")
     p.add_argument("--calibrate-seeds", metavar="LIST",
@@ -105,7 +105,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--golden-windows", type=int, default=8, help="golden input windows with expected codes (default 8)")
     p.add_argument("--tracker", choices=("lk", "exact"), default="lk", help="tracker for golden/calibration clips (default lk)")
     p.add_argument("--cache-dir", default=".cache/tracks", help="track cache folder (default .cache/tracks)")
-    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace --out if it exists (a distilled tracker in it is kept, and the bundle version "
+                        "becomes its version + 1 unless --bundle-version is given)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=handler)
 
@@ -133,7 +135,10 @@ def handler(args: argparse.Namespace) -> int:
     if given:
         raise ConfigError(f"{given[0]} applies to a tracker checkpoint only, and {args.checkpoint} is not one "
                           "(a tokenizer export); drop the flag or give a checkpoint from `laps-export distill-tracker`")
-    args.bundle_version = 1 if args.bundle_version is None else args.bundle_version
+    kept_tracker = _tracker_to_keep(Path(args.out)) if args.overwrite else None
+    if args.bundle_version is None:
+        # Over a shipped directory the bundle version goes on rising (devices refuse a lower one).
+        args.bundle_version = kept_tracker["version"] + 1 if kept_tracker else 1
     model, conventions, ckpt = load_checkpoint(args.checkpoint)
     dhash = ckpt.get("provenance", {}).get("training_data_hash", "")
     progress = not args.no_progress
@@ -206,12 +211,42 @@ def handler(args: argparse.Namespace) -> int:
         f"{len(golden['clip_segments'])} expected segments. Checked by `laps-export verify`.\n", encoding="utf-8")
     if calibration is not None:
         (md.path / CALIBRATION_NAME).write_text(json.dumps(calibration, indent=1) + "\n", encoding="utf-8")
-    md = rewrite_manifest(md)
+    md = rewrite_manifest(md) if kept_tracker is None else _put_tracker_back(md, kept_tracker)
     size = sum(p.stat().st_size for p in md.path.rglob("*") if p.is_file())
     print(json.dumps({"model_dir": str(md.path), "version": args.model_version, "bytes": size,
                       "golden_segments": int(len(golden["clip_segments"])),
                       "calibrated": calibration is not None}))
     return 0
+
+
+def _tracker_to_keep(out) -> dict | None:
+    """The distilled tracker of the model directory about to be overwritten (its file's bytes, its
+    manifest record and the directory's bundle version), so a re-exported tokenizer keeps it;
+    None when there is none."""
+    import json
+
+    from edge.model import MANIFEST_NAME
+    from edge.tracking.onnx_student import TRACKER_NAME
+
+    manifest_path, tracker_path = out / MANIFEST_NAME, out / TRACKER_NAME
+    if not (manifest_path.is_file() and tracker_path.is_file()):
+        return None
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    if "tracker" not in manifest:
+        return None
+    return {"bytes": tracker_path.read_bytes(), "record": manifest["tracker"], "version": int(manifest.get("version", 0))}
+
+
+def _put_tracker_back(md, kept: dict):
+    """Write the kept tracker into the new directory and the manifest with its record; the
+    directory is loaded again, which checks the tracker against the tokenizer's conventions."""
+    from edge.model import load_model_directory, write_manifest
+    from edge.tracking.onnx_student import TRACKER_NAME
+
+    (md.path / TRACKER_NAME).write_bytes(kept["bytes"])
+    write_manifest(md.path, md.metadata, bundle_id=md.bundle_id, version=int(md.manifest["version"]),
+                   extra={"tracker": kept["record"]})
+    return load_model_directory(md.path)
 
 
 def synthetic_ground_truth(spec: str) -> list[tuple[float, float]]:

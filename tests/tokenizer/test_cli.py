@@ -58,3 +58,30 @@ def test_help_explains_every_option(capsys):
     for option in ("--synthetic-seeds", "--tracker", "--resume", "--focal-gamma", "--radial-k", "--latent-noise",
                    "--device", "--cache-dir", "--preset"):
         assert option in text
+
+
+def test_a_tokenizer_exported_over_a_shipped_directory_keeps_its_tracker_and_raises_the_version(tmp_path):
+    import shutil
+
+    from edge.model import load_model_directory, shipped_model_dir
+
+    shipped = load_model_directory(shipped_model_dir())
+    if "tracker.onnx" not in shipped.manifest["files"]:
+        pytest.skip("the shipped model directory holds no distilled tracker")
+    target = tmp_path / "model"
+    shutil.copytree(shipped.path, target)
+    clips = []
+    for seed in (1, 2):  # the shipped conventions: 20 x 20 points
+        vel, vis = bursty_tracks(60, 400, seed=seed)
+        clips.append(tmp_path / f"clip{seed}.npz")
+        np.savez(clips[-1], positions=np.cumsum(vel, axis=0) + 10.0, visibility=vis, fps=10.0)
+    run = tmp_path / "run"
+    assert main(["train-tokenizer", "--source", str(clips[0]), "--val-source", str(clips[1]), "--epochs", "1",
+                 "--max-batches-per-epoch", "1", "--batch-size", "4", "--out", str(run), "--no-progress"]) == 0
+    assert main(["onnx", "--checkpoint", str(run / "best.pt"), "--out", str(target), "--model-version", "re-1",
+                 "--golden-source", str(clips[1]), "--overwrite", "--no-progress"]) == 0
+    again = load_model_directory(target)
+    assert again.manifest["version"] == shipped.manifest["version"] + 1
+    assert again.manifest["files"]["tracker.onnx"] == shipped.manifest["files"]["tracker.onnx"]
+    assert again.manifest["tracker"] == shipped.manifest["tracker"]
+    assert again.metadata.model_version == "re-1"
