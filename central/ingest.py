@@ -342,7 +342,13 @@ def run_ingest(config: CentralConfig, workers: int = 1, http: bool | None = None
     SIGTERM/SIGINT or `stop_event`. Logs the counters every `stats_interval_s`. Returns 0."""
     from central.http_receiver import BatchServer
 
+    from central.registry import register_shipped_model
+
     stop = stop_event or threading.Event()
+    # The devices run the shipped model until a bundle replaces it: make its codes readable.
+    shipped = register_shipped_model(config.paths.models_dir)
+    if shipped:
+        log.info("model registry %s holds the shipped model %s", config.paths.models_dir, shipped)
     store = Store(config.store.path, synchronous=config.store.synchronous)
     registry = RegistryView(config.devices_dir / REGISTRY_FILE)
     if registry.current().enforced:

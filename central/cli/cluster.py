@@ -53,7 +53,7 @@ def handle(args: argparse.Namespace) -> int:
     from central.clustering import ClusterOptions
     from central.config import load_central_config
     from central.embedding import EmbeddingConfig
-    from central.registry import ModelRegistry
+    from central.registry import ModelRegistry, register_shipped_model
     from central.report import write_report
     from central.store import Selection, Store
     from edge.errors import ConfigError
@@ -69,6 +69,7 @@ def handle(args: argparse.Namespace) -> int:
                           args.device, args.model_version)
     truth = read_labels(args.labels) if args.labels else None
     options = ClusterOptions(k=args.k, k_min=k_min, k_max=k_max, n_init=args.n_init, seed=args.seed)
+    register_shipped_model(config.paths.models_dir)  # a store filled before the ingest registered it
     registry = ModelRegistry(config.paths.models_dir)
     with Store(config.store.path, synchronous=config.store.synchronous) as store:
         run = run_clustering(store, registry, selection, methods=methods, options=options,
