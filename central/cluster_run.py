@@ -26,7 +26,8 @@ from typing import Mapping
 
 import numpy as np
 
-from central.clustering import ClusterOptions, Clustering, cluster_embeddings, cluster_metrics, progress_bar
+from central.clustering import (ClusterOptions, Clustering, cluster_embeddings, cluster_metrics, max_k,
+                               progress_bar)
 from central.embedding import METHODS, EmbeddingConfig, FrozenTransformerEmbedder, embedding_dim, mean_pool, norm_weighted_pool
 from central.registry import ModelRegistry
 from central.store import Selection, Store
@@ -171,6 +172,7 @@ def run_clustering(
             raise ConfigError(f"only {n} segment(s) with codes match ({selection.describe()}); clustering needs at least 2")
         if options.k is not None and options.k > n:
             raise ConfigError(f"k = {options.k} is more than the {n} segments selected; choose a smaller --k")
+        options = _fit_k_range(options, n)
         truth_list = [truth.get(s) for s in ids] if truth is not None else None
         results: dict[str, MethodResult] = {}
         for m in methods:
@@ -199,6 +201,28 @@ def run_clustering(
     finally:
         if own_workdir is not None:
             shutil.rmtree(own_workdir, ignore_errors=True)
+
+
+def _fit_k_range(options: ClusterOptions, n: int) -> ClusterOptions:
+    """The k range to search over `n` segments: the operator's range must fit (one-line
+    `ConfigError` otherwise: 2-500 over 136 segments ran two minutes of degenerate k-means);
+    the default range is narrowed to what fits."""
+    if options.k is not None:
+        return options
+    limit = max_k(n)
+    if limit < 2:
+        raise ConfigError(f"{n} segments are too few to choose k; pass --k 2 or select more segments")
+    if options.k_max <= limit:
+        return options
+    if options.k_range_given:
+        raise ConfigError(f"--k-range {options.k_min}-{options.k_max} asks for up to {options.k_max} clusters of {n} "
+                          f"segments; k can be at most {limit} (two segments per cluster on average): use "
+                          f"--k-range {min(options.k_min, limit)}-{limit} or less")
+    log.info("k range %d-%d narrowed to %d-%d for %d segments", options.k_min, options.k_max,
+             min(options.k_min, limit), limit, n)
+    from dataclasses import replace
+
+    return replace(options, k_min=min(options.k_min, limit), k_max=limit)
 
 
 def save_run(store: Store, run: ClusterRun) -> None:

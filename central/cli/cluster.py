@@ -34,7 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     sel.add_argument("--model-version", default="", help="the tokenizer version (needed when several are stored)")
     k = p.add_argument_group("clustering")
     k.add_argument("--k", type=int, help="number of clusters (default: chosen by cosine silhouette over --k-range)")
-    k.add_argument("--k-range", default="2-12", help="k range searched when --k is not given (default: %(default)s)")
+    k.add_argument("--k-range", default=None,
+                   help="k range searched when --k is not given; at most half the number of segments "
+                        "(default: 2-12, narrowed to fit)")
     k.add_argument("--n-init", type=int, default=10, help="k-means initialisations (default: %(default)s)")
     k.add_argument("--seed", type=int, default=0,
                    help="seed of the frozen encoder's weights and of k-means (default: %(default)s)")
@@ -59,7 +61,7 @@ def handle(args: argparse.Namespace) -> int:
     from edge.errors import ConfigError
 
     config = load_central_config(args.config)
-    k_min, k_max = parse_k_range(args.k_range)
+    k_min, k_max = parse_k_range(args.k_range or "2-12")
     if args.k is not None and args.k < 2:
         raise ConfigError(f"--k {args.k} is not allowed; use 2 or more (or leave it out to choose k)")
     if args.n_init < 1:
@@ -68,7 +70,8 @@ def handle(args: argparse.Namespace) -> int:
     selection = Selection(parse_time(args.since, "--since"), parse_time(args.until, "--until"), args.site,
                           args.device, args.model_version)
     truth = read_labels(args.labels) if args.labels else None
-    options = ClusterOptions(k=args.k, k_min=k_min, k_max=k_max, n_init=args.n_init, seed=args.seed)
+    options = ClusterOptions(k=args.k, k_min=k_min, k_max=k_max, n_init=args.n_init, seed=args.seed,
+                             k_range_given=args.k_range is not None)
     register_shipped_model(config.paths.models_dir)  # a store filled before the ingest registered it
     registry = ModelRegistry(config.paths.models_dir)
     with Store(config.store.path, synchronous=config.store.synchronous) as store:
