@@ -45,7 +45,9 @@ def handle(args: argparse.Namespace) -> int:
     rows = []
     for d in devices:
         entry = registered.get(d.device_id)
-        rows.append({**asdict(d), "online": d.online, "registered": entry is not None and entry.active,
+        # Without any registered device central accepts every device on its own topic: nobody is "unregistered".
+        rows.append({**asdict(d), "online": d.online,
+                     "registered": (entry is not None and entry.active) if registered else None,
                      "last_seen": ms_to_iso(d.last_seen_ms) if d.last_seen_ms else ""})
     for name, entry in sorted(registered.items()):
         if name not in seen:
@@ -94,7 +96,7 @@ def _state(row: dict) -> str:
     words = {"online": "online", "source_lost": "online, source lost", "stopped": "offline (stopped)",
              "offline": "offline (connection lost)"}
     text = words.get(state, state)
-    return text if row.get("registered", True) else text + ", not registered"
+    return text + ", not registered" if row.get("registered") is False else text
 
 
 def _ago(ms: int, now_ms: int) -> str:
