@@ -42,6 +42,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="seed of the frozen encoder's weights and of k-means (default: %(default)s)")
     k.add_argument("--methods", default="transformer,mean,norm_weighted",
                    help="embeddings to compare; the run saves the transformer clustering when listed, else the first (default: %(default)s)")
+    k.add_argument("--save-method", default="laps", choices=("laps", "best"),
+                   help="which method's clustering the run saves (for export-dataset): laps = the LAPS frozen "
+                        "Transformer, the method under study; best = the best cosine silhouette of those compared "
+                        "(default: %(default)s; the report says why)")
     k.add_argument("--memory-budget-mb", type=int, default=2048,
                    help="RAM for embeddings before switching to disk + mini-batch k-means (default: %(default)s)")
     p.add_argument("--labels", help="ground truth for scoring: CSV (segment_id,label), JSONL or JSON mapping")
@@ -78,10 +82,13 @@ def handle(args: argparse.Namespace) -> int:
         run = run_clustering(store, registry, selection, methods=methods, options=options,
                              embedding=EmbeddingConfig(seed=args.seed), truth=truth,
                              memory_budget_bytes=args.memory_budget_mb * 1024 * 1024, save=not args.no_save,
+                             save_rule=args.save_method,
                              progress=not args.quiet)
         report = write_report(run, args.out, store=store, media_dir=config.media_dir, seed=args.seed)
-    print(f"{len(run.segment_ids)} segments of model {run.model_version} -> k = {run.primary.clustering.k}"
-          + ("" if args.no_save else f" (run {run.run_id})"))
+    print(f"{len(run.segment_ids)} segments of model {run.model_version} -> k = {run.primary.clustering.k} "
+          f"with {run.primary.method}"
+          + ("" if args.no_save else f" (run {run.run_id}: export-dataset --run latest now takes it; "
+                                     "laps-central runs lists every run)"))
     for m, r in run.results.items():
         s = r.metrics
         extra = f"  NMI {s['nmi']:.3f}  ARI {s['ari']:.3f}" if "nmi" in s else ""
