@@ -28,6 +28,10 @@ split the load. Per message:
    `$share/...` subscriptions after a restart, so until the ingest has re-subscribed, messages
    for the group go nowhere.
 
+Device states: worker 0 of each process also subscribes (not shared) to every device's retained
+`laps.state/1` (`laps/v1/+/+/state`: online, source_lost, stopped, or offline from the last
+will) and keeps the newest per device in the store, for `laps-central status`.
+
 Broker restarts: the session is persistent (`clean_start=False`, a session expiry, a stable
 client id), paho reconnects with back-off and the subscription is renewed on every connect.
 Packet ids are per connection, so a message received on an earlier connection is never

@@ -13,10 +13,13 @@ cosine silhouette over a range. The two baselines (plain mean pooling and norm-w
 pooling of z_q) run in the same pass with the same options, and every method is scored
 (silhouette, Calinski-Harabasz, Davies-Bouldin; NMI, ARI and Hungarian accuracy with --labels).
 
-The LAPS clustering is saved in the store as a run (for export-dataset) and described in
-<out>/report.html: scores, the silhouette-vs-k curve, a 2-D map, per-cluster keyframe montages
-and duration distributions. When the embeddings exceed --memory-budget-mb they go to disk and
-k-means runs in mini-batches."""
+The LAPS clustering (or, with --save-method best, the best silhouette) is saved in the store
+as a run (for export-dataset; `laps-central runs` lists them) and described in
+<out>/report.html: what each cluster is (size, typical duration, where in the frame it moves,
+its central members animated, a flag on clusters of implausibly short segments), the scores,
+why the saved method was saved, the silhouette-vs-k curve and a 2-D map. --k-range may reach at
+most half the number of segments. When the embeddings exceed --memory-budget-mb they go to
+disk and k-means runs in mini-batches."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
