@@ -26,7 +26,8 @@ from typing import Mapping
 
 import numpy as np
 
-from central.clustering import ClusterOptions, Clustering, cluster_embeddings, cluster_metrics, progress_bar
+from central.clustering import (ClusterOptions, Clustering, cluster_embeddings, cluster_metrics, max_k,
+                               progress_bar)
 from central.embedding import METHODS, EmbeddingConfig, FrozenTransformerEmbedder, embedding_dim, mean_pool, norm_weighted_pool
 from central.registry import ModelRegistry
 from central.store import Selection, Store
@@ -37,6 +38,9 @@ log = logging.getLogger(__name__)
 
 #: the method whose clustering is the run's result (the others are baselines in its scores)
 PRIMARY_METHOD = "transformer"
+#: how the saved method is chosen: "laps" = the LAPS frozen Transformer (when it ran), "best" =
+#: the best cosine silhouette (ties: the higher Calinski-Harabasz)
+SAVE_RULES = ("laps", "best")
 #: default RAM for embeddings before switching to the memmap / mini-batch path
 DEFAULT_MEMORY_BUDGET = 2 * 1024**3
 
@@ -70,10 +74,26 @@ class ClusterRun:
     truth: list | None = None
     options: ClusterOptions = field(default_factory=ClusterOptions)
     embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
+    #: the rule that picked the saved method (SAVE_RULES)
+    save_rule: str = "laps"
 
     @property
     def primary(self) -> MethodResult:
-        return self.results[PRIMARY_METHOD] if PRIMARY_METHOD in self.results else next(iter(self.results.values()))
+        """The saved method's result: the run's clustering (the others are its baselines)."""
+        return self.results[saved_method(self.results, self.save_rule)]
+
+
+def saved_method(results: Mapping[str, "MethodResult"], rule: str = "laps") -> str:
+    """The method a run saves under `rule` (SAVE_RULES): "laps" keeps the LAPS embedding when it
+    ran (else the first); "best" the highest cosine silhouette, then Calinski-Harabasz."""
+    if rule == "best":
+        def key(m: str) -> tuple[float, float]:
+            s = results[m].metrics
+            sil, ch = s.get("silhouette_cosine", float("nan")), s.get("calinski_harabasz", float("nan"))
+            return (-1e9 if sil != sil else sil, -1e9 if ch != ch else ch)
+
+        return max(results, key=key)
+    return PRIMARY_METHOD if PRIMARY_METHOD in results else next(iter(results))
 
 
 def pick_model_version(store: Store, selection: Selection) -> str:
@@ -102,6 +122,7 @@ def run_clustering(
     embedding: EmbeddingConfig = EmbeddingConfig(),
     truth: Mapping[str, object] | None = None,
     memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET,
+    save_rule: str = "laps",
     workdir: str | os.PathLike | None = None,
     chunk_segments: int = 4096,
     save: bool = True,
@@ -113,6 +134,8 @@ def run_clustering(
     then scored on the segments it names. Raises `ConfigError` for an empty selection, several
     model versions, or too few segments.
     """
+    if save_rule not in SAVE_RULES:
+        raise ConfigError(f"--save-method {save_rule!r} is not known; use {' or '.join(SAVE_RULES)}")
     for m in methods:
         if m not in METHODS:
             raise ConfigError(f"embedding method {m!r} is not known; use some of {', '.join(METHODS)}")
@@ -171,6 +194,7 @@ def run_clustering(
             raise ConfigError(f"only {n} segment(s) with codes match ({selection.describe()}); clustering needs at least 2")
         if options.k is not None and options.k > n:
             raise ConfigError(f"k = {options.k} is more than the {n} segments selected; choose a smaller --k")
+        options = _fit_k_range(options, n)
         truth_list = [truth.get(s) for s in ids] if truth is not None else None
         results: dict[str, MethodResult] = {}
         for m in methods:
@@ -185,7 +209,7 @@ def run_clustering(
                      scores["calinski_harabasz"], scores["davies_bouldin"],
                      f", NMI {scores['nmi']:.3f}, ARI {scores['ari']:.3f}" if "nmi" in scores else "")
         run = ClusterRun(str(uuid7()), version, selection, ids, devices, np.asarray(durations, np.float64), results,
-                         skipped, truth_list, options, embedding)
+                         skipped, truth_list, options, embedding, save_rule)
         if save:
             save_run(store, run)
         if own_workdir is not None:
@@ -201,6 +225,28 @@ def run_clustering(
             shutil.rmtree(own_workdir, ignore_errors=True)
 
 
+def _fit_k_range(options: ClusterOptions, n: int) -> ClusterOptions:
+    """The k range to search over `n` segments: the operator's range must fit (one-line
+    `ConfigError` otherwise: 2-500 over 136 segments ran two minutes of degenerate k-means);
+    the default range is narrowed to what fits."""
+    if options.k is not None:
+        return options
+    limit = max_k(n)
+    if limit < 2:
+        raise ConfigError(f"{n} segments are too few to choose k; pass --k 2 or select more segments")
+    if options.k_max <= limit:
+        return options
+    if options.k_range_given:
+        raise ConfigError(f"--k-range {options.k_min}-{options.k_max} asks for up to {options.k_max} clusters of {n} "
+                          f"segments; k can be at most {limit} (two segments per cluster on average): use "
+                          f"--k-range {min(options.k_min, limit)}-{limit} or less")
+    log.info("k range %d-%d narrowed to %d-%d for %d segments", options.k_min, options.k_max,
+             min(options.k_min, limit), limit, n)
+    from dataclasses import replace
+
+    return replace(options, k_min=min(options.k_min, limit), k_max=limit)
+
+
 def save_run(store: Store, run: ClusterRun) -> None:
     """Record the primary method's assignments and every method's scores as one run."""
     primary = run.primary
@@ -209,6 +255,7 @@ def save_run(store: Store, run: ClusterRun) -> None:
         "selection": asdict(run.selection), "options": asdict(run.options), "embedding": asdict(run.embedding),
         "methods": list(run.results), "primary": primary.method, "k_curve": primary.clustering.k_curve,
         "mini_batch": primary.clustering.mini_batch, "skipped_no_codes": run.skipped_no_codes,
+        "save_rule": run.save_rule,
     }
     store.save_cluster_run(
         run.run_id, model_version=run.model_version, method=primary.method, k=primary.clustering.k, params=params,

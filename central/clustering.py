@@ -56,6 +56,9 @@ class ClusterOptions:
     chunk_rows: int = 65536
     epochs: int = 3
     metrics_sample: int = 100000
+    #: the operator asked for [k_min, k_max] (a range beyond what the segments allow is then an
+    #: error); False: the default range, narrowed quietly to what the segments allow
+    k_range_given: bool = False
 
     def __post_init__(self) -> None:
         if self.k is not None and self.k < 2:
@@ -80,6 +83,12 @@ class Clustering:
     std: np.ndarray | None = None
     mini_batch: bool = False
     seconds: float = 0.0
+
+
+def max_k(n_segments: int) -> int:
+    """The largest k worth searching for `n_segments` segments: two segments per cluster on
+    average (a "cluster" of one segment is that segment, and silhouette needs k < n)."""
+    return n_segments // 2
 
 
 def zscore_stats(x: np.ndarray, chunk_rows: int = 65536) -> tuple[np.ndarray, np.ndarray]:

@@ -28,6 +28,10 @@ split the load. Per message:
    `$share/...` subscriptions after a restart, so until the ingest has re-subscribed, messages
    for the group go nowhere.
 
+Device states: worker 0 of each process also subscribes (not shared) to every device's retained
+`laps.state/1` (`laps/v1/+/+/state`: online, source_lost, stopped, or offline from the last
+will) and keeps the newest per device in the store, for `laps-central status`.
+
 Broker restarts: the session is persistent (`clean_start=False`, a session expiry, a stable
 client id), paho reconnects with back-off and the subscription is renewed on every connect.
 Packet ids are per connection, so a message received on an earlier connection is never
@@ -36,6 +40,7 @@ acknowledged on a later one (the broker re-sends it; de-duplication drops the co
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import re
@@ -54,7 +59,7 @@ from central.config import CentralConfig, MqttConfig
 from central.devices import REGISTRY_FILE, RegistrySnapshot, RegistryView
 from central.store import Store, segment_row
 from edge.messages import (MAX_ACK_IDS, MessageError, Topics, ack_message, canonical_segment_id, encode,
-                           parse_segment_message, parse_topic)
+                           parse_segment_message, parse_topic, validate_state_message)
 
 log = logging.getLogger(__name__)
 
@@ -105,14 +110,18 @@ class IngestWorker:
     process). worker: index used in the default client id. on_commit(stored, duplicates,
     quarantined): called after each committed transaction (tests and benchmarks use it).
     registry: the device registry central enforces (None: any device on its own topic).
+    track_state: also subscribe (not shared) to every device's retained `laps.state/1` and keep
+    the newest per device in the store (`laps-central status`); one worker per process does.
     """
 
     def __init__(self, cfg: MqttConfig, store: Store, worker: int = 0,
                  on_commit: Callable[[int, int, int], None] | None = None,
-                 registry: RegistryView | None = None) -> None:
+                 registry: RegistryView | None = None, track_state: bool = False) -> None:
         self.cfg = cfg
         self.store = store
         self.registry = registry
+        self.track_state = track_state
+        self._state_mid = -1
         self.client_id = cfg.client_id_for(worker)
         self.on_commit = on_commit
         self._queue: queue.Queue[_Received] = queue.Queue()
@@ -123,7 +132,7 @@ class IngestWorker:
         self._writer: threading.Thread | None = None
         self.stats = {"received": 0, "stored": 0, "duplicates": 0, "quarantined": 0, "acked": 0,
                       "commits": 0, "stale_not_acked": 0, "connects": 0, "store_errors": 0,
-                      "poison": 0, "device_acks": 0}
+                      "poison": 0, "device_acks": 0, "states": 0}
         self.last_error = ""
 
         client = cfg.new_client(self.client_id, manual_ack=True)
@@ -179,9 +188,17 @@ class IngestWorker:
         log.info("ingest %s connected to %s:%d (session present: %s); subscribing %s", self.client_id,
                  self.cfg.host, self.cfg.effective_port, flags.session_present, self.cfg.shared_topic)
         client.subscribe(self.cfg.shared_topic, qos=1)
+        if self.track_state:
+            self._state_mid = client.subscribe(state_topic(self.cfg.topic), qos=1)[1]
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
         bad = [rc for rc in reason_codes if rc.is_failure]
+        if mid == self._state_mid:
+            if bad:  # status loses online/offline; the segments still flow
+                self._report(f"broker refused the state subscription {state_topic(self.cfg.topic)} ({bad[0]}); "
+                             "`laps-central status` cannot tell online from offline until the ACL allows it",
+                             logging.WARNING)
+            return
         if bad:
             self._report(f"broker refused the subscription {self.cfg.shared_topic} ({bad[0]}); the broker must "
                          "support MQTT v5 shared subscriptions and allow this topic")
@@ -218,6 +235,12 @@ class IngestWorker:
             self._commit_and_ack(batch)
 
     def _commit_and_ack(self, batch: list[_Received]) -> None:
+        states = [item for item in batch if item.topic.endswith("/state")]
+        if states:
+            self._record_states(states)
+            batch = [item for item in batch if not item.topic.endswith("/state")]
+            if not batch:
+                return
         registry = self.registry.current() if self.registry is not None else None
         good: list[tuple[dict, _Received]] = []
         bad: list[tuple[str, _Received]] = []
@@ -297,6 +320,32 @@ class IngestWorker:
                 raise _StoreDown(err) from None
         return stored, duplicates, everything_bad
 
+    def _record_states(self, items: list[_Received]) -> None:
+        """Keep the devices' newest states; a malformed one is logged and dropped (states are
+        retained: the device's next one replaces it), never quarantined with the segments."""
+        registry = self.registry.current() if self.registry is not None else None
+        good = []
+        for item in items:
+            try:
+                site, device, _ = parse_topic(item.topic)
+                if registry is not None and registry.check_origin(site, device):
+                    raise MessageError(registry.check_origin(site, device))
+                msg = validate_state_message(json.loads(item.payload))
+                if msg["site"] != site or msg["device_id"] != device:
+                    raise MessageError(f"state names {msg['site']}/{msg['device_id']} but came on {item.topic}")
+                good.append(msg)
+            except (MessageError, ValueError, TypeError, KeyError) as err:
+                log.warning("ignored a state message on %s: %s", item.topic[:200], err)
+        try:
+            self.stats["states"] += self.store.record_states(good)
+        except sqlite3.Error as err:  # a status table must never stop the segments
+            log.warning("could not record %d device state(s): %s", len(good), err)
+        with self._gen_lock:
+            gen = self._generation
+            for item in items:
+                if item.qos and item.generation == gen:
+                    self._client.ack(item.mid, item.qos)
+
     def _tell_devices(self, good: list[tuple[dict, _Received]], bad: list[tuple[str, _Received]]) -> None:
         """Publish a `laps.ack/1` per device: what is now committed, what is quarantined for good."""
         refused = {id(item) for _, item in bad}
@@ -336,19 +385,41 @@ def _segment_origin(item: _Received) -> tuple[str, str, str] | None:
         return None
 
 
+def state_topic(segment_topic: str) -> str:
+    """The state-topic filter beside a segment-topic filter: laps/v1/+/+/segments -> .../state."""
+    return segment_topic[: -len("segments")] + "state"
+
+
+def stats_line(counters: dict[str, int], links: dict[str, int]) -> str:
+    """The ingest's periodic log line, for a person: what arrived and what became of it.
+
+    counters: `Store.counters()` (totals since the store was created); links: `Store.link_counts()`."""
+    return (f"ingest totals: {counters['stored']:,} segments stored of {counters['received']:,} messages received "
+            f"({counters['duplicates']:,} duplicates dropped, {counters['quarantined']:,} quarantined); "
+            f"{links['linked']:,} keyframe/clip files linked to their segments, "
+            f"{links['waiting_for_segment']:,} waiting for their segment")
+
+
 def run_ingest(config: CentralConfig, workers: int = 1, http: bool | None = None,
                stop_event: threading.Event | None = None, stats_interval_s: float = 60.0) -> int:
     """`laps-central ingest`: `workers` MQTT workers and (if enabled) the batch endpoint, until
     SIGTERM/SIGINT or `stop_event`. Logs the counters every `stats_interval_s`. Returns 0."""
     from central.http_receiver import BatchServer
 
+    from central.registry import register_shipped_model
+
     stop = stop_event or threading.Event()
+    # The devices run the shipped model until a bundle replaces it: make its codes readable.
+    shipped = register_shipped_model(config.paths.models_dir)
+    if shipped:
+        log.info("model registry %s holds the shipped model %s", config.paths.models_dir, shipped)
     store = Store(config.store.path, synchronous=config.store.synchronous)
     registry = RegistryView(config.devices_dir / REGISTRY_FILE)
     if registry.current().enforced:
         log.info("device registry %s: only its %d registered device(s) are accepted",
                  registry.path, len(registry.current().sites))
-    group = [IngestWorker(config.mqtt, store, worker=i, registry=registry) for i in range(workers)]
+    group = [IngestWorker(config.mqtt, store, worker=i, registry=registry, track_state=i == 0)
+             for i in range(workers)]
     server = None
     if config.http.enabled if http is None else http:
         server = BatchServer(config.http, store, config.media_dir, registry=registry)
@@ -368,10 +439,7 @@ def run_ingest(config: CentralConfig, workers: int = 1, http: bool | None = None
         log.info("ingest: %d worker(s) in group %r on %s:%d, store %s", workers, config.mqtt.group,
                  config.mqtt.host, config.mqtt.effective_port, config.store.path)
         while not stop.wait(stats_interval_s):
-            counts = store.counters()
-            log.info("ingest: received %d, stored %d, duplicates %d, quarantined %d; media %s",
-                     counts["received"], counts["stored"], counts["duplicates"], counts["quarantined"],
-                     store.link_counts())
+            log.info("%s", stats_line(store.counters(), store.link_counts()))
     finally:
         for w in group:
             w.stop()

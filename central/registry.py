@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.errors import ModelError
-from edge.model import MANIFEST_NAME, ModelDirectory, load_model_directory
+from edge.model import MANIFEST_NAME, ModelDirectory, load_model_directory, shipped_model_dir
 from edge.tokenizer import FSQ
 
 log = logging.getLogger(__name__)
@@ -72,9 +72,13 @@ class ModelRegistry:
             return self._models[version]
         except KeyError:
             have = ", ".join(self.versions) or "none"
+            shipped = shipped_model_version()
+            hint = f"; this installation ships {shipped!r}" if shipped else ""
             raise UnknownModelError(
-                f"model version {version!r} is not in the registry {self.root} (it holds: {have}); copy that "
-                "version's model directory there (the bundle the devices run)"
+                f"model version {version!r} is not in the registry {self.root} (it holds: {have}{hint}); add the "
+                f"model directory or bundle whose manifest.json says model_version {version!r} with `laps-central "
+                f"models add PATH --config CENTRAL_TOML` (PATH: the bundle the devices run, or a model folder that "
+                f"`laps-export onnx` wrote)"
             ) from None
 
     def fsq(self, version: str) -> FSQ:
@@ -134,3 +138,50 @@ def add_model(registry_root: str | os.PathLike, model_dir: str | os.PathLike) ->
     shutil.copytree(model.path, target)
     load_model_directory(target)
     return target
+
+
+def register_model(registry_root: str | os.PathLike, model_dir: str | os.PathLike) -> tuple[str, Path | None]:
+    """Make sure the registry holds the model version of `model_dir` (a model directory or an
+    OTA bundle, which is one plus its signature): copied in when absent, left alone when that
+    version is already there (bundles that change only the calibration share the tokenizer's
+    version, and the registry needs only its FSQ projection). Returns (model version, the
+    folder it was copied to, or None when it was already registered). A folder that is no
+    verified model is a `ModelError`."""
+    model = load_model_directory(model_dir)
+    version = model.metadata.model_version or Path(model_dir).name
+    registry = ModelRegistry(registry_root)
+    if version in registry:
+        return version, None
+    target = Path(registry_root) / version
+    suffix = 1
+    while target.exists():  # a folder of that name that holds another version (any names are allowed)
+        target = Path(registry_root) / f"{version}-{suffix}"
+        suffix += 1
+    Path(registry_root).mkdir(parents=True, exist_ok=True)
+    import shutil
+
+    shutil.copytree(model.path, target, ignore=shutil.ignore_patterns("*.engine", "*.plan"))
+    load_model_directory(target)
+    log.info("model registry %s: registered model version %s from %s", registry_root, version, model_dir)
+    return version, target
+
+
+def register_shipped_model(registry_root: str | os.PathLike) -> str | None:
+    """Register the model this installation ships (`edge/models/default`), the one every device
+    runs until a bundle replaces it. Returns its version (None when none is shipped)."""
+    shipped = shipped_model_dir()
+    if shipped is None:
+        return None
+    version, _ = register_model(registry_root, shipped)
+    return version
+
+
+def shipped_model_version() -> str:
+    """The model version of the shipped model ("" when none is shipped or it is unreadable)."""
+    shipped = shipped_model_dir()
+    if shipped is None:
+        return ""
+    try:
+        return load_model_directory(shipped).metadata.model_version
+    except ModelError:
+        return ""

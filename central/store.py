@@ -20,6 +20,8 @@ Tables
     cluster_runs         one row per `laps-central cluster` run (parameters, metrics)
     cluster_assignments  (run_id, segment_id) -> cluster id and distance to its centre
     counters             ingest counters that survive restarts (received, stored, ...)
+    device_states        the newest laps.state/1 of each device (online, source_lost, offline
+                         = its last will, stopped), for `laps-central status`
 
 A `Store` holds one connection guarded by a lock; threads may share it.
 """
@@ -38,7 +40,7 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: a quarantined payload keeps this many leading bytes (and its full size)
 QUARANTINE_PAYLOAD_BYTES = 4096
 _REASON_CHARS = 1000
@@ -117,6 +119,17 @@ CREATE TABLE IF NOT EXISTS cluster_assignments (
     PRIMARY KEY (run_id, segment_id)
 );
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS device_states (
+    site          TEXT NOT NULL,
+    device_id     TEXT NOT NULL,
+    state         TEXT NOT NULL,
+    detail        TEXT NOT NULL,
+    model_version TEXT NOT NULL,
+    boot_id       TEXT NOT NULL,
+    time_utc      TEXT NOT NULL,
+    received_ms   INTEGER NOT NULL,
+    PRIMARY KEY (site, device_id)
+);
 """
 
 COUNTERS = ("received", "stored", "duplicates", "quarantined")
@@ -152,6 +165,44 @@ class StoredSegment:
     @property
     def duration_s(self) -> float:
         return (self.end_frame - self.start_frame) / self.fps
+
+
+@dataclass(frozen=True)
+class DeviceSummary:
+    """What the store knows of one device. state: its newest laps.state/1 ("online",
+    "source_lost", "offline" = its last will, "stopped"; "" when none arrived), with detail and
+    the device's own time of it. last_seen_ms: the newest message of any kind central received
+    from it (Unix ms, 0 = never). Counts: segments stored, batches received (and their files),
+    messages quarantined."""
+
+    site: str
+    device_id: str
+    state: str = ""
+    state_detail: str = ""
+    state_time: str = ""
+    model_version: str = ""
+    segments: int = 0
+    batches: int = 0
+    media_files: int = 0
+    quarantined: int = 0
+    last_seen_ms: int = 0
+    last_segment_end_ms: int = 0
+
+    @property
+    def online(self) -> bool | None:
+        """True while its newest state says it runs, False once it stopped or its will said
+        offline, None when no state arrived."""
+        if not self.state:
+            return None
+        return self.state in ("online", "source_lost")
+
+    @classmethod
+    def from_row(cls, r: dict) -> "DeviceSummary":
+        seen = max(r.get(k, 0) for k in ("last_segment_ms", "last_batch_ms", "last_quarantined_ms", "last_state_ms"))
+        fields = {k: r[k] for k in ("site", "device_id", "state", "state_detail", "state_time", "model_version",
+                                    "segments", "batches", "media_files", "quarantined", "last_segment_end_ms")
+                  if k in r}
+        return cls(last_seen_ms=int(seen), **fields)
 
 
 @dataclass(frozen=True)
@@ -296,6 +347,56 @@ class Store:
                 "SELECT topic, reason, payload, size FROM quarantine ORDER BY id DESC LIMIT ?", (int(limit),)
             ).fetchall()
         return [(t, r, bytes(p), int(n)) for t, r, p, n in rows]
+
+    # -- devices ---------------------------------------------------------------------------------------
+    def record_states(self, states: Sequence[dict], now_ms: int | None = None) -> int:
+        """Keep the newest of each device's validated `laps.state/1` messages (by their own
+        `time`; a retained message delivered again changes nothing). Returns rows changed."""
+        now_ms = int(time.time() * 1000) if now_ms is None else int(now_ms)
+        rows = [(m["site"], m["device_id"], m["state"], m.get("detail", "")[:_REASON_CHARS],
+                 str(m.get("model_version", ""))[:_REASON_CHARS], m["boot_id"][:_REASON_CHARS], m["time"], now_ms)
+                for m in states]
+        with self._lock:
+            before = self._db.total_changes
+            self._db.executemany(
+                "INSERT INTO device_states (site, device_id, state, detail, model_version, boot_id, time_utc,"
+                " received_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(site, device_id) DO UPDATE SET"
+                " state = excluded.state, detail = excluded.detail, model_version = excluded.model_version,"
+                " boot_id = excluded.boot_id, time_utc = excluded.time_utc, received_ms = excluded.received_ms"
+                " WHERE excluded.time_utc >= device_states.time_utc", rows)
+            return self._db.total_changes - before
+
+    def device_summary(self) -> list[DeviceSummary]:
+        """Per device (site, device id), what the store knows: its newest state, segments,
+        batches and quarantined messages, and when central last heard from it. Sorted by site
+        and device. Quarantined messages whose topic names no device are under site "?"."""
+        out: dict[tuple[str, str], dict] = {}
+
+        def row(site: str, device: str) -> dict:
+            return out.setdefault((site, device), {"site": site, "device_id": device})
+
+        with self._lock:
+            for site, dev, n, last_ms, last_end in self._db.execute(
+                    "SELECT site, device_id, COUNT(*), MAX(received_ms), MAX(end_ms) FROM segments"
+                    " GROUP BY site, device_id"):
+                row(site, dev).update(segments=int(n), last_segment_ms=int(last_ms), last_segment_end_ms=int(last_end))
+            for site, dev, n, last_ms, files in self._db.execute(
+                    "SELECT site, device_id, COUNT(*), MAX(received_ms), SUM(n_files) FROM batches"
+                    " GROUP BY site, device_id"):
+                row(site, dev).update(batches=int(n), last_batch_ms=int(last_ms), media_files=int(files or 0))
+            for topic, n, last_ms in self._db.execute(
+                    "SELECT topic, COUNT(*), MAX(received_ms) FROM quarantine GROUP BY topic"):
+                parts = topic.split("/")
+                site, dev = (parts[2], parts[3]) if len(parts) >= 5 and parts[:2] == ["laps", "v1"] else ("?", "?")
+                r = row(site, dev)
+                r["quarantined"] = r.get("quarantined", 0) + int(n)
+                r["last_quarantined_ms"] = max(r.get("last_quarantined_ms", 0), int(last_ms))
+            for site, dev, state, detail, model, boot, t_utc, rec_ms in self._db.execute(
+                    "SELECT site, device_id, state, detail, model_version, boot_id, time_utc, received_ms"
+                    " FROM device_states"):
+                row(site, dev).update(state=state, state_detail=detail, state_time=t_utc, model_version=model,
+                                      boot_id=boot, last_state_ms=int(rec_ms))
+        return [DeviceSummary.from_row(r) for _, r in sorted(out.items())]
 
     # -- batches and media ----------------------------------------------------------------------------
     def has_batch(self, device_id: str, sha256: str) -> bool:

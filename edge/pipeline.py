@@ -199,6 +199,14 @@ class Pipeline:
         self._pending_keyframes.clear()
         self.frames = 0
 
+    def start_stream(self, origin_utc: datetime) -> None:
+        """Count the times of the stream about to start from `origin_utc`, the wall-clock time
+        of its first frame (`edge.segments.stream_origin`). Call after `reset()` (or on a new
+        pipeline), before the stream's first frame; the next `reset()` forgets it again."""
+        if self.frames:
+            raise RuntimeError("start_stream() after frames were processed; call reset() first")
+        self._assembler = self._new_assembler(origin_utc)
+
     def record_trace(self) -> None:
         """Start keeping the per-step energy trace (for calibration recordings)."""
         self.trace = []
@@ -221,10 +229,10 @@ class Pipeline:
         return float(kernel.smoothed_energy(self._state))
 
     # -- internals ----------------------------------------------------------------------
-    def _new_assembler(self) -> SegmentAssembler:
+    def _new_assembler(self, origin_utc: datetime | None = None) -> SegmentAssembler:
         # START is confirmed up_steps after the segment's first step: the ring must reach back.
         return SegmentAssembler(
-            fps=self.fps, origin_utc=self.origin_utc or datetime.now(timezone.utc),
+            fps=self.fps, origin_utc=origin_utc or self.origin_utc or datetime.now(timezone.utc),
             model_version=self.model_version, lookback_steps=max(16, self.params.up_steps + 1),
         )
 

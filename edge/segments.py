@@ -78,6 +78,24 @@ class Segment:
         return cls(**known)
 
 
+def stream_origin(opened_utc: datetime, *, frame_count: int | None, fps: float, paced: bool) -> datetime:
+    """The wall-clock time of a stream's first frame: every segment time is counted from it.
+
+    Segment times follow the source's own clock (frame index / fps from the first frame),
+    anchored to the wall clock here. A live source (camera, stream: `frame_count` None) and a
+    paced replay deliver frames in real time, so the anchor is the moment the stream opened
+    (`opened_utc`). A finite source replayed faster than real time (a file or a synthetic
+    recording with `pace = false`) would then stamp its segments in the future (a 5-minute
+    file processed in 1 minute would end 4 minutes from now), so it counts as recorded just
+    before it was opened: its last frame at `opened_utc`, its first `frame_count / fps`
+    seconds earlier. Either way no segment ends after the moment it is published, and
+    end - start is the segment's length in the source's time.
+    """
+    if frame_count is None or paced or not fps or fps <= 0:
+        return opened_utc
+    return opened_utc - timedelta(seconds=frame_count / fps)
+
+
 def utc_iso(origin: datetime, seconds: float) -> str:
     """ISO-8601 UTC time `seconds` after `origin`, millisecond precision, 'Z' suffix."""
     t = origin.astimezone(timezone.utc) + timedelta(seconds=seconds)

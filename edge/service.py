@@ -46,7 +46,7 @@ from edge.messages import Topics, encode, metrics_message, segment_message, stat
 from edge.outbox import Outbox
 from edge.model import resolve_model_spec
 from edge.sdnotify import SystemdNotifier
-from edge.segments import Segment, utc_iso, uuid7
+from edge.segments import Segment, stream_origin, utc_iso, uuid7
 
 log = logging.getLogger(__name__)
 
@@ -389,6 +389,9 @@ class FrameLoop:
                 rt.sleep(backoff * 1.0)
                 backoff = min(backoff * 2.0, cfg.source.reconnect_max_s)
                 continue
+            # Segment times: the source's clock, anchored so a fast replay never runs ahead of now.
+            self.pipe.start_stream(stream_origin(datetime.now(timezone.utc), frame_count=source.frame_count,
+                                                 fps=source.fps, paced=cfg.source.pace))
             rt.set_source_state("online", f"{source.name or cfg.source.spec} at {self.fps:g} fps")
             if not ready:
                 rt.reset_metrics_window()  # fps and latency count from the first frame, not from start-up

@@ -105,6 +105,7 @@ def handle(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from calibration.calibration_file import calibration_record, install_into_model, write_calibration
+    from calibration.comparison import activity_mismatch_warning, compare_thresholds, current_params
     from calibration.labelled import LABELLED_SPACE, calibrate_labelled, match_labels
     from calibration.recordings import data_hash, find_inputs, load_recordings, resolve_model
     from calibration.report import write_report
@@ -155,16 +156,26 @@ def handle(args: argparse.Namespace) -> int:
         cal = calibrate_labelled(recordings, labels, cal, labelled_space, holdout_fraction=args.holdout,
                                  tau=args.tau, progress=progress, latents=latents)
         extra = {name: lab.segments.tolist() for name, lab in sorted(labels.items())}
+    # The same recordings through the thresholds the devices run today and through the new ones.
+    candidates = {"new": cal.params}
+    current = current_params(model)
+    if current is not None:
+        candidates = {"current": current[0], "new": cal.params}
+    comparison = compare_thresholds(recordings, cal.pseudo, candidates, labels, latents)
+    mismatch = activity_mismatch_warning(comparison[-1].on_fraction, cal.quality.active_fraction)
+    if mismatch:
+        cal.warnings.append(mismatch)
     record = calibration_record(cal, recordings, model, data_hash(recordings, extra))
     out = Path(args.out)
     cal_path = write_calibration(out / "calibration.json", record)
-    report = write_report(out, cal, recordings, labels, record)
+    report = write_report(out, cal, recordings, labels, record, comparison=comparison,
+                          current_source=current[1] if current is not None else "", model_dir=model.model_dir)
     installed = install_into_model(model.model_dir, record) if args.into_model else None
-    _print_summary(cal, recordings, model, cal_path, report, installed)
+    _print_summary(cal, recordings, model, cal_path, report, installed, comparison)
     return 0
 
 
-def _print_summary(cal, recordings, model, cal_path, report, installed) -> None:
+def _print_summary(cal, recordings, model, cal_path, report, installed, comparison=()) -> None:
     p, q = cal.params, cal.quality
     seconds = sum(r.duration_s for r in recordings)
     sets = f"{cal.grid.size:,} parameter sets against the pseudo-labels"
@@ -193,6 +204,11 @@ def _print_summary(cal, recordings, model, cal_path, report, installed) -> None:
             f"held-out labelled minutes ({cal.labelled.heldout_s:.0f} s): F1@2s {lab['f1_at_2s']:.3f}, F1@5s "
             f"{lab['f1_at_5s']:.3f} (unsupervised thresholds: {unsup['f1_at_2s']:.3f} / {unsup['f1_at_5s']:.3f})"
         )
+    for fig in comparison:
+        truth = f", F1@2s {fig.f1_at_2s:.3f} against {fig.truth}" if fig.f1_at_2s is not None else ""
+        lines.append(f"{fig.name + ' thresholds:':20s}theta_on {fig.params.theta_on:.4g}: {100 * fig.on_fraction:.1f} % of "
+                     f"steps active (pseudo-labels {100 * cal.quality.active_fraction:.1f} %), {fig.segments} segments"
+                     f"{truth}")
     lines.append(f"calibration: {cal_path}")
     lines.append(f"report:      {report}")
     if installed is not None:

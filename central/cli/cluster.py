@@ -13,10 +13,13 @@ cosine silhouette over a range. The two baselines (plain mean pooling and norm-w
 pooling of z_q) run in the same pass with the same options, and every method is scored
 (silhouette, Calinski-Harabasz, Davies-Bouldin; NMI, ARI and Hungarian accuracy with --labels).
 
-The LAPS clustering is saved in the store as a run (for export-dataset) and described in
-<out>/report.html: scores, the silhouette-vs-k curve, a 2-D map, per-cluster keyframe montages
-and duration distributions. When the embeddings exceed --memory-budget-mb they go to disk and
-k-means runs in mini-batches."""
+The LAPS clustering (or, with --save-method best, the best silhouette) is saved in the store
+as a run (for export-dataset; `laps-central runs` lists them) and described in
+<out>/report.html: what each cluster is (size, typical duration, where in the frame it moves,
+its central members animated, a flag on clusters of implausibly short segments), the scores,
+why the saved method was saved, the silhouette-vs-k curve and a 2-D map. --k-range may reach at
+most half the number of segments. When the embeddings exceed --memory-budget-mb they go to
+disk and k-means runs in mini-batches."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,12 +37,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     sel.add_argument("--model-version", default="", help="the tokenizer version (needed when several are stored)")
     k = p.add_argument_group("clustering")
     k.add_argument("--k", type=int, help="number of clusters (default: chosen by cosine silhouette over --k-range)")
-    k.add_argument("--k-range", default="2-12", help="k range searched when --k is not given (default: %(default)s)")
+    k.add_argument("--k-range", default=None,
+                   help="k range searched when --k is not given; at most half the number of segments "
+                        "(default: 2-12, narrowed to fit)")
     k.add_argument("--n-init", type=int, default=10, help="k-means initialisations (default: %(default)s)")
     k.add_argument("--seed", type=int, default=0,
                    help="seed of the frozen encoder's weights and of k-means (default: %(default)s)")
     k.add_argument("--methods", default="transformer,mean,norm_weighted",
                    help="embeddings to compare; the run saves the transformer clustering when listed, else the first (default: %(default)s)")
+    k.add_argument("--save-method", default="laps", choices=("laps", "best"),
+                   help="which method's clustering the run saves (for export-dataset): laps = the LAPS frozen "
+                        "Transformer, the method under study; best = the best cosine silhouette of those compared "
+                        "(default: %(default)s; the report says why)")
     k.add_argument("--memory-budget-mb", type=int, default=2048,
                    help="RAM for embeddings before switching to disk + mini-batch k-means (default: %(default)s)")
     p.add_argument("--labels", help="ground truth for scoring: CSV (segment_id,label), JSONL or JSON mapping")
@@ -53,13 +62,13 @@ def handle(args: argparse.Namespace) -> int:
     from central.clustering import ClusterOptions
     from central.config import load_central_config
     from central.embedding import EmbeddingConfig
-    from central.registry import ModelRegistry
+    from central.registry import ModelRegistry, register_shipped_model
     from central.report import write_report
     from central.store import Selection, Store
     from edge.errors import ConfigError
 
     config = load_central_config(args.config)
-    k_min, k_max = parse_k_range(args.k_range)
+    k_min, k_max = parse_k_range(args.k_range or "2-12")
     if args.k is not None and args.k < 2:
         raise ConfigError(f"--k {args.k} is not allowed; use 2 or more (or leave it out to choose k)")
     if args.n_init < 1:
@@ -68,16 +77,21 @@ def handle(args: argparse.Namespace) -> int:
     selection = Selection(parse_time(args.since, "--since"), parse_time(args.until, "--until"), args.site,
                           args.device, args.model_version)
     truth = read_labels(args.labels) if args.labels else None
-    options = ClusterOptions(k=args.k, k_min=k_min, k_max=k_max, n_init=args.n_init, seed=args.seed)
+    options = ClusterOptions(k=args.k, k_min=k_min, k_max=k_max, n_init=args.n_init, seed=args.seed,
+                             k_range_given=args.k_range is not None)
+    register_shipped_model(config.paths.models_dir)  # a store filled before the ingest registered it
     registry = ModelRegistry(config.paths.models_dir)
     with Store(config.store.path, synchronous=config.store.synchronous) as store:
         run = run_clustering(store, registry, selection, methods=methods, options=options,
                              embedding=EmbeddingConfig(seed=args.seed), truth=truth,
                              memory_budget_bytes=args.memory_budget_mb * 1024 * 1024, save=not args.no_save,
+                             save_rule=args.save_method,
                              progress=not args.quiet)
         report = write_report(run, args.out, store=store, media_dir=config.media_dir, seed=args.seed)
-    print(f"{len(run.segment_ids)} segments of model {run.model_version} -> k = {run.primary.clustering.k}"
-          + ("" if args.no_save else f" (run {run.run_id})"))
+    print(f"{len(run.segment_ids)} segments of model {run.model_version} -> k = {run.primary.clustering.k} "
+          f"with {run.primary.method}"
+          + ("" if args.no_save else f" (run {run.run_id}: export-dataset --run latest now takes it; "
+                                     "laps-central runs lists every run)"))
     for m, r in run.results.items():
         s = r.metrics
         extra = f"  NMI {s['nmi']:.3f}  ARI {s['ari']:.3f}" if "nmi" in s else ""

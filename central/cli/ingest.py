@@ -20,7 +20,10 @@ Also serves the batch endpoint the devices upload keyframes and clips to,
 PUT /v1/batches/<device>/<sha256> (idempotent, hash-checked, per-device token or mutual TLS;
 files are linked to their segments), unless [http] enabled = false or --no-http.
 
-Runs until SIGTERM or Ctrl-C. Counters are logged every --stats-interval seconds."""
+It also keeps each device's newest retained state (online/offline) for `laps-central status`,
+and registers the model this installation ships in [paths] models_dir.
+
+Runs until SIGTERM or Ctrl-C. Totals are logged every --stats-interval seconds."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -68,6 +68,7 @@ def handle_start(args: argparse.Namespace) -> int:
     import signal
 
     from central.config import load_central_config
+    from central.registry import register_model
     from central.rollout import (Bundle, BundleServer, Rollout, RolloutPlan, RolloutState, format_status,
                                  load_devices, state_path)
     from edge.errors import ConfigError
@@ -86,6 +87,12 @@ def handle_start(args: argparse.Namespace) -> int:
                        canary=load_devices(args.canary, None), stages=stages,
                        max_failure_rate=args.max_failure_rate, min_devices=args.min_devices,
                        device_timeout_s=args.device_timeout)
+    # Every model the fleet may run must be readable centrally: register what is rolled out.
+    for b in (bundle, baseline):
+        if b is not None:
+            version, added = register_model(config.paths.models_dir, b.path)
+            if added is not None:
+                print(f"model registry: added model version {version} from bundle {b.path}")
     served = {bundle.version: bundle.path} | ({baseline.version: baseline.path} if baseline else {})
     server = BundleServer(served, host=host or "127.0.0.1", port=int(port), cert=args.cert, key=args.key,
                           public_url=args.public_url).start()

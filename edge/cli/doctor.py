@@ -56,12 +56,55 @@ class Check:
 
 
 def handle(args: argparse.Namespace) -> int:
-    checks = run_checks(args.config, skip=set(args.skip), timeout_s=args.timeout)
-    if args.json:
-        print(json.dumps([asdict(c) for c in checks], indent=1))
-    else:
-        print(render(checks))
+    # The checks start real components (model, source, an MQTT probe) that log as they would in
+    # the service; here only doctor's own lines may reach the screen, all before the summary.
+    capture = _LogCapture().start()
+    try:
+        checks = run_checks(args.config, skip=set(args.skip), timeout_s=args.timeout)
+        problems = [r for r in capture.records if r.levelno >= 30]  # WARNING and above
+        if problems:
+            checks.append(Check("log", "warn", "; ".join(f"{r.name}: {r.getMessage()}" for r in problems[:3])[:500],
+                                "a component logged this while it was checked; see the check above it concerns"))
+        if args.json:
+            print(json.dumps([asdict(c) for c in checks], indent=1))
+        else:
+            print(render(checks))
+        sys.stdout.flush()
+    finally:
+        capture.stop()
     return 1 if any(c.status == "fail" for c in checks) else 0
+
+
+class _LogCapture:
+    """While active, every log record goes to `records` instead of the screen: the checks start
+    real components (model, source, an MQTT probe) that log as they do in the service, and
+    doctor's report must be the only thing printed, its summary last."""
+
+    def __init__(self) -> None:
+        import logging
+
+        class _Collect(logging.Handler):
+            def emit(inner, record: logging.LogRecord) -> None:  # noqa: N805 - the handler's own self
+                self.records.append(record)
+
+        self.records: list = []
+        self._handler = _Collect()
+        self._root = logging.getLogger()
+        self._saved: tuple[list, int] | None = None
+
+    def start(self) -> "_LogCapture":
+        import logging
+
+        self._saved = (list(self._root.handlers), self._root.level)
+        self._root.handlers = [self._handler]
+        self._root.setLevel(logging.INFO)
+        return self
+
+    def stop(self) -> None:
+        if self._saved is not None:
+            self._root.handlers, level = self._saved
+            self._root.setLevel(level)
+            self._saved = None
 
 
 def render(checks: list[Check]) -> str:
@@ -139,36 +182,102 @@ def _onnxruntime(cfg) -> list[Check]:
                          "install onnxruntime-gpu built for this CUDA/JetPack (pip install 'laps-edge[gpu]'), "
                          "or set model.providers = \"auto\" or \"cpu\""))
     elif wanted == "auto":
-        best = next((p for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider") if p in available),
-                    "CPUExecutionProvider")
+        best = next((p for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+                     if p in available and _provider_runs(ort, p)[0]), "CPUExecutionProvider")
         out.append(Check("providers", "ok", f"auto -> {best}"))
     return out
 
 
 def _gpu(cfg) -> Check:
-    import ctypes.util
-
-    found = []
+    """TensorRT and CUDA, reported only as far as they can actually run here: a CUDA runtime
+    library that finds no device (a toolkit on a machine without a GPU) or a TensorRT package
+    that cannot create a builder is not "ok"."""
+    runs, cannot = [], []
+    cuda_ok, cuda_text = _cuda_devices()
+    (runs if cuda_ok else cannot).append(cuda_text)
+    trt_ok, trt_text = _tensorrt_builder()
+    if trt_text:
+        (runs if trt_ok else cannot).append(trt_text)
     try:
-        import tensorrt  # noqa: F401
+        import onnxruntime as ort
 
-        found.append(f"TensorRT {getattr(tensorrt, '__version__', '?')}")
+        for ep in ("TensorrtExecutionProvider", "CUDAExecutionProvider"):
+            if ep in ort.get_available_providers():
+                ok, text = _provider_runs(ort, ep)
+                (runs if ok else cannot).append(text)
     except ImportError:
         pass
-    cudart = ctypes.util.find_library("cudart")
-    if cudart:
-        found.append(f"CUDA runtime {cudart}")
-    nodes = [n for n in ("/dev/nvidia0", "/dev/nvidiactl", "/dev/nvhost-ctrl-gpu", "/dev/nvmap") if os.path.exists(n)]
-    if nodes:
-        found.append("GPU devices " + " ".join(nodes))
     wanted = cfg.model.providers if cfg is not None else "auto"
-    if found:
-        return Check("tensorrt/cuda", "ok", "; ".join(found))
+    if runs:
+        return Check("tensorrt/cuda", "ok", "; ".join(runs + cannot))
+    detail = "; ".join(cannot) + ": inference runs on CPU"
     if wanted in ("cuda", "tensorrt"):
-        return Check("tensorrt/cuda", "fail", "no TensorRT, CUDA runtime or NVIDIA device found",
-                     "install JetPack (CUDA + TensorRT) or set model.providers = \"cpu\"")
-    return Check("tensorrt/cuda", "warn", "no TensorRT, CUDA runtime or NVIDIA device found: inference runs on CPU",
+        return Check("tensorrt/cuda", "fail", detail, "install JetPack (CUDA + TensorRT) and onnxruntime-gpu on a machine "
+                     "with an NVIDIA GPU, or set model.providers = \"cpu\"")
+    return Check("tensorrt/cuda", "warn", detail,
                  "on a Jetson install JetPack 6 (CUDA, TensorRT) and onnxruntime-gpu; on a CPU box this is expected")
+
+
+def _cuda_devices() -> tuple[bool, str]:
+    """(True, what) when the CUDA runtime loads and counts at least one device."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("cudart")
+    if not name:
+        return False, "no CUDA runtime library"
+    try:
+        lib = ctypes.CDLL(name)
+        count = ctypes.c_int(0)
+        rc = lib.cudaGetDeviceCount(ctypes.byref(count))
+    except (OSError, AttributeError) as err:
+        return False, f"CUDA runtime {name} does not load ({err})"
+    if rc != 0 or count.value < 1:
+        try:
+            lib.cudaGetErrorString.restype = ctypes.c_char_p
+            why = lib.cudaGetErrorString(rc).decode(errors="replace") if rc else "no device"
+        except (AttributeError, OSError):
+            why = f"error {rc}"
+        return False, f"CUDA runtime {name} finds no usable GPU ({why})"
+    return True, f"CUDA runtime {name}, {count.value} GPU(s)"
+
+
+def _tensorrt_builder() -> tuple[bool, str]:
+    """(True, what) when TensorRT imports and creates a builder (which needs a working GPU);
+    (False, "") when it is not installed."""
+    try:
+        import tensorrt as trt
+    except ImportError:
+        return False, ""
+    version = getattr(trt, "__version__", "?")
+    try:
+        builder = trt.Builder(trt.Logger(trt.Logger.ERROR))
+    except Exception as err:  # noqa: BLE001 - without a GPU TensorRT raises whatever its binding raises
+        return False, f"TensorRT {version} is installed but cannot create a builder ({type(err).__name__}: {err})"
+    if builder is None:
+        return False, f"TensorRT {version} is installed but cannot create a builder (no GPU)"
+    return True, f"TensorRT {version}"
+
+
+#: a one-node ONNX model (Identity, float[1]): enough to see whether an execution provider loads
+_PROBE_ONNX = "CAc6OwoQCgF4EgF5IghJZGVudGl0eRIFcHJvYmVaDwoBeBIKCggIARIECgIIAWIPCgF5EgoKCAgBEgQKAggBQgQKABAN"
+
+
+def _provider_runs(ort, provider: str) -> tuple[bool, str]:
+    """(True, what) when ONNX Runtime creates a session on `provider` (it lists providers it
+    was built with, not those that can run here, and falls back to CPU silently)."""
+    import base64
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 4  # its fallback warning would print past doctor's report
+    try:
+        session = ort.InferenceSession(base64.b64decode(_PROBE_ONNX), sess_options=opts,
+                                       providers=[provider, "CPUExecutionProvider"])
+    except Exception as err:  # noqa: BLE001
+        return False, f"ONNX Runtime {provider} fails ({type(err).__name__})"
+    if session.get_providers()[0] != provider:
+        return False, f"ONNX Runtime lists {provider} but cannot use it here"
+    return True, f"ONNX Runtime {provider} runs"
 
 
 def _opencv(cfg) -> Check:

@@ -59,13 +59,14 @@ def handle(args: argparse.Namespace) -> int:
 
 def run_once(args: argparse.Namespace) -> int:
     from dataclasses import replace
+    from datetime import datetime, timezone
 
     import numpy as np
     from tqdm import tqdm
 
     from edge.model import resolve_model_spec
     from edge.pipeline import build_pipeline
-    from edge.segments import SegmentWriter
+    from edge.segments import SegmentWriter, stream_origin
     from edge.sources.factory import open_source
 
     model_dir = resolve_model_spec(args.model)
@@ -85,6 +86,9 @@ def run_once(args: argparse.Namespace) -> int:
     segments = []
     with open_source(args.source, fps=pipe.fps, size=pipe.input_size) as source, SegmentWriter(seg_path) as writer:
         total = source.frame_count
+        # Same clock as the service: a file processed faster than real time is stamped as
+        # recorded just before now, never in the future (edge.segments.stream_origin).
+        pipe.start_stream(stream_origin(datetime.now(timezone.utc), frame_count=total, fps=source.fps, paced=False))
         if args.max_seconds is not None:
             limit = int(args.max_seconds * pipe.fps)
             total = min(total, limit) if total is not None else limit

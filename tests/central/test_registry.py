@@ -67,3 +67,57 @@ def test_codebook_statistics_cover_every_code_once(registry_dir):
     z = registry.z_q(np.arange(1920), MODEL_VERSION)
     np.testing.assert_allclose(mean, z.mean(axis=0), atol=1e-6)
     np.testing.assert_allclose(std, z.std(axis=0), rtol=1e-4)
+
+
+# -- the registry fills itself ------------------------------------------------------------------------
+def test_the_ingest_registers_the_shipped_model_when_it_starts(tmp_path):
+    import threading
+
+    from central.config import load_central_config
+    from central.ingest import run_ingest
+    from central.registry import shipped_model_version
+    from central_testkit import free_port, write_central_config
+
+    cfg = load_central_config(write_central_config(tmp_path / "central.toml", port=free_port(),
+                                                   data_dir=tmp_path / "data"))
+    stop = threading.Event()
+    stop.set()  # start, register, stop: no broker needed for that
+    assert run_ingest(cfg, http=False, stop_event=stop) == 0
+    assert ModelRegistry(cfg.paths.models_dir).versions == [shipped_model_version()]
+
+
+def test_registering_a_version_twice_leaves_the_first_copy(registry_dir, tiny_model_dir):
+    from central.registry import register_model
+
+    assert register_model(registry_dir, tiny_model_dir) == (MODEL_VERSION, None)
+    assert ModelRegistry(registry_dir).versions == [MODEL_VERSION]
+
+
+def test_an_unknown_version_says_which_command_adds_it(registry_dir):
+    with pytest.raises(UnknownModelError) as err:
+        ModelRegistry(registry_dir).model("site-b-7")
+    text = str(err.value)
+    assert "\n" not in text
+    assert "laps-central models add PATH --config" in text and "model_version 'site-b-7'" in text
+
+
+@pytest.mark.broker
+def test_a_rollout_registers_the_bundle_it_rolls_out(broker, tmp_path, tiny_model_dir):
+    import subprocess
+    import sys
+
+    from central.config import load_central_config
+    from central_testkit import write_central_config
+    from export.bundle import build_bundle, keygen, sign_bundle
+
+    key, _ = keygen(tmp_path / "keys" / "release")
+    bundle = build_bundle(tiny_model_dir, tiny_model_dir / "calibration.json", tmp_path / "bundle-2", version=2)
+    sign_bundle(bundle, key)
+    cfg_path = write_central_config(tmp_path / "central.toml", port=broker.port, data_dir=tmp_path / "data")
+    proc = subprocess.run([sys.executable, "-m", "central.cli", "rollout", "start", "--config", str(cfg_path),
+                           "--bundle", str(bundle), "--devices", "site-a/nobody", "--device-timeout", "0.3",
+                           "--min-devices", "1", "--max-failure-rate", "0"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1, proc.stderr[-2000:]  # nobody commits: aborted, as planned
+    assert f"added model version {MODEL_VERSION}" in proc.stdout
+    assert MODEL_VERSION in ModelRegistry(load_central_config(cfg_path).paths.models_dir)
