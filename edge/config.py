@@ -280,15 +280,19 @@ class MetricsConfig:
 @dataclass(frozen=True)
 class PathsConfig:
     """state_dir: outbox, upload spool (systemd StateDirectory). cache_dir: Numba cache and
-    other rebuildable files (systemd CacheDirectory)."""
+    other rebuildable files (systemd CacheDirectory). min_free_bytes: free space the service
+    keeps on state_dir's file system: below it the oldest upload media, then the oldest unsent
+    segments are evicted (counted, logged, on `.../metrics`); 0 = no floor."""
 
     state_dir: str = "/var/lib/laps-edge"
     cache_dir: str = "/var/cache/laps-edge"
+    min_free_bytes: int = 64 * MIB
 
     def _check(self, ctx: "ConfigContext") -> None:
         for key in ("state_dir", "cache_dir"):
             if not getattr(self, key).strip():
                 ctx.fail(key, getattr(self, key), "a directory path")
+        ctx.range("min_free_bytes", self.min_free_bytes, 0, 2**44)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ import logging
 import random
 import select
 import socket
+import sqlite3
 import ssl
 import threading
 import time
@@ -299,9 +300,16 @@ class MqttLink:
     def _service(self) -> None:
         """Per loop turn: commit acknowledgements, publish requests and outbox rows."""
         if self._acked and self.outbox is not None:
-            done = self.outbox.ack(self._acked)
+            try:
+                done = self.outbox.ack(self._acked)
+            except sqlite3.Error as err:  # a full disk: keep the keys, try again next turn
+                # One stable line (no count in it), so a long full-disk episode is logged once.
+                self._report(f"outbox cannot record broker acknowledgements ({err}); keeping them and retrying",
+                             level=logging.WARNING)
+                done = 0
+            else:
+                self._acked.clear()
             self.counters["acked"] += done
-            self._acked.clear()
         if not self.connected:
             return
         with self._lock:

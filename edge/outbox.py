@@ -11,12 +11,18 @@ Caps: total payload bytes (`max_bytes`) and age (`max_age_s`). Beyond them the O
 rows are evicted; every eviction is logged at WARNING and counted in a `meta` table that
 survives restarts, and `stats()` reports the counts for `.../metrics`. Nothing leaves silently.
 
+Disk floor (`edge.disk_floor`): when the file system runs low, `make_room(n)` evicts the oldest
+rows (counted like the caps) so a new row reuses their pages and the file does not grow, and
+`checkpoint()` folds the WAL back to zero bytes. `is_disk_full(err)` tells a full disk from
+other SQLite errors.
+
 Thread-safety: one connection guarded by a lock; the service's frame loop puts, the sender
 thread reads and acknowledges.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sqlite3
@@ -43,6 +49,18 @@ CREATE TABLE IF NOT EXISTS meta (
 );
 """
 _COUNTERS = ("evicted_total", "evicted_bytes", "acked_total", "put_total")
+#: SQLite's primary result code of a write that failed for want of space
+_SQLITE_FULL = 13
+
+
+def is_disk_full(err: BaseException) -> bool:
+    """True when a SQLite error (or OSError) means the disk or quota is full."""
+    if isinstance(err, OSError):
+        return err.errno in (errno.ENOSPC, errno.EDQUOT)
+    code = getattr(err, "sqlite_errorcode", None)
+    if code is not None and code & 0xFF == _SQLITE_FULL:
+        return True
+    return isinstance(err, sqlite3.Error) and "disk is full" in str(err)
 
 
 @dataclass(frozen=True)
@@ -212,6 +230,37 @@ class Outbox:
             oldest_age_s=max(0.0, now - oldest) if oldest is not None else 0.0,
         )
 
+    # -- the disk floor (edge.disk_floor) ----------------------------------------------------------
+    def make_room(self, nbytes: int, reason: str) -> int:
+        """Evict the oldest rows holding at least `nbytes` payload bytes (counted and logged like
+        the caps), so the next `put` reuses their pages instead of growing the file. Returns
+        rows evicted."""
+        if nbytes <= 0:
+            return 0
+        with self._lock:
+            self._begin()
+            try:
+                rows, freed, keys = self._evict_oldest_locked(int(nbytes))
+                self._bump("evicted_total", rows)
+                self._bump("evicted_bytes", freed)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
+        self._log_evictions((rows, freed, keys, reason))
+        return rows
+
+    def checkpoint(self) -> bool:
+        """Fold the WAL into the database and truncate it to 0 bytes (frees up to a few MB on a
+        full disk). False when SQLite could not (the database itself cannot grow)."""
+        with self._lock:
+            try:
+                busy = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            except sqlite3.Error as err:
+                log.debug("outbox %s: checkpoint failed (%s)", self.path, err)
+                return False
+        return not busy
+
     def close(self) -> None:
         """Checkpoint the WAL into the main file and close. Safe to call twice."""
         with self._lock:
@@ -220,6 +269,9 @@ class Outbox:
             self._closed = True
             try:
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as err:  # a full disk: the WAL stays and is replayed on open
+                log.warning("outbox %s: WAL not folded into the database at close (%s); nothing is lost, "
+                            "the next start reads it", self.path, err)
             finally:
                 self._db.close()
 
@@ -265,28 +317,34 @@ class Outbox:
             self._bytes -= sum(int(s) for _, s in old)
             self._depth -= len(old)
         if self._bytes > self.max_bytes:
-            over = self._bytes - self.max_bytes
-            victims: list[tuple[int, str, int]] = []
-            freed = 0
-            cur = self._db.execute("SELECT id, key, size FROM outbox ORDER BY id")
-            for rid, key, size in cur:
-                victims.append((rid, key, int(size)))
-                freed += int(size)
-                if freed >= over:
-                    break
-            cur.close()  # finalise the read before deleting through the same connection
-            last_id = victims[-1][0]
-            self._db.execute("DELETE FROM outbox WHERE id <= ?", (last_id,))
-            rows += len(victims)
+            n, freed, first = self._evict_oldest_locked(self._bytes - self.max_bytes)
+            rows += n
             nbytes += freed
-            keys += [k for _, k, _ in victims[:3]]
+            keys += first
             reasons.append(f"over max_bytes={self.max_bytes}")
-            self._bytes -= freed
-            self._depth -= len(victims)
         if rows:
             self._bump("evicted_total", rows)
             self._bump("evicted_bytes", nbytes)
         return rows, nbytes, keys, " and ".join(reasons)
+
+    def _evict_oldest_locked(self, nbytes: int) -> tuple[int, int, list[str]]:
+        """Delete the oldest rows until at least `nbytes` payload bytes are gone (or none is
+        left). Returns (rows, bytes, first keys); the caller counts them."""
+        victims: list[tuple[int, str, int]] = []
+        freed = 0
+        cur = self._db.execute("SELECT id, key, size FROM outbox ORDER BY id")
+        for rid, key, size in cur:
+            victims.append((rid, key, int(size)))
+            freed += int(size)
+            if freed >= nbytes:
+                break
+        cur.close()  # finalise the read before deleting through the same connection
+        if not victims:
+            return 0, 0, []
+        self._db.execute("DELETE FROM outbox WHERE id <= ?", (victims[-1][0],))
+        self._bytes -= freed
+        self._depth -= len(victims)
+        return len(victims), freed, [k for _, k, _ in victims[:3]]
 
     def _log_evictions(self, evicted: tuple[int, int, list[str], str]) -> None:
         rows, nbytes, keys, reason = evicted

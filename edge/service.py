@@ -15,6 +15,11 @@ device reports `source_lost` on `.../state`; after `source.ready_timeout_s` READ
 so systemd keeps the process (alive and reporting) instead of restart-looping on an unplugged
 camera.
 
+Full disk (`edge.disk_floor`): below `paths.min_free_bytes` free, the oldest upload media, then
+the oldest unsent segments are evicted (counted, logged, "disk" on `.../metrics`); a write that
+still fails is retried once, then dropped and counted; the process keeps running and starts on
+a full disk.
+
 Shutdown (SIGTERM/SIGINT): the pipeline closes its open segment, which is committed to the
 outbox; the link drains for up to `mqtt.drain_timeout_s`, publishes the retained "stopped"
 state and DISCONNECTs normally, so the broker does not fire the last will. Exit status 0.
@@ -30,6 +35,7 @@ import argparse
 import logging
 import os
 import signal
+import sqlite3
 import sys
 import threading
 import time
@@ -40,9 +46,10 @@ from datetime import datetime, timezone
 from typing import Callable, Iterable, Iterator
 
 from edge.config import EdgeConfig, load_config, read_credentials
+from edge.disk_floor import DiskFloor
 from edge.errors import ConfigError, LapsError, SourceError
 from edge.messages import Topics, encode, metrics_message, segment_message, state_message
-from edge.outbox import Outbox
+from edge.outbox import Outbox, is_disk_full
 from edge.model import resolve_model_spec
 from edge.sdnotify import SystemdNotifier
 from edge.segments import Segment, utc_iso, uuid7
@@ -152,14 +159,13 @@ class DeviceRuntime:
         self.spool = None
         self.uploader = None
         self._make_dirs()
-        try:
-            self.outbox = Outbox(config.outbox_path, max_bytes=config.outbox.max_bytes,
-                                 max_age_s=config.outbox.max_age_s)
-        except Exception as err:  # sqlite3.Error, OSError: a person must fix the path
-            raise ConfigError(
-                f"outbox {config.outbox_path} cannot be opened ({err}); set outbox.path or "
-                "paths.state_dir to a writable local folder"
-            ) from None
+        # On a full disk the oldest media go before the outbox is opened, so the service starts.
+        self.disk = DiskFloor(config.paths.state_dir, config.paths.min_free_bytes)
+        self.spool = self._open_spool()
+        self.disk.attach(spool=self.spool)
+        self.disk.before_write(0)
+        self.outbox = self._open_outbox()
+        self.disk.attach(outbox=self.outbox)
         self._install_signals()
 
     # -- start / stop -----------------------------------------------------------------------------
@@ -169,14 +175,12 @@ class DeviceRuntime:
 
         self.model_version, self.providers = model_version, providers
         cfg = self.cfg
-        if cfg.upload.enabled:
-            from edge.upload import BatchSpool, BatchUploader, UploadWorker
+        if self.spool is not None:
+            from edge.upload import BatchUploader, UploadWorker
 
             token = ""
             if cfg.upload.token_file:
                 token = open(cfg.upload.token_file, encoding="utf-8").read().strip()
-            self.spool = BatchSpool(cfg.upload_dir, device_id=cfg.device.id, site=cfg.device.site,
-                                    max_bytes=cfg.upload.max_disk_bytes)
             self.uploader = UploadWorker(
                 self.spool,
                 BatchUploader(cfg.upload.endpoint, cfg.device.id, timeout_s=cfg.upload.timeout_s,
@@ -216,17 +220,26 @@ class DeviceRuntime:
     def emit(self, segment: Segment, keyframes: dict[int, bytes] | None = None, clip: bytes | None = None) -> dict:
         """Make a finished segment durable: files into the upload spool, message into the outbox.
 
-        Returns the message. When this returns, the segment survives a crash or power cut.
+        Returns the message. When this returns, the segment survives a crash or power cut, unless
+        the disk was full even after eviction (then it is dropped and counted, see DiskFloor).
         """
         frames: list[int] = []
         if self.spool is not None and (keyframes or clip):
-            self.spool.add_segment(segment.segment_id, keyframes or {}, clip)
-            frames = sorted(keyframes or {})
+            size = sum(len(b) for b in (keyframes or {}).values()) + len(clip or b"")
+            failed = self._write_with_room(size, lambda: self.spool.add_segment(segment.segment_id, keyframes or {}, clip))
+            if failed is None:
+                frames = sorted(keyframes or {})
+            else:
+                self.disk.dropped("media of segment", segment.segment_id, failed)
         msg = segment_message(
             segment, device_id=self.cfg.device.id, site=self.cfg.device.site, boot_id=self.boot_id,
             seq=self.seq, model_version=segment.model_version or self.model_version, keyframes=frames,
         )
-        self.outbox.put(segment.segment_id, self.topics.segments, encode(msg))
+        payload = encode(msg)
+        failed = self._write_with_room(len(payload), lambda: self.outbox.put(
+            segment.segment_id, self.topics.segments, payload))
+        if failed is not None:
+            self.disk.dropped("segment", segment.segment_id, failed)
         self.seq += 1
         self.segments_total += 1
         if self.link is not None:
@@ -235,9 +248,30 @@ class DeviceRuntime:
 
     def announce_batch(self, message: dict) -> None:
         """Queue a batch announcement durably (called by the upload worker after a 2xx)."""
-        self.outbox.put(f"batch:{message['archive']['sha256']}", self.topics.batches, encode(message))
+        key, payload = f"batch:{message['archive']['sha256']}", encode(message)
+        failed = self._write_with_room(len(payload), lambda: self.outbox.put(key, self.topics.batches, payload))
+        if failed is not None:
+            self.disk.dropped("batch announcement", key, failed)
         if self.link is not None:
             self.link.wake()
+
+    def _write_with_room(self, nbytes: int, write: Callable[[], object]) -> BaseException | None:
+        """Run `write()` after the disk floor made room for `nbytes`; on a full disk once more
+        after evicting all media. Returns None when written, else the last disk-full error
+        (any other error is raised)."""
+        self.disk.before_write(nbytes)
+        failure: BaseException | None = None
+        for attempt in range(2):
+            if attempt:
+                self.disk.after_full(nbytes)
+            try:
+                write()
+                return None
+            except (OSError, sqlite3.Error) as err:
+                if not is_disk_full(err):
+                    raise
+                failure = err
+        return failure
 
     # -- state and metrics --------------------------------------------------------------------------
     def set_source_state(self, state: str, detail: str) -> None:
@@ -272,7 +306,9 @@ class DeviceRuntime:
     def publish_metrics(self, now: float | None = None) -> dict:
         now = time.monotonic() if now is None else now
         elapsed = max(now - self._last_metrics, 1e-9)
-        self.outbox.evict_expired()  # the age cap applies even when nothing new is put
+        # The caps apply even when nothing new is put: the age cap, and the disk floor.
+        if self._write_with_room(0, self.outbox.evict_expired) is not None:
+            log.warning("disk full: the outbox age cap could not be applied now; trying again next interval")
         n = max(self._latency_n, 1)
         msg = metrics_message(
             device_id=self.cfg.device.id, site=self.cfg.device.site, boot_id=self.boot_id,
@@ -284,14 +320,17 @@ class DeviceRuntime:
             frames_total=self.frames_total, segments_total=self.segments_total,
             mqtt=self.link.stats() if self.link is not None else {},
             upload=self.uploader.stats() if self.uploader is not None else {},
+            disk=self.disk.stats(),
         )
         self._last_metrics, self._frames_since = now, 0
         self._latency_sum.clear()
         self._latency_n = 0
         ob = msg["outbox"]
-        log.info("metrics: %.1f fps, %d segments, outbox depth %d (%d bytes), evicted %d, mqtt %s",
+        disk = msg["disk"]
+        log.info("metrics: %.1f fps, %d segments, outbox depth %d (%d bytes), evicted %d, mqtt %s, disk %s",
                  msg["fps"], self.segments_total, ob["depth"], ob["bytes"], ob["evicted_total"],
-                 "connected" if msg["mqtt"].get("connected") else "disconnected")
+                 "connected" if msg["mqtt"].get("connected") else "disconnected",
+                 f"{disk['free_bytes'] // 2**20} MiB free" + (" (at its floor: evicting)" if disk["at_floor"] else ""))
         if self.link is not None:
             self.link.publish_metrics(msg)
         return msg
@@ -330,6 +369,37 @@ class DeviceRuntime:
                     f"{key} {path!r} cannot be created or written ({err.strerror}); run under systemd "
                     f"(StateDirectory=/CacheDirectory=) or point {key} at a writable folder"
                 ) from None
+
+    def _open_outbox(self) -> Outbox:
+        """Open the outbox; on a disk too full for SQLite to open it, once more after giving
+        up the disk reserve. Anything else is a one-line ConfigError."""
+        config = self.cfg
+        for attempt in range(2):
+            try:
+                return Outbox(config.outbox_path, max_bytes=config.outbox.max_bytes, max_age_s=config.outbox.max_age_s)
+            except Exception as err:  # sqlite3.Error, OSError: a person must fix the path
+                # SQLite says "disk I/O error" when it cannot even create its shared-memory index.
+                full = is_disk_full(err) or self.disk.free_bytes() < 64 * 1024
+                if full and attempt == 0 and self.disk.release_reserve():
+                    continue
+                fix = ("free space on that disk" if full else
+                       "set outbox.path or paths.state_dir to a writable local folder")
+                raise ConfigError(f"outbox {config.outbox_path} cannot be opened ({err}); {fix}") from None
+        raise AssertionError("not reached")
+
+    def _open_spool(self):
+        """The upload spool (None without upload). Created before the outbox so the disk floor
+        can evict its media first."""
+        if not self.cfg.upload.enabled:
+            return None
+        from edge.upload import BatchSpool
+
+        try:
+            return BatchSpool(self.cfg.upload_dir, device_id=self.cfg.device.id, site=self.cfg.device.site,
+                              max_bytes=self.cfg.upload.max_disk_bytes)
+        except OSError as err:
+            raise ConfigError(f"upload spool {self.cfg.upload_dir} cannot be created ({err.strerror}); "
+                              "point paths.state_dir at a writable local folder") from None
 
     def _install_signals(self) -> None:
         if threading.current_thread() is not threading.main_thread():
@@ -511,9 +581,10 @@ def run_publisher(
         for seg in segments:
             if rt.stop_event.is_set():
                 break
+            dropped = rt.disk.counters["dropped_segments"]
             rt.emit(seg, keyframe_bytes(seg) if keyframe_bytes else None)
-            if on_committed is not None:
-                on_committed(seg)
+            if on_committed is not None and rt.disk.counters["dropped_segments"] == dropped:
+                on_committed(seg)  # not for a segment a full disk made us drop (counted, logged)
             rt.tick()
             if interval_s > 0:
                 rt.sleep(interval_s)

@@ -44,6 +44,12 @@ def test_documented_example_loads_with_the_documented_defaults():
     assert cfg.numba_cache_dir == Path("/var/cache/laps-edge/numba")
     assert cfg.client_id == "laps-edge-plant-a-ws-07"
     assert not cfg.upload.enabled
+    assert cfg.paths.min_free_bytes == 64 * 1024 * 1024
+
+
+def test_disk_floor_is_checked(tmp_path):
+    msg = error_of(tmp_path, MINIMAL + "\n[paths]\nmin_free_bytes = -1\n")
+    assert "paths.min_free_bytes = -1" in msg
 
 
 def test_minimal_config_needs_only_device_and_source(tmp_path):
