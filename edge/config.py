@@ -72,6 +72,10 @@ class SourceConfig:
           to (re)open a failed source. ready_timeout_s: if the source cannot be opened within
           this many seconds of start, tell systemd READY anyway and keep retrying (the process
           must stay alive and report state rather than restart-loop on an unplugged camera).
+          allow_truncated: a video file cut short ends cleanly after its last good frame (one
+          warning) instead of stopping the service with an error. resume: a finite source (a
+          video file, synthetic://) continues after a restart where the last run's committed
+          segments end (the position is kept in the outbox database); false = from its start.
     """
 
     spec: str
@@ -80,6 +84,8 @@ class SourceConfig:
     reconnect_min_s: float = 1.0
     reconnect_max_s: float = 30.0
     ready_timeout_s: float = 60.0
+    allow_truncated: bool = False
+    resume: bool = True
 
     def _check(self, ctx: "ConfigContext") -> None:
         if not self.spec.strip():

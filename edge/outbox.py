@@ -16,6 +16,10 @@ rows (counted like the caps) so a new row reuses their pages and the file does n
 `checkpoint()` folds the WAL back to zero bytes. `is_disk_full(err)` tells a full disk from
 other SQLite errors.
 
+Source positions: `put(..., position=...)` also records, in the same transaction, how far a
+finite source (a video file) has been turned into committed segments, so a restart resumes
+exactly after the last committed segment (`position(source)`, `set_position`).
+
 Thread-safety: one connection guarded by a lock; the service's frame loop puts, the sender
 thread reads and acknowledges.
 """
@@ -49,6 +53,15 @@ CREATE TABLE IF NOT EXISTS meta (
 );
 """
 _COUNTERS = ("evicted_total", "evicted_bytes", "acked_total", "put_total")
+_POSITION_SCHEMA = """
+CREATE TABLE IF NOT EXISTS source_position (
+    source   TEXT PRIMARY KEY,                  -- edge.resume.source_identity()
+    frame    INTEGER NOT NULL,                  -- frames at `fps` already turned into segments
+    fps      REAL NOT NULL,
+    finished INTEGER NOT NULL DEFAULT 0,        -- 1: the source was processed to its end
+    updated  REAL NOT NULL                      -- unix seconds
+);
+"""
 #: SQLite's primary result code of a write that failed for want of space
 _SQLITE_FULL = 13
 
@@ -61,6 +74,19 @@ def is_disk_full(err: BaseException) -> bool:
     if code is not None and code & 0xFF == _SQLITE_FULL:
         return True
     return isinstance(err, sqlite3.Error) and "disk is full" in str(err)
+
+
+@dataclass(frozen=True)
+class SourcePosition:
+    """How far a finite source has been turned into committed segments.
+
+    source: its identity (`edge.resume.source_identity`). frame: frames at `fps` (the service's
+    rate) done, i.e. the next frame to process. finished: processed to its end."""
+
+    source: str
+    frame: int
+    fps: float
+    finished: bool = False
 
 
 @dataclass(frozen=True)
@@ -118,6 +144,7 @@ class Outbox:
             raise OSError(f"outbox {self.path}: SQLite refused WAL mode (got {mode!r}); put it on a local disk")
         self._db.execute(f"PRAGMA synchronous={synchronous}")
         self._db.executescript(_SCHEMA)
+        self._db.executescript(_POSITION_SCHEMA)
         for name in _COUNTERS:
             self._db.execute("INSERT OR IGNORE INTO meta(name, value) VALUES (?, 0)", (name,))
         self._bytes = int(self._db.execute("SELECT COALESCE(SUM(size), 0) FROM outbox").fetchone()[0])
@@ -127,9 +154,12 @@ class Outbox:
         self.evict_expired()
 
     # -- the queue ------------------------------------------------------------------------------
-    def put(self, key: str, topic: str, payload: bytes, now: float | None = None) -> bool:
+    def put(self, key: str, topic: str, payload: bytes, now: float | None = None,
+            position: SourcePosition | None = None) -> bool:
         """Store one message durably (fsync before returning). Returns False if `key` was
-        already queued (the existing row is kept). May evict the oldest rows to honour the caps."""
+        already queued (the existing row is kept). May evict the oldest rows to honour the caps.
+        position: also record this source position in the same transaction (a crash keeps both
+        or neither)."""
         now = time.time() if now is None else float(now)
         size = len(payload)
         with self._lock:
@@ -144,6 +174,8 @@ class Outbox:
                     self._bytes += size
                     self._depth += 1
                     self._bump("put_total", 1)
+                if position is not None:
+                    self._save_position_locked(position, now)
                 evicted = self._evict_locked(now)
                 self._db.execute("COMMIT")
             except BaseException:
@@ -230,7 +262,7 @@ class Outbox:
             oldest_age_s=max(0.0, now - oldest) if oldest is not None else 0.0,
         )
 
-    # -- the disk floor (edge.disk_floor) ----------------------------------------------------------
+    # -- the disk floor and source positions (edge.disk_floor, edge.resume) -----------------------
     def make_room(self, nbytes: int, reason: str) -> int:
         """Evict the oldest rows holding at least `nbytes` payload bytes (counted and logged like
         the caps), so the next `put` reuses their pages instead of growing the file. Returns
@@ -260,6 +292,33 @@ class Outbox:
                 log.debug("outbox %s: checkpoint failed (%s)", self.path, err)
                 return False
         return not busy
+
+    def position(self, source: str) -> SourcePosition | None:
+        """The recorded position of `source`, or None when it was never recorded."""
+        with self._lock:
+            row = self._db.execute("SELECT frame, fps, finished FROM source_position WHERE source = ?",
+                                   (source,)).fetchone()
+        return None if row is None else SourcePosition(source, int(row[0]), float(row[1]), bool(row[2]))
+
+    def set_position(self, position: SourcePosition, now: float | None = None) -> None:
+        """Record a source position on its own (a finished file, a clean stop between segments)."""
+        now = time.time() if now is None else float(now)
+        with self._lock:
+            self._begin()
+            try:
+                self._save_position_locked(position, now)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
+
+    def _save_position_locked(self, position: SourcePosition, now: float) -> None:
+        self._db.execute(
+            "INSERT INTO source_position(source, frame, fps, finished, updated) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT(source) DO UPDATE SET frame = excluded.frame, fps = excluded.fps, "
+            "finished = excluded.finished, updated = excluded.updated",
+            (position.source, int(position.frame), float(position.fps), int(position.finished), now),
+        )
 
     def close(self) -> None:
         """Checkpoint the WAL into the main file and close. Safe to call twice."""

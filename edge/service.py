@@ -18,7 +18,8 @@ camera.
 Full disk (`edge.disk_floor`): below `paths.min_free_bytes` free, the oldest upload media, then
 the oldest unsent segments are evicted (counted, logged, "disk" on `.../metrics`); a write that
 still fails is retried once, then dropped and counted; the process keeps running and starts on
-a full disk.
+a full disk. A finite source resumes after a restart where its committed segments end
+(`edge.resume`).
 
 Shutdown (SIGTERM/SIGINT): the pipeline closes its open segment, which is committed to the
 outbox; the link drains for up to `mqtt.drain_timeout_s`, publishes the retained "stopped"
@@ -49,7 +50,7 @@ from edge.config import EdgeConfig, load_config, read_credentials
 from edge.disk_floor import DiskFloor
 from edge.errors import ConfigError, LapsError, SourceError
 from edge.messages import Topics, encode, metrics_message, segment_message, state_message
-from edge.outbox import Outbox, is_disk_full
+from edge.outbox import Outbox, SourcePosition, is_disk_full
 from edge.model import resolve_model_spec
 from edge.sdnotify import SystemdNotifier
 from edge.segments import Segment, utc_iso, uuid7
@@ -217,8 +218,10 @@ class DeviceRuntime:
         self.notifier.close()
 
     # -- segments --------------------------------------------------------------------------------
-    def emit(self, segment: Segment, keyframes: dict[int, bytes] | None = None, clip: bytes | None = None) -> dict:
-        """Make a finished segment durable: files into the upload spool, message into the outbox.
+    def emit(self, segment: Segment, keyframes: dict[int, bytes] | None = None, clip: bytes | None = None,
+             position: SourcePosition | None = None) -> dict:
+        """Make a finished segment durable: files into the upload spool, message into the outbox
+        (with `position`, the source position after it, in the same transaction).
 
         Returns the message. When this returns, the segment survives a crash or power cut, unless
         the disk was full even after eviction (then it is dropped and counted, see DiskFloor).
@@ -237,7 +240,7 @@ class DeviceRuntime:
         )
         payload = encode(msg)
         failed = self._write_with_room(len(payload), lambda: self.outbox.put(
-            segment.segment_id, self.topics.segments, payload))
+            segment.segment_id, self.topics.segments, payload, position=position))
         if failed is not None:
             self.disk.dropped("segment", segment.segment_id, failed)
         self.seq += 1
@@ -254,6 +257,13 @@ class DeviceRuntime:
             self.disk.dropped("batch announcement", key, failed)
         if self.link is not None:
             self.link.wake()
+
+    def save_position(self, position: SourcePosition) -> None:
+        """Record how far a finite source is done (between segments: a stop, its end)."""
+        failed = self._write_with_room(64, lambda: self.outbox.set_position(position))
+        if failed is not None:
+            log.error("disk full: the position of %s (frame %d) is not saved (%s); a restart re-processes "
+                      "from the last committed segment", position.source, position.frame, failed)
 
     def _write_with_room(self, nbytes: int, write: Callable[[], object]) -> BaseException | None:
         """Run `write()` after the disk floor made room for `nbytes`; on a full disk once more
@@ -433,6 +443,16 @@ class FrameLoop:
             from edge.upload import ClipRecorder
 
             self.clips = ClipRecorder(self.fps, max_s=config.upload.clip_max_s, scale=config.upload.clip_scale)
+        # A finite source resumes where its committed segments end (edge.resume); live ones have
+        # no position. offset: frames skipped at this opening, added to the segments' frames.
+        self.identity = None
+        if config.source.resume and not is_live_spec(config.source.spec):
+            from edge.resume import source_identity
+
+            self.identity = source_identity(config.source.spec)
+        self.offset = 0
+        self._skip_to = 0
+        self._read_index = 0  # frames read from this opening so far (skipped ones included)
 
     def run(self) -> None:
         rt, cfg = self.rt, self.cfg
@@ -442,8 +462,11 @@ class FrameLoop:
         ready = False
         t_start = time.monotonic()
         while not rt.stop_event.is_set():
+            if not self._find_resume_point():
+                return  # a file processed to its end by an earlier run
             try:
-                source = open_source(cfg.source.spec, fps=self.fps, size=tuple(self.pipe.input_size))
+                source = open_source(cfg.source.spec, fps=self.fps, size=tuple(self.pipe.input_size),
+                                     allow_truncated=cfg.source.allow_truncated)
                 source.open()
             except SourceError as err:
                 if not is_live_spec(cfg.source.spec):
@@ -463,9 +486,15 @@ class FrameLoop:
             backoff = cfg.source.reconnect_min_s
             try:
                 ended = self._consume(source)
+            except SourceError:
+                # A file that fails part-way (truncated): keep the segment its good frames gave.
+                self._flush(self.pipe.finish())
+                self._save_position(finished=False)
+                raise
             finally:
                 source.close()
             self._flush(self.pipe.finish())
+            self._save_position(finished=ended)
             self.pipe.reset()  # a new stream starts with fresh tracker and kernel state
             if self.clips is not None:
                 self.clips = type(self.clips)(self.fps, max_s=cfg.upload.clip_max_s, scale=cfg.upload.clip_scale)
@@ -478,13 +507,16 @@ class FrameLoop:
         rt, pace = self.rt, self.cfg.source.pace
         finite = source.frame_count is not None
         t0 = time.monotonic()
-        index = 0
+        first = True
+        self.offset = self._read_index = 0
         while not rt.stop_event.is_set():
             if self.switch is not None and self._adopt_new_pipeline():
                 return False  # the new model wants another frame size or rate: reopen the source
             try:
                 frame = source.read()
             except SourceError as err:
+                if not is_live_spec(self.cfg.source.spec):
+                    raise  # a damaged file does not heal by reopening: one-line error, exit 2
                 rt.set_source_state("source_lost", str(err))
                 return False
             if frame is None:
@@ -492,6 +524,14 @@ class FrameLoop:
                     return True
                 rt.set_source_state("source_lost", f"source {source.name or self.cfg.source.spec} ended; reconnecting")
                 return False
+            self._read_index = frame.index + 1
+            if frame.index < self._skip_to:
+                rt.tick()  # decoded and skipped (resume): no tracking, no pacing
+                continue
+            if first:
+                first = False
+                self.offset = frame.index
+                t0 = time.monotonic() - frame.timestamp_s  # pace from here, not from the file's start
             if pace:
                 # Deliver as a camera would: never faster than the frame timestamps.
                 delay = t0 + frame.timestamp_s - time.monotonic()
@@ -508,8 +548,7 @@ class FrameLoop:
             if self.switch is not None:
                 self.switch.frame_done((time.perf_counter() - t_frame) * 1000.0)
             if self.clips is not None:
-                self.clips.add(index, frame.image)
-            index += 1
+                self.clips.add(self.pipe.frames - 1, frame.image)  # numbered as the pipeline numbers segments
             self._flush(segments)
             rt.frame_done(self.pipe.stage_latency_ms)
         return False
@@ -521,18 +560,61 @@ class FrameLoop:
         if new is None:
             return False
         self._flush(self.pipe.finish())
+        self._save_position(finished=False)  # at the old pipeline's rate, before it changes
         old_size, old_fps = tuple(self.pipe.input_size), self.fps
         self.pipe = new
+        self.offset = self._read_index  # the new pipeline counts its frames from here
         self.rt.model_version = new.model_version
         self.fps = self.cfg.source.fps or float(new.fps)
+        if self.clips is not None:  # the new pipeline numbers its frames from 0: so must the ring
+            cfg = self.cfg.upload
+            self.clips = type(self.clips)(self.fps, max_s=cfg.clip_max_s, scale=cfg.clip_scale)
         log.info("now running model %s", new.model_version)
         return tuple(new.input_size) != old_size or self.fps != old_fps
 
     def _flush(self, segments: list[Segment]) -> None:
+        from edge.resume import shift_segment
+
         for seg in segments:
             keyframes = self.pipe.keyframes(seg.segment_id) if self.cfg.upload.enabled else {}
             clip = self.clips.clip(seg.start_frame, seg.end_frame) if self.clips is not None else None
-            self.rt.emit(seg, keyframes, clip)
+            seg, keyframes = shift_segment(seg, keyframes, self.offset)
+            position = SourcePosition(self.identity, seg.end_frame, self.fps) if self.identity else None
+            self.rt.emit(seg, keyframes, clip, position=position)
+
+    def _find_resume_point(self) -> bool:
+        """Set the frame this opening starts at from the recorded position. False when the
+        source was already processed to its end (nothing to do)."""
+        self._skip_to = 0
+        if self.identity is None:
+            return True
+        from edge.resume import resume_frame
+
+        pos = self.rt.outbox.position(self.identity)
+        if pos is None:
+            return True
+        if pos.finished:
+            log.info("source %s was processed to its end by an earlier run (%d frames); nothing to do "
+                     "(set source.resume = false to process it again)", self.cfg.source.spec, pos.frame)
+            return False
+        self._skip_to = resume_frame(pos.frame, pos.fps, self.fps)
+        if self._skip_to:
+            log.info("resuming %s at frame %d (%.1f s), where the committed segments of the last run end; "
+                     "skipping the frames before it", self.cfg.source.spec, self._skip_to, self._skip_to / self.fps)
+        return True
+
+    def _save_position(self, finished: bool) -> None:
+        """After the pipeline closed its open segment: every frame processed so far is in
+        committed segments, so the next run starts after them."""
+        if self.identity is None:
+            return
+        if finished:
+            done = self._read_index
+        elif self.pipe.frames:
+            done = self.offset + self.pipe.frames
+        else:
+            return  # nothing processed since the position was last saved
+        self.rt.save_position(SourcePosition(self.identity, done, self.fps, finished=finished))
 
 
 # -- the publisher entry (no pipeline) ----------------------------------------------------------------
