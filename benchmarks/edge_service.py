@@ -70,7 +70,8 @@ def latency_rows(port: int, work: Path, n: int) -> list[dict]:
     sub.wait_subscribed(10)
     cfg = config_from_dict({
         "device": {"site": "bench", "id": "dev-1"}, "source": {"spec": "none"},
-        "mqtt": {"host": "127.0.0.1", "port": port, "keepalive": 10},
+        # No central ingest here: rows leave on the broker's PUBACK (delivery "central" waits for acks).
+        "mqtt": {"host": "127.0.0.1", "port": port, "keepalive": 10, "delivery": "broker"},
         "metrics": {"interval_s": 3600.0}, "paths": {"state_dir": str(work / "lat"), "cache_dir": str(work / "lat")},
     })
     rt = DeviceRuntime(cfg)
@@ -249,6 +250,7 @@ providers = "cpu"
 [mqtt]
 host = "127.0.0.1"
 port = {port}
+delivery = "broker"  # no central ingest in this benchmark to acknowledge segments
 [metrics]
 interval_s = 5.0
 [paths]

@@ -8,8 +8,11 @@ first member is `manifest.json` (schema `laps.batch/1`, validated with
 `receive_batch` is idempotent: a batch already recorded for that device answers "already
 stored" and changes nothing. Every listed file is checked (name inside its segment's folder,
 size and sha256 as the manifest says) before anything is recorded; a member the manifest does
-not list is refused. Files land in `<media_dir>/<device>/<segment_id>/<name>` (written to a
-temporary name, then renamed), then ONE transaction records the batch and links every file to
+not list is refused. A device links media only to its own segments: a batch naming a segment
+that another device sent is refused (403), and media already stored is never overwritten with
+other bytes (409). Files land in `<media_dir>/<device>/<segment_id>/<name>` (segment ids
+canonical; written to a unique temporary name, then renamed, so concurrent identical uploads
+cannot trip over each other), then ONE transaction records the batch and links every file to
 its segment id. A crash between unpacking and the commit leaves no record, so the device's
 retry unpacks again (same bytes, same names).
 """
@@ -21,12 +24,13 @@ import json
 import os
 import re
 import tarfile
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from central.store import MediaFile, Store
 from edge.errors import LapsError
-from edge.messages import MessageError, validate_batch_manifest
+from edge.messages import MessageError, canonical_segment_id, validate_batch_manifest
 
 MANIFEST_MEMBER = "manifest.json"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -80,6 +84,7 @@ def receive_batch(store: Store, media_dir: str | os.PathLike, device_id: str, sh
     try:
         with tarfile.open(path, "r:") as tar:
             manifest, entries = _read_manifest(tar, device_id)
+            _check_ownership(store, device_id, {sid for sid, _ in entries.values()})
             members = {m.name: m for m in tar.getmembers() if m.name != MANIFEST_MEMBER}
             unlisted = sorted(set(members) - set(entries))
             if unlisted:
@@ -93,8 +98,13 @@ def receive_batch(store: Store, media_dir: str | os.PathLike, device_id: str, sh
                 data = tar.extractfile(member).read()  # type: ignore[union-attr]
                 if len(data) != entry["size"] or hashlib.sha256(data).hexdigest() != entry["sha256"]:
                     raise BatchError(f"archive member {name!r} does not match its size/sha256 in the manifest")
-                rel = f"{device_id}/{name}"
-                _write_atomic(media_root / rel, data)
+                rel = f"{device_id}/{segment_id}/{PurePosixPath(name).name}"
+                known = store.media_sha256(segment_id, rel)
+                if known is not None and known != entry["sha256"]:
+                    raise BatchError(f"{rel} is already stored with other content; media is never overwritten "
+                                     "(a new picture needs a new segment id)", status=409)
+                if known is None:
+                    _write_atomic(media_root / rel, data)
                 frame = entry.get("frame") if entry["kind"] == "keyframe" else None
                 files.append(MediaFile(segment_id, rel, entry["kind"], None if frame is None else int(frame),
                                        entry["sha256"], int(entry["size"])))
@@ -104,8 +114,16 @@ def receive_batch(store: Store, media_dir: str | os.PathLike, device_id: str, sh
     return BatchReceipt(device_id, sha256, created, len(files), len({f.segment_id for f in files}))
 
 
+def _check_ownership(store: Store, device_id: str, segment_ids: set[str]) -> None:
+    """403 when any of `segment_ids` is stored as another device's segment."""
+    for sid, owner in sorted(store.segment_devices(segment_ids).items()):
+        if owner != device_id:
+            raise BatchError(f"segment {sid} was sent by device {owner!r}, not {device_id!r}; a device may "
+                             "link media only to its own segments", status=403)
+
+
 def _read_manifest(tar: tarfile.TarFile, device_id: str) -> tuple[dict, dict[str, tuple[str, dict]]]:
-    """The validated manifest and {member name: (segment_id, file entry)}."""
+    """The validated manifest and {member name: (canonical segment_id, file entry)}."""
     try:
         member = tar.getmember(MANIFEST_MEMBER)
     except KeyError:
@@ -133,18 +151,23 @@ def _read_manifest(tar: tarfile.TarFile, device_id: str) -> tuple[dict, dict[str
                                  f"of segment {sid}")
             if entry["kind"] == "keyframe" and "frame" not in entry:
                 raise BatchError(f"manifest keyframe {name!r} has no frame index")
-            entries[name] = (sid, entry)
+            entries[name] = (canonical_segment_id(sid), entry)
     return manifest, entries
 
 
 def _write_atomic(target: Path, data: bytes) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".tmp-{os.getpid()}-{target.name}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, target)
+    # A unique temporary name: two requests unpacking the same batch at once each rename their own.
+    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{target.name}-", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _sha256_file(path: Path) -> str:

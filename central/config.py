@@ -14,7 +14,9 @@ Sections (every key optional; defaults shown in `central_config_example()`):
     [mqtt]   host, port, group (the shared-subscription group), topic, client_id, keepalive,
              session_expiry_s, receive_maximum, batch_max, username/password or
              credentials_file, reconnect back-off, [mqtt.tls] ca/cert/key
-    [http]   enabled, host, port, token_file, max_batch_bytes, tls cert/key
+    [http]   enabled, host, port, token_file, max_batch_bytes, tls cert/key, client_ca (mutual
+             TLS), workers, queue, timeout_s
+    [devices] dir (the device registry and the Mosquitto password/ACL files made from it)
 """
 
 from __future__ import annotations
@@ -168,9 +170,15 @@ class MqttConfig:
 class HttpConfig:
     """The batch endpoint `PUT /v1/batches/<device>/<sha256>`.
 
-    token_file: a file holding a bearer token every PUT must present (empty = no token;
-    only on a trusted network). max_batch_bytes: larger bodies are refused with 413.
-    cert/key: serve HTTPS with this certificate.
+    Who may PUT: once the device registry lists a device (`laps-central devices add`), only a
+    device presenting ITS OWN token (or, with client_ca, its own client certificate) and only
+    under its own path. Without a registry: token_file, a fleet-wide bearer token (empty = no
+    authentication; only on a trusted network). Authentication happens before the body is read.
+    max_batch_bytes: larger bodies are refused with 413. cert/key: serve HTTPS with this
+    certificate. client_ca: CA file of the devices' client certificates: mutual TLS, the
+    certificate's common name is the device id. workers: requests served at once; queue:
+    connections waiting for a worker (beyond them: 503). timeout_s: a connection that sends
+    nothing for this long (a stalled body or header) is closed.
     """
 
     enabled: bool = True
@@ -180,19 +188,36 @@ class HttpConfig:
     max_batch_bytes: int = 512 * MIB
     cert: str = ""
     key: str = ""
+    client_ca: str = ""
+    workers: int = 8
+    queue: int = 64
+    timeout_s: float = 30.0
 
     def _check(self, ctx: "ConfigContext") -> None:
         ctx.range("port", self.port, 0, 65535, "an integer from 0 (any free port) to 65535")
         ctx.range("max_batch_bytes", self.max_batch_bytes, 1024, 2**40)
-        for key in ("token_file", "cert", "key"):
+        ctx.range("workers", self.workers, 1, 256)
+        ctx.range("queue", self.queue, 0, 100000)
+        ctx.range("timeout_s", self.timeout_s, 0.1, 3600.0)
+        for key in ("token_file", "cert", "key", "client_ca"):
             value = getattr(self, key)
             if value and not os.access(value, os.R_OK):
                 ctx.fail(key, value, "a readable file")
         if bool(self.cert) != bool(self.key):
             ctx.fail("cert" if not self.cert else "key", self.cert or self.key, "both cert and key, or neither")
+        if self.client_ca and not self.cert:
+            ctx.fail("client_ca", self.client_ca, "client certificates only over HTTPS: set http.cert and http.key too")
 
     def token(self) -> str:
         return Path(self.token_file).read_text(encoding="utf-8").strip() if self.token_file else ""
+
+
+@dataclass(frozen=True)
+class DevicesConfig:
+    """dir: the device registry folder (registry.json, mosquitto.passwd, mosquitto.acl; see
+    `central.devices`); empty = <data_dir>/devices."""
+
+    dir: str = ""
 
 
 @dataclass(frozen=True)
@@ -203,11 +228,16 @@ class CentralConfig:
     store: StoreConfig = field(default_factory=StoreConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
+    devices: DevicesConfig = field(default_factory=DevicesConfig)
     origin: str = field(default="", compare=False)
 
     @property
     def media_dir(self) -> Path:
         return Path(self.paths.data_dir) / "media"
+
+    @property
+    def devices_dir(self) -> Path:
+        return Path(self.devices.dir) if self.devices.dir else Path(self.paths.data_dir) / "devices"
 
 
 def load_central_config(path: str | os.PathLike) -> CentralConfig:
@@ -263,8 +293,17 @@ credentials_file = ""
 enabled = true
 host = "127.0.0.1"
 port = 8470
-token_file = ""
+token_file = ""                         # fleet-wide token, only while no device is registered
 max_batch_bytes = 536870912
+cert = ""                               # HTTPS certificate and key
+key = ""
+client_ca = ""                          # mutual TLS: CA of the devices' certificates (CN = device id)
+workers = 8                             # requests served at once
+queue = 64                              # connections waiting for a worker; beyond: 503
+timeout_s = 30.0                        # a connection silent this long is closed
+
+[devices]
+dir = ""                                # "" = <data_dir>/devices: registry.json, mosquitto.passwd/.acl
 """
 
 
@@ -272,5 +311,5 @@ max_batch_bytes = 536870912
 #: keys whose string values are file or folder paths, resolved against the config's folder
 _PATH_KEYS = frozenset({
     "paths.data_dir", "paths.models_dir", "store.path", "mqtt.tls.ca", "mqtt.tls.cert", "mqtt.tls.key",
-    "mqtt.credentials_file", "http.token_file", "http.cert", "http.key",
+    "mqtt.credentials_file", "http.token_file", "http.cert", "http.key", "http.client_ca", "devices.dir",
 })

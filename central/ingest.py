@@ -5,16 +5,28 @@ shared-subscription group: it subscribes to `$share/<group>/laps/v1/+/+/segments
 hands every message to ONE worker of the group and several workers (processes or machines)
 split the load. Per message:
 
-1. validate: the topic is `laps/v1/<site>/<device>/segments`, the payload is a valid
-   `laps.segment/1` message (`edge.messages.parse_segment_message`, the same code the device
-   builds with) and names the same site and device as its topic. A message that fails goes to
-   the `quarantine` table with the reason; the worker keeps going.
-2. store: valid messages are inserted by `segment_id` (INSERT OR IGNORE: the at-least-once
-   duplicates a device or the broker re-sends are dropped and counted), several per SQLite
-   transaction (WAL, fsync per commit by default).
+1. validate: the topic is `laps/v1/<site>/<device>/segments`, the device is registered for
+   that site (once `central.devices` lists any device), the payload is a valid
+   `laps.segment/1` message within the caps (`edge.messages.parse_segment_message`, the same
+   code the device builds with) and names the same site and device as its topic, and the
+   store's row can be built from it (times, integer ranges). The segment id is made canonical
+   (lower-case, no braces) before anything else uses it. A message that fails goes to the
+   `quarantine` table with the reason; the worker keeps going.
+2. store: valid messages are inserted by `segment_id` (the at-least-once duplicates a device or
+   the broker re-sends are dropped and counted), several per SQLite transaction (WAL, fsync
+   per commit by default). If a transaction fails, its messages are committed one by one: one
+   that still fails while the others commit is poison and is quarantined with the store's
+   reason; only when nothing can be committed (disk full, I/O error) is the batch held
+   unacknowledged and retried with back-off.
 3. acknowledge: the client runs with `manual_ack=True`; PUBACK goes out (`client.ack(mid, qos)`)
    only after the transaction holding the message has committed. A worker killed between
    receipt and commit never acknowledged, so the broker re-delivers to the group.
+4. tell the device: a `laps.ack/1` (QoS 1) on `laps/v1/<site>/<device>/acks` names the segments
+   now committed (stored or duplicate) and those quarantined for good, so the device deletes
+   them from its outbox. The device re-sends what is not acknowledged after its ack timeout,
+   which is what recovers a message Mosquitto accepted and then dropped: it does not restore
+   `$share/...` subscriptions after a restart, so until the ingest has re-subscribed, messages
+   for the group go nowhere.
 
 Broker restarts: the session is persistent (`clean_start=False`, a session expiry, a stable
 client id), paho reconnects with back-off and the subscription is renewed on every connect.
@@ -26,9 +38,12 @@ from __future__ import annotations
 
 import logging
 import queue
+import re
 import signal
+import sqlite3
 import threading
 import time
+from collections import defaultdict
 from dataclasses import dataclass
 from typing import Callable
 
@@ -36,13 +51,15 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from central.config import CentralConfig, MqttConfig
-from central.store import Store
-from edge.messages import MessageError, parse_segment_message, parse_topic
+from central.devices import REGISTRY_FILE, RegistrySnapshot, RegistryView
+from central.store import Store, segment_row
+from edge.messages import (MAX_ACK_IDS, MessageError, Topics, ack_message, canonical_segment_id, encode,
+                           parse_segment_message, parse_topic)
 
 log = logging.getLogger(__name__)
 
-#: codes are stored as uint32; a larger value cannot be an FSQ code of any sensible codebook
-MAX_CODE = 2**32 - 1
+#: where a segment id sits in a payload that may not parse (for acknowledging a quarantined one)
+_RAW_ID = re.compile(rb'"segment_id"\s*:\s*"([^"\\]{1,128})"')
 
 
 @dataclass
@@ -54,20 +71,31 @@ class _Received:
     payload: bytes
 
 
-def validate_segment(topic: str, payload: bytes) -> dict:
-    """The validated `laps.segment/1` message of one MQTT message, or `MessageError` naming
-    what is wrong (then the message belongs in quarantine)."""
+def validate_segment(topic: str, payload: bytes, registry: RegistrySnapshot | None = None) -> dict:
+    """The validated `laps.segment/1` message of one MQTT message, its segment id canonical,
+    or `MessageError` naming what is wrong (then the message belongs in quarantine).
+    registry: when it lists devices, the topic's device must be registered for the topic's site."""
     site, device, kind = parse_topic(topic)
     if kind != "segments":
         raise MessageError(f"topic {topic!r} is a {kind!r} topic, not segments")
+    refusal = registry.check_origin(site, device) if registry is not None else ""
+    if refusal:
+        raise MessageError(refusal)
     msg = parse_segment_message(payload)
     if msg["site"] != site or msg["device_id"] != device:
         raise MessageError(
             f"message names site {msg['site']!r} device {msg['device_id']!r} but was published on {topic!r}"
         )
-    if any(c > MAX_CODE for c in msg["codes"]):
-        raise MessageError(f"codes exceed {MAX_CODE}; not FSQ codes")
+    msg["segment_id"] = canonical_segment_id(msg["segment_id"])
+    try:
+        segment_row(msg, topic, 0)  # everything the store derives, derived now: not at commit
+    except (ValueError, OverflowError, TypeError) as err:
+        raise MessageError(f"the store cannot hold this message ({type(err).__name__}: {err})") from None
     return msg
+
+
+class _StoreDown(Exception):
+    """Nothing can be committed right now (disk full, I/O error): hold and retry."""
 
 
 class IngestWorker:
@@ -76,12 +104,15 @@ class IngestWorker:
     cfg: the [mqtt] section. store: where to write (may be shared by several workers of one
     process). worker: index used in the default client id. on_commit(stored, duplicates,
     quarantined): called after each committed transaction (tests and benchmarks use it).
+    registry: the device registry central enforces (None: any device on its own topic).
     """
 
     def __init__(self, cfg: MqttConfig, store: Store, worker: int = 0,
-                 on_commit: Callable[[int, int, int], None] | None = None) -> None:
+                 on_commit: Callable[[int, int, int], None] | None = None,
+                 registry: RegistryView | None = None) -> None:
         self.cfg = cfg
         self.store = store
+        self.registry = registry
         self.client_id = cfg.client_id_for(worker)
         self.on_commit = on_commit
         self._queue: queue.Queue[_Received] = queue.Queue()
@@ -91,7 +122,8 @@ class IngestWorker:
         self._generation = 0
         self._writer: threading.Thread | None = None
         self.stats = {"received": 0, "stored": 0, "duplicates": 0, "quarantined": 0, "acked": 0,
-                      "commits": 0, "stale_not_acked": 0, "connects": 0, "store_errors": 0}
+                      "commits": 0, "stale_not_acked": 0, "connects": 0, "store_errors": 0,
+                      "poison": 0, "device_acks": 0}
         self.last_error = ""
 
         client = cfg.new_client(self.client_id, manual_ack=True)
@@ -186,23 +218,24 @@ class IngestWorker:
             self._commit_and_ack(batch)
 
     def _commit_and_ack(self, batch: list[_Received]) -> None:
-        good: list[tuple[dict, str]] = []
-        bad: list[tuple[str, str, bytes]] = []
+        registry = self.registry.current() if self.registry is not None else None
+        good: list[tuple[dict, _Received]] = []
+        bad: list[tuple[str, _Received]] = []
         for item in batch:
             try:
-                good.append((validate_segment(item.topic, item.payload), item.topic))
+                good.append((validate_segment(item.topic, item.payload, registry), item))
             except MessageError as err:
-                bad.append((item.topic, str(err), item.payload))
+                bad.append((str(err), item))
             except Exception as err:  # noqa: BLE001 - a malformed message must never stop the worker
-                bad.append((item.topic, f"unexpected error while validating: {type(err).__name__}: {err}", item.payload))
-        for topic, reason, _ in bad:
-            log.warning("quarantined a message on %s: %s", topic, reason)
+                bad.append((f"unexpected error while validating: {type(err).__name__}: {err}", item))
+        for reason, item in bad:
+            log.warning("quarantined a message on %s: %s", item.topic[:200], reason)
         delay = 0.1
         while True:
             try:
-                stored, duplicates = self.store.ingest(good, bad)
+                stored, duplicates, bad = self._commit(good, bad)
                 break
-            except Exception as err:  # noqa: BLE001 - disk full, locked: retry, never ack uncommitted data
+            except _StoreDown as err:  # disk full, I/O error: retry, never ack uncommitted data
                 self.stats["store_errors"] += 1
                 self._report(f"store {self.store.path} cannot commit ({err}); holding {len(batch)} message(s) "
                              "unacknowledged and retrying")
@@ -224,13 +257,83 @@ class IngestWorker:
                     continue
                 self._client.ack(item.mid, item.qos)
                 self.stats["acked"] += 1
+        self._tell_devices(good, bad)
         if self.on_commit is not None:
             self.on_commit(stored, duplicates, len(bad))
+
+    def _commit(self, good: list[tuple[dict, _Received]], bad: list[tuple[str, _Received]]
+                ) -> tuple[int, int, list[tuple[str, _Received]]]:
+        """Commit `good` and quarantine `bad` in one transaction; if that fails, isolate the
+        messages that fail on their own and quarantine them with the store's reason.
+        Returns (stored, duplicates, every quarantined (reason, item)); raises _StoreDown."""
+        try:
+            stored, duplicates = self.store.ingest([(m, i.topic) for m, i in good],
+                                                   [(i.topic, r, i.payload) for r, i in bad])
+            return stored, duplicates, bad
+        except Exception as err:  # noqa: BLE001 - find out whether one message or the store is at fault
+            if not good:
+                raise _StoreDown(err) from None
+            first_error = err
+        stored = duplicates = 0
+        failed: list[tuple[Exception, _Received]] = []
+        for msg, item in good:
+            try:
+                s, d = self.store.ingest([(msg, item.topic)], [])
+                stored, duplicates = stored + s, duplicates + d
+            except Exception as err:  # noqa: BLE001
+                failed.append((err, item))
+        operational = any(isinstance(e, sqlite3.OperationalError) for e, _ in failed)
+        if failed and len(failed) == len(good) and operational:
+            raise _StoreDown(first_error)  # nothing commits: the store, not a message, is at fault
+        poison = [(f"the store refused it at commit ({type(e).__name__}: {e})", item) for e, item in failed]
+        for reason, item in poison:
+            log.error("poison message on %s quarantined: %s", item.topic[:200], reason)
+        self.stats["poison"] += len(poison)
+        everything_bad = bad + poison
+        if everything_bad:
+            try:
+                self.store.ingest([], [(i.topic, r, i.payload) for r, i in everything_bad])
+            except Exception as err:  # noqa: BLE001
+                raise _StoreDown(err) from None
+        return stored, duplicates, everything_bad
+
+    def _tell_devices(self, good: list[tuple[dict, _Received]], bad: list[tuple[str, _Received]]) -> None:
+        """Publish a `laps.ack/1` per device: what is now committed, what is quarantined for good."""
+        refused = {id(item) for _, item in bad}
+        committed: dict[tuple[str, str], list[str]] = defaultdict(list)
+        quarantined: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
+        for msg, item in good:
+            if id(item) not in refused:
+                committed[(msg["site"], msg["device_id"])].append(msg["segment_id"])
+        for reason, item in bad:
+            origin = _segment_origin(item)
+            if origin is not None:
+                quarantined[origin[:2]].append((origin[2], reason))
+        for site, device in set(committed) | set(quarantined):
+            ids, refusals = committed.get((site, device), []), quarantined.get((site, device), [])
+            for start in range(0, max(len(ids), len(refusals)), MAX_ACK_IDS // 2):
+                msg = ack_message(site=site, device_id=device, segment_ids=ids[start:start + MAX_ACK_IDS // 2],
+                                  quarantined=refusals[start:start + MAX_ACK_IDS // 2])
+                self._client.publish(Topics(site, device).acks, encode(msg), qos=1)
+                self.stats["device_acks"] += 1
 
     def _report(self, message: str, level: int = logging.ERROR) -> None:
         if message != self.last_error:
             log.log(level, "%s", message)
         self.last_error = message
+
+
+def _segment_origin(item: _Received) -> tuple[str, str, str] | None:
+    """(site, device, canonical segment id) of a message that may be malformed, when its topic is
+    a segment topic and a segment id can be found in it; else None (nobody to tell)."""
+    try:
+        site, device, kind = parse_topic(item.topic)
+        found = _RAW_ID.search(item.payload[:4096])
+        if kind != "segments" or found is None:
+            return None
+        return site, device, canonical_segment_id(found.group(1).decode("ascii"))
+    except (MessageError, UnicodeDecodeError):
+        return None
 
 
 def run_ingest(config: CentralConfig, workers: int = 1, http: bool | None = None,
@@ -241,10 +344,14 @@ def run_ingest(config: CentralConfig, workers: int = 1, http: bool | None = None
 
     stop = stop_event or threading.Event()
     store = Store(config.store.path, synchronous=config.store.synchronous)
-    group = [IngestWorker(config.mqtt, store, worker=i) for i in range(workers)]
+    registry = RegistryView(config.devices_dir / REGISTRY_FILE)
+    if registry.current().enforced:
+        log.info("device registry %s: only its %d registered device(s) are accepted",
+                 registry.path, len(registry.current().sites))
+    group = [IngestWorker(config.mqtt, store, worker=i, registry=registry) for i in range(workers)]
     server = None
     if config.http.enabled if http is None else http:
-        server = BatchServer(config.http, store, config.media_dir)
+        server = BatchServer(config.http, store, config.media_dir, registry=registry)
         server.start()
         log.info("batch endpoint listening on %s", server.url)
     previous = {}

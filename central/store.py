@@ -9,11 +9,14 @@ Tables
     segments             one row per segment_id (the de-duplication key); codes as a BLOB of
                          little-endian uint32; times as ISO-8601 text and as Unix milliseconds
                          (indexed, for time-range selections)
-    quarantine           messages that failed validation, with the reason and the raw payload
+    quarantine           messages refused for good (validation, or a commit that failed for that
+                         message alone), with the reason, the payload's size and its first
+                         QUARANTINE_PAYLOAD_BYTES bytes (a 5 MB poison message keeps 4 KiB)
     batches              batch archives received by the HTTP endpoint (device, sha256)
     media                keyframes and clips unpacked from batches, one row per file, keyed by
                          segment_id: the link between a segment and its pictures (either may
-                         arrive first; the link is a join, so the order does not matter)
+                         arrive first; the link is a join on segment_id AND device_id, so media
+                         uploaded by another device never links to a segment)
     cluster_runs         one row per `laps-central cluster` run (parameters, metrics)
     cluster_assignments  (run_id, segment_id) -> cluster id and distance to its centre
     counters             ingest counters that survive restarts (received, stored, ...)
@@ -35,7 +38,10 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: a quarantined payload keeps this many leading bytes (and its full size)
+QUARANTINE_PAYLOAD_BYTES = 4096
+_REASON_CHARS = 1000
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -69,7 +75,8 @@ CREATE TABLE IF NOT EXISTS quarantine (
     received_ms INTEGER NOT NULL,
     topic       TEXT NOT NULL,
     reason      TEXT NOT NULL,
-    payload     BLOB NOT NULL
+    payload     BLOB NOT NULL,
+    size        INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS batches (
     device_id   TEXT NOT NULL,
@@ -221,6 +228,7 @@ class Store:
             self._db.execute("INSERT OR IGNORE INTO meta(name, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             for name in COUNTERS:
                 self._db.execute("INSERT OR IGNORE INTO counters(name, value) VALUES (?, 0)", (name,))
+            self._migrate()
 
     def close(self) -> None:
         with self._lock:
@@ -238,8 +246,10 @@ class Store:
         """Insert validated segment messages and quarantine rows in ONE transaction.
 
         segments: (validated laps.segment/1 message, topic). quarantined: (topic, reason,
-        payload). Returns (stored, duplicates): a segment_id already present is kept as it
-        was (at-least-once delivery: the first copy wins). When this returns, it is durable.
+        payload); the payload is kept up to QUARANTINE_PAYLOAD_BYTES. Returns (stored,
+        duplicates): a segment_id already present is kept as it was (at-least-once delivery:
+        the first copy wins); any other failure (a NOT NULL or CHECK violation) raises and
+        nothing is written. When this returns, it is durable.
         """
         now_ms = int(time.time() * 1000) if now_ms is None else int(now_ms)
         rows = [segment_row(msg, topic, now_ms) for msg, topic in segments]
@@ -247,14 +257,18 @@ class Store:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 before = self._db.total_changes
+                # ON CONFLICT names the one conflict that is a duplicate; OR IGNORE would also
+                # swallow a NOT NULL violation (a NaN stored as NULL) and call it a duplicate.
                 self._db.executemany(
-                    f"INSERT OR IGNORE INTO segments ({_SEGMENT_COLUMNS}) VALUES ({', '.join('?' * 20)})", rows
+                    f"INSERT INTO segments ({_SEGMENT_COLUMNS}) VALUES ({', '.join('?' * 20)})"
+                    " ON CONFLICT(segment_id) DO NOTHING", rows
                 )
                 stored = self._db.total_changes - before
                 if quarantined:
                     self._db.executemany(
-                        "INSERT INTO quarantine (received_ms, topic, reason, payload) VALUES (?, ?, ?, ?)",
-                        [(now_ms, t, r, bytes(p)) for t, r, p in quarantined],
+                        "INSERT INTO quarantine (received_ms, topic, reason, payload, size) VALUES (?, ?, ?, ?, ?)",
+                        [(now_ms, t[:_REASON_CHARS], r[:_REASON_CHARS], bytes(p[:QUARANTINE_PAYLOAD_BYTES]), len(p))
+                         for t, r, p in quarantined],
                     )
                 duplicates = len(rows) - stored
                 for name, delta in (("received", len(rows) + len(quarantined)), ("stored", stored),
@@ -272,12 +286,16 @@ class Store:
             return {n: int(v) for n, v in self._db.execute("SELECT name, value FROM counters")}
 
     def quarantine(self, limit: int = 100) -> list[tuple[str, str, bytes]]:
-        """The newest quarantined messages: (topic, reason, payload)."""
+        """The newest quarantined messages: (topic, reason, payload prefix)."""
+        return [(t, r, p) for t, r, p, _ in self.quarantine_rows(limit)]
+
+    def quarantine_rows(self, limit: int = 100) -> list[tuple[str, str, bytes, int]]:
+        """The newest quarantined messages: (topic, reason, payload prefix, full payload bytes)."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT topic, reason, payload FROM quarantine ORDER BY id DESC LIMIT ?", (int(limit),)
+                "SELECT topic, reason, payload, size FROM quarantine ORDER BY id DESC LIMIT ?", (int(limit),)
             ).fetchall()
-        return [(t, r, bytes(p)) for t, r, p in rows]
+        return [(t, r, bytes(p), int(n)) for t, r, p, n in rows]
 
     # -- batches and media ----------------------------------------------------------------------------
     def has_batch(self, device_id: str, sha256: str) -> bool:
@@ -312,15 +330,34 @@ class Store:
                 raise
         return True
 
+    def segment_devices(self, segment_ids: Iterable[str]) -> dict[str, str]:
+        """segment_id -> the device that sent it, for those of `segment_ids` that are stored."""
+        out: dict[str, str] = {}
+        with self._lock:
+            for chunk in _chunks(list(segment_ids), 500):
+                out.update(self._db.execute(
+                    f"SELECT segment_id, device_id FROM segments WHERE segment_id IN ({', '.join('?' * len(chunk))})",
+                    chunk).fetchall())
+        return out
+
+    def media_sha256(self, segment_id: str, path: str) -> str | None:
+        """The sha256 of a media file already recorded for (segment_id, path), or None."""
+        with self._lock:
+            row = self._db.execute("SELECT sha256 FROM media WHERE segment_id = ? AND path = ?",
+                                   (segment_id, path)).fetchone()
+        return row[0] if row else None
+
     def media(self, segment_ids: Iterable[str]) -> dict[str, list[MediaFile]]:
-        """Files linked to each of `segment_ids` (keyframes by frame, then the clip)."""
+        """Files linked to each of `segment_ids` (keyframes by frame, then the clip). Once a
+        segment is stored, only files uploaded by the device that sent it."""
         ids = list(segment_ids)
         out: dict[str, list[MediaFile]] = {i: [] for i in ids}
         with self._lock:
             for chunk in _chunks(ids, 500):
                 rows = self._db.execute(
-                    f"SELECT segment_id, path, kind, frame, sha256, size FROM media WHERE segment_id IN "
-                    f"({', '.join('?' * len(chunk))}) ORDER BY segment_id, kind DESC, frame, path",
+                    f"SELECT m.segment_id, m.path, m.kind, m.frame, m.sha256, m.size FROM media m LEFT JOIN segments s"
+                    f" ON s.segment_id = m.segment_id WHERE (s.segment_id IS NULL OR s.device_id = m.device_id)"
+                    f" AND m.segment_id IN ({', '.join('?' * len(chunk))}) ORDER BY m.segment_id, m.kind DESC, m.frame, m.path",
                     chunk,
                 ).fetchall()
                 for r in rows:
@@ -331,7 +368,8 @@ class Store:
         """Media files whose segment is stored ('linked') and those still waiting for it."""
         with self._lock:
             linked = self._db.execute(
-                "SELECT COUNT(*) FROM media m JOIN segments s ON s.segment_id = m.segment_id").fetchone()[0]
+                "SELECT COUNT(*) FROM media m JOIN segments s ON s.segment_id = m.segment_id"
+                " AND s.device_id = m.device_id").fetchone()[0]
             total = self._db.execute("SELECT COUNT(*) FROM media").fetchone()[0]
         return {"linked": int(linked), "waiting_for_segment": int(total - linked)}
 
@@ -430,6 +468,18 @@ class Store:
         return out
 
     # -- internals --------------------------------------------------------------------------------------
+    def _migrate(self) -> None:
+        """Bring a store written by an older release up to SCHEMA_VERSION (additive changes only)."""
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(quarantine)")}
+        if "size" not in columns:
+            try:
+                self._db.execute("ALTER TABLE quarantine ADD COLUMN size INTEGER NOT NULL DEFAULT 0")
+            except sqlite3.OperationalError as err:  # another process migrated it first
+                if "duplicate column" not in str(err):
+                    raise
+        self._db.execute("UPDATE meta SET value = ? WHERE name = 'schema_version' AND CAST(value AS INTEGER) < ?",
+                         (str(SCHEMA_VERSION), SCHEMA_VERSION))
+
     def _rollback(self) -> None:
         try:
             self._db.execute("ROLLBACK")

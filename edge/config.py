@@ -43,6 +43,8 @@ else:  # pragma: no cover - Python 3.10 devices
 #: Device and site ids become MQTT topic levels and URL path segments: no '/', '+', '#'.
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 PROVIDERS = ("auto", "cpu", "cuda", "tensorrt")
+#: mqtt.delivery: who must acknowledge a segment before it leaves the outbox
+DELIVERY_MODES = ("central", "broker")
 MIB = 1024 * 1024
 
 
@@ -171,6 +173,11 @@ class MqttConfig:
     keeps the session after a disconnect. reconnect_min_s/max_s: back-off between attempts
     (doubling; an authentication refusal jumps to at least `auth_retry_s`).
     drain_timeout_s: on clean shutdown, how long to wait for the outbox to empty.
+    delivery: when a segment leaves the outbox. "central" (default): when central has committed
+    it (a `laps.ack/1` on `.../acks`); one the broker took but central did not acknowledge within
+    ack_timeout_s is sent again, at most max_unconfirmed waiting at once. "broker": on the
+    broker's PUBACK (for a central older than laps.ack/1; a broker that loses a message after
+    its PUBACK then loses the segment).
     """
 
     host: str = "localhost"
@@ -187,6 +194,9 @@ class MqttConfig:
     reconnect_max_s: float = 60.0
     auth_retry_s: float = 30.0
     drain_timeout_s: float = 3.0
+    delivery: str = "central"
+    ack_timeout_s: float = 30.0
+    max_unconfirmed: int = 1000
     tls: TlsConfig = field(default_factory=TlsConfig)
 
     @property
@@ -206,6 +216,9 @@ class MqttConfig:
                   "a number of seconds >= mqtt.reconnect_min_s")
         ctx.range("auth_retry_s", self.auth_retry_s, 0.01, 86400.0)
         ctx.range("drain_timeout_s", self.drain_timeout_s, 0.0, 600.0)
+        ctx.choice("delivery", self.delivery, DELIVERY_MODES)
+        ctx.range("ack_timeout_s", self.ack_timeout_s, 0.1, 86400.0)
+        ctx.range("max_unconfirmed", self.max_unconfirmed, 1, 10**6)
         if self.password and self.credentials_file:
             ctx.fail("credentials_file", self.credentials_file,
                      "either mqtt.password or mqtt.credentials_file, not both")
@@ -242,7 +255,9 @@ class UploadConfig:
     not kept). interval_s: seconds between batches. max_disk_bytes: cap of the local spool;
     the oldest batches beyond it are evicted and counted. clips: also cut a short MJPEG clip
     of each segment (at most clip_max_s seconds, frames scaled by clip_scale). ca: CA bundle
-    for an https endpoint. token_file: file holding a bearer token sent as Authorization.
+    for an https endpoint. token_file: file holding this device's bearer token (from
+    `laps-central devices add`), sent as Authorization. cert/key: client certificate and key for
+    an endpoint that wants mutual TLS (both or neither; its common name is the device id).
     """
 
     endpoint: str = ""
@@ -254,6 +269,8 @@ class UploadConfig:
     timeout_s: float = 30.0
     ca: str = ""
     token_file: str = ""
+    cert: str = ""
+    key: str = ""
 
     @property
     def enabled(self) -> bool:
@@ -267,10 +284,13 @@ class UploadConfig:
         ctx.range("clip_max_s", self.clip_max_s, 0.5, 600.0)
         ctx.range("clip_scale", self.clip_scale, 0.05, 1.0)
         ctx.range("timeout_s", self.timeout_s, 0.1, 3600.0)
-        for key in ("ca", "token_file"):
+        for key in ("ca", "token_file", "cert", "key"):
             value = getattr(self, key)
             if value and not os.access(value, os.R_OK):
                 ctx.fail(key, value, "a readable file")
+        if bool(self.cert) != bool(self.key):
+            ctx.fail("cert" if not self.cert else "key", self.cert or self.key,
+                     "both upload.cert and upload.key, or neither")
 
 
 @dataclass(frozen=True)
@@ -463,7 +483,7 @@ def read_credentials(mqtt: MqttConfig, origin: str = "") -> Credentials:
 #: keys whose string values are file or folder paths, resolved against the config's folder
 _PATH_KEYS = {
     "model.dir", "model.calibration", "mqtt.tls.ca", "mqtt.tls.cert", "mqtt.tls.key",
-    "outbox.path", "upload.ca", "upload.token_file", "paths.state_dir", "paths.cache_dir",
+    "outbox.path", "upload.ca", "upload.token_file", "upload.cert", "upload.key", "paths.state_dir", "paths.cache_dir",
     "ota.root", "ota.trusted_keys", "ota.ca",
 }
 

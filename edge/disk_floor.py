@@ -7,8 +7,10 @@ of `paths.state_dir` has less than `paths.min_free_bytes` (+ n) free, it evicts,
    checkpoints) is folded into the database and truncated to zero bytes;
 1. upload media (sealed keyframe/clip batches, then incoming segments' keyframes and clips):
    they are the bulk of the state directory and the least valuable part of a segment;
-2. then unsent segments in the outbox, as its own caps do: the database file never shrinks, but
-   deleting the oldest rows lets the new row reuse their pages, so the file stops growing.
+2. then the oldest segments in the outbox, as its own caps do, whether never sent or sent and
+   waiting for central's acknowledgement (an evicted row's late ack is ignored; it no longer
+   counts against `mqtt.max_unconfirmed`): the database file never shrinks, but deleting the
+   oldest rows lets the new row reuse their pages, so the file stops growing.
 
 A write that still fails for want of space (another program filled the disk) is retried once
 after evicting all media; if it fails again the segment is dropped, counted and logged as an

@@ -6,17 +6,29 @@ shape bumps its schema string (`laps.segment/1` -> `laps.segment/2`).
 
 Topics (DESIGN.md): `laps/v1/<site>/<device>/<kind>` with kind one of
     segments   (QoS 1, through the outbox)        laps.segment/1
+    acks       (QoS 1, written by central)        laps.ack/1   (segments central has committed)
     state      (QoS 1, retained; birth + last will) laps.state/1
     batches    (QoS 1, through the outbox)        laps.batch/1  (upload manifests)
     metrics    (QoS 0, periodic)                  laps.metrics/1
     ota/desired (retained, written by central), ota/status (device's answer)
 
 Payloads are compact UTF-8 JSON objects. Times are ISO-8601 UTC with a 'Z' suffix.
+
+End-to-end delivery: central publishes a `laps.ack/1` on the device's `.../acks` topic once the
+segments it names are committed (stored, already stored, or quarantined), and the device keeps
+each segment in its outbox until then (`edge.outbox`, `edge.mqtt_link`). The broker's PUBACK
+only says the broker has the message, not that central will ever see it.
+
+Caps (a segment message beyond any of them is refused by `parse_segment_message`, and the
+central ingest quarantines it): MAX_SEGMENT_PAYLOAD_BYTES, MAX_CODES, MAX_TEXT_CHARS for
+model_version and boot_id, MAX_ID_CHARS for site and device_id, MAX_KEYFRAMES; numbers must
+be finite (NaN and Infinity are refused), integers fit a signed 64-bit column.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 import uuid
 from dataclasses import dataclass
@@ -31,9 +43,23 @@ SEGMENT_SCHEMA = "laps.segment/1"
 STATE_SCHEMA = "laps.state/1"
 METRICS_SCHEMA = "laps.metrics/1"
 BATCH_SCHEMA = "laps.batch/1"
+ACK_SCHEMA = "laps.ack/1"
 
 #: message kinds, i.e. the topic suffixes after `laps/v1/<site>/<device>/`
-KINDS = ("segments", "state", "batches", "metrics", "ota/desired", "ota/status")
+KINDS = ("segments", "acks", "state", "batches", "metrics", "ota/desired", "ota/status")
+
+#: Caps of a `laps.segment/1` message. A segment of one hour at 10 fps has 36,000 codes and
+#: encodes to about 200 KB; a longer one should be ended by the kernel's `max_steps`.
+MAX_SEGMENT_PAYLOAD_BYTES = 512 * 1024
+MAX_CODES = 36_000
+MAX_KEYFRAMES = 256
+MAX_TEXT_CHARS = 128   # model_version, boot_id, keyframe file names
+MAX_ID_CHARS = 64      # site and device_id (they are topic levels, see edge.config)
+#: codes are stored as uint32 centrally; a larger value is no FSQ code of any sensible codebook
+MAX_CODE = 2**32 - 1
+_MAX_INT64 = 2**63 - 1
+#: an ack names at most this many segments (a bigger commit sends several)
+MAX_ACK_IDS = 1000
 #: device states on `.../state`
 STATES = ("online", "source_lost", "offline", "stopped")
 
@@ -64,6 +90,10 @@ class Topics:
         return self._t("state")
 
     @property
+    def acks(self) -> str:
+        return self._t("acks")
+
+    @property
     def batches(self) -> str:
         return self._t("batches")
 
@@ -89,10 +119,10 @@ def parse_topic(topic: str) -> tuple[str, str, str]:
     """Split `laps/v1/<site>/<device>/<kind>` into (site, device, kind); MessageError otherwise."""
     parts = topic.split("/")
     if len(parts) < 5 or "/".join(parts[:2]) != TOPIC_ROOT:
-        raise MessageError(f"topic {topic!r} is not laps/v1/<site>/<device>/<kind>")
+        raise MessageError(f"topic {_show(topic)} is not laps/v1/<site>/<device>/<kind>")
     kind = "/".join(parts[4:])
     if kind not in KINDS:
-        raise MessageError(f"topic {topic!r} has unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
+        raise MessageError(f"topic {_show(topic)} has unknown kind {_show(kind)}; expected one of {', '.join(KINDS)}")
     return parts[2], parts[3], kind
 
 
@@ -107,11 +137,14 @@ def encode(message: dict) -> bytes:
 
 
 def decode(payload: bytes | str) -> dict:
-    """Parse a payload into a dict; MessageError if it is not a JSON object."""
+    """Parse a payload into a dict; MessageError if it is not a JSON object. NaN and Infinity
+    (which Python's json would accept) are refused: no store or model can use them."""
     try:
-        obj = json.loads(payload)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise MessageError(f"payload is not JSON ({err})") from None
+        obj = json.loads(payload, parse_constant=_refuse_constant)
+    except MessageError:
+        raise
+    except (ValueError, UnicodeDecodeError, RecursionError) as err:
+        raise MessageError(f"payload is not JSON ({_clip(str(err))})") from None
     if not isinstance(obj, dict):
         raise MessageError(f"payload is a JSON {type(obj).__name__}, expected an object")
     return obj
@@ -165,40 +198,101 @@ def segment_message(
 
 
 def validate_segment_message(msg: dict) -> dict:
-    """Check a `laps.segment/1` message field by field; returns it, or raises MessageError."""
+    """Check a `laps.segment/1` message field by field, caps included; returns it, or raises
+    MessageError naming the field. Everything the central store needs to hold the message is
+    checked here, so a message that passes cannot fail at commit for its content."""
     _expect(msg, "schema", str, SEGMENT_SCHEMA)
     if msg["schema"] != SEGMENT_SCHEMA:
-        raise MessageError(f"schema {msg['schema']!r} is not {SEGMENT_SCHEMA!r}")
+        raise MessageError(f"schema {_show(msg['schema'])} is not {SEGMENT_SCHEMA!r}")
     _uuid(msg, "segment_id")
-    for key in ("device_id", "site", "model_version", "boot_id"):
-        _expect(msg, key, str, "a string")
+    for key, cap in (("device_id", MAX_ID_CHARS), ("site", MAX_ID_CHARS), ("model_version", MAX_TEXT_CHARS),
+                     ("boot_id", MAX_TEXT_CHARS)):
+        _text(msg, key, cap)
     _int(msg, "seq", 0)
     for key in ("start", "end"):
         span = _expect(msg, key, dict, '{"utc": ..., "frame": ...}')
-        _iso(span, "utc", prefix=f"{key}.")
+        _time(span, "utc", prefix=f"{key}.")
         _int(span, "frame", 0, prefix=f"{key}.")
     if msg["end"]["frame"] < msg["start"]["frame"]:
         raise MessageError(f"end.frame {msg['end']['frame']} is before start.frame {msg['start']['frame']}")
-    fps = _expect(msg, "fps", (int, float), "a number > 0")
-    if fps <= 0:
-        raise MessageError(f"fps = {fps!r} must be > 0")
+    fps = _number(msg, "fps")
+    if not 0 < fps <= 1000:
+        raise MessageError(f"field fps = {fps!r}; expected a number > 0 and <= 1000")
     codes = _expect(msg, "codes", list, "a list of integers")
-    if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in codes):
-        raise MessageError("codes must be a list of non-negative integers")
+    if len(codes) > MAX_CODES:
+        raise MessageError(f"codes has {len(codes)} entries; at most {MAX_CODES} are accepted "
+                           "(end long segments earlier with the kernel's max_steps)")
+    if not all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= MAX_CODE for c in codes):
+        raise MessageError(f"codes must be a list of integers from 0 to {MAX_CODE}")
     energy = _expect(msg, "energy", dict, '{"mean": ..., "max": ...}')
     for key in ("mean", "max"):
-        _expect(energy, key, (int, float), "a number", prefix="energy.")
-    for i, ref in enumerate(_expect(msg, "keyframes", list, "a list")):
+        _number(energy, key, prefix="energy.")
+    keyframes = _expect(msg, "keyframes", list, "a list")
+    if len(keyframes) > MAX_KEYFRAMES:
+        raise MessageError(f"keyframes has {len(keyframes)} entries; at most {MAX_KEYFRAMES} are accepted")
+    for i, ref in enumerate(keyframes):
         if not isinstance(ref, dict):
             raise MessageError(f"keyframes[{i}] must be an object with frame and file")
         _int(ref, "frame", 0, prefix=f"keyframes[{i}].")
-        _expect(ref, "file", str, "a path inside a batch", prefix=f"keyframes[{i}].")
+        _text(ref, "file", MAX_TEXT_CHARS, prefix=f"keyframes[{i}].")
     return msg
 
 
 def parse_segment_message(payload: bytes | str) -> dict:
-    """Decode and validate a segment payload (what the ingest calls per message)."""
+    """Decode and validate a segment payload (what the ingest calls per message); a payload
+    over MAX_SEGMENT_PAYLOAD_BYTES is refused before it is parsed."""
+    size = len(payload.encode("utf-8") if isinstance(payload, str) else payload)
+    if size > MAX_SEGMENT_PAYLOAD_BYTES:
+        raise MessageError(f"payload of {size} bytes exceeds the cap of {MAX_SEGMENT_PAYLOAD_BYTES} bytes "
+                           "for a segment message")
     return validate_segment_message(decode(payload))
+
+
+def canonical_segment_id(value: str) -> str:
+    """The one spelling of a segment id: lower-case hex with hyphens, no braces or `urn:uuid:`
+    (`{0190A...}` and `0190a...` are the same segment). MessageError if it is no UUID."""
+    try:
+        return str(uuid.UUID(value))
+    except (ValueError, TypeError, AttributeError):
+        raise MessageError(f"segment id {_show(value)} is not a UUID") from None
+
+
+# -- acknowledgements (central -> device) -------------------------------------------------------------
+def ack_message(*, site: str, device_id: str, segment_ids: Iterable[str],
+                quarantined: Iterable[tuple[str, str]] = ()) -> dict:
+    """The `laps.ack/1` message central publishes on `.../acks` after a commit.
+
+    segment_ids: segments now committed (stored now or already stored before). quarantined:
+    (segment_id, reason) of messages central refused for good; the device stops re-sending
+    those too and logs the reason. At most MAX_ACK_IDS ids in all (send several messages)."""
+    ids = [str(i) for i in segment_ids]
+    bad = [{"segment_id": str(i), "reason": _clip(str(r), 300)} for i, r in quarantined]
+    if len(ids) + len(bad) > MAX_ACK_IDS:
+        raise MessageError(f"an ack names at most {MAX_ACK_IDS} segments, got {len(ids) + len(bad)}")
+    return {"schema": ACK_SCHEMA, "site": site, "device_id": device_id, "time": utc_now_iso(),
+            "segment_ids": ids, "quarantined": bad}
+
+
+def parse_ack_message(payload: bytes | str) -> dict:
+    """Decode and validate a `laps.ack/1` payload (what the device calls per ack)."""
+    msg = decode(payload)
+    _expect(msg, "schema", str, ACK_SCHEMA)
+    if msg["schema"] != ACK_SCHEMA:
+        raise MessageError(f"schema {_show(msg['schema'])} is not {ACK_SCHEMA!r}")
+    for key in ("site", "device_id"):
+        _text(msg, key, MAX_ID_CHARS)
+    ids = _expect(msg, "segment_ids", list, "a list of segment ids")
+    bad = msg.get("quarantined", [])
+    if not isinstance(bad, list) or len(ids) + len(bad) > MAX_ACK_IDS:
+        raise MessageError(f"an ack names at most {MAX_ACK_IDS} segments in segment_ids and quarantined lists")
+    for i, sid in enumerate(ids):
+        if not isinstance(sid, str):
+            raise MessageError(f"segment_ids[{i}] = {_show(sid)}; expected a segment id")
+    for i, entry in enumerate(bad):
+        _text(entry, "segment_id", MAX_TEXT_CHARS, prefix=f"quarantined[{i}].")
+        _expect(entry, "reason", str, "a string", prefix=f"quarantined[{i}].")
+    msg["quarantined"] = bad
+    return msg
 
 
 # -- state ------------------------------------------------------------------------------------------
@@ -354,35 +448,76 @@ def validate_batch_manifest(msg: dict) -> dict:
 
 
 # -- field checks ---------------------------------------------------------------------------------
+def _show(value: Any, limit: int = 60) -> str:
+    """repr of a value for an error message, clipped: a 5 MB field must not become a 5 MB reason."""
+    return _clip(repr(value), limit)
+
+
+def _clip(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def _refuse_constant(name: str) -> Any:
+    raise MessageError(f"payload holds {name}; numbers must be finite")
+
+
 def _expect(msg: Any, key: str, types: type | tuple[type, ...], what: str, prefix: str = "") -> Any:
     if not isinstance(msg, dict) or key not in msg:
         raise MessageError(f"field {prefix}{key} is missing; expected {what}")
     value = msg[key]
     if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
-        raise MessageError(f"field {prefix}{key} = {value!r}; expected {what}")
+        raise MessageError(f"field {prefix}{key} = {_show(value)}; expected {what}")
     if not isinstance(value, types):
-        raise MessageError(f"field {prefix}{key} = {value!r}; expected {what}")
+        raise MessageError(f"field {prefix}{key} = {_show(value)}; expected {what}")
     return value
 
 
 def _int(msg: dict, key: str, lo: int, prefix: str = "") -> int:
     value = _expect(msg, key, int, f"an integer >= {lo}", prefix)
-    if value < lo:
-        raise MessageError(f"field {prefix}{key} = {value!r}; expected an integer >= {lo}")
+    if not lo <= value <= _MAX_INT64:
+        raise MessageError(f"field {prefix}{key} = {_show(value)}; expected an integer from {lo} to {_MAX_INT64}")
+    return value
+
+
+def _number(msg: dict, key: str, prefix: str = "") -> float:
+    value = _expect(msg, key, (int, float), "a finite number", prefix)
+    if not math.isfinite(value):
+        raise MessageError(f"field {prefix}{key} = {value!r}; expected a finite number")
+    return value
+
+
+def _text(msg: dict, key: str, cap: int, prefix: str = "") -> str:
+    value = _expect(msg, key, str, "a string", prefix)
+    if len(value) > cap:
+        raise MessageError(f"field {prefix}{key} has {len(value)} characters; at most {cap} are accepted")
     return value
 
 
 def _iso(msg: dict, key: str, prefix: str = "") -> str:
     value = _expect(msg, key, str, "an ISO-8601 UTC time ending in Z", prefix)
     if not _ISO_UTC.match(value):
-        raise MessageError(f"field {prefix}{key} = {value!r}; expected an ISO-8601 UTC time ending in Z")
+        raise MessageError(f"field {prefix}{key} = {_show(value)}; expected an ISO-8601 UTC time ending in Z")
+    return value
+
+
+def _time(msg: dict, key: str, prefix: str = "") -> str:
+    """An ISO-8601 UTC time that is also a real date and time (month 13 or hour 99 is not)."""
+    value = _iso(msg, key, prefix)
+    try:
+        stamp = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as err:
+        raise MessageError(f"field {prefix}{key} = {_show(value)} is not a valid time ({err})") from None
+    if not 1970 <= stamp.year <= 9999:
+        raise MessageError(f"field {prefix}{key} = {_show(value)} is before 1970-01-01")
     return value
 
 
 def _uuid(msg: dict, key: str, prefix: str = "") -> str:
     value = _expect(msg, key, str, "a UUID", prefix)
+    if len(value) > MAX_TEXT_CHARS:
+        raise MessageError(f"field {prefix}{key} has {len(value)} characters; expected a UUID")
     try:
         uuid.UUID(value)
     except ValueError:
-        raise MessageError(f"field {prefix}{key} = {value!r}; expected a UUID") from None
+        raise MessageError(f"field {prefix}{key} = {_show(value)}; expected a UUID") from None
     return value

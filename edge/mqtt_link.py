@@ -11,6 +11,12 @@ thread with no races between "published" and "acknowledged":
   a row is deleted from the outbox only when its PUBACK arrives (`on_publish`); rows paho
   still holds are re-sent by paho after a reconnect, and everything unacknowledged is
   re-read from the outbox after a restart (paho's own queue lives in RAM);
+- end-to-end rows (segments, with `mqtt.delivery = "central"`): the PUBACK only records that
+  the broker took the row; the link subscribes to its own `.../acks` and deletes a row when
+  central's `laps.ack/1` names it, and publishes it again when no ack came within
+  `ack_timeout_s` (at most `max_unconfirmed` rows wait for central at once). Mosquitto does
+  not restore `$share/...` subscriptions after a restart, so a message it accepted before the
+  ingest re-subscribed is dropped: the re-send is what delivers it;
 - reconnect with exponential back-off and jitter; a refused login (bad user name or
   password, not authorised) is logged ONCE as one clear error with its fix and retried no
   faster than `auth_retry_s`, so a wrong password never becomes a reconnect storm;
@@ -39,7 +45,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edge.config import Credentials, MqttConfig
-from edge.messages import Topics, encode
+from edge.messages import MessageError, Topics, canonical_segment_id, encode, parse_ack_message
 from edge.outbox import Outbox
 
 log = logging.getLogger(__name__)
@@ -115,11 +121,17 @@ class MqttLink:
         # topic -> (qos, callback(topic, payload, retained)); (re)subscribed on every connection
         self._subscriptions: dict[str, tuple[int, Callable[[str, bytes, bool], None]]] = {}
         self._subscribed: set[str] = set()  # owned by the link thread
+        self._end_to_end = cfg.delivery == "central" and outbox is not None
+        if self._end_to_end:
+            self._subscriptions[topics.acks] = (1, self._on_ack)
 
         # owned by the link thread
         self._inflight: dict[int, str] = {}   # paho mid -> outbox key
         self._inflight_keys: set[str] = set()
+        self._inflight_e2e: set[str] = set()  # in-flight keys that wait for central after the PUBACK
         self._acked: list[str] = []
+        self._sent: list[str] = []            # PUBACKed end-to-end rows, to mark in the outbox
+        self._confirmed: list[str] = []       # rows central acknowledged, to delete
         self._rejected: set[str] = set()
         self._dirty = True
         self._last_scan = 0.0
@@ -130,7 +142,8 @@ class MqttLink:
 
         self.counters = {
             "connect_attempts": 0, "connects": 0, "disconnects": 0, "auth_failures": 0,
-            "published": 0, "acked": 0, "rejected": 0,
+            "published": 0, "acked": 0, "rejected": 0, "resent": 0, "confirmed": 0,
+            "quarantined_by_central": 0,
         }
         self.last_error = ""
 
@@ -158,6 +171,10 @@ class MqttLink:
         self._thread = None
         for s in (self._wake_r, self._wake_w):
             s.close()
+        c = self.counters
+        log.info("MQTT link stopped: %d published, %d re-sent for want of central's ack, %d acknowledged by the "
+                 "broker, %d confirmed by central (%d of them quarantined), %d connects",
+                 c["published"], c["resent"], c["acked"], c["confirmed"], c["quarantined_by_central"], c["connects"])
 
     def wake(self) -> None:
         """Tell the link thread there is new work (an outbox row, a state or metrics message)."""
@@ -201,6 +218,7 @@ class MqttLink:
         out: dict[str, Any] = dict(self.counters)
         out["connected"] = self.connected
         out["inflight"] = len(self._inflight)
+        out["delivery"] = "central" if self._end_to_end else "broker"
         out["last_error"] = self.last_error
         return out
 
@@ -299,17 +317,10 @@ class MqttLink:
 
     def _service(self) -> None:
         """Per loop turn: commit acknowledgements, publish requests and outbox rows."""
-        if self._acked and self.outbox is not None:
-            try:
-                done = self.outbox.ack(self._acked)
-            except sqlite3.Error as err:  # a full disk: keep the keys, try again next turn
-                # One stable line (no count in it), so a long full-disk episode is logged once.
-                self._report(f"outbox cannot record broker acknowledgements ({err}); keeping them and retrying",
-                             level=logging.WARNING)
-                done = 0
-            else:
-                self._acked.clear()
-            self.counters["acked"] += done
+        if self.outbox is not None:
+            self.counters["acked"] += self._record(self._acked, self.outbox.ack)
+            self._record(self._sent, self.outbox.mark_sent)
+            self.counters["confirmed"] += self._record(self._confirmed, self.outbox.confirm)
         if not self.connected:
             return
         with self._lock:
@@ -331,14 +342,39 @@ class MqttLink:
             return
         self._dirty = False
         self._last_scan = now
-        for row in self.outbox.pending(room, exclude=self._inflight_keys | self._rejected):
+        rows = self.outbox.due(room, exclude=self._inflight_keys | self._rejected,
+                               resend_before=time.time() - self.cfg.ack_timeout_s,
+                               window=self.cfg.max_unconfirmed if self._end_to_end else None)
+        for row in rows:
             info = self._client.publish(row.topic, row.payload, qos=1)
             if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
                 log.warning("MQTT publish of %s failed locally (%s); will retry", row.key, mqtt.error_string(info.rc))
                 break
             self._inflight[info.mid] = row.key
             self._inflight_keys.add(row.key)
+            if row.end_to_end and self._end_to_end:
+                self._inflight_e2e.add(row.key)
+            if row.sent is not None:
+                self.counters["resent"] += 1
+                log.debug("MQTT: central has not acknowledged %s within %g s; sent again",
+                          row.key, self.cfg.ack_timeout_s)
             self.counters["published"] += 1
+
+    def _record(self, keys: list[str], write: Callable[[list[str]], int]) -> int:
+        """Apply one kind of acknowledgement to the outbox (`ack`, `mark_sent`, `confirm`) and
+        forget the keys. On a full disk (any SQLite error) the keys are kept for the next turn:
+        a row whose acknowledgement is not recorded is at worst sent again. Returns rows changed."""
+        if not keys:
+            return 0
+        try:
+            done = write(keys)
+        except sqlite3.Error as err:
+            # One stable line (no count in it), so a long full-disk episode is logged once.
+            self._report(f"outbox cannot record acknowledgements ({err}); keeping them and retrying",
+                         level=logging.WARNING)
+            return 0
+        keys.clear()
+        return done
 
     def _drain_wake(self) -> None:
         self._dirty = True
@@ -406,6 +442,8 @@ class MqttLink:
                 self._final_acked.add(mid)  # the final state's PUBACK, awaited by a clean stop
             return
         self._inflight_keys.discard(key)
+        end_to_end = key in self._inflight_e2e
+        self._inflight_e2e.discard(key)
         self._dirty = True
         if reason.is_failure:
             # The broker refused this message (e.g. an ACL): keep the row, retry after reconnect.
@@ -414,7 +452,26 @@ class MqttLink:
             self._report(f"MQTT broker refused message {key}: {reason}; "
                          "check the broker's ACL for this device's topics")
             return
-        self._acked.append(key)
+        # An end-to-end row stays until central's ack; the PUBACK starts its ack timeout.
+        (self._sent if end_to_end else self._acked).append(key)
+
+    def _on_ack(self, topic: str, payload: bytes, retained: bool) -> None:
+        """Central's `laps.ack/1`: the segments it names are committed (or quarantined for good)."""
+        try:
+            msg = parse_ack_message(payload)
+            if (msg["site"], msg["device_id"]) != (self.topics.site, self.topics.device):
+                raise MessageError(f"it names {msg['site']}/{msg['device_id']}")
+            ids = [canonical_segment_id(i) for i in msg["segment_ids"]]
+            refused = [(canonical_segment_id(q["segment_id"]), q["reason"]) for q in msg["quarantined"]]
+        except MessageError as err:
+            log.warning("MQTT: ignoring a malformed acknowledgement on %s: %s", topic, err)
+            return
+        for sid, reason in refused:
+            # Sending it again cannot help: central refused its content. Say so, once, loudly.
+            log.error("central quarantined segment %s for good: %s", sid, reason)
+        self.counters["quarantined_by_central"] += len(refused)
+        self._confirmed.extend(ids)
+        self._confirmed.extend(sid for sid, _ in refused)
 
     def _on_message(self, client, userdata, msg) -> None:
         with self._lock:

@@ -3,8 +3,13 @@
 SQLite in WAL mode with `synchronous=FULL`, so a committed `put` survives a killed process
 or a power cut. Rows are keyed by the message's de-duplication key (the segment UUID; a
 batch manifest uses `batch:<sha256>`), so putting the same message twice keeps one. The MQTT
-sender (`edge.mqtt_link`) reads `pending` rows, publishes them QoS 1 and calls `ack` only
-when the broker's PUBACK arrives; an unacknowledged row stays and is sent again after a
+sender (`edge.mqtt_link`) reads rows, publishes them QoS 1 and, when the broker's PUBACK
+arrives, either deletes the row (`ack`) or, for an `end_to_end` row (a segment, with
+`mqtt.delivery = "central"`), only records when it was sent (`mark_sent`): such a row leaves
+the outbox when central says it has committed it (`confirm`, on a `laps.ack/1`), and is sent
+again (`due`) when that has not happened within the ack timeout. A broker that accepted a
+message and then lost it (a restart before the ingest re-subscribed, a SIGKILL) therefore
+costs a re-send, never a segment. Anything not acknowledged stays and is sent again after a
 reconnect or a restart.
 
 Caps: total payload bytes (`max_bytes`) and age (`max_age_s`). Beyond them the OLDEST unsent
@@ -45,14 +50,18 @@ CREATE TABLE IF NOT EXISTS outbox (
     topic   TEXT NOT NULL,
     payload BLOB NOT NULL,
     size    INTEGER NOT NULL,                   -- bytes counted against max_bytes
-    created REAL NOT NULL                       -- unix seconds, for max_age_s
+    created REAL NOT NULL,                      -- unix seconds, for max_age_s
+    end_to_end INTEGER NOT NULL DEFAULT 0,      -- 1: only central's ack removes the row
+    sent    REAL                                -- unix seconds of the last PUBACK (end_to_end rows)
 );
 CREATE TABLE IF NOT EXISTS meta (
     name  TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 );
 """
-_COUNTERS = ("evicted_total", "evicted_bytes", "acked_total", "put_total")
+_COUNTERS = ("evicted_total", "evicted_bytes", "acked_total", "put_total", "confirmed_total")
+#: columns added after the first release; an older outbox file gets them on open
+_ADDED_COLUMNS = (("end_to_end", "INTEGER NOT NULL DEFAULT 0"), ("sent", "REAL"))
 _POSITION_SCHEMA = """
 CREATE TABLE IF NOT EXISTS source_position (
     source   TEXT PRIMARY KEY,                  -- edge.resume.source_identity()
@@ -91,18 +100,24 @@ class SourcePosition:
 
 @dataclass(frozen=True)
 class OutboxMessage:
-    """One pending row: `payload` goes to `topic` (QoS 1); `created` in unix seconds."""
+    """One pending row: `payload` goes to `topic` (QoS 1); `created` in unix seconds.
+    end_to_end: the row waits for central's ack, not only the broker's PUBACK. sent: unix
+    seconds of its last PUBACK (None: never acknowledged by the broker)."""
 
     key: str
     topic: str
     payload: bytes
     created: float
+    end_to_end: bool = False
+    sent: float | None = None
 
 
 @dataclass(frozen=True)
 class OutboxStats:
-    """depth: unsent rows; bytes: their payload bytes; evicted_*: since the file was created;
-    oldest_age_s: age of the oldest unsent row (0 when empty)."""
+    """depth: rows not yet acknowledged (unsent, or sent and waiting for central); bytes: their
+    payload bytes; evicted_*: since the file was created; oldest_age_s: age of the oldest row
+    (0 when empty); unconfirmed: rows the broker took that central has not acknowledged yet;
+    confirmed_total: rows removed by central's ack."""
 
     depth: int
     bytes: int
@@ -111,6 +126,8 @@ class OutboxStats:
     acked_total: int
     put_total: int
     oldest_age_s: float
+    unconfirmed: int = 0
+    confirmed_total: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -145,6 +162,10 @@ class Outbox:
         self._db.execute(f"PRAGMA synchronous={synchronous}")
         self._db.executescript(_SCHEMA)
         self._db.executescript(_POSITION_SCHEMA)
+        _add_missing_columns(self._db)
+        # Read on every publishing round (see `due`): keep them off a full scan of a long backlog.
+        self._db.execute("CREATE INDEX IF NOT EXISTS outbox_unconfirmed ON outbox(sent) WHERE end_to_end = 1")
+        self._db.execute("CREATE INDEX IF NOT EXISTS outbox_plain ON outbox(id) WHERE end_to_end = 0")
         for name in _COUNTERS:
             self._db.execute("INSERT OR IGNORE INTO meta(name, value) VALUES (?, 0)", (name,))
         self._bytes = int(self._db.execute("SELECT COALESCE(SUM(size), 0) FROM outbox").fetchone()[0])
@@ -154,10 +175,11 @@ class Outbox:
         self.evict_expired()
 
     # -- the queue ------------------------------------------------------------------------------
-    def put(self, key: str, topic: str, payload: bytes, now: float | None = None,
+    def put(self, key: str, topic: str, payload: bytes, now: float | None = None, end_to_end: bool = False,
             position: SourcePosition | None = None) -> bool:
         """Store one message durably (fsync before returning). Returns False if `key` was
         already queued (the existing row is kept). May evict the oldest rows to honour the caps.
+        end_to_end: the row leaves only on `confirm` (central's ack), not on the broker's PUBACK.
         position: also record this source position in the same transaction (a crash keeps both
         or neither)."""
         now = time.time() if now is None else float(now)
@@ -166,8 +188,8 @@ class Outbox:
             self._begin()
             try:
                 cur = self._db.execute(
-                    "INSERT OR IGNORE INTO outbox(key, topic, payload, size, created) VALUES (?, ?, ?, ?, ?)",
-                    (key, topic, sqlite3.Binary(payload), size, now),
+                    "INSERT OR IGNORE INTO outbox(key, topic, payload, size, created, end_to_end) VALUES (?, ?, ?, ?, ?, ?)",
+                    (key, topic, sqlite3.Binary(payload), size, now, int(bool(end_to_end))),
                 )
                 inserted = cur.rowcount == 1
                 if inserted:
@@ -198,27 +220,70 @@ class Outbox:
     def ack(self, keys: Iterable[str]) -> int:
         """Delete rows whose PUBACK arrived (one transaction, one fsync). Returns rows deleted;
         keys that are gone (evicted meanwhile, or acked twice) are ignored."""
+        return self._delete(keys, ())
+
+    def confirm(self, keys: Iterable[str]) -> int:
+        """Delete rows central has acknowledged (committed or quarantined for good); one
+        transaction. Returns rows deleted; unknown keys (already confirmed) are ignored."""
+        return self._delete(keys, ("confirmed_total",))
+
+    def mark_sent(self, keys: Iterable[str], now: float | None = None) -> int:
+        """Record the broker's PUBACK of end_to_end rows: they stay until `confirm`, and `due`
+        offers them again once the ack timeout has passed. Returns rows updated."""
         keys = list(keys)
         if not keys:
             return 0
-        done = 0
+        now = time.time() if now is None else float(now)
         with self._lock:
             self._begin()
             try:
-                for key in keys:
-                    row = self._db.execute("SELECT size FROM outbox WHERE key = ?", (key,)).fetchone()
-                    if row is None:
-                        continue
-                    self._db.execute("DELETE FROM outbox WHERE key = ?", (key,))
-                    self._bytes -= int(row[0])
-                    self._depth -= 1
-                    done += 1
-                self._bump("acked_total", done)
+                before = self._db.total_changes
+                self._db.executemany("UPDATE outbox SET sent = ? WHERE key = ? AND end_to_end = 1",
+                                     [(now, k) for k in keys])
+                done = self._db.total_changes - before
                 self._db.execute("COMMIT")
             except BaseException:
                 self._rollback()
                 raise
         return done
+
+    def due(self, limit: int, exclude: Iterable[str] = (), resend_before: float = 0.0,
+            window: int | None = None) -> list[OutboxMessage]:
+        """Up to `limit` rows to publish now, oldest first, skipping keys in `exclude` (in flight):
+        every row never acknowledged by the broker, and end_to_end rows whose last PUBACK is older
+        than `resend_before` (unix seconds; central never acknowledged them). window: when this many
+        end_to_end rows already wait for central, new end_to_end rows wait too (re-sends still go),
+        which bounds what an unreachable central makes the device send again and again."""
+        skip = set(exclude)
+        n = int(limit) + len(skip)
+        cols = "SELECT id, key, topic, payload, created, end_to_end, sent FROM outbox"
+        with self._lock:
+            held = self._unconfirmed_locked()
+            room = max(0, window - held) if window is not None else n
+            # Three indexed reads, not one scan: a long backlog behind a full window stays cheap.
+            rows = self._db.execute(f"{cols} WHERE end_to_end = 1 AND sent < ? ORDER BY sent LIMIT ?",
+                                    (float(resend_before), n)).fetchall()
+            rows += self._db.execute(f"{cols} WHERE end_to_end = 0 ORDER BY id LIMIT ?", (n,)).fetchall()
+            if room > 0:
+                rows += self._db.execute(f"{cols} WHERE end_to_end = 1 AND sent IS NULL ORDER BY id LIMIT ?",
+                                         (min(n, room + len(skip)),)).fetchall()
+        out = []
+        for _, k, t, p, c, e2e, sent in sorted(rows):
+            if k in skip:
+                continue
+            if e2e and sent is None:
+                if room <= 0:
+                    continue
+                room -= 1
+            out.append(OutboxMessage(k, t, bytes(p), c, bool(e2e), sent))
+            if len(out) >= int(limit):
+                break
+        return out
+
+    def unconfirmed(self) -> int:
+        """end_to_end rows the broker has acknowledged and central has not (yet)."""
+        with self._lock:
+            return self._unconfirmed_locked()
 
     def evict_expired(self, now: float | None = None) -> int:
         """Apply the caps now (age matters even when nothing is put). Returns rows evicted."""
@@ -252,6 +317,7 @@ class Outbox:
         with self._lock:
             counters = dict(self._db.execute("SELECT name, value FROM meta").fetchall())
             oldest = self._db.execute("SELECT MIN(created) FROM outbox").fetchone()[0]
+            unconfirmed = self._unconfirmed_locked()
         return OutboxStats(
             depth=self._depth,
             bytes=self._bytes,
@@ -260,6 +326,8 @@ class Outbox:
             acked_total=int(counters.get("acked_total", 0)),
             put_total=int(counters.get("put_total", 0)),
             oldest_age_s=max(0.0, now - oldest) if oldest is not None else 0.0,
+            unconfirmed=unconfirmed,
+            confirmed_total=int(counters.get("confirmed_total", 0)),
         )
 
     # -- the disk floor and source positions (edge.disk_floor, edge.resume) -----------------------
@@ -356,6 +424,34 @@ class Outbox:
         self._bytes = int(self._db.execute("SELECT COALESCE(SUM(size), 0) FROM outbox").fetchone()[0])
         self._depth = int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
 
+    def _delete(self, keys: Iterable[str], counters: tuple[str, ...]) -> int:
+        keys = list(keys)
+        if not keys:
+            return 0
+        done = 0
+        with self._lock:
+            self._begin()
+            try:
+                for key in keys:
+                    row = self._db.execute("SELECT size FROM outbox WHERE key = ?", (key,)).fetchone()
+                    if row is None:
+                        continue
+                    self._db.execute("DELETE FROM outbox WHERE key = ?", (key,))
+                    self._bytes -= int(row[0])
+                    self._depth -= 1
+                    done += 1
+                for name in ("acked_total", *counters):
+                    self._bump(name, done)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
+        return done
+
+    def _unconfirmed_locked(self) -> int:
+        return int(self._db.execute(
+            "SELECT COUNT(*) FROM outbox WHERE end_to_end = 1 AND sent IS NOT NULL").fetchone()[0])
+
     def _bump(self, name: str, by: int) -> None:
         if by:
             self._db.execute("UPDATE meta SET value = value + ? WHERE name = ?", (int(by), name))
@@ -416,6 +512,19 @@ class Outbox:
             )
 
 
+def _add_missing_columns(db: sqlite3.Connection) -> None:
+    """Bring an outbox file written by an older release up to this schema (its rows keep the
+    old meaning: end_to_end = 0, deleted on PUBACK)."""
+    have = {row[1] for row in db.execute("PRAGMA table_info(outbox)")}
+    for name, decl in _ADDED_COLUMNS:
+        if name not in have:
+            try:
+                db.execute(f"ALTER TABLE outbox ADD COLUMN {name} {decl}")
+            except sqlite3.OperationalError as err:  # another process added it first
+                if "duplicate column" not in str(err):
+                    raise
+
+
 def read_stats(path: str | os.PathLike) -> OutboxStats | None:
     """Stats of an outbox file without writing to it (for `laps-edge doctor`); None if absent."""
     p = Path(path)
@@ -425,6 +534,9 @@ def read_stats(path: str | os.PathLike) -> OutboxStats | None:
     try:
         depth, nbytes, oldest = db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0), MIN(created) FROM outbox").fetchone()
         counters = dict(db.execute("SELECT name, value FROM meta").fetchall())
+        columns = {row[1] for row in db.execute("PRAGMA table_info(outbox)")}
+        unconfirmed = db.execute("SELECT COUNT(*) FROM outbox WHERE end_to_end = 1 AND sent IS NOT NULL"
+                                 ).fetchone()[0] if "sent" in columns else 0
     finally:
         db.close()
     return OutboxStats(
@@ -434,4 +546,6 @@ def read_stats(path: str | os.PathLike) -> OutboxStats | None:
         acked_total=int(counters.get("acked_total", 0)),
         put_total=int(counters.get("put_total", 0)),
         oldest_age_s=max(0.0, time.time() - oldest) if oldest is not None else 0.0,
+        unconfirmed=int(unconfirmed),
+        confirmed_total=int(counters.get("confirmed_total", 0)),
     )

@@ -4,7 +4,8 @@
 
     source (reconnect with back-off, state reported) -> Pipeline.process -> segments
       -> SegmentEmitter: keyframes/clip to the upload spool, the `laps.segment/1` message into
-         the outbox (fsync) -> MqttLink forwards it (QoS 1, PUBACK deletes the row)
+         the outbox (fsync) -> MqttLink forwards it (QoS 1; central's `laps.ack/1` deletes the
+         row, or the PUBACK with mqtt.delivery = "broker")
       -> UploadWorker: periodic batches, PUT, manifest announced on `.../batches`
     every frame: systemd watchdog ping (from the frame loop itself, so a stuck loop is noticed)
     every metrics.interval_s: `.../metrics` (fps, stage latency, outbox depth, evictions, ...)
@@ -185,7 +186,8 @@ class DeviceRuntime:
             self.uploader = UploadWorker(
                 self.spool,
                 BatchUploader(cfg.upload.endpoint, cfg.device.id, timeout_s=cfg.upload.timeout_s,
-                              ca_file=cfg.upload.ca, token=token, site=cfg.device.site),
+                              ca_file=cfg.upload.ca, token=token, site=cfg.device.site,
+                              cert_file=cfg.upload.cert, key_file=cfg.upload.key),
                 interval_s=cfg.upload.interval_s,
                 announce=self.announce_batch,
             )
@@ -239,8 +241,10 @@ class DeviceRuntime:
             seq=self.seq, model_version=segment.model_version or self.model_version, keyframes=frames,
         )
         payload = encode(msg)
+        # With delivery "central" the row stays until central has committed the segment.
+        end_to_end = self.cfg.mqtt.delivery == "central"
         failed = self._write_with_room(len(payload), lambda: self.outbox.put(
-            segment.segment_id, self.topics.segments, payload, position=position))
+            segment.segment_id, self.topics.segments, payload, end_to_end=end_to_end, position=position))
         if failed is not None:
             self.disk.dropped("segment", segment.segment_id, failed)
         self.seq += 1

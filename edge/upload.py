@@ -278,16 +278,21 @@ class BatchUploader:
     """PUTs sealed batches to `<endpoint>/v1/batches/<device>/<sha256>` (HTTP or HTTPS).
 
     A 2xx answer is the acknowledgement. Anything else raises `UploadError` with one line:
-    the URL, the status or the network error, and the receiver's first words.
+    the URL, the status or the network error, and the receiver's first words. token: this
+    device's bearer token; cert_file/key_file: its client certificate for mutual TLS.
     """
 
     def __init__(self, endpoint: str, device_id: str, timeout_s: float = 30.0, ca_file: str = "",
-                 token: str = "", site: str = "") -> None:
+                 token: str = "", site: str = "", cert_file: str = "", key_file: str = "") -> None:
         self.endpoint = endpoint.rstrip("/")
         self.device_id, self.site = device_id, site
         self.timeout_s = timeout_s
         self.token = token
-        self._ctx = ssl.create_default_context(cafile=ca_file or None) if self.endpoint.startswith("https") else None
+        self._ctx = None
+        if self.endpoint.startswith("https"):
+            self._ctx = ssl.create_default_context(cafile=ca_file or None)
+            if cert_file:
+                self._ctx.load_cert_chain(cert_file, key_file or None)
 
     def url_for(self, sha256: str) -> str:
         return f"{self.endpoint}{self.path_for(sha256)}"
@@ -309,12 +314,19 @@ class BatchUploader:
                     return int(resp.status)
             except urllib.error.HTTPError as err:
                 text = err.read(200).decode("utf-8", "replace").strip().replace("\n", " ")
+                hint = "batch kept for retry"
+                if err.code in (401, 403):
+                    hint += "; check upload.token_file (or upload.cert/key) holds this device's credentials"
                 raise UploadError(f"receiver refused batch {batch.sha256[:12]}: HTTP {err.code} {err.reason} "
-                                  f"from {url} ({text or 'no body'}); batch kept for retry") from None
+                                  f"from {url} ({text or 'no body'}); {hint}") from None
             except (urllib.error.URLError, OSError) as err:
                 reason = getattr(err, "reason", err)
+                hint = "check upload.endpoint"
+                if isinstance(reason, (ConnectionResetError, BrokenPipeError)):
+                    # The receiver refuses unauthenticated bodies without reading them.
+                    hint += ", and that upload.token_file (or upload.cert/key) holds this device's credentials"
                 raise UploadError(f"receiver {self.endpoint} unreachable ({reason}); batch "
-                                  f"{batch.sha256[:12]} kept for retry; check upload.endpoint") from None
+                                  f"{batch.sha256[:12]} kept for retry; {hint}") from None
 
 
 class UploadWorker:

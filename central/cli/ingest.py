@@ -8,13 +8,17 @@ DESCRIPTION = """\
 Subscribe to every device's segment topic with an MQTT v5 shared subscription
 ($share/<group>/laps/v1/+/+/segments): several ingest workers (processes or machines with the
 same [mqtt] group) split the messages between them. Each message is validated against the
-laps.segment/1 schema (a bad one goes to the quarantine table with the reason, the worker
-keeps going), de-duplicated by segment_id, committed to SQLite (WAL), and only then
-acknowledged to the broker. Broker restarts are survived (persistent session, reconnect).
+laps.segment/1 schema and its caps (a bad one goes to the quarantine table with the reason, the
+worker keeps going; so does one the store refuses at commit), de-duplicated by its canonical
+segment_id, committed to SQLite (WAL), and only then acknowledged to the broker and, with a
+laps.ack/1 on laps/v1/<site>/<device>/acks, to the device, which keeps each segment until
+then. Broker restarts are survived (persistent session, reconnect, the devices' re-sends).
+Once `laps-central devices add` has registered devices, only they are accepted, each on its
+registered site.
 
 Also serves the batch endpoint the devices upload keyframes and clips to,
-PUT /v1/batches/<device>/<sha256> (idempotent, hash-checked; files are linked to their
-segments), unless [http] enabled = false or --no-http.
+PUT /v1/batches/<device>/<sha256> (idempotent, hash-checked, per-device token or mutual TLS;
+files are linked to their segments), unless [http] enabled = false or --no-http.
 
 Runs until SIGTERM or Ctrl-C. Counters are logged every --stats-interval seconds."""
 

@@ -147,7 +147,7 @@ def _kind(topic: str) -> str:
 def format_message(topic: str, payload: bytes, retained: bool = False, as_json: bool = False,
                    now: float | None = None) -> str | None:
     """One readable line for a message on `laps/v1/...` (None for an empty retained clear)."""
-    from edge.messages import (MessageError, decode, parse_topic, validate_batch_manifest,
+    from edge.messages import (MessageError, decode, parse_ack_message, parse_topic, validate_batch_manifest,
                                validate_metrics_message, validate_segment_message, validate_state_message)
 
     if not payload:
@@ -187,6 +187,10 @@ def format_message(topic: str, payload: bytes, retained: bool = False, as_json: 
                     f"{' (' + stages + ')' if stages else ''}  outbox {ob['depth']} (evicted {ob['evicted_total']})"
                     f"  mqtt {link}  source {m.get('source_state', '?')}  model {m['model_version']}  "
                     f"providers {','.join(m['providers']) or '-'}")
+        if kind == "acks":
+            m = parse_ack_message(payload)
+            refused = "".join(f"  QUARANTINED {q['segment_id'][:13]}: {q['reason']}" for q in m["quarantined"])
+            return f"{stamp} {who} ack from central: {len(m['segment_ids'])} segment(s) committed{refused}"
         if kind == "batches":
             m = validate_batch_manifest(msg)
             files = sum(len(s["files"]) for s in m["segments"])

@@ -4,6 +4,11 @@ and a central configuration file writer."""
 
 from __future__ import annotations
 
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -69,7 +74,8 @@ class Publisher:
 
 
 def write_central_config(path: Path, *, port: int, data_dir: Path, models_dir: Path | None = None,
-                         http_port: int = 0, group: str = "laps-central", extra: str = "") -> Path:
+                         http_port: int = 0, group: str = "laps-central", extra: str = "",
+                         reconnect_min_s: float = 0.1, reconnect_max_s: float = 0.5) -> Path:
     path.write_text(f"""
 [paths]
 data_dir = "{data_dir}"
@@ -83,8 +89,8 @@ host = "127.0.0.1"
 port = {port}
 group = "{group}"
 keepalive = 2
-reconnect_min_s = 0.1
-reconnect_max_s = 0.5
+reconnect_min_s = {reconnect_min_s}
+reconnect_max_s = {reconnect_max_s}
 
 [http]
 host = "127.0.0.1"
@@ -92,3 +98,55 @@ port = {http_port}
 {extra}
 """)
     return path
+
+
+class IngestProcess:
+    """`laps-central ingest` as a real subprocess (`python -m central.cli ingest`), logging to a file."""
+
+    def __init__(self, config: Path, log_path: Path, workers: int = 1) -> None:
+        self.cmd = [sys.executable, "-m", "central.cli", "ingest", "--config", str(config), "--workers", str(workers),
+                    "--no-http", "--stats-interval", "1"]
+        self.log_path = log_path
+        self.proc: subprocess.Popen | None = None
+        self.start()
+
+    def start(self) -> None:
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(self.cmd, stdout=log, stderr=log)
+
+    def kill(self) -> None:
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> int:
+        """SIGTERM and wait: the exit status (0 for a clean stop)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        return self.proc.returncode
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def stored_ids(store_path: Path) -> list[str]:
+    """Every segment id in a central store (read-only; [] before the file exists)."""
+    if not store_path.exists():
+        return []
+    db = sqlite3.connect(f"file:{store_path}?mode=ro", uri=True, timeout=10)
+    try:
+        return [r[0] for r in db.execute("SELECT segment_id FROM segments")]
+    finally:
+        db.close()
+
+
+def store_counters(store_path: Path) -> dict[str, int]:
+    db = sqlite3.connect(f"file:{store_path}?mode=ro", uri=True, timeout=10)
+    try:
+        return {n: int(v) for n, v in db.execute("SELECT name, value FROM counters")}
+    finally:
+        db.close()

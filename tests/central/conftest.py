@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from central_testkit import MODEL_VERSION, Mosquitto, Publisher
+from tests.service.conftest import subscriber_factory  # noqa: F401 - the service tests' fixture, shared
 
 
 @pytest.fixture

@@ -64,7 +64,8 @@ def test_putting_the_same_batch_again_answers_200_and_changes_nothing(endpoint, 
     before = endpoint.store.link_counts()
     assert uploader.put(batch) == 200
     assert endpoint.store.link_counts() == before
-    assert endpoint.stats == {"created": 1, "repeated": 1, "refused": 0, "errors": 0}
+    assert endpoint.stats == {"created": 1, "repeated": 1, "refused": 0, "errors": 0, "unauthorised": 0,
+                              "forbidden": 0, "timeouts": 0, "busy": 0}
 
 
 def test_a_body_that_does_not_hash_to_its_name_is_refused(endpoint, tmp_path):

@@ -181,3 +181,142 @@ def _stored(tmp_path) -> int:
         return 0
     with Store(path) as store:
         return store.count()
+
+
+# -- poison messages, canonical ids, acknowledgements to the device ---------------------------------
+def _variant(segment, change, site="site-a", device="dev-1") -> tuple[str, bytes]:
+    """(topic, payload) of `segment` with `change(msg) -> msg | bytes` applied to its message."""
+    topic, payload = segment_payloads([segment], site=site, device=device)[0]
+    out = change(json.loads(payload))
+    return topic, out if isinstance(out, bytes) else json.dumps(out).encode()
+
+
+def _set(path: str, value):
+    def change(msg: dict) -> dict:
+        *outer, last = path.split(".")
+        target = msg
+        for key in outer:
+            target = target[key]
+        target[last] = value
+        return msg
+    return change
+
+
+def test_the_malformed_message_matrix_is_quarantined_with_reasons_and_valid_ones_still_stored(
+        broker, publisher, subscriber_factory, tmp_path):
+    from central.store import QUARANTINE_PAYLOAD_BYTES
+    from edge.messages import MAX_CODES, MAX_SEGMENT_PAYLOAD_BYTES
+
+    acks = subscriber_factory(broker.port, topic="laps/v1/+/+/acks")
+    store = Store(tmp_path / "c.sqlite")
+    w = _worker(broker.port, store)
+    segs = make_segments(14, seed=3)
+    huge = "x" * (MAX_SEGMENT_PAYLOAD_BYTES + 100)
+    cases = [  # (what is wrong, its message, a piece of the quarantine reason)
+        ("impossible date", _variant(segs[0], _set("start.utc", "2026-13-45T99:99:99Z")), "is not a valid time"),
+        ("NaN energy", _variant(segs[1], lambda m: json.dumps(m).replace('"mean": 1.0', '"mean": NaN').encode()),
+         "NaN"),
+        ("infinite fps", _variant(segs[2], lambda m: json.dumps(m).replace('"fps": 10.0', '"fps": Infinity').encode()),
+         "Infinity"),
+        ("oversize payload", _variant(segs[3], _set("pad", huge)), "exceeds the cap"),
+        ("oversize model_version", _variant(segs[4], _set("model_version", "m" * 5000)), "model_version has 5000"),
+        ("too many codes", _variant(segs[5], _set("codes", [1] * (MAX_CODES + 1))), f"at most {MAX_CODES}"),
+        ("code beyond uint32", _variant(segs[6], _set("codes", [2**32])), "codes must be"),
+        ("seq beyond int64", _variant(segs[7], _set("seq", 2**64)), "field seq"),
+        ("not JSON", (segment_payloads([segs[8]])[0][0], b"{not json"), "not JSON"),
+        ("wrong schema", _variant(segs[9], _set("schema", "laps.segment/9")), "laps.segment/9"),
+        ("device other than its topic", _variant(segs[10], _set("device_id", "someone-else")), "someone-else"),
+    ]
+    valid = segment_payloads(segs[11:])
+    try:
+        publisher.publish_all([c[1] for c in cases] + valid)
+        assert wait_until(lambda: store.counters()["received"] >= len(cases) + len(valid), 15.0)
+        assert sorted(store.segment_ids()) == sorted(s.segment_id for s in segs[11:])
+        rows = store.quarantine_rows(limit=50)
+        assert len(rows) == len(cases) == store.counters()["quarantined"]
+        for (what, (topic, payload), reason), (q_topic, q_reason, q_prefix, q_size) in zip(cases, reversed(rows)):
+            assert reason in q_reason, (what, q_reason)
+            assert len(q_reason) < 400, what
+            assert q_size == len(payload) and q_prefix == payload[:QUARANTINE_PAYLOAD_BYTES], what
+        # the device hears about every quarantined segment whose id can be read, and every stored one
+        told = set()
+        assert wait_until(lambda: len(told.update(
+            q["segment_id"] for m in acks.payloads("acks") for q in m["quarantined"]) or told) >= 10, 10.0)
+        stored_acked = {i for m in acks.payloads("acks") for i in m["segment_ids"]}
+        assert stored_acked == {s.segment_id for s in segs[11:]}
+        assert w.stats["device_acks"] >= 1
+    finally:
+        w.stop()
+        store.close()
+
+
+def test_a_message_that_fails_at_commit_is_quarantined_acknowledged_and_never_redelivered(
+        broker, publisher, subscriber_factory, tmp_path):
+    acks = subscriber_factory(broker.port, topic="laps/v1/+/+/acks")
+    store = Store(tmp_path / "c.sqlite")
+    # A store that refuses one row at commit, as a schema constraint or a full column would.
+    store._db.execute("CREATE TRIGGER poison BEFORE INSERT ON segments WHEN NEW.model_version = 'poison' "
+                      "BEGIN SELECT RAISE(ABORT, 'poisoned row'); END")
+    w = _worker(broker.port, store, client_id="ingest-poison")
+    segs = make_segments(4, seed=9)
+    poison = _variant(segs[1], _set("model_version", "poison"))
+    items = segment_payloads(segs)
+    try:
+        publisher.publish_all([items[0], poison, items[2]])
+        assert wait_until(lambda: store.counters()["received"] >= 3, 10.0)
+        assert sorted(store.segment_ids()) == sorted([segs[0].segment_id, segs[2].segment_id])
+        [(_, reason, _)] = store.quarantine()
+        assert "refused it at commit" in reason and "poisoned row" in reason
+        assert w.stats["poison"] == 1
+        assert wait_until(lambda: any(q["segment_id"] == segs[1].segment_id
+                                      for m in acks.payloads("acks") for q in m["quarantined"]), 5.0)
+    finally:
+        w.stop()
+    received = store.counters()["received"]
+    w2 = _worker(broker.port, store, client_id="ingest-poison")  # same session: nothing left unacknowledged
+    try:
+        publisher.publish_all([items[3]])
+        assert wait_until(lambda: store.count() == 3, 10.0)
+        assert store.counters()["received"] == received + 1
+    finally:
+        w2.stop()
+        store.close()
+
+
+def test_one_segment_spelled_three_ways_is_stored_once(broker, publisher, tmp_path):
+    store = Store(tmp_path / "c.sqlite")
+    w = _worker(broker.port, store)
+    seg = make_segments(1)[0]
+    try:
+        publisher.publish_all([segment_payloads([seg])[0], _variant(seg, _set("segment_id", seg.segment_id.upper())),
+                               _variant(seg, _set("segment_id", "{" + seg.segment_id + "}"))])
+        assert wait_until(lambda: store.counters()["received"] >= 3, 10.0)
+        assert store.segment_ids() == [seg.segment_id]
+        assert store.counters()["duplicates"] == 2 and store.counters()["quarantined"] == 0
+    finally:
+        w.stop()
+        store.close()
+
+
+def test_with_a_registry_only_registered_devices_on_their_own_site_are_stored(broker, publisher, tmp_path):
+    from central.devices import DeviceRegistry, RegistryView
+
+    registry = DeviceRegistry(tmp_path / "devices")
+    registry.add("dev-1", site="site-a", hasher="builtin")
+    store = Store(tmp_path / "c.sqlite")
+    cfg = MqttConfig(host="127.0.0.1", port=broker.port, keepalive=2, reconnect_min_s=0.1, reconnect_max_s=0.5)
+    w = IngestWorker(cfg, store, registry=RegistryView(registry.registry_path))
+    w.start()
+    assert w.wait_subscribed(10.0)
+    segs = make_segments(3, seed=4)
+    try:
+        publisher.publish_all(segment_payloads(segs[:1]) + segment_payloads(segs[1:2], site="site-b")
+                              + segment_payloads(segs[2:], device="dev-9"))
+        assert wait_until(lambda: store.counters()["received"] >= 3, 10.0)
+        assert store.segment_ids() == [segs[0].segment_id]
+        reasons = sorted(r for _, r, _ in store.quarantine())
+        assert "registered at site 'site-a', not 'site-b'" in reasons[0]
+        assert "'dev-9' is not registered" in reasons[1]
+    finally:
+        w.stop()
+        store.close()

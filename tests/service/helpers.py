@@ -15,7 +15,9 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -49,12 +51,15 @@ class Mosquitto:
     """One mosquitto process on 127.0.0.1:`port`, restartable on the same port.
 
     users: {name: password} -> a password file and no anonymous access.
+    auth_files: (password_file, acl_file) made elsewhere (`laps-central devices`) -> used as they
+    are, no anonymous access; `reload()` makes the broker re-read them.
     tls: (ca, cert, key) paths -> the listener speaks TLS.
     quiet: errors-only log and no persistence (for benchmarks; tests read the full log).
     """
 
     def __init__(self, workdir: Path, port: int | None = None, users: dict[str, str] | None = None,
-                 tls: tuple[str, str, str] | None = None, quiet: bool = False) -> None:
+                 tls: tuple[str, str, str] | None = None, quiet: bool = False,
+                 auth_files: tuple[Path, Path] | None = None) -> None:
         if not os.path.exists(MOSQUITTO):
             pytest.skip("mosquitto is not installed (apt-get install -y mosquitto)")
         self.dir = Path(workdir)
@@ -82,6 +87,8 @@ class Mosquitto:
                 subprocess.run([MOSQUITTO_PASSWD, "-b", str(pw), name, password], check=True,
                                capture_output=True)
             lines += ["allow_anonymous false", f"password_file {pw}"]
+        elif auth_files:
+            lines += ["allow_anonymous false", f"password_file {auth_files[0]}", f"acl_file {auth_files[1]}"]
         else:
             lines.append("allow_anonymous true")
         if tls:
@@ -128,6 +135,20 @@ class Mosquitto:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+    def kill(self) -> None:
+        """SIGKILL our own pid: no persistence save, sessions since the last autosave are gone."""
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(5)
+        if self.proc.stderr:
+            self.proc.stderr.close()
+        self.proc = None
+
+    def reload(self) -> None:
+        """SIGHUP our own pid: Mosquitto re-reads its password and ACL files."""
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGHUP)
 
     def freeze(self) -> None:
         assert self.proc is not None
@@ -214,8 +235,9 @@ class Subscriber:
         self.client.disconnect()
 
 
-def make_tls_files(folder: Path) -> tuple[str, str, str]:
-    """A CA and a server certificate for localhost/127.0.0.1 signed by it (cryptography)."""
+def make_tls_files(folder: Path, clients: tuple[str, ...] = ()) -> tuple[str, str, str]:
+    """A CA and a server certificate for localhost/127.0.0.1 signed by it (cryptography).
+    clients: common names of client certificates to sign too, written as <cn>.pem and <cn>.key."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -253,13 +275,28 @@ def make_tls_files(folder: Path) -> tuple[str, str, str]:
     paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     paths[2].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                            serialization.NoEncryption()))
+    for cn in clients:
+        client_key = ec.generate_private_key(ec.SECP256R1())
+        client_cert = (
+            x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+            .issuer_name(ca_name).public_key(client_key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .sign(ca_key, hashes.SHA256())
+        )
+        (folder / f"{cn}.pem").write_bytes(client_cert.public_bytes(serialization.Encoding.PEM))
+        (folder / f"{cn}.key").write_bytes(client_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
     return tuple(str(p) for p in paths)  # type: ignore[return-value]
 
 
 def write_config(path: Path, *, port: int, state_dir: Path, extra: str = "", mqtt_extra: str = "",
                  source: str = "synthetic:seed=900", site: str = "test-site", device: str = "dev-1",
-                 keepalive: int = 2, metrics_interval: float = 0.5) -> Path:
-    """A device config TOML for tests (short keepalive and back-off)."""
+                 keepalive: int = 2, metrics_interval: float = 0.5, delivery: str = "broker",
+                 ack_timeout_s: float = 30.0) -> Path:
+    """A device config TOML for tests (short keepalive and back-off). delivery "broker": rows
+    leave the outbox on the broker's PUBACK, as a test without a central ingest needs;
+    "central" waits for the ingest's acks (re-sent after ack_timeout_s)."""
     path.write_text(
         f"""
 [device]
@@ -278,6 +315,8 @@ keepalive = {keepalive}
 reconnect_min_s = 0.2
 reconnect_max_s = 1.0
 drain_timeout_s = 2.0
+delivery = "{delivery}"
+ack_timeout_s = {ack_timeout_s}
 {mqtt_extra}
 
 [metrics]
@@ -291,6 +330,53 @@ cache_dir = "{state_dir}/cache"
     )
     return path
 
+
+
+class DeviceProcess:
+    """`python -m edge.service` as a real subprocess; collects the ids it reports committed."""
+
+    def __init__(self, config: Path, segments: int, interval_s: float, until_drained_s: float = 0.0,
+                 seed: int = 0) -> None:
+        self.committed: list[str] = []
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "edge.service", "--config", str(config), "--synthetic-segments", str(segments),
+             "--interval-s", str(interval_s), "--until-drained-s", str(until_drained_s), "--seed", str(seed)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        self.stderr = ""
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self._err_reader = threading.Thread(target=self._read_err, daemon=True)
+        self._err_reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            if line.startswith("committed "):
+                self.committed.append(line.split()[1])
+
+    def _read_err(self) -> None:
+        self.stderr = self.proc.stderr.read()
+
+    def kill(self) -> None:
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.wait()
+
+    def wait(self, timeout: float = 30.0) -> int:
+        rc = self.proc.wait(timeout)
+        self._reader.join(5)
+        self._err_reader.join(5)
+        return rc
+
+
+def outbox_keys(state_dir: Path) -> set[str]:
+    path = state_dir / "outbox.sqlite"
+    if not path.exists():
+        return set()
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return {k for (k,) in db.execute("SELECT key FROM outbox")}
+    finally:
+        db.close()
 
 
 class BatchReceiver:

@@ -44,7 +44,7 @@ def media_kept(spool: Path) -> set[str]:
     return kept
 
 
-def outbox_keys(state: Path) -> list[str]:
+def queued_in_order(state: Path) -> list[str]:
     db = sqlite3.connect(str(state / "outbox.sqlite"))
     try:
         return [k for (k,) in db.execute("SELECT key FROM outbox ORDER BY id")]
@@ -79,7 +79,7 @@ interval_s = 3600.0
     state = tmp_path / "state"
     counters = json.loads((state / "upload" / "counters.json").read_text())
     assert counters["evicted_segments"] == 40 and media_kept(state / "upload") == set()  # media first
-    assert outbox_keys(state) == ids[-1:]  # then the oldest segments, each new row reusing their room
+    assert queued_in_order(state) == ids[-1:]  # then the oldest segments, each new row reusing their room
     assert outbox_counter(state, "evicted_total") == 39
     assert "below its floor" in proc.stderr and "oldest unsent message" in proc.stderr
     assert "(at its floor: evicting)" in proc.stderr  # the periodic metrics line reports it
@@ -128,7 +128,7 @@ def test_without_media_the_oldest_segments_go_and_the_service_starts_on_a_full_d
         assert first.returncode == 0, first.stderr[-3000:]
         assert "Traceback" not in first.stderr and "below its floor" in first.stderr
         ids = committed(first)
-        kept = outbox_keys(disk / "state")
+        kept = queued_in_order(disk / "state")
         assert 200 < len(kept) < 3000 and kept == ids[-len(kept):]  # oldest evicted, newest kept, in order
         assert "evicted" in first.stderr and "oldest unsent message" in first.stderr
 
@@ -138,7 +138,7 @@ def test_without_media_the_oldest_segments_go_and_the_service_starts_on_a_full_d
         second = publish(cfg, 20, keyframes=0, timeout=120)
         assert second.returncode == 0, second.stderr[-3000:]
         assert "Traceback" not in second.stderr
-        stored = outbox_keys(disk / "state")
+        stored = queued_in_order(disk / "state")
         # The reserve the first run kept is what lets SQLite open and write at all; the oldest
         # rows make room for the new ones, so every new segment is stored.
         assert "released the" in second.stderr and "reserve" in second.stderr

@@ -150,3 +150,68 @@ def test_batch_manifest_and_announcement_validate():
     manifest["segments"][0]["files"][0]["sha256"] = "xyz"
     with pytest.raises(MessageError, match="sha256"):
         validate_batch_manifest(manifest)
+
+
+def _valid() -> dict:
+    return segment_message(a_segment(), device_id="d", site="s", boot_id="b", seq=0)
+
+
+def test_a_time_that_matches_the_pattern_but_is_no_date_is_refused():
+    msg = _valid()
+    msg["start"]["utc"] = "2026-13-45T99:99:99Z"
+    with pytest.raises(MessageError, match="start.utc .* is not a valid time"):
+        validate_segment_message(msg)
+
+
+def test_nan_and_infinity_are_refused_when_decoding():
+    text = encode(_valid()).decode().replace('"mean":0.25', '"mean":NaN')
+    with pytest.raises(MessageError, match="NaN"):
+        parse_segment_message(text)
+    with pytest.raises(MessageError, match="Infinity"):
+        parse_segment_message(encode(_valid()).decode().replace('"fps":10.0', '"fps":-Infinity'))
+
+
+def test_caps_refuse_oversize_fields_without_echoing_them():
+    from edge.messages import MAX_CODES, MAX_SEGMENT_PAYLOAD_BYTES, MAX_TEXT_CHARS
+
+    msg = _valid()
+    msg["model_version"] = "v" * (MAX_TEXT_CHARS + 1)
+    with pytest.raises(MessageError, match="model_version has 129 characters") as err:
+        validate_segment_message(msg)
+    assert len(str(err.value)) < 200
+    msg = _valid()
+    msg["codes"] = [1] * (MAX_CODES + 1)
+    with pytest.raises(MessageError, match=f"at most {MAX_CODES}"):
+        validate_segment_message(msg)
+    msg = _valid()
+    msg["pad"] = "x" * MAX_SEGMENT_PAYLOAD_BYTES
+    with pytest.raises(MessageError, match="exceeds the cap"):
+        parse_segment_message(encode(msg))
+    msg = _valid()
+    msg["seq"] = 2**63
+    with pytest.raises(MessageError, match="seq"):
+        validate_segment_message(msg)
+
+
+def test_segment_ids_have_one_canonical_spelling():
+    from edge.messages import canonical_segment_id
+
+    sid = str(uuid7())
+    assert canonical_segment_id(sid.upper()) == sid
+    assert canonical_segment_id("{" + sid + "}") == sid
+    with pytest.raises(MessageError, match="not a UUID"):
+        canonical_segment_id("not-a-uuid")
+
+
+def test_ack_message_round_trips_and_is_bounded():
+    from edge.messages import MAX_ACK_IDS, ack_message, parse_ack_message
+
+    ids = [str(uuid7()) for _ in range(3)]
+    msg = ack_message(site="s", device_id="d", segment_ids=ids[:2], quarantined=[(ids[2], "bad time")])
+    back = parse_ack_message(encode(msg))
+    assert back["segment_ids"] == ids[:2]
+    assert back["quarantined"] == [{"segment_id": ids[2], "reason": "bad time"}]
+    with pytest.raises(MessageError, match=f"at most {MAX_ACK_IDS}"):
+        ack_message(site="s", device_id="d", segment_ids=ids * MAX_ACK_IDS)
+    assert Topics("s", "d").acks == "laps/v1/s/d/acks"
+    assert parse_topic("laps/v1/s/d/acks") == ("s", "d", "acks")

@@ -143,3 +143,50 @@ def test_metrics_go_out_at_qos0_without_the_outbox(broker, subscriber_factory, o
     assert wait_until(lambda: sub.payloads("metrics"), 5)
     assert outbox.stats().put_total == 0
     link.stop()
+
+
+def test_end_to_end_rows_leave_only_on_centrals_ack_and_are_resent_until_then(broker, subscriber_factory, outbox):
+    from edge.messages import ack_message, encode
+    from edge.segments import uuid7
+
+    sub = subscriber_factory(broker.port, topic=TOPICS.segments)
+    central = subscriber_factory(broker.port, topic="nothing/here")  # used only to publish acks
+    link = MqttLink(mqtt_cfg(broker.port, delivery="central", ack_timeout_s=0.5), client_id="dev-1",
+                    topics=TOPICS, outbox=outbox)
+    link.start()
+    ids = [str(uuid7()) for _ in range(3)]
+    for sid in ids:
+        outbox.put(sid, TOPICS.segments, json.dumps({"segment_id": sid}).encode(), end_to_end=True)
+    link.wake()
+    assert wait_until(lambda: outbox.unconfirmed() == 3, 10)
+    assert outbox.depth == 3  # the broker has them; central has not said so
+    # no ack within ack_timeout_s: every row goes out again
+    assert wait_until(lambda: link.counters["resent"] >= 3, 10)
+    assert wait_until(lambda: all(sum(1 for m in sub.payloads("segments") if m["segment_id"] == s) >= 2
+                                  for s in ids), 10)
+    ack = ack_message(site="site-a", device_id="dev-1", segment_ids=[ids[0].upper(), ids[1]],
+                      quarantined=[(ids[2], "field start.utc is not a valid time")])
+    central.client.publish(TOPICS.acks, encode(ack), qos=1).wait_for_publish(5)
+    # the link thread counts after the outbox commit: wait for both, not for the rows alone
+    assert wait_until(lambda: outbox.depth == 0 and link.counters["confirmed"] == 3, 10)
+    assert link.counters["quarantined_by_central"] == 1
+    assert outbox.stats().confirmed_total == 3
+    link.stop()
+
+
+def test_an_ack_for_another_device_deletes_nothing(broker, subscriber_factory, outbox):
+    from edge.messages import ack_message, encode
+    from edge.segments import uuid7
+
+    central = subscriber_factory(broker.port, topic="nothing/here")
+    link = MqttLink(mqtt_cfg(broker.port, delivery="central"), client_id="dev-1", topics=TOPICS, outbox=outbox)
+    link.start()
+    sid = str(uuid7())
+    outbox.put(sid, TOPICS.segments, b"{}", end_to_end=True)
+    link.wake()
+    assert wait_until(lambda: outbox.unconfirmed() == 1, 10)
+    wrong = ack_message(site="site-a", device_id="dev-2", segment_ids=[sid])
+    central.client.publish(TOPICS.acks, encode(wrong), qos=1).wait_for_publish(5)
+    time.sleep(0.5)
+    assert outbox.depth == 1
+    link.stop(drain_timeout_s=0.0)

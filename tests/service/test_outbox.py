@@ -149,3 +149,63 @@ def test_a_reader_does_not_block_a_writer(tmp_path):
     reader.close()
     assert ob.depth == 2
     ob.close()
+
+
+def test_an_end_to_end_row_stays_after_the_puback_until_central_confirms_it(outbox):
+    outbox.put("seg-1", "t/segments", b"p", end_to_end=True)
+    outbox.put("batch:1", "t/batches", b"b")
+    assert [r.key for r in outbox.due(10, resend_before=0.0)] == ["seg-1", "batch:1"]
+    assert outbox.mark_sent(["seg-1", "batch:1"], now=1000.0) == 1  # only end-to-end rows are marked
+    outbox.ack(["batch:1"])
+    assert outbox.depth == 1 and outbox.unconfirmed() == 1
+    assert outbox.due(10, resend_before=999.0) == []  # within the ack timeout: not again
+    again = outbox.due(10, resend_before=1001.0)  # the timeout passed without central's ack
+    assert [(r.key, r.sent) for r in again] == [("seg-1", 1000.0)]
+    assert outbox.confirm(["seg-1", "seg-unknown"]) == 1
+    stats = outbox.stats()
+    assert (stats.depth, stats.unconfirmed, stats.confirmed_total) == (0, 0, 1)
+
+
+def test_the_window_holds_new_rows_while_too_many_wait_for_central(outbox):
+    for i in range(5):
+        outbox.put(f"s{i}", "t/segments", b"p", end_to_end=True)
+    outbox.put("ota:1", "t/ota/status", b"o")
+    outbox.mark_sent(["s0", "s1"], now=1000.0)
+    assert [r.key for r in outbox.due(10, resend_before=0.0, window=3)] == ["s2", "ota:1"]
+    assert [r.key for r in outbox.due(10, resend_before=0.0, window=2)] == ["ota:1"]
+    # re-sends are never held back by the window: they are what frees it
+    assert [r.key for r in outbox.due(10, resend_before=2000.0, window=2)] == ["s0", "s1", "ota:1"]
+
+
+def test_an_outbox_file_of_the_previous_release_opens_and_keeps_its_rows(tmp_path):
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript("""
+        CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL UNIQUE, topic TEXT NOT NULL,
+                             payload BLOB NOT NULL, size INTEGER NOT NULL, created REAL NOT NULL);
+        CREATE TABLE meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+    """)
+    db.execute("INSERT INTO outbox(key, topic, payload, size, created) VALUES ('old', 't', x'00', 1, 1e12)")
+    db.commit()
+    db.close()
+    ob = Outbox(path)
+    try:
+        [row] = ob.due(5)
+        assert (row.key, row.end_to_end, row.sent) == ("old", False, None)  # deleted on PUBACK, as before
+        assert ob.ack(["old"]) == 1
+    finally:
+        ob.close()
+
+
+def test_the_disk_floor_evicts_rows_waiting_for_central_oldest_first_and_frees_the_window(outbox):
+    for i in range(4):
+        outbox.put(f"s{i}", "t/segments", b"x" * 100, end_to_end=True)
+    outbox.mark_sent(["s0", "s1"], now=1000.0)  # the broker took them; central has not confirmed
+    assert outbox.due(10, resend_before=0.0, window=2) == []  # the window is full
+    assert outbox.make_room(150, "disk below its floor") == 2  # the oldest go, sent or not
+    assert outbox.keys() == ["s2", "s3"] and outbox.unconfirmed() == 0
+    # central's late ack of an evicted row, and the PUBACK of one in flight when it went, change nothing
+    assert outbox.confirm(["s0"]) == 0 and outbox.mark_sent(["s1"]) == 0
+    assert [r.key for r in outbox.due(10, resend_before=0.0, window=2)] == ["s2", "s3"]
+    stats = outbox.stats()
+    assert (stats.depth, stats.evicted_total, stats.evicted_bytes, stats.confirmed_total) == (2, 2, 200, 0)

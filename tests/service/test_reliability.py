@@ -9,71 +9,17 @@ MQTT link and shutdown code fed by a synthetic segment generator. It prints
 from __future__ import annotations
 
 import logging
-import os
 import random
-import signal
-import sqlite3
-import subprocess
-import sys
-import threading
 import time
-from pathlib import Path
 
 import pytest
 
 from edge.config import load_config
 from edge.service import DeviceRuntime, synthetic_segments
 
-from .helpers import Mosquitto, free_port, make_tls_files, wait_until, write_config
+from .helpers import DeviceProcess, Mosquitto, free_port, make_tls_files, outbox_keys, wait_until, write_config
 
 pytestmark = pytest.mark.broker
-
-
-class DeviceProcess:
-    """`python -m edge.service` as a real subprocess; collects the ids it reports committed."""
-
-    def __init__(self, config: Path, segments: int, interval_s: float, until_drained_s: float = 0.0,
-                 seed: int = 0) -> None:
-        self.committed: list[str] = []
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "edge.service", "--config", str(config), "--synthetic-segments", str(segments),
-             "--interval-s", str(interval_s), "--until-drained-s", str(until_drained_s), "--seed", str(seed)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        self.stderr = ""
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        self._err_reader = threading.Thread(target=self._read_err, daemon=True)
-        self._err_reader.start()
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            if line.startswith("committed "):
-                self.committed.append(line.split()[1])
-
-    def _read_err(self) -> None:
-        self.stderr = self.proc.stderr.read()
-
-    def kill(self) -> None:
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.wait()
-
-    def wait(self, timeout: float = 30.0) -> int:
-        rc = self.proc.wait(timeout)
-        self._reader.join(5)
-        self._err_reader.join(5)
-        return rc
-
-
-def outbox_keys(state_dir: Path) -> set[str]:
-    path = state_dir / "outbox.sqlite"
-    if not path.exists():
-        return set()
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        return {k for (k,) in db.execute("SELECT key FROM outbox")}
-    finally:
-        db.close()
 
 
 def test_broker_restarted_five_times_while_publishing_loses_nothing(broker, subscriber_factory, tmp_path):

@@ -43,6 +43,15 @@ def test_metrics_line_shows_fps_latency_outbox_and_evictions():
     assert "9.9 fps" in line and "latency 6.5 ms (track 4.0)" in line and "outbox 7 (evicted 2)" in line
 
 
+def test_ack_line_counts_committed_segments_and_names_quarantined_ones():
+    from edge.messages import ack_message
+
+    sid = str(uuid7())
+    msg = ack_message(site="s", device_id="d", segment_ids=[str(uuid7())], quarantined=[(sid, "bad time")])
+    line = format_message("laps/v1/s/d/acks", encode(msg))
+    assert "ack from central: 1 segment(s) committed" in line and f"QUARANTINED {sid[:13]}: bad time" in line
+
+
 def test_invalid_payload_is_flagged_not_fatal():
     assert "INVALID" in format_message("laps/v1/s/d/segments", b'{"schema": "laps.segment/1"}')
     assert "INVALID" in format_message("laps/v1/s/d/state", b"not json")
