@@ -2,9 +2,12 @@
 
 Runs `laps-edge run --config` paced at the model's 10 fps on a generated 640x480 video (the
 shipped default tokenizer on ORT CPU, LK tracker) against a real Mosquitto on a free loopback
-port, with a subscriber that reads every segment and metrics message, for `--minutes` (default
-30). Every `--sample-s` (default 60) it samples, from /proc/<pid>: RSS, threads and open file
-descriptors, and the outbox depth from the service's own `.../metrics` message. After
+port, with a real `laps-central ingest` that commits every segment and acknowledges it to the
+device (`mqtt.delivery = "central"`, the default: a segment leaves the outbox on central's
+`laps.ack/1`, so the acknowledgement path is soaked too) and a subscriber that reads every
+segment and metrics message, for `--minutes` (default 30). Every `--sample-s` (default 60) it samples, from /proc/<pid>: RSS, threads and open file
+descriptors, and the outbox depth (rows not yet confirmed by central included) from the service's
+own `.../metrics` message; the ingest is sampled the same way, for information. After
 `--warmup-minutes` (default 5: ONNX Runtime's arena, SQLite's page cache, paho's buffers and the
 allocator reach their working size) it fits a least-squares line and reports the slope per minute.
 
@@ -61,11 +64,16 @@ def main() -> None:
     sub = Subscriber(broker.port, topic="laps/v1/#")
     sub.wait_subscribed(10)
     procs: dict[str, subprocess.Popen] = {}
-    samples: dict[str, list[dict]] = {"service": [], "baseline": []}
+    samples: dict[str, list[dict]] = {"service": [], "baseline": [], "ingest": []}
     snapshots = work / "snapshots"
     try:
         cfg = service_config(work / "soak.toml", broker.port, work / "state", video)
         env = dict(os.environ, NUMBA_CACHE_DIR=str(work / "numba"))
+        ingest_log = open(work / "ingest.log", "wb")
+        procs["ingest"] = subprocess.Popen(
+            [sys.executable, "-m", "central.cli", "ingest", "--config",
+             str(central_config(work / "central.toml", broker.port, work / "central")),
+             "--no-http", "--stats-interval", "60"], env=env, stdout=ingest_log, stderr=subprocess.STDOUT)
         log = open(work / "service.log", "wb")
         if args.tracemalloc:
             snapshots.mkdir()
@@ -89,6 +97,7 @@ def main() -> None:
                 if name == "service":
                     metrics = sub.payloads("metrics")
                     s["outbox_depth"] = metrics[-1]["outbox"]["depth"] if metrics else None
+                    s["unconfirmed"] = metrics[-1]["outbox"].get("unconfirmed") if metrics else None
                     s["segments_delivered"] = len(sub.segment_ids())
                 samples[name].append(s)
             if smaps_first is None and minute >= args.warmup_minutes:
@@ -97,12 +106,15 @@ def main() -> None:
             svc = samples["service"][-1]
             print(f"  {minute:6.1f} min  service RSS {svc['rss_mib']:.2f} MiB, {svc['threads']} threads, "
                   f"{svc['fds']} fds, outbox {svc['outbox_depth']}, {svc['segments_delivered']} segments"
-                  + (f"  | baseline RSS {samples['baseline'][-1]['rss_mib']:.2f} MiB" if "baseline" in procs else ""),
+                  + (f"  | baseline RSS {samples['baseline'][-1]['rss_mib']:.2f} MiB" if "baseline" in procs else "")
+                  + f"  | ingest RSS {samples['ingest'][-1]['rss_mib']:.2f} MiB",
                   flush=True)
         for proc in procs.values():
             os.kill(proc.pid, signal.SIGTERM)
         rcs = {name: proc.wait(60) for name, proc in procs.items()}
+        stored = stored_segments(work / "central" / "central.sqlite")
         log.close()
+        ingest_log.close()
     finally:
         for proc in procs.values():
             if proc.poll() is None:
@@ -113,9 +125,13 @@ def main() -> None:
 
     rows = [summary_row("service: laps-edge run --config, paced 10 fps, MQTT", samples["service"],
                         args.warmup_minutes, rcs["service"])]
+    rows[0]["segments_seen_on_broker"] = len(sub.segment_ids())
+    rows[0]["segments_stored_by_central"] = stored
     if samples["baseline"]:
         rows.append(summary_row("baseline: bare paced pipeline loop", samples["baseline"], args.warmup_minutes,
                                 rcs["baseline"]))
+    rows.append(summary_row("laps-central ingest (for information)", samples["ingest"], args.warmup_minutes,
+                            rcs["ingest"]))
     print_table([{"minute": round(s["minute"], 1), **{k: v for k, v in s.items() if k != "minute"}}
                  | ({"baseline_rss_mib": samples["baseline"][i]["rss_mib"]} if samples["baseline"] else {})
                  for i, s in enumerate(samples["service"])], "samples (service)")
@@ -129,7 +145,8 @@ def main() -> None:
     if not args.no_write and not args.tracemalloc:
         write_results("soak", rows, extra={
             "notes": (f"{args.minutes:g} min at {FPS:g} fps paced, {w}x{h} mp4v file, shipped default tokenizer on "
-                      "ORT CPU, LK tracker, loopback Mosquitto with a subscriber; samples every "
+                      "ORT CPU, LK tracker, loopback Mosquitto with a subscriber, laps-central ingest acknowledging "
+                      "each segment to the device (delivery = central); samples every "
                       f"{args.sample_s:g} s; slope = least squares over samples after {args.warmup_minutes:g} min; "
                       "2-core machine shared with other agents"),
             "samples": samples,
@@ -190,11 +207,39 @@ providers = "cpu"
 [mqtt]
 host = "127.0.0.1"
 port = {port}
+delivery = "central"
 [metrics]
 interval_s = 10.0
 [paths]
 state_dir = "{state}"
 cache_dir = "{state}/cache"
+""")
+    return path
+
+
+def stored_segments(store: Path) -> int:
+    """Segments in the ingest's store (read-only)."""
+    import sqlite3
+
+    db = sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=10)
+    try:
+        return int(db.execute("SELECT COUNT(*) FROM segments").fetchone()[0])
+    finally:
+        db.close()
+
+
+def central_config(path: Path, port: int, data_dir: Path) -> Path:
+    """The ingest's config: its store under `data_dir`, the soak's broker, no batch endpoint."""
+    path.write_text(f"""
+[paths]
+data_dir = "{data_dir}"
+[store]
+path = "{data_dir / 'central.sqlite'}"
+[mqtt]
+host = "127.0.0.1"
+port = {port}
+[http]
+enabled = false
 """)
     return path
 
