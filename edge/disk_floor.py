@@ -31,6 +31,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -52,6 +53,8 @@ class DiskFloor:
     """Keeps `min_free_bytes` free on the file system of `path` (0: no floor, only the retry).
 
     spool and outbox are attached once they exist (`attach`); eviction uses whatever is attached.
+    Thread-safe: the frame loop (segments, metrics) and the upload worker (batch announcements)
+    both write, and one of them at a time decides what to evict.
     """
 
     def __init__(self, path: str | os.PathLike, min_free_bytes: int) -> None:
@@ -61,6 +64,7 @@ class DiskFloor:
         self.outbox: Outbox | None = None
         self.counters = {"media_evicted_bytes": 0, "segments_evicted": 0, "dropped_segments": 0,
                          "dropped_media": 0, "write_failures": 0}
+        self._lock = threading.RLock()
         self._low_since: float | None = None
         self._last_logged = -_REPEAT_LOG_S
         self.reserve_path = self.path / RESERVE_NAME
@@ -88,36 +92,20 @@ class DiskFloor:
         quarter of the floor is free above it again."""
         if self.min_free_bytes <= 0:
             return
-        free = self.free_bytes()
-        if self._low_since is not None and free >= self.min_free_bytes * 1.25 + nbytes:
-            log.info("disk %s back above its floor (%d bytes free, min_free_bytes=%d)",
-                     self.path, free, self.min_free_bytes)
-            self._low_since = None
-        if free >= self.min_free_bytes + nbytes:
-            if free >= self.min_free_bytes * 1.25 + 2 * self.reserve_bytes + nbytes:
-                self._keep_reserve()
-            return
-        self._note_low(free)
-        if free < self.reserve_bytes // 2:
-            self.release_reserve()  # nearly nothing left: SQLite needs room to work at all
-        target = self.min_free_bytes + self.min_free_bytes // 8 + int(nbytes)
-        if self._fold_wal() >= target:
-            return
-        free = self._evict_media_until(target)
-        if free < target:
-            # The database does not shrink: evicting rows lets the new one reuse their pages.
-            self._make_room(nbytes, f"disk {self.path} below its floor (min_free_bytes={self.min_free_bytes})")
+        with self._lock:
+            self._before_write(nbytes)
 
     def after_full(self, nbytes: int) -> None:
         """A write failed for want of space: give up the reserve, evict all media we can, fold
         the WAL and make room in the outbox."""
-        self.counters["write_failures"] += 1
-        self.release_reserve()
-        self._note_low(self.free_bytes())
-        self._evict_media_until(1 << 62)
-        if self.outbox is not None:
-            self.outbox.checkpoint()
-        self._make_room(max(nbytes, 1), f"disk {self.path} is full")
+        with self._lock:
+            self.counters["write_failures"] += 1
+            self.release_reserve()
+            self._note_low(self.free_bytes())
+            self._evict_media_until(1 << 62)
+            if self.outbox is not None:
+                self.outbox.checkpoint()
+            self._make_room(max(nbytes, 1), f"disk {self.path} is full")
 
     def release_reserve(self) -> bool:
         """Delete the reserve file (a full disk needs its room now). True if there was one."""
@@ -151,6 +139,28 @@ class DiskFloor:
                 "at_floor": self._low_since is not None, **self.counters}
 
     # -- internals --------------------------------------------------------------------------------
+    def _before_write(self, nbytes: int) -> None:
+        """`before_write` under the lock."""
+        free = self.free_bytes()
+        if self._low_since is not None and free >= self.min_free_bytes * 1.25 + nbytes:
+            log.info("disk %s back above its floor (%d bytes free, min_free_bytes=%d)",
+                     self.path, free, self.min_free_bytes)
+            self._low_since = None
+        if free >= self.min_free_bytes + nbytes:
+            if free >= self.min_free_bytes * 1.25 + 2 * self.reserve_bytes + nbytes:
+                self._keep_reserve()
+            return
+        self._note_low(free)
+        if free < self.reserve_bytes // 2:
+            self.release_reserve()  # nearly nothing left: SQLite needs room to work at all
+        target = self.min_free_bytes + self.min_free_bytes // 8 + int(nbytes)
+        if self._fold_wal() >= target:
+            return
+        free = self._evict_media_until(target)
+        if free < target:
+            # The database does not shrink: evicting rows lets the new one reuse their pages.
+            self._make_room(nbytes, f"disk {self.path} below its floor (min_free_bytes={self.min_free_bytes})")
+
     def _keep_reserve(self) -> None:
         """Create the reserve file if it is missing (real blocks: written, not a sparse hole)."""
         try:

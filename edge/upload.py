@@ -384,6 +384,8 @@ class UploadWorker:
                 break
             try:
                 self.uploader.put(batch)
+            except FileNotFoundError:
+                continue  # evicted since it was listed (the disk floor, the cap): counted there
             except UploadError as err:
                 if str(err) != self.last_error:
                     log.error("%s", err)
