@@ -42,7 +42,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="repeats of the start -> READY rows")
     parser.add_argument("--steady-s", type=float, default=12.0, help="seconds sampled for RSS/CPU")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="laps-bench-", dir=_scratch()))
+    work = Path(tempfile.mkdtemp(prefix="laps-bench-", dir=scratch_dir()))
     rows: list[dict] = []
     broker = Mosquitto(work / "broker", quiet=True).start()
     try:
@@ -181,19 +181,7 @@ def steady_rows(port: int, work: Path, video: Path, seconds: float) -> list[dict
     env = dict(os.environ, NUMBA_CACHE_DIR=str(work / "numba-steady"))
     service = _measure(subprocess.Popen([LAPS_EDGE, "run", "--config", str(cfg)], env=env,
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), seconds)
-    bare_code = (
-        "import time, sys\n"
-        "from edge.pipeline import build_pipeline\n"
-        "from edge.sources.factory import open_source\n"
-        f"pipe = build_pipeline({str(DEFAULT_MODEL)!r}, providers='cpu'); pipe.warm_up()\n"
-        f"src = open_source({str(video)!r}, fps=pipe.fps, size=pipe.input_size); src.open()\n"
-        "t0 = time.monotonic()\n"
-        "for f in src:\n"
-        "    d = t0 + f.timestamp_s - time.monotonic()\n"
-        "    if d > 0: time.sleep(d)\n"
-        "    pipe.process(f)\n"
-    )
-    bare = _measure(subprocess.Popen([sys.executable, "-c", bare_code], env=env,
+    bare = _measure(subprocess.Popen([sys.executable, "-c", bare_loop_code(video)], env=env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), seconds)
     return [
         {"name": "service steady state, 640x480 source, 10 fps", "rss_mib": service[0], "cpu_percent": service[1],
@@ -201,6 +189,24 @@ def steady_rows(port: int, work: Path, video: Path, seconds: float) -> list[dict
         {"name": "baseline: bare paced pipeline loop", "rss_mib": bare[0], "cpu_percent": bare[1],
          "ratio_vs_baseline": 1.0},
     ]
+
+
+def bare_loop_code(video: Path) -> str:
+    """Python source of the baseline: the shipped pipeline in a bare loop paced to the file's
+    timestamps (no MQTT, outbox, metrics or watchdog; no keyframe ring, as the service without upload);
+    run it with `python -c`."""
+    return (
+        "import time, sys\n"
+        "from edge.pipeline import build_pipeline\n"
+        "from edge.sources.factory import open_source\n"
+        f"pipe = build_pipeline({str(DEFAULT_MODEL)!r}, providers='cpu', keep_keyframes=False); pipe.warm_up()\n"
+        f"src = open_source({str(video)!r}, fps=pipe.fps, size=pipe.input_size); src.open()\n"
+        "t0 = time.monotonic()\n"
+        "for f in src:\n"
+        "    d = t0 + f.timestamp_s - time.monotonic()\n"
+        "    if d > 0: time.sleep(d)\n"
+        "    pipe.process(f)\n"
+    )
 
 
 def _measure(proc: subprocess.Popen, seconds: float, settle_s: float = 5.0) -> tuple[float, float]:
@@ -259,7 +265,8 @@ def _p99(values: list[float]) -> float:
     return s[min(len(s) - 1, int(round(0.99 * (len(s) - 1))))]
 
 
-def _scratch() -> str:
+def scratch_dir() -> str:
+    """.cache/ of the repository (git-ignored), created if needed: benchmark work files."""
     root = Path(__file__).resolve().parent.parent / ".cache"
     root.mkdir(exist_ok=True)
     return str(root)

@@ -403,7 +403,7 @@ def stats_line(counters: dict[str, int], links: dict[str, int]) -> str:
 def run_ingest(config: CentralConfig, workers: int = 1, http: bool | None = None,
                stop_event: threading.Event | None = None, stats_interval_s: float = 60.0) -> int:
     """`laps-central ingest`: `workers` MQTT workers and (if enabled) the batch endpoint, until
-    SIGTERM/SIGINT or `stop_event`. Logs the counters every `stats_interval_s`. Returns 0."""
+    SIGTERM/SIGINT or `stop_event`. Logs the counters every `stats_interval_s` (0: never). Returns 0."""
     from central.http_receiver import BatchServer
 
     from central.registry import register_shipped_model
@@ -438,7 +438,10 @@ def run_ingest(config: CentralConfig, workers: int = 1, http: bool | None = None
             w.start()
         log.info("ingest: %d worker(s) in group %r on %s:%d, store %s", workers, config.mqtt.group,
                  config.mqtt.host, config.mqtt.effective_port, config.store.path)
-        while not stop.wait(stats_interval_s):
+        # 0 (or less): no counter lines; still wake now and then, never spin on a zero wait.
+        while not stop.wait(stats_interval_s if stats_interval_s > 0 else 3600.0):
+            if stats_interval_s <= 0:
+                continue
             log.info("%s", stats_line(store.counters(), store.link_counts()))
     finally:
         for w in group:

@@ -74,6 +74,10 @@ class SourceConfig:
           to (re)open a failed source. ready_timeout_s: if the source cannot be opened within
           this many seconds of start, tell systemd READY anyway and keep retrying (the process
           must stay alive and report state rather than restart-loop on an unplugged camera).
+          allow_truncated: a video file cut short ends cleanly after its last good frame (one
+          warning) instead of stopping the service with an error. resume: a finite source (a
+          video file, synthetic://) continues after a restart where the last run's committed
+          segments end (the position is kept in the outbox database); false = from its start.
     """
 
     spec: str
@@ -82,6 +86,8 @@ class SourceConfig:
     reconnect_min_s: float = 1.0
     reconnect_max_s: float = 30.0
     ready_timeout_s: float = 60.0
+    allow_truncated: bool = False
+    resume: bool = True
 
     def _check(self, ctx: "ConfigContext") -> None:
         if not self.spec.strip():
@@ -300,15 +306,19 @@ class MetricsConfig:
 @dataclass(frozen=True)
 class PathsConfig:
     """state_dir: outbox, upload spool (systemd StateDirectory). cache_dir: Numba cache and
-    other rebuildable files (systemd CacheDirectory)."""
+    other rebuildable files (systemd CacheDirectory). min_free_bytes: free space the service
+    keeps on state_dir's file system: below it the oldest upload media, then the oldest unsent
+    segments are evicted (counted, logged, on `.../metrics`); 0 = no floor."""
 
     state_dir: str = "/var/lib/laps-edge"
     cache_dir: str = "/var/cache/laps-edge"
+    min_free_bytes: int = 64 * MIB
 
     def _check(self, ctx: "ConfigContext") -> None:
         for key in ("state_dir", "cache_dir"):
             if not getattr(self, key).strip():
                 ctx.fail(key, getattr(self, key), "a directory path")
+        ctx.range("min_free_bytes", self.min_free_bytes, 0, 2**44)
 
 
 @dataclass(frozen=True)

@@ -353,12 +353,14 @@ def metrics_message(
     segments_total: int,
     mqtt: dict[str, Any] | None = None,
     upload: dict[str, Any] | None = None,
+    disk: dict[str, Any] | None = None,
 ) -> dict:
     """The periodic `laps.metrics/1` message.
 
     fps: frames processed per second over the last interval. stage_latency_ms: mean ms per
     pipeline stage over the interval. outbox: {"depth", "bytes", "evicted_total",
     "evicted_bytes", "oldest_age_s"}. upload: spool figures (pending and evicted batches).
+    disk: the state directory's free-space floor (`edge.disk_floor.DiskFloor.stats`).
     """
     return {
         "schema": METRICS_SCHEMA,
@@ -377,6 +379,7 @@ def metrics_message(
         "outbox": dict(outbox),
         "mqtt": dict(mqtt or {}),
         "upload": dict(upload or {}),
+        "disk": dict(disk or {}),
     }
 
 

@@ -31,6 +31,7 @@ import logging
 import random
 import select
 import socket
+import sqlite3
 import ssl
 import threading
 import time
@@ -316,16 +317,10 @@ class MqttLink:
 
     def _service(self) -> None:
         """Per loop turn: commit acknowledgements, publish requests and outbox rows."""
-        if self._acked and self.outbox is not None:
-            done = self.outbox.ack(self._acked)
-            self.counters["acked"] += done
-            self._acked.clear()
-        if self._sent and self.outbox is not None:
-            self.outbox.mark_sent(self._sent)
-            self._sent.clear()
-        if self._confirmed and self.outbox is not None:
-            self.counters["confirmed"] += self.outbox.confirm(self._confirmed)
-            self._confirmed.clear()
+        if self.outbox is not None:
+            self.counters["acked"] += self._record(self._acked, self.outbox.ack)
+            self._record(self._sent, self.outbox.mark_sent)
+            self.counters["confirmed"] += self._record(self._confirmed, self.outbox.confirm)
         if not self.connected:
             return
         with self._lock:
@@ -364,6 +359,22 @@ class MqttLink:
                 log.debug("MQTT: central has not acknowledged %s within %g s; sent again",
                           row.key, self.cfg.ack_timeout_s)
             self.counters["published"] += 1
+
+    def _record(self, keys: list[str], write: Callable[[list[str]], int]) -> int:
+        """Apply one kind of acknowledgement to the outbox (`ack`, `mark_sent`, `confirm`) and
+        forget the keys. On a full disk (any SQLite error) the keys are kept for the next turn:
+        a row whose acknowledgement is not recorded is at worst sent again. Returns rows changed."""
+        if not keys:
+            return 0
+        try:
+            done = write(keys)
+        except sqlite3.Error as err:
+            # One stable line (no count in it), so a long full-disk episode is logged once.
+            self._report(f"outbox cannot record acknowledgements ({err}); keeping them and retrying",
+                         level=logging.WARNING)
+            return 0
+        keys.clear()
+        return done
 
     def _drain_wake(self) -> None:
         self._dirty = True

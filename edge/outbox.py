@@ -16,12 +16,22 @@ Caps: total payload bytes (`max_bytes`) and age (`max_age_s`). Beyond them the O
 rows are evicted; every eviction is logged at WARNING and counted in a `meta` table that
 survives restarts, and `stats()` reports the counts for `.../metrics`. Nothing leaves silently.
 
+Disk floor (`edge.disk_floor`): when the file system runs low, `make_room(n)` evicts the oldest
+rows (counted like the caps) so a new row reuses their pages and the file does not grow, and
+`checkpoint()` folds the WAL back to zero bytes. `is_disk_full(err)` tells a full disk from
+other SQLite errors.
+
+Source positions: `put(..., position=...)` also records, in the same transaction, how far a
+finite source (a video file) has been turned into committed segments, so a restart resumes
+exactly after the last committed segment (`position(source)`, `set_position`).
+
 Thread-safety: one connection guarded by a lock; the service's frame loop puts, the sender
 thread reads and acknowledges.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sqlite3
@@ -52,6 +62,40 @@ CREATE TABLE IF NOT EXISTS meta (
 _COUNTERS = ("evicted_total", "evicted_bytes", "acked_total", "put_total", "confirmed_total")
 #: columns added after the first release; an older outbox file gets them on open
 _ADDED_COLUMNS = (("end_to_end", "INTEGER NOT NULL DEFAULT 0"), ("sent", "REAL"))
+_POSITION_SCHEMA = """
+CREATE TABLE IF NOT EXISTS source_position (
+    source   TEXT PRIMARY KEY,                  -- edge.resume.source_identity()
+    frame    INTEGER NOT NULL,                  -- frames at `fps` already turned into segments
+    fps      REAL NOT NULL,
+    finished INTEGER NOT NULL DEFAULT 0,        -- 1: the source was processed to its end
+    updated  REAL NOT NULL                      -- unix seconds
+);
+"""
+#: SQLite's primary result code of a write that failed for want of space
+_SQLITE_FULL = 13
+
+
+def is_disk_full(err: BaseException) -> bool:
+    """True when a SQLite error (or OSError) means the disk or quota is full."""
+    if isinstance(err, OSError):
+        return err.errno in (errno.ENOSPC, errno.EDQUOT)
+    code = getattr(err, "sqlite_errorcode", None)
+    if code is not None and code & 0xFF == _SQLITE_FULL:
+        return True
+    return isinstance(err, sqlite3.Error) and "disk is full" in str(err)
+
+
+@dataclass(frozen=True)
+class SourcePosition:
+    """How far a finite source has been turned into committed segments.
+
+    source: its identity (`edge.resume.source_identity`). frame: frames at `fps` (the service's
+    rate) done, i.e. the next frame to process. finished: processed to its end."""
+
+    source: str
+    frame: int
+    fps: float
+    finished: bool = False
 
 
 @dataclass(frozen=True)
@@ -117,6 +161,7 @@ class Outbox:
             raise OSError(f"outbox {self.path}: SQLite refused WAL mode (got {mode!r}); put it on a local disk")
         self._db.execute(f"PRAGMA synchronous={synchronous}")
         self._db.executescript(_SCHEMA)
+        self._db.executescript(_POSITION_SCHEMA)
         _add_missing_columns(self._db)
         # Read on every publishing round (see `due`): keep them off a full scan of a long backlog.
         self._db.execute("CREATE INDEX IF NOT EXISTS outbox_unconfirmed ON outbox(sent) WHERE end_to_end = 1")
@@ -130,10 +175,13 @@ class Outbox:
         self.evict_expired()
 
     # -- the queue ------------------------------------------------------------------------------
-    def put(self, key: str, topic: str, payload: bytes, now: float | None = None, end_to_end: bool = False) -> bool:
+    def put(self, key: str, topic: str, payload: bytes, now: float | None = None, end_to_end: bool = False,
+            position: SourcePosition | None = None) -> bool:
         """Store one message durably (fsync before returning). Returns False if `key` was
         already queued (the existing row is kept). May evict the oldest rows to honour the caps.
-        end_to_end: the row leaves only on `confirm` (central's ack), not on the broker's PUBACK."""
+        end_to_end: the row leaves only on `confirm` (central's ack), not on the broker's PUBACK.
+        position: also record this source position in the same transaction (a crash keeps both
+        or neither)."""
         now = time.time() if now is None else float(now)
         size = len(payload)
         with self._lock:
@@ -148,6 +196,8 @@ class Outbox:
                     self._bytes += size
                     self._depth += 1
                     self._bump("put_total", 1)
+                if position is not None:
+                    self._save_position_locked(position, now)
                 evicted = self._evict_locked(now)
                 self._db.execute("COMMIT")
             except BaseException:
@@ -280,6 +330,64 @@ class Outbox:
             confirmed_total=int(counters.get("confirmed_total", 0)),
         )
 
+    # -- the disk floor and source positions (edge.disk_floor, edge.resume) -----------------------
+    def make_room(self, nbytes: int, reason: str) -> int:
+        """Evict the oldest rows holding at least `nbytes` payload bytes (counted and logged like
+        the caps), so the next `put` reuses their pages instead of growing the file. Returns
+        rows evicted."""
+        if nbytes <= 0:
+            return 0
+        with self._lock:
+            self._begin()
+            try:
+                rows, freed, keys = self._evict_oldest_locked(int(nbytes))
+                self._bump("evicted_total", rows)
+                self._bump("evicted_bytes", freed)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
+        self._log_evictions((rows, freed, keys, reason))
+        return rows
+
+    def checkpoint(self) -> bool:
+        """Fold the WAL into the database and truncate it to 0 bytes (frees up to a few MB on a
+        full disk). False when SQLite could not (the database itself cannot grow)."""
+        with self._lock:
+            try:
+                busy = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            except sqlite3.Error as err:
+                log.debug("outbox %s: checkpoint failed (%s)", self.path, err)
+                return False
+        return not busy
+
+    def position(self, source: str) -> SourcePosition | None:
+        """The recorded position of `source`, or None when it was never recorded."""
+        with self._lock:
+            row = self._db.execute("SELECT frame, fps, finished FROM source_position WHERE source = ?",
+                                   (source,)).fetchone()
+        return None if row is None else SourcePosition(source, int(row[0]), float(row[1]), bool(row[2]))
+
+    def set_position(self, position: SourcePosition, now: float | None = None) -> None:
+        """Record a source position on its own (a finished file, a clean stop between segments)."""
+        now = time.time() if now is None else float(now)
+        with self._lock:
+            self._begin()
+            try:
+                self._save_position_locked(position, now)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
+
+    def _save_position_locked(self, position: SourcePosition, now: float) -> None:
+        self._db.execute(
+            "INSERT INTO source_position(source, frame, fps, finished, updated) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT(source) DO UPDATE SET frame = excluded.frame, fps = excluded.fps, "
+            "finished = excluded.finished, updated = excluded.updated",
+            (position.source, int(position.frame), float(position.fps), int(position.finished), now),
+        )
+
     def close(self) -> None:
         """Checkpoint the WAL into the main file and close. Safe to call twice."""
         with self._lock:
@@ -288,6 +396,9 @@ class Outbox:
             self._closed = True
             try:
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as err:  # a full disk: the WAL stays and is replayed on open
+                log.warning("outbox %s: WAL not folded into the database at close (%s); nothing is lost, "
+                            "the next start reads it", self.path, err)
             finally:
                 self._db.close()
 
@@ -361,28 +472,34 @@ class Outbox:
             self._bytes -= sum(int(s) for _, s in old)
             self._depth -= len(old)
         if self._bytes > self.max_bytes:
-            over = self._bytes - self.max_bytes
-            victims: list[tuple[int, str, int]] = []
-            freed = 0
-            cur = self._db.execute("SELECT id, key, size FROM outbox ORDER BY id")
-            for rid, key, size in cur:
-                victims.append((rid, key, int(size)))
-                freed += int(size)
-                if freed >= over:
-                    break
-            cur.close()  # finalise the read before deleting through the same connection
-            last_id = victims[-1][0]
-            self._db.execute("DELETE FROM outbox WHERE id <= ?", (last_id,))
-            rows += len(victims)
+            n, freed, first = self._evict_oldest_locked(self._bytes - self.max_bytes)
+            rows += n
             nbytes += freed
-            keys += [k for _, k, _ in victims[:3]]
+            keys += first
             reasons.append(f"over max_bytes={self.max_bytes}")
-            self._bytes -= freed
-            self._depth -= len(victims)
         if rows:
             self._bump("evicted_total", rows)
             self._bump("evicted_bytes", nbytes)
         return rows, nbytes, keys, " and ".join(reasons)
+
+    def _evict_oldest_locked(self, nbytes: int) -> tuple[int, int, list[str]]:
+        """Delete the oldest rows until at least `nbytes` payload bytes are gone (or none is
+        left). Returns (rows, bytes, first keys); the caller counts them."""
+        victims: list[tuple[int, str, int]] = []
+        freed = 0
+        cur = self._db.execute("SELECT id, key, size FROM outbox ORDER BY id")
+        for rid, key, size in cur:
+            victims.append((rid, key, int(size)))
+            freed += int(size)
+            if freed >= nbytes:
+                break
+        cur.close()  # finalise the read before deleting through the same connection
+        if not victims:
+            return 0, 0, []
+        self._db.execute("DELETE FROM outbox WHERE id <= ?", (victims[-1][0],))
+        self._bytes -= freed
+        self._depth -= len(victims)
+        return len(victims), freed, [k for _, k, _ in victims[:3]]
 
     def _log_evictions(self, evicted: tuple[int, int, list[str], str]) -> None:
         rows, nbytes, keys, reason = evicted

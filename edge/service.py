@@ -16,6 +16,12 @@ device reports `source_lost` on `.../state`; after `source.ready_timeout_s` READ
 so systemd keeps the process (alive and reporting) instead of restart-looping on an unplugged
 camera.
 
+Full disk (`edge.disk_floor`): below `paths.min_free_bytes` free, the oldest upload media, then
+the oldest unsent segments are evicted (counted, logged, "disk" on `.../metrics`); a write that
+still fails is retried once, then dropped and counted; the process keeps running and starts on
+a full disk. A finite source resumes after a restart where its committed segments end
+(`edge.resume`).
+
 Shutdown (SIGTERM/SIGINT): the pipeline closes its open segment, which is committed to the
 outbox; the link drains for up to `mqtt.drain_timeout_s`, publishes the retained "stopped"
 state and DISCONNECTs normally, so the broker does not fire the last will. Exit status 0.
@@ -31,6 +37,7 @@ import argparse
 import logging
 import os
 import signal
+import sqlite3
 import sys
 import threading
 import time
@@ -41,9 +48,10 @@ from datetime import datetime, timezone
 from typing import Callable, Iterable, Iterator
 
 from edge.config import EdgeConfig, load_config, read_credentials
+from edge.disk_floor import DiskFloor
 from edge.errors import ConfigError, LapsError, SourceError
 from edge.messages import Topics, encode, metrics_message, segment_message, state_message
-from edge.outbox import Outbox
+from edge.outbox import Outbox, SourcePosition, is_disk_full
 from edge.model import resolve_model_spec
 from edge.sdnotify import SystemdNotifier
 from edge.segments import Segment, stream_origin, utc_iso, uuid7
@@ -153,14 +161,13 @@ class DeviceRuntime:
         self.spool = None
         self.uploader = None
         self._make_dirs()
-        try:
-            self.outbox = Outbox(config.outbox_path, max_bytes=config.outbox.max_bytes,
-                                 max_age_s=config.outbox.max_age_s)
-        except Exception as err:  # sqlite3.Error, OSError: a person must fix the path
-            raise ConfigError(
-                f"outbox {config.outbox_path} cannot be opened ({err}); set outbox.path or "
-                "paths.state_dir to a writable local folder"
-            ) from None
+        # On a full disk the oldest media go before the outbox is opened, so the service starts.
+        self.disk = DiskFloor(config.paths.state_dir, config.paths.min_free_bytes)
+        self.spool = self._open_spool()
+        self.disk.attach(spool=self.spool)
+        self.disk.before_write(0)
+        self.outbox = self._open_outbox()
+        self.disk.attach(outbox=self.outbox)
         self._install_signals()
 
     # -- start / stop -----------------------------------------------------------------------------
@@ -170,14 +177,12 @@ class DeviceRuntime:
 
         self.model_version, self.providers = model_version, providers
         cfg = self.cfg
-        if cfg.upload.enabled:
-            from edge.upload import BatchSpool, BatchUploader, UploadWorker
+        if self.spool is not None:
+            from edge.upload import BatchUploader, UploadWorker
 
             token = ""
             if cfg.upload.token_file:
                 token = open(cfg.upload.token_file, encoding="utf-8").read().strip()
-            self.spool = BatchSpool(cfg.upload_dir, device_id=cfg.device.id, site=cfg.device.site,
-                                    max_bytes=cfg.upload.max_disk_bytes)
             self.uploader = UploadWorker(
                 self.spool,
                 BatchUploader(cfg.upload.endpoint, cfg.device.id, timeout_s=cfg.upload.timeout_s,
@@ -215,22 +220,33 @@ class DeviceRuntime:
         self.notifier.close()
 
     # -- segments --------------------------------------------------------------------------------
-    def emit(self, segment: Segment, keyframes: dict[int, bytes] | None = None, clip: bytes | None = None) -> dict:
-        """Make a finished segment durable: files into the upload spool, message into the outbox.
+    def emit(self, segment: Segment, keyframes: dict[int, bytes] | None = None, clip: bytes | None = None,
+             position: SourcePosition | None = None) -> dict:
+        """Make a finished segment durable: files into the upload spool, message into the outbox
+        (with `position`, the source position after it, in the same transaction).
 
-        Returns the message. When this returns, the segment survives a crash or power cut.
+        Returns the message. When this returns, the segment survives a crash or power cut, unless
+        the disk was full even after eviction (then it is dropped and counted, see DiskFloor).
         """
         frames: list[int] = []
         if self.spool is not None and (keyframes or clip):
-            self.spool.add_segment(segment.segment_id, keyframes or {}, clip)
-            frames = sorted(keyframes or {})
+            size = sum(len(b) for b in (keyframes or {}).values()) + len(clip or b"")
+            failed = self._write_with_room(size, lambda: self.spool.add_segment(segment.segment_id, keyframes or {}, clip))
+            if failed is None:
+                frames = sorted(keyframes or {})
+            else:
+                self.disk.dropped("media of segment", segment.segment_id, failed)
         msg = segment_message(
             segment, device_id=self.cfg.device.id, site=self.cfg.device.site, boot_id=self.boot_id,
             seq=self.seq, model_version=segment.model_version or self.model_version, keyframes=frames,
         )
+        payload = encode(msg)
         # With delivery "central" the row stays until central has committed the segment.
-        self.outbox.put(segment.segment_id, self.topics.segments, encode(msg),
-                        end_to_end=self.cfg.mqtt.delivery == "central")
+        end_to_end = self.cfg.mqtt.delivery == "central"
+        failed = self._write_with_room(len(payload), lambda: self.outbox.put(
+            segment.segment_id, self.topics.segments, payload, end_to_end=end_to_end, position=position))
+        if failed is not None:
+            self.disk.dropped("segment", segment.segment_id, failed)
         self.seq += 1
         self.segments_total += 1
         if self.link is not None:
@@ -239,9 +255,37 @@ class DeviceRuntime:
 
     def announce_batch(self, message: dict) -> None:
         """Queue a batch announcement durably (called by the upload worker after a 2xx)."""
-        self.outbox.put(f"batch:{message['archive']['sha256']}", self.topics.batches, encode(message))
+        key, payload = f"batch:{message['archive']['sha256']}", encode(message)
+        failed = self._write_with_room(len(payload), lambda: self.outbox.put(key, self.topics.batches, payload))
+        if failed is not None:
+            self.disk.dropped("batch announcement", key, failed)
         if self.link is not None:
             self.link.wake()
+
+    def save_position(self, position: SourcePosition) -> None:
+        """Record how far a finite source is done (between segments: a stop, its end)."""
+        failed = self._write_with_room(64, lambda: self.outbox.set_position(position))
+        if failed is not None:
+            log.error("disk full: the position of %s (frame %d) is not saved (%s); a restart re-processes "
+                      "from the last committed segment", position.source, position.frame, failed)
+
+    def _write_with_room(self, nbytes: int, write: Callable[[], object]) -> BaseException | None:
+        """Run `write()` after the disk floor made room for `nbytes`; on a full disk once more
+        after evicting all media. Returns None when written, else the last disk-full error
+        (any other error is raised)."""
+        self.disk.before_write(nbytes)
+        failure: BaseException | None = None
+        for attempt in range(2):
+            if attempt:
+                self.disk.after_full(nbytes)
+            try:
+                write()
+                return None
+            except (OSError, sqlite3.Error) as err:
+                if not is_disk_full(err):
+                    raise
+                failure = err
+        return failure
 
     # -- state and metrics --------------------------------------------------------------------------
     def set_source_state(self, state: str, detail: str) -> None:
@@ -276,7 +320,9 @@ class DeviceRuntime:
     def publish_metrics(self, now: float | None = None) -> dict:
         now = time.monotonic() if now is None else now
         elapsed = max(now - self._last_metrics, 1e-9)
-        self.outbox.evict_expired()  # the age cap applies even when nothing new is put
+        # The caps apply even when nothing new is put: the age cap, and the disk floor.
+        if self._write_with_room(0, self.outbox.evict_expired) is not None:
+            log.warning("disk full: the outbox age cap could not be applied now; trying again next interval")
         n = max(self._latency_n, 1)
         msg = metrics_message(
             device_id=self.cfg.device.id, site=self.cfg.device.site, boot_id=self.boot_id,
@@ -288,14 +334,17 @@ class DeviceRuntime:
             frames_total=self.frames_total, segments_total=self.segments_total,
             mqtt=self.link.stats() if self.link is not None else {},
             upload=self.uploader.stats() if self.uploader is not None else {},
+            disk=self.disk.stats(),
         )
         self._last_metrics, self._frames_since = now, 0
         self._latency_sum.clear()
         self._latency_n = 0
         ob = msg["outbox"]
-        log.info("metrics: %.1f fps, %d segments, outbox depth %d (%d bytes), evicted %d, mqtt %s",
+        disk = msg["disk"]
+        log.info("metrics: %.1f fps, %d segments, outbox depth %d (%d bytes), evicted %d, mqtt %s, disk %s",
                  msg["fps"], self.segments_total, ob["depth"], ob["bytes"], ob["evicted_total"],
-                 "connected" if msg["mqtt"].get("connected") else "disconnected")
+                 "connected" if msg["mqtt"].get("connected") else "disconnected",
+                 f"{disk['free_bytes'] // 2**20} MiB free" + (" (at its floor: evicting)" if disk["at_floor"] else ""))
         if self.link is not None:
             self.link.publish_metrics(msg)
         return msg
@@ -335,6 +384,37 @@ class DeviceRuntime:
                     f"(StateDirectory=/CacheDirectory=) or point {key} at a writable folder"
                 ) from None
 
+    def _open_outbox(self) -> Outbox:
+        """Open the outbox; on a disk too full for SQLite to open it, once more after giving
+        up the disk reserve. Anything else is a one-line ConfigError."""
+        config = self.cfg
+        for attempt in range(2):
+            try:
+                return Outbox(config.outbox_path, max_bytes=config.outbox.max_bytes, max_age_s=config.outbox.max_age_s)
+            except Exception as err:  # sqlite3.Error, OSError: a person must fix the path
+                # SQLite says "disk I/O error" when it cannot even create its shared-memory index.
+                full = is_disk_full(err) or self.disk.free_bytes() < 64 * 1024
+                if full and attempt == 0 and self.disk.release_reserve():
+                    continue
+                fix = ("free space on that disk" if full else
+                       "set outbox.path or paths.state_dir to a writable local folder")
+                raise ConfigError(f"outbox {config.outbox_path} cannot be opened ({err}); {fix}") from None
+        raise AssertionError("not reached")
+
+    def _open_spool(self):
+        """The upload spool (None without upload). Created before the outbox so the disk floor
+        can evict its media first."""
+        if not self.cfg.upload.enabled:
+            return None
+        from edge.upload import BatchSpool
+
+        try:
+            return BatchSpool(self.cfg.upload_dir, device_id=self.cfg.device.id, site=self.cfg.device.site,
+                              max_bytes=self.cfg.upload.max_disk_bytes)
+        except OSError as err:
+            raise ConfigError(f"upload spool {self.cfg.upload_dir} cannot be created ({err.strerror}); "
+                              "point paths.state_dir at a writable local folder") from None
+
     def _install_signals(self) -> None:
         if threading.current_thread() is not threading.main_thread():
             return  # signals can only be handled in the main thread; the caller stops us instead
@@ -367,6 +447,16 @@ class FrameLoop:
             from edge.upload import ClipRecorder
 
             self.clips = ClipRecorder(self.fps, max_s=config.upload.clip_max_s, scale=config.upload.clip_scale)
+        # A finite source resumes where its committed segments end (edge.resume); live ones have
+        # no position. offset: frames skipped at this opening, added to the segments' frames.
+        self.identity = None
+        if config.source.resume and not is_live_spec(config.source.spec):
+            from edge.resume import source_identity
+
+            self.identity = source_identity(config.source.spec)
+        self.offset = 0
+        self._skip_to = 0
+        self._read_index = 0  # frames read from this opening so far (skipped ones included)
 
     def run(self) -> None:
         rt, cfg = self.rt, self.cfg
@@ -376,8 +466,11 @@ class FrameLoop:
         ready = False
         t_start = time.monotonic()
         while not rt.stop_event.is_set():
+            if not self._find_resume_point():
+                return  # a file processed to its end by an earlier run
             try:
-                source = open_source(cfg.source.spec, fps=self.fps, size=tuple(self.pipe.input_size))
+                source = open_source(cfg.source.spec, fps=self.fps, size=tuple(self.pipe.input_size),
+                                     allow_truncated=cfg.source.allow_truncated)
                 source.open()
             except SourceError as err:
                 if not is_live_spec(cfg.source.spec):
@@ -400,9 +493,15 @@ class FrameLoop:
             backoff = cfg.source.reconnect_min_s
             try:
                 ended = self._consume(source)
+            except SourceError:
+                # A file that fails part-way (truncated): keep the segment its good frames gave.
+                self._flush(self.pipe.finish())
+                self._save_position(finished=False)
+                raise
             finally:
                 source.close()
             self._flush(self.pipe.finish())
+            self._save_position(finished=ended)
             self.pipe.reset()  # a new stream starts with fresh tracker and kernel state
             if self.clips is not None:
                 self.clips = type(self.clips)(self.fps, max_s=cfg.upload.clip_max_s, scale=cfg.upload.clip_scale)
@@ -415,13 +514,16 @@ class FrameLoop:
         rt, pace = self.rt, self.cfg.source.pace
         finite = source.frame_count is not None
         t0 = time.monotonic()
-        index = 0
+        first = True
+        self.offset = self._read_index = 0
         while not rt.stop_event.is_set():
             if self.switch is not None and self._adopt_new_pipeline():
                 return False  # the new model wants another frame size or rate: reopen the source
             try:
                 frame = source.read()
             except SourceError as err:
+                if not is_live_spec(self.cfg.source.spec):
+                    raise  # a damaged file does not heal by reopening: one-line error, exit 2
                 rt.set_source_state("source_lost", str(err))
                 return False
             if frame is None:
@@ -429,6 +531,14 @@ class FrameLoop:
                     return True
                 rt.set_source_state("source_lost", f"source {source.name or self.cfg.source.spec} ended; reconnecting")
                 return False
+            self._read_index = frame.index + 1
+            if frame.index < self._skip_to:
+                rt.tick()  # decoded and skipped (resume): no tracking, no pacing
+                continue
+            if first:
+                first = False
+                self.offset = frame.index
+                t0 = time.monotonic() - frame.timestamp_s  # pace from here, not from the file's start
             if pace:
                 # Deliver as a camera would: never faster than the frame timestamps.
                 delay = t0 + frame.timestamp_s - time.monotonic()
@@ -445,8 +555,7 @@ class FrameLoop:
             if self.switch is not None:
                 self.switch.frame_done((time.perf_counter() - t_frame) * 1000.0)
             if self.clips is not None:
-                self.clips.add(index, frame.image)
-            index += 1
+                self.clips.add(self.pipe.frames - 1, frame.image)  # numbered as the pipeline numbers segments
             self._flush(segments)
             rt.frame_done(self.pipe.stage_latency_ms)
         return False
@@ -458,18 +567,61 @@ class FrameLoop:
         if new is None:
             return False
         self._flush(self.pipe.finish())
+        self._save_position(finished=False)  # at the old pipeline's rate, before it changes
         old_size, old_fps = tuple(self.pipe.input_size), self.fps
         self.pipe = new
+        self.offset = self._read_index  # the new pipeline counts its frames from here
         self.rt.model_version = new.model_version
         self.fps = self.cfg.source.fps or float(new.fps)
+        if self.clips is not None:  # the new pipeline numbers its frames from 0: so must the ring
+            cfg = self.cfg.upload
+            self.clips = type(self.clips)(self.fps, max_s=cfg.clip_max_s, scale=cfg.clip_scale)
         log.info("now running model %s", new.model_version)
         return tuple(new.input_size) != old_size or self.fps != old_fps
 
     def _flush(self, segments: list[Segment]) -> None:
+        from edge.resume import shift_segment
+
         for seg in segments:
             keyframes = self.pipe.keyframes(seg.segment_id) if self.cfg.upload.enabled else {}
             clip = self.clips.clip(seg.start_frame, seg.end_frame) if self.clips is not None else None
-            self.rt.emit(seg, keyframes, clip)
+            seg, keyframes = shift_segment(seg, keyframes, self.offset)
+            position = SourcePosition(self.identity, seg.end_frame, self.fps) if self.identity else None
+            self.rt.emit(seg, keyframes, clip, position=position)
+
+    def _find_resume_point(self) -> bool:
+        """Set the frame this opening starts at from the recorded position. False when the
+        source was already processed to its end (nothing to do)."""
+        self._skip_to = 0
+        if self.identity is None:
+            return True
+        from edge.resume import resume_frame
+
+        pos = self.rt.outbox.position(self.identity)
+        if pos is None:
+            return True
+        if pos.finished:
+            log.info("source %s was processed to its end by an earlier run (%d frames); nothing to do "
+                     "(set source.resume = false to process it again)", self.cfg.source.spec, pos.frame)
+            return False
+        self._skip_to = resume_frame(pos.frame, pos.fps, self.fps)
+        if self._skip_to:
+            log.info("resuming %s at frame %d (%.1f s), where the committed segments of the last run end; "
+                     "skipping the frames before it", self.cfg.source.spec, self._skip_to, self._skip_to / self.fps)
+        return True
+
+    def _save_position(self, finished: bool) -> None:
+        """After the pipeline closed its open segment: every frame processed so far is in
+        committed segments, so the next run starts after them."""
+        if self.identity is None:
+            return
+        if finished:
+            done = self._read_index
+        elif self.pipe.frames:
+            done = self.offset + self.pipe.frames
+        else:
+            return  # nothing processed since the position was last saved
+        self.rt.save_position(SourcePosition(self.identity, done, self.fps, finished=finished))
 
 
 # -- the publisher entry (no pipeline) ----------------------------------------------------------------
@@ -518,9 +670,10 @@ def run_publisher(
         for seg in segments:
             if rt.stop_event.is_set():
                 break
+            dropped = rt.disk.counters["dropped_segments"]
             rt.emit(seg, keyframe_bytes(seg) if keyframe_bytes else None)
-            if on_committed is not None:
-                on_committed(seg)
+            if on_committed is not None and rt.disk.counters["dropped_segments"] == dropped:
+                on_committed(seg)  # not for a segment a full disk made us drop (counted, logged)
             rt.tick()
             if interval_s > 0:
                 rt.sleep(interval_s)

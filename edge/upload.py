@@ -13,6 +13,8 @@ interval.
 
 Disk cap: when the spool exceeds `upload.max_disk_bytes`, the OLDEST sealed batches (then the
 oldest incoming segments) are evicted, counted in `counters.json` and logged; never silent.
+The service's free-space floor (`edge.disk_floor`) evicts the same way (`evict_oldest`). A full
+disk while writing media or sealing a batch leaves no half-written file behind.
 """
 
 from __future__ import annotations
@@ -99,11 +101,15 @@ class BatchSpool:
             return 0  # already stored (at-least-once callers may repeat)
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.incoming))
         written = 0
-        for frame, data in sorted(keyframes.items()):
-            written += _write_durable(tmp / Path(keyframe_file(segment_id, frame)).name, data)
-        if clip:
-            written += _write_durable(tmp / Path(clip_file(segment_id)).name, clip)
-        _fsync_dir(tmp)
+        try:
+            for frame, data in sorted(keyframes.items()):
+                written += _write_durable(tmp / Path(keyframe_file(segment_id, frame)).name, data)
+            if clip:
+                written += _write_durable(tmp / Path(clip_file(segment_id)).name, clip)
+            _fsync_dir(tmp)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)  # a full disk: no half-written segment stays
+            raise
         with self._lock:
             os.replace(tmp, final)
             _fsync_dir(self.incoming)
@@ -138,17 +144,29 @@ class BatchSpool:
                 segments.append({"segment_id": d.name, "files": files})
             manifest = batch_manifest(device_id=self.device_id, site=self.site, created=utc_now_iso(),
                                       segments=segments)
-            fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", suffix=".tar", dir=self.sealed)
             digest = hashlib.sha256()
-            with os.fdopen(fd, "wb") as raw:
-                sink = _HashingWriter(raw, digest)
-                with tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-                    _add_member(tar, MANIFEST_MEMBER, json.dumps(manifest, indent=1).encode())
-                    for seg in segments:
-                        for entry in seg["files"]:
-                            _add_member(tar, entry["file"], (self.incoming / entry["file"]).read_bytes())
-                raw.flush()
-                os.fsync(raw.fileno())
+            try:
+                fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", suffix=".tar", dir=self.sealed)
+            except OSError as err:
+                log.warning("cannot seal a batch in %s (%s); the segments stay incoming", self.sealed, err.strerror)
+                return None
+            try:
+                with os.fdopen(fd, "wb") as raw:
+                    sink = _HashingWriter(raw, digest)
+                    with tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+                        _add_member(tar, MANIFEST_MEMBER, json.dumps(manifest, indent=1).encode())
+                        for seg in segments:
+                            for entry in seg["files"]:
+                                _add_member(tar, entry["file"], (self.incoming / entry["file"]).read_bytes())
+                    raw.flush()
+                    os.fsync(raw.fileno())
+            except OSError as err:
+                # A full disk: the archive needs as much room again as its segments; they stay
+                # incoming (the disk floor evicts the oldest) and the next round tries again.
+                os.unlink(tmp_name)
+                log.warning("cannot seal a batch of %d segment(s) in %s (%s); they stay incoming",
+                            len(segments), self.sealed, err.strerror)
+                return None
             sha = digest.hexdigest()
             final = self.sealed / f"{sha}.tar"
             os.replace(tmp_name, final)
@@ -191,29 +209,33 @@ class BatchSpool:
     def enforce_cap(self) -> int:
         """Evict oldest batches, then oldest incoming segments, until under max_bytes.
         Returns bytes evicted (each eviction logged and counted)."""
+        total = self.disk_bytes()
+        if total <= self.max_bytes:
+            return 0
+        return self.evict_oldest(total - self.max_bytes, f"over its cap (max_disk_bytes={self.max_bytes})")
+
+    def evict_oldest(self, nbytes: int, reason: str) -> int:
+        """Evict the oldest sealed batches, then the oldest incoming segments, until at least
+        `nbytes` are freed or the spool is empty. Each eviction is logged with `reason` and
+        counted. Returns bytes freed."""
         freed = 0
         with self._lock:
-            total = _tree_size(self.incoming) + _tree_size(self.sealed)
-            if total <= self.max_bytes:
-                return 0
             victims: list[tuple[str, Path]] = [
                 ("batch", p) for p in sorted(self.sealed.glob("*.tar"), key=lambda p: (p.stat().st_mtime, p.name))
             ] + [("segment", d) for d in self._incoming_oldest_first()]
             for kind, path in victims:
-                if total <= self.max_bytes:
+                if freed >= nbytes:
                     break
                 size = _tree_size(path) if path.is_dir() else path.stat().st_size
                 shutil.rmtree(path) if path.is_dir() else path.unlink()
-                total -= size
                 freed += size
                 if kind == "batch":
                     self._bump(evicted_batches=1, evicted_bytes=size)
                 else:
                     self._bump(evicted_segments=1, evicted_bytes=size)
                 log.warning(
-                    "upload spool over its cap (max_disk_bytes=%d): evicted %s %s (%d bytes); "
-                    "evicted so far: %d batches, %d segments",
-                    self.max_bytes, kind, path.name, size,
+                    "upload spool %s: evicted %s %s (%d bytes); evicted so far: %d batches, %d segments",
+                    reason, kind, path.name, size,
                     self.counters["evicted_batches"], self.counters["evicted_segments"],
                 )
         return freed
@@ -244,8 +266,12 @@ class BatchSpool:
         for k, v in deltas.items():
             self.counters[k] += int(v)
         tmp = self._counters_path.with_suffix(".tmp")
-        _write_durable(tmp, json.dumps(self.counters).encode())
-        os.replace(tmp, self._counters_path)
+        try:
+            _write_durable(tmp, json.dumps(self.counters).encode())
+            os.replace(tmp, self._counters_path)
+        except OSError as err:  # a full disk: the counts stay in memory and go out on metrics
+            tmp.unlink(missing_ok=True)
+            log.debug("upload counters not saved to %s (%s)", self._counters_path, err.strerror)
 
 
 class BatchUploader:
@@ -358,6 +384,8 @@ class UploadWorker:
                 break
             try:
                 self.uploader.put(batch)
+            except FileNotFoundError:
+                continue  # evicted since it was listed (the disk floor, the cap): counted there
             except UploadError as err:
                 if str(err) != self.last_error:
                     log.error("%s", err)

@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="MQTT workers in this process, each its own client in the shared group (default: %(default)s)")
     p.add_argument("--no-http", action="store_true", help="do not serve the batch endpoint from this process")
     p.add_argument("--stats-interval", type=float, default=60.0, metavar="S",
-                   help="seconds between counter log lines (default: %(default)s)")
+                   help="seconds between counter log lines, at least 0.1; 0 = none (default: %(default)s)")
     p.add_argument("--example-config", action="store_true", help="print a commented example configuration and exit")
     p.set_defaults(func=handle)
 
@@ -52,6 +52,9 @@ def handle(args: argparse.Namespace) -> int:
         raise ConfigError("laps-central ingest needs --config FILE (print an example with --example-config)")
     if not 1 <= args.workers <= 64:
         raise ConfigError(f"--workers {args.workers} is not allowed; use 1 to 64 (more machines scale further)")
+    if not (args.stats_interval == 0 or 0.1 <= args.stats_interval <= 86400):
+        raise ConfigError(f"--stats-interval {args.stats_interval:g} is not allowed; give seconds from 0.1 to "
+                          "86400, or 0 for no counter lines")
     from central.ingest import run_ingest
 
     config = load_central_config(args.config)

@@ -392,6 +392,9 @@ def _disk(cfg) -> Check:
     if not os.access(probe, os.W_OK):
         return Check("state dir", "fail", text + ", not writable by this user",
                      "run under systemd (StateDirectory=laps-edge) or set paths.state_dir to a writable folder")
+    if free < cfg.paths.min_free_bytes:
+        return Check("state dir", "fail", text + f", below paths.min_free_bytes ({cfg.paths.min_free_bytes} bytes)",
+                     "free disk space: the service is evicting the oldest media and unsent segments")
     if free < MIN_FREE_BYTES:
         return Check("state dir", "fail", text, "free disk space: the outbox and upload spool need room")
     if free < WARN_FREE_BYTES:

@@ -10,7 +10,10 @@ Two modes:
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -37,7 +40,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                             "velocity-energy proxy without a tokenizer")
     p.add_argument("--calibration", help="calibration.json with thresholds (overrides the model's)")
     p.add_argument("--theta-on", type=float, help="override the ON threshold of the hysteresis")
-    p.add_argument("--max-seconds", type=float, help="stop after this much source time")
+    p.add_argument("--max-seconds", type=float, help="stop after this much source time (seconds, > 0)")
+    p.add_argument("--allow-truncated", action="store_true",
+                   help="a video file cut short ends cleanly after its last good frame (with a warning) "
+                        "instead of an error; either way summary.json covers the frames processed")
     p.add_argument("--record-energy", action="store_true",
                    help="also write energy.npz (per step: raw and smoothed energy, FSQ code, velocity-energy proxy) for laps-calibrate")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no per-segment lines")
@@ -54,16 +60,22 @@ def handle(args: argparse.Namespace) -> int:
         return run_service(load_config(args.config))
     if not args.source or not args.out:
         raise ConfigError("laps-edge run needs --source and --out (or --config FILE for the service); see --help")
+    if args.max_seconds is not None and not (math.isfinite(args.max_seconds) and args.max_seconds > 0):
+        raise ConfigError(f"--max-seconds {args.max_seconds:g} is not allowed; give a number of seconds > 0 "
+                          "(or leave it out to process the whole source)")
     return run_once(args)
 
 
 def run_once(args: argparse.Namespace) -> int:
+    """Segment `args.source` into `args.out`. A source that fails part-way (a truncated file)
+    still leaves segments.jsonl, summary.json ("complete": false, "error") and, with
+    --record-energy, energy.npz for the frames processed; then its one-line error is raised."""
     from dataclasses import replace
     from datetime import datetime, timezone
 
-    import numpy as np
     from tqdm import tqdm
 
+    from edge.errors import SourceError
     from edge.model import resolve_model_spec
     from edge.pipeline import build_pipeline
     from edge.segments import SegmentWriter, stream_origin
@@ -79,65 +91,116 @@ def run_once(args: argparse.Namespace) -> int:
         pipe.set_params(replace(pipe.params, theta_on=args.theta_on))
     if args.record_energy:
         pipe.record_trace()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_out_dir(args.out)
     seg_path = out / "segments.jsonl"
     t_start = time.perf_counter()
     segments = []
-    with open_source(args.source, fps=pipe.fps, size=pipe.input_size) as source, SegmentWriter(seg_path) as writer:
-        total = source.frame_count
-        # Same clock as the service: a file processed faster than real time is stamped as
-        # recorded just before now, never in the future (edge.segments.stream_origin).
-        pipe.start_stream(stream_origin(datetime.now(timezone.utc), frame_count=total, fps=source.fps, paced=False))
-        if args.max_seconds is not None:
-            limit = int(args.max_seconds * pipe.fps)
-            total = min(total, limit) if total is not None else limit
-        bar = tqdm(total=total, unit="frame", desc="segmenting", disable=args.quiet, file=sys.stderr)
-        for frame in source:
-            if total is not None and frame.index >= total:
-                break
-            for seg in pipe.process(frame):
-                writer.write(seg)
-                segments.append(seg)
-                if not args.quiet:
-                    tqdm.write(_describe(seg), file=sys.stderr)
-            bar.update(1)
-            bar.set_postfix(segments=len(segments), refresh=False)
-        for seg in pipe.finish():
-            writer.write(seg)
-            segments.append(seg)
-            if not args.quiet:
-                tqdm.write(_describe(seg), file=sys.stderr)
-        bar.close()
-        workstation = _find_workstation(source)
-    elapsed = time.perf_counter() - t_start
-    duration_s = pipe.frames / pipe.fps
-    summary = {
-        "source": args.source,
-        "model": model_dir or "velocity-energy (no tokenizer)",
-        "model_version": pipe.model_version,
-        "params": pipe.params.to_dict(),
-        "frames": pipe.frames,
-        "fps": pipe.fps,
-        "duration_s": duration_s,
-        "segments": len(segments),
-        "processing_s": elapsed,
-        "processed_fps": pipe.frames / elapsed if elapsed > 0 else None,
-        "providers": pipe.providers_in_use,
-    }
-    if workstation is not None:
-        summary.update(_score_against_ground_truth(workstation, segments, duration_s, out))
-    if args.record_energy and pipe.trace is not None:
-        trace = np.asarray(pipe.trace, dtype=np.float64).reshape(-1, 4)
-        np.savez_compressed(
-            out / "energy.npz", energy=trace[:, 0], smoothed=trace[:, 1],
-            codes=trace[:, 2].astype(np.int64), velocity_energy=trace[:, 3],
-            fps=pipe.fps, model_version=pipe.model_version,
-            params=json.dumps(pipe.params.to_dict()), source=args.source,
-        )
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    failure: SourceError | None = None
+    try:
+        with open_source(args.source, fps=pipe.fps, size=pipe.input_size,
+                         allow_truncated=args.allow_truncated) as source, SegmentWriter(seg_path) as writer:
+            total = source.frame_count
+            # Same clock as the service: a file processed faster than real time is stamped as
+            # recorded just before now, never in the future (edge.segments.stream_origin).
+            pipe.start_stream(stream_origin(datetime.now(timezone.utc), frame_count=total, fps=source.fps,
+                                            paced=False))
+            if args.max_seconds is not None:
+                limit = int(args.max_seconds * pipe.fps)
+                total = min(total, limit) if total is not None else limit
+            bar = tqdm(total=total, unit="frame", desc="segmenting", disable=args.quiet, file=sys.stderr)
+
+            def keep(found) -> None:
+                for seg in found:
+                    writer.write(seg)
+                    segments.append(seg)
+                    if not args.quiet:
+                        tqdm.write(_describe(seg), file=sys.stderr)
+
+            try:
+                for frame in source:
+                    if total is not None and frame.index >= total:
+                        break
+                    keep(pipe.process(frame))
+                    bar.update(1)
+                    bar.set_postfix(segments=len(segments), refresh=False)
+            except SourceError as err:
+                if pipe.frames == 0:
+                    raise
+                failure = err  # keep what the frames before the damage gave, then report it
+            keep(pipe.finish())
+            bar.close()
+            workstation = _find_workstation(source)
+        elapsed = time.perf_counter() - t_start
+        duration_s = pipe.frames / pipe.fps
+        summary = {
+            "source": args.source,
+            "model": model_dir or "velocity-energy (no tokenizer)",
+            "model_version": pipe.model_version,
+            "params": pipe.params.to_dict(),
+            "frames": pipe.frames,
+            "fps": pipe.fps,
+            "duration_s": duration_s,
+            "segments": len(segments),
+            "processing_s": elapsed,
+            "processed_fps": pipe.frames / elapsed if elapsed > 0 else None,
+            "providers": pipe.providers_in_use,
+            "complete": failure is None,
+        }
+        if failure is not None:
+            summary["error"] = str(failure)
+        if workstation is not None:
+            summary.update(_score_against_ground_truth(workstation, segments, duration_s, out))
+        if args.record_energy and pipe.trace is not None:
+            write_energy_trace(out / "energy.npz", pipe, args.source)
+        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    except OSError as err:
+        raise output_error(out, err) from None
     _print_summary(summary, out, args.record_energy)
+    if failure is not None:
+        raise failure
     return 0
+
+
+def prepare_out_dir(path: str) -> Path:
+    """Create the --out folder; a file in the way, a read-only or full disk is a one-line ConfigError."""
+    from edge.errors import ConfigError
+
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a folder; give a folder path (it is created if missing)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise output_error(out, err) from None
+    if not os.access(out, os.W_OK):
+        raise ConfigError(f"--out {out} is not writable by this user; fix its permissions or choose another --out")
+    return out
+
+
+def output_error(out: Path, err: OSError) -> Exception:
+    """The one-line error for a failed write under --out (disk full, read-only, permissions)."""
+    from edge.errors import ConfigError
+
+    where = err.filename or out
+    reason = {errno.ENOSPC: "the disk is full", errno.EROFS: "the file system is read-only",
+              errno.EDQUOT: "the disk quota is exhausted", errno.EACCES: "permission denied",
+              errno.EPERM: "permission denied", errno.ENOTDIR: "a part of the path is a file"}.get(
+        err.errno, err.strerror or str(err))
+    return ConfigError(f"cannot write {where} ({reason}); free space there, fix its permissions or "
+                       "choose another --out")
+
+
+def write_energy_trace(path: Path, pipe, source: str) -> None:
+    """energy.npz for laps-calibrate: per step raw/smoothed energy, FSQ code, velocity-energy proxy."""
+    import numpy as np
+
+    trace = np.asarray(pipe.trace, dtype=np.float64).reshape(-1, 4)
+    np.savez_compressed(
+        path, energy=trace[:, 0], smoothed=trace[:, 1],
+        codes=trace[:, 2].astype(np.int64), velocity_energy=trace[:, 3],
+        fps=pipe.fps, model_version=pipe.model_version,
+        params=json.dumps(pipe.params.to_dict()), source=source,
+    )
 
 
 def _find_workstation(source):

@@ -31,18 +31,21 @@ def open_source(
     spec: str | int | os.PathLike,
     fps: float | None = None,
     size: tuple[int, int] | None = None,
+    allow_truncated: bool = False,
 ) -> FrameSource:
     """The frame source named by `spec` (see the module table), optionally resampled and resized.
 
     `fps`: deliver frames at this rate, chosen by timestamp (None: the source's own rate).
     `size`: (width, height) in pixels to resize every delivered frame to (None: unchanged).
+    `allow_truncated`: a video file cut short ends cleanly after its last good frame instead of
+    raising (files only; see `edge.sources.file`).
     Raises ConfigError for a malformed spec, fps or size; source errors surface at `open()`.
     """
     if fps is not None:
         fps = check_fps(fps)
     if size is not None:
         size = check_size(size)
-    source = source_for_spec(spec)
+    source = source_for_spec(spec, allow_truncated=allow_truncated)
     if fps is not None:
         source = resample(source, fps)
     if size is not None:
@@ -50,8 +53,9 @@ def open_source(
     return source
 
 
-def source_for_spec(spec: str | int | os.PathLike) -> FrameSource:
-    """The bare (not resampled, not resized, not opened) source for `spec`."""
+def source_for_spec(spec: str | int | os.PathLike, allow_truncated: bool = False) -> FrameSource:
+    """The bare (not resampled, not resized, not opened) source for `spec`; `allow_truncated`
+    goes to a `FileSource`."""
     if isinstance(spec, bool):
         raise ConfigError(f"source {spec!r} is not a source; pass a file path, URL or camera index")
     if isinstance(spec, int):
@@ -86,7 +90,7 @@ def source_for_spec(spec: str | int | os.PathLike) -> FrameSource:
         path = urllib.parse.unquote(urllib.parse.urlsplit(text).path)
         from edge.sources.file import FileSource
 
-        return FileSource(path)
+        return FileSource(path, allow_truncated=allow_truncated)
     if scheme:
         raise ConfigError(
             f"source {text!r} has an unsupported scheme {scheme + '://'!r}; use a file path, "
@@ -95,4 +99,4 @@ def source_for_spec(spec: str | int | os.PathLike) -> FrameSource:
         )
     from edge.sources.file import FileSource
 
-    return FileSource(text)
+    return FileSource(text, allow_truncated=allow_truncated)

@@ -6,11 +6,21 @@ What happens with a damaged file (the choice a user of `laps-edge run` on a file
 - 0 bytes, or a well-formed container that holds no video frames -> `SourceEmptyError` at `open()`;
 - random bytes, not a video, an MP4 whose `moov` index is missing (recording interrupted before
   the index was written, or the file was cut before its end) -> `SourceUnreadableError` at `open()`;
-- a file that opens but stops delivering frames well before the count its header announces (an
-  MP4 with its index first that was cut short, a truncated AVI/MKV): every frame before the damage
-  is delivered normally, then `read()` raises `SourceUnreadableError` saying how many frames of how
-  many were decoded. Segments emitted up to that point stay valid; nothing is silently dropped.
-  Pass `allow_truncated=True` to end cleanly instead (one warning in the log).
+- a file that opens but stops delivering frames before the count its header announces is judged
+  by its container, not by that count (`edge.sources.container`): when every byte the container
+  announces is present (an AVI from a variable-rate source whose index is mostly empty
+  placeholders, an estimated Matroska count), the decoder reached the stream's own end and the
+  file ends cleanly (one INFO line). When the container runs past the end of the file (an MP4
+  with its index first that was cut short, a truncated AVI/MKV, a recording never finalised),
+  every frame before the damage is delivered normally, then `read()` raises
+  `SourceUnreadableError` saying how many frames were decoded and where the container breaks.
+  Segments emitted up to that point stay valid; nothing is silently dropped. Pass
+  `allow_truncated=True` (`laps-edge run --allow-truncated`, `source.allow_truncated`) to end
+  cleanly instead (one warning in the log). A container this module cannot judge falls back to
+  the count (a shortfall of more than 1 % is damage).
+
+FFmpeg's and OpenCV's own messages go to the logger `edge.sources.ffmpeg` at DEBUG
+(`edge.sources.native_log`), so the user sees our one line, not the decoder's chatter.
 
 Timestamps come from the container's presentation times (`CAP_PROP_POS_MSEC`), made relative to
 the first frame, as long as they are finite and strictly increasing; a frame whose reading is not
@@ -22,7 +32,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import struct
 from pathlib import Path
 
 import cv2
@@ -31,6 +40,8 @@ import numpy as np
 from edge.errors import SourceEmptyError, SourceNotFoundError, SourceUnreadableError
 from edge.sources.base import Frame
 from edge.sources.capture import DEFAULT_FPS, CaptureClock, CaptureSource
+from edge.sources.container import check_container, mp4_structure
+from edge.sources.native_log import route_native_logs
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +70,7 @@ class FileSource(CaptureSource):
     def open(self) -> None:
         if self._cap is not None:
             return
+        route_native_logs()
         _check_file(self.path)
         cap = cv2.VideoCapture(str(self.path), cv2.CAP_FFMPEG)
         if not cap.isOpened():
@@ -113,24 +125,35 @@ class FileSource(CaptureSource):
         return self._index
 
     def _check_complete(self) -> None:
-        """At the end of decoding: raise (or warn) when the file stopped short of its frame count."""
+        """At the end of decoding: raise (or warn) when the file stopped short of its own end."""
         if self._count is None:
             return
         # Some containers (MKV, AVI without index) only estimate the count from duration * fps,
-        # so allow a small shortfall before calling a file truncated.
+        # so allow a small shortfall before asking the container.
         tolerance = max(2, int(0.01 * self._count))
         if self._index >= self._count - tolerance:
             return
-        detail = _container_damage(self.path) or "decoding stopped early"
+        check = check_container(self.path)
+        pictures_left = check.pictures is not None and self._index < check.pictures - tolerance
+        if check.complete and not pictures_left:
+            log.info("video file %s: %d frames decoded, its header announces %d; the container is "
+                     "complete (%s), so this is the stream's own end", self.path, self._index, self._count,
+                     check.detail)
+            return
+        if check.complete:  # all bytes there, but the index lists pictures the decoder never gave
+            detail = f"{check.detail}, but decoding stopped after {self._index}: the video data is damaged"
+        else:
+            detail = check.detail or "decoding stopped early"
         message = (
             f"video file {self.path} ended after {self._index} of {self._count} frames "
             f"({detail}): the file is truncated or damaged; copy it again from the recorder"
         )
         if self.allow_truncated:
-            log.warning("%s; continuing with the frames decoded so far", message)
+            log.warning("%s; continuing with the frames decoded so far (allow_truncated)", message)
             return
         raise SourceUnreadableError(
-            message + ", or pass allow_truncated=True to accept the frames before the damage"
+            message + ", or accept the frames before the damage with `laps-edge run --allow-truncated` "
+            "(service: source.allow_truncated = true)"
         )
 
 
@@ -162,7 +185,7 @@ def _check_file(path: Path) -> None:
 
 def _open_failure(path: Path) -> Exception:
     """The error for a file that exists and is non-empty but OpenCV could not open."""
-    diagnosis = _mp4_structure(path)
+    diagnosis = mp4_structure(path)
     if diagnosis == "no-video":
         return SourceEmptyError(
             f"video file {path} is a valid MP4 container with no video track or frames; export "
@@ -177,74 +200,3 @@ def _open_failure(path: Path) -> Exception:
         f"video file {path} is not a readable video (corrupt, or a format this OpenCV/FFmpeg "
         f"build cannot decode); check it plays, or re-encode it to H.264 or MPEG-4 in MP4"
     )
-
-
-def _container_damage(path: Path) -> str | None:
-    """A short description of structural damage found in the file's container, if any."""
-    diagnosis = _mp4_structure(path)
-    return None if diagnosis in (None, "no-video") else diagnosis
-
-
-# ISO base media (MP4/MOV) top-level boxes; anything else at the top means it is not one.
-_TOP_LEVEL_BOXES = {
-    b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"uuid", b"meta", b"moof", b"mfra",
-    b"styp", b"sidx", b"pdin", b"prft", b"emsg", b"udta",
-}
-
-
-_NO_MOOV = "no 'moov' index: the recording was interrupted or the file was cut short"
-
-
-def _mp4_structure(path: Path) -> str | None:
-    """Check an MP4/MOV file's top-level box layout.
-
-    Returns None when the file is not ISO base media or looks intact, "no-video" when it is
-    well formed but its index holds no track, or a short description of the damage ("box 'mdat'
-    runs past the end of the file", "no 'moov' index").
-    """
-    size = path.stat().st_size
-    boxes: list[bytes] = []
-    moov_tracks = 0
-    try:
-        with open(path, "rb") as fh:
-            offset = 0
-            while offset < size:
-                fh.seek(offset)
-                header = fh.read(16)
-                if len(header) < 8:
-                    return "a box header is cut off at the end of the file"
-                box_size, kind = struct.unpack(">I4s", header[:8])
-                if not boxes and kind != b"ftyp":
-                    return None
-                if kind not in _TOP_LEVEL_BOXES:
-                    return None if not boxes else f"unknown box {kind!r} at byte {offset}"
-                header_len = 8
-                if box_size == 1:
-                    if len(header) < 16:
-                        return "a box header is cut off at the end of the file"
-                    box_size = struct.unpack(">Q", header[8:16])[0]
-                    header_len = 16
-                elif box_size == 0:  # box extends to the end of the file
-                    box_size = size - offset
-                if box_size < header_len:
-                    return f"box {kind.decode('latin-1')!r} at byte {offset} has an invalid size"
-                if offset + box_size > size:
-                    overrun = (
-                        f"box {kind.decode('latin-1')!r} runs {offset + box_size - size} bytes "
-                        f"past the end of the file"
-                    )
-                    if kind != b"moov" and b"moov" not in boxes and b"moof" not in boxes:
-                        return f"{_NO_MOOV}, {overrun}"
-                    return overrun
-                if kind == b"moov":
-                    fh.seek(offset + header_len)
-                    moov_tracks = fh.read(box_size - header_len).count(b"trak")
-                boxes.append(kind)
-                offset += box_size
-    except OSError:
-        return None
-    if b"moov" not in boxes and b"moof" not in boxes:
-        return _NO_MOOV
-    if b"moov" in boxes and moov_tracks == 0 and b"moof" not in boxes:
-        return "no-video"
-    return None

@@ -90,3 +90,26 @@ def test_every_subcommand_has_help():
         proc = subprocess.run([sys.executable, "-m", "central.cli", verb, "--help"], capture_output=True,
                               text=True, timeout=60)
         assert proc.returncode == 0 and "usage: laps-central" in proc.stdout
+
+
+@pytest.mark.parametrize("value", ["-1", "0.01", "nan"])
+def test_ingest_stats_interval_that_would_flood_the_log_is_a_one_line_error(tmp_path, capsys, value):
+    assert main(["ingest", "--config", str(tmp_path / "central.toml"), f"--stats-interval={value}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --stats-interval") and "0 for no counter lines" in err and "\n" not in err
+
+
+def test_ingest_stats_interval_zero_means_no_counter_lines(tmp_path, caplog):
+    import logging
+    import threading
+
+    from central.ingest import run_ingest
+
+    cfg = load_central_config(write_central_config(tmp_path / "central.toml", port=1, data_dir=tmp_path / "data"))
+    stop = threading.Event()
+    timer = threading.Timer(1.5, stop.set)
+    timer.start()
+    caplog.set_level(logging.INFO, logger="central.ingest")
+    assert run_ingest(cfg, http=False, stop_event=stop, stats_interval_s=0) == 0
+    timer.join()
+    assert not [r for r in caplog.records if r.getMessage().startswith("ingest: received")]

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 
 from edge.cli import main
 from edge.segments import read_segments
@@ -68,3 +69,91 @@ def test_theta_on_override_changes_the_thresholds_the_run_uses(tmp_path):
     s_high = json.loads((high / "summary.json").read_text())
     assert s_low["params"]["theta_on"] == 0.05 and s_high["params"]["theta_on"] == 50.0
     assert s_high["segments"] == 0 < s_low["segments"]
+
+
+# -- one-line errors and partial results (issue 18) ------------------------------------------------
+def run_cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edge.cli", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("error:")]
+
+
+@pytest.fixture
+def truncated_avi(tmp_path):
+    """A real MJPEG AVI (OpenCV) of 30 s at 10 fps, cut after 60 % of its bytes."""
+    from tests.service.helpers import write_video
+
+    whole = write_video(tmp_path / "station.avi", seconds=30)
+    cut = tmp_path / "station-cut.avi"
+    data = whole.read_bytes()
+    cut.write_bytes(data[: int(len(data) * 0.6)])
+    return cut
+
+
+def test_a_truncated_file_keeps_summary_and_energy_trace_of_its_good_frames(truncated_avi, tmp_path):
+    out = tmp_path / "out"
+    proc = run_cli("run", "--source", str(truncated_avi), "--out", str(out), "--model", "none", "--quiet",
+                   "--record-energy")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    errors = error_lines(proc.stderr)
+    assert len(errors) == 1 and "ended after" in errors[0] and "--allow-truncated" in errors[0]
+    assert "Traceback" not in proc.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["complete"] is False and summary["error"] == errors[0][len("error: "):]
+    assert 100 < summary["frames"] < 300
+    import numpy as np
+
+    with np.load(out / "energy.npz") as trace:
+        assert trace["energy"].shape == (summary["frames"],)
+    assert len(list(read_segments(out / "segments.jsonl"))) == summary["segments"]
+
+
+def test_allow_truncated_ends_a_truncated_file_cleanly_with_a_warning(truncated_avi, tmp_path):
+    out = tmp_path / "out"
+    proc = run_cli("run", "--source", str(truncated_avi), "--out", str(out), "--model", "none", "--quiet",
+                   "--allow-truncated")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "WARNING" in proc.stderr and "allow_truncated" in proc.stderr and not error_lines(proc.stderr)
+    assert 100 < json.loads((out / "summary.json").read_text())["frames"] < 300
+
+
+@pytest.mark.parametrize("value", ["-5", "0", "nan"])
+def test_max_seconds_must_be_positive(tmp_path, capsys, value):
+    assert main(["run", "--source", SOURCE, "--out", str(tmp_path / "o"), "--model", "none", "--quiet",
+                 f"--max-seconds={value}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --max-seconds") and "\n" not in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_out_that_is_a_file_is_a_one_line_error(tmp_path, capsys):
+    target = tmp_path / "taken"
+    target.write_text("x")
+    assert main(["run", "--source", SOURCE, "--out", str(target), "--model", "none", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --out") and "is a file" in err and "\n" not in err
+
+
+def test_out_on_a_full_disk_is_a_one_line_error(tmp_path):
+    from tests.tmpfs import fill, mounted_tmpfs
+
+    with mounted_tmpfs(tmp_path / "small", 256 * 1024) as disk:
+        fill(disk)
+        proc = run_cli("run", "--source", SOURCE, "--out", str(disk / "o"), "--model", "none", "--quiet")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    errors = error_lines(proc.stderr)
+    assert len(errors) == 1 and "the disk is full" in errors[0] and "--out" in errors[0]
+    assert "Traceback" not in proc.stderr
+
+
+def test_out_on_a_read_only_disk_is_a_one_line_error(tmp_path):
+    from tests.tmpfs import mounted_tmpfs
+
+    with mounted_tmpfs(tmp_path / "ro", 64 * 1024, read_only=True) as disk:
+        proc = run_cli("run", "--source", SOURCE, "--out", str(disk / "o"), "--model", "none", "--quiet")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    errors = error_lines(proc.stderr)
+    assert len(errors) == 1 and "read-only" in errors[0]
+    assert "Traceback" not in proc.stderr

@@ -439,12 +439,13 @@ class BatchReceiver:
         self.server.server_close()
 
 
-def write_video(path: Path, seconds: float, fps: float = 10.0, size: tuple[int, int] = (320, 240)) -> Path:
-    """An MJPEG video of `size` (w, h): a textured square (a quarter of the height) at rest for
-    2 s, moving for 2 s, alternately."""
+def write_video(path: Path, seconds: float, fps: float = 10.0, size: tuple[int, int] = (320, 240),
+                fourcc: str = "MJPG") -> Path:
+    """A video of `size` (w, h) in `fourcc` (MJPEG AVI by default; "mp4v" for long ones): a
+    textured square (a quarter of the height) at rest for 2 s, moving for 2 s, alternately."""
     w, h = size
     side = h // 4
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (w, h))
     rng = np.random.default_rng(900)
     texture = rng.integers(0, 255, (side, side, 3), dtype=np.uint8)
     background = rng.integers(40, 80, (h, w, 3), dtype=np.uint8)

@@ -44,6 +44,15 @@ def test_documented_example_loads_with_the_documented_defaults():
     assert cfg.numba_cache_dir == Path("/var/cache/laps-edge/numba")
     assert cfg.client_id == "laps-edge-plant-a-ws-07"
     assert not cfg.upload.enabled
+    assert cfg.paths.min_free_bytes == 64 * 1024 * 1024
+    assert cfg.source.resume and not cfg.source.allow_truncated
+
+
+def test_disk_floor_and_file_choices_are_checked(tmp_path):
+    msg = error_of(tmp_path, MINIMAL + "\n[paths]\nmin_free_bytes = -1\n")
+    assert "paths.min_free_bytes = -1" in msg
+    msg = error_of(tmp_path, MINIMAL.replace('spec = "/dev/video0"', 'spec = "/dev/video0"\nallow_truncated = "yes"'))
+    assert "source.allow_truncated = 'yes'" in msg and "true or false" in msg
 
 
 def test_minimal_config_needs_only_device_and_source(tmp_path):

@@ -195,3 +195,17 @@ def test_an_outbox_file_of_the_previous_release_opens_and_keeps_its_rows(tmp_pat
         assert ob.ack(["old"]) == 1
     finally:
         ob.close()
+
+
+def test_the_disk_floor_evicts_rows_waiting_for_central_oldest_first_and_frees_the_window(outbox):
+    for i in range(4):
+        outbox.put(f"s{i}", "t/segments", b"x" * 100, end_to_end=True)
+    outbox.mark_sent(["s0", "s1"], now=1000.0)  # the broker took them; central has not confirmed
+    assert outbox.due(10, resend_before=0.0, window=2) == []  # the window is full
+    assert outbox.make_room(150, "disk below its floor") == 2  # the oldest go, sent or not
+    assert outbox.keys() == ["s2", "s3"] and outbox.unconfirmed() == 0
+    # central's late ack of an evicted row, and the PUBACK of one in flight when it went, change nothing
+    assert outbox.confirm(["s0"]) == 0 and outbox.mark_sent(["s1"]) == 0
+    assert [r.key for r in outbox.due(10, resend_before=0.0, window=2)] == ["s2", "s3"]
+    stats = outbox.stats()
+    assert (stats.depth, stats.evicted_total, stats.evicted_bytes, stats.confirmed_total) == (2, 2, 200, 0)

@@ -67,6 +67,27 @@ def test_worker_uploads_announces_and_deletes_after_acknowledgement(spool, recei
     assert spool.batches() == [] and spool.stats()["uploaded_batches"] == 1
 
 
+def test_a_batch_evicted_during_a_round_is_skipped_and_the_rest_are_uploaded(spool, receiver):
+    for i in range(2):
+        spool.add_segment(str(uuid7()), {i: jpeg(i)})
+        spool.seal()
+    evicted: list[int] = []
+
+    class FloorStrikesFirst(BatchUploader):
+        """The disk floor evicts the oldest batch after the round listed it, before its PUT."""
+
+        def put(self, batch):
+            if not evicted:
+                evicted.append(spool.evict_oldest(1, "disk below its floor"))
+            return super().put(batch)
+
+    worker = UploadWorker(spool, FloorStrikesFirst(receiver.url, "dev-1", timeout_s=5.0), interval_s=3600,
+                          announce=[].append)
+    assert worker.run_once() == 1
+    assert evicted[0] > 0 and spool.stats()["evicted_batches"] == 1
+    assert len(receiver.stored("dev-1")) == 1 and spool.batches() == [] and worker.last_error == ""
+
+
 def test_stopping_the_worker_uploads_what_came_in_since_the_last_round(spool, receiver):
     announced: list = []
     worker = make_worker(spool, receiver.url, announced)  # interval 3600 s: no regular round runs

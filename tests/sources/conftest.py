@@ -203,3 +203,46 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def write_sparse_avi(path: Path, pictures: int, slots: int, fps: float = 10.0,
+                     size: tuple[int, int] = (160, 120)) -> Path:
+    """An intact MJPEG AVI with `slots` index entries of which only `pictures` hold a frame; the
+    rest are empty '00dc' chunks. This is what FFmpeg's AVI muxer writes for a variable-rate
+    source (a constant-rate container that marks the frames it did not get): the header
+    announces `slots` frames, a decoder gives `pictures`."""
+    w, h = size
+
+    def chunk(fourcc: bytes, data: bytes) -> bytes:
+        return fourcc + struct.pack("<I", len(data)) + data + (b"\0" if len(data) % 2 else b"")
+
+    def riff_list(kind: bytes, body: bytes) -> bytes:
+        return b"LIST" + struct.pack("<I", len(body) + 4) + kind + body
+
+    real = set(np.linspace(0, slots - 1, pictures).round().astype(int).tolist())
+    images = _textured_frames(pictures, size)
+    movi, idx1, offset = b"", b"", 4
+    for slot in range(slots):
+        data = cv2.imencode(".jpg", next(images))[1].tobytes() if slot in real else b""
+        idx1 += b"00dc" + struct.pack("<III", 0x10 if data else 0, offset, len(data))
+        piece = chunk(b"00dc", data)
+        movi += piece
+        offset += len(piece)
+    avih = struct.pack("<10I4I", int(1e6 / fps), 0, 0, 0x10, slots, 0, 1, 0, w, h, 0, 0, 0, 0)
+    strh = b"vids" + b"MJPG" + struct.pack("<IHHIIIIIIIIhhhh", 0, 0, 0, 0, 1, int(fps), 0, slots, 0,
+                                           0xFFFFFFFF, 0, 0, 0, w, h)
+    strf = struct.pack("<IiiHHIIiiII", 40, w, h, 1, 24, int.from_bytes(b"MJPG", "little"), w * h * 3, 0, 0, 0, 0)
+    hdrl = riff_list(b"hdrl", chunk(b"avih", avih) + riff_list(b"strl", chunk(b"strh", strh) + chunk(b"strf", strf)))
+    body = b"AVI " + hdrl + riff_list(b"movi", movi) + chunk(b"idx1", idx1)
+    path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+    return path
+
+
+@pytest.fixture
+def sparse_avi(tmp_path: Path) -> Callable[..., Path]:
+    """`sparse_avi(name, pictures=68, slots=444)`: see `write_sparse_avi`."""
+
+    def make(name: str = "sparse.avi", pictures: int = 68, slots: int = 444) -> Path:
+        return write_sparse_avi(tmp_path / name, pictures, slots)
+
+    return make

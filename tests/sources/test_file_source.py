@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -97,7 +101,7 @@ def test_mp4_cut_in_half_with_index_first_delivers_frames_then_raises(make_video
     assert 10 < len(delivered) < 60
     assert delivered == list(range(len(delivered)))
     assert "past the end of the file" in str(err.value)
-    assert "allow_truncated=True" in str(err.value)
+    assert "--allow-truncated" in str(err.value) and "source.allow_truncated" in str(err.value)
 
 
 def test_allow_truncated_ends_cleanly_after_the_damage(make_video, faststart, cut_file, tmp_path):
@@ -156,3 +160,73 @@ def test_capture_clock_keeps_a_long_pause_in_a_file_but_not_in_a_live_source():
     times = [live_clock.timestamp(ms) for ms in (0.0, 100.0, 60_100.0)]
     assert times[1] == pytest.approx(0.1)
     assert 0.1 < times[2] < 5.0 and live_clock.fallbacks == 1  # wall clock, not a 60 s jump
+
+
+# -- judged by the container's own end, not the header's frame count (issue 18) -------------------
+def test_intact_avi_with_empty_index_entries_ends_cleanly_at_its_last_picture(sparse_avi, caplog):
+    caplog.set_level(logging.INFO, logger="edge.sources.file")
+    path = sparse_avi(pictures=68, slots=444)
+    with FileSource(path) as src:
+        assert src.frame_count == 444  # what the header announces
+        frames = list(src)
+    assert len(frames) == 68
+    assert [f.index for f in frames] == list(range(68))
+    assert any("68 of its 444 video index entries hold a picture" in r.getMessage() for r in caplog.records)
+
+
+def test_the_same_avi_cut_short_is_truncated_after_its_good_frames(sparse_avi, cut_file):
+    cut = cut_file(sparse_avi(pictures=68, slots=444), 0.6)
+    delivered = 0
+    with pytest.raises(SourceUnreadableError, match=r"ended after \d+ of 444 frames \(RIFF chunk at byte 0 "
+                                                     r"runs \d+ bytes past the end of the file\)") as err:
+        with FileSource(cut) as src:
+            for _ in src:
+                delivered += 1
+    assert 20 < delivered < 68
+    assert "\n" not in str(err.value) and "--allow-truncated" in str(err.value)
+
+
+def test_a_complete_avi_whose_pictures_stop_decoding_is_damaged_not_ended(sparse_avi, tmp_path):
+    # All bytes present, but the second half of the pictures is overwritten with noise: the
+    # index says there were more pictures than the decoder could give.
+    path = sparse_avi(pictures=60, slots=60)
+    data = bytearray(path.read_bytes())
+    movi = data.index(b"movi")
+    start = movi + (len(data) - movi) // 2
+    rng = np.random.default_rng(3)
+    end = data.index(b"idx1")
+    data[start:end] = rng.integers(0, 256, end - start, dtype=np.uint8).tobytes()
+    path.write_bytes(bytes(data))
+    src = FileSource(path)
+    with pytest.raises(SourceUnreadableError, match="the video data is damaged"):
+        with src:
+            for _ in src:
+                pass
+
+
+def test_an_avi_never_finalised_by_its_recorder_is_truncated(sparse_avi):
+    path = sparse_avi(pictures=40, slots=40)
+    data = bytearray(path.read_bytes())
+    data[4:8] = (4).to_bytes(4, "little")  # RIFF size as a recorder writes it before finalising
+    path.write_bytes(bytes(data))
+    from edge.sources.container import check_container
+
+    check = check_container(path)
+    assert check.kind == "avi" and check.complete is False and "never finalised" in check.detail
+
+
+def test_ffmpeg_messages_stay_out_of_the_one_line_error_and_go_to_debug(make_video, faststart, cut_file, tmp_path):
+    # FFmpeg reports this file's damage itself ("partial file", "ac-tex damaged" ...) on stderr;
+    # the user must see our one line, and `-v` must still show FFmpeg's words, as log records.
+    half = cut_file(faststart(make_video("clip.mp4", n_frames=60), tmp_path / "fast.mp4"), 0.5)
+    base = [sys.executable, "-m", "edge.cli"]
+    args = ["run", "--source", str(half), "--out", str(tmp_path / "out"), "--model", "none", "--quiet"]
+    quiet = subprocess.run(base + args, capture_output=True, text=True, timeout=180)
+    assert quiet.returncode == 2
+    assert [line for line in quiet.stderr.splitlines() if line.strip()] == \
+        [line for line in quiet.stderr.splitlines() if line.startswith("error:")], quiet.stderr
+    assert "partial file" not in quiet.stderr and "[mov," not in quiet.stderr
+    verbose = subprocess.run(base + ["-v"] + args, capture_output=True, text=True, timeout=180)
+    assert verbose.returncode == 2
+    ffmpeg = [line for line in verbose.stderr.splitlines() if "DEBUG edge.sources.ffmpeg:" in line]
+    assert any("partial file" in line for line in ffmpeg), verbose.stderr[-3000:]
