@@ -39,7 +39,10 @@ DEFAULT_WINDOW_S = 0.8
 #: Shortest piece a split may leave, seconds (0.5 s: the shortest synthetic primitive is 0.6 s).
 DEFAULT_MIN_PIECE_S = 0.5
 #: Windows (seconds) the labelled search tries.
-LABELLED_WINDOWS_S = (0.4, 0.8, 1.2, 1.6, 2.4, 3.2)
+LABELLED_WINDOWS_S = (0.4, 0.6, 0.8, 1.0, 1.6, 2.4, 3.2)
+#: Longest decision lag the calibration accepts by default, seconds: a split is emitted
+#: max(2w - 1, split_min_steps + down_steps - 1) steps after its boundary (edge.energy.kernel).
+MAX_DECISION_LAG_S = 2.0
 #: Quantiles of the peak scores the labelled search tries as thresholds.
 LABELLED_QUANTILES = tuple(np.linspace(0.3, 0.95, 14))
 #: Fewer peaks than this and the Otsu split is not trusted (the calibration warns).
@@ -101,6 +104,13 @@ def recording_latents(recordings: Sequence, model_dir: str) -> list[np.ndarray] 
     return out
 
 
+def decision_lag_steps(params: HysteresisParams) -> int:
+    """Steps between a boundary and the step that emits its split (0 when the split is off)."""
+    if not params.splits:
+        return 0
+    return max(2 * params.split_window - 1, params.split_min_steps + params.down_steps - 1)
+
+
 def steps_for(seconds: float, fps: float) -> int:
     """A duration in whole steps at `fps`, clamped to the kernel's 1..MAX_SPLIT_WINDOW."""
     return int(min(MAX_SPLIT_WINDOW, max(1, round(seconds * fps))))
@@ -160,6 +170,12 @@ def calibrate_split_unsupervised(
                                 warnings=warnings)
     split = otsu_split(np.log(positive))
     theta = float(np.exp(split.threshold))
+    lag = decision_lag_steps(base) / fps
+    if lag > MAX_DECISION_LAG_S:
+        warnings.append(
+            f"split window {window_s:g} s: each split is published {lag:.1f} s after its boundary, over the "
+            f"{MAX_DECISION_LAG_S:g} s budget; choose --split-window-s {MAX_DECISION_LAG_S / 2:g} or less for live use"
+        )
     if positive.size < MIN_PEAKS:
         warnings.append(
             f"only {positive.size} candidate boundaries inside activity (< {MIN_PEAKS}): the split threshold "
@@ -179,13 +195,15 @@ def calibrate_split_labelled(
     latents: Sequence[np.ndarray], ground_truth: Sequence[np.ndarray], fps: float, params: HysteresisParams,
     tau: float = 2.0, windows_s: Sequence[float] = LABELLED_WINDOWS_S,
     quantiles: Sequence[float] = LABELLED_QUANTILES, min_piece_s: float = DEFAULT_MIN_PIECE_S,
-    try_everywhere: bool = True,
+    try_everywhere: bool = True, max_lag_s: float | None = MAX_DECISION_LAG_S,
 ) -> SplitCalibration:
     """The (window, threshold) with the best mean boundary F1@tau against labelled segments.
 
     latents: per recording (T_i, D); ground_truth: per recording (K_i, 2) [start_s, end_s). The
     split-free parameters are scored too: a split that does not help on the labels stays off.
     try_everywhere: also score every pair with activity everywhere (`everywhere(params)`).
+    max_lag_s: windows whose decision lag would exceed this many seconds are not tried (None: no
+    limit, for offline use where a late split costs nothing).
     """
     durations = [np.asarray(z).shape[0] / fps for z in latents]
     gts = [np.asarray(g, np.float64).reshape(-1, 2) for g in ground_truth]
@@ -204,6 +222,8 @@ def calibrate_split_labelled(
         for window_s in windows_s:
             w = steps_for(window_s, fps)
             base = with_window(activity, w, 0.0, steps_for(min_piece_s, fps))
+            if max_lag_s is not None and decision_lag_steps(base) > max_lag_s * fps:
+                continue
             peaks = split_peaks(latents, base)
             if peaks.size == 0:
                 continue

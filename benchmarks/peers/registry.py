@@ -64,7 +64,8 @@ METHODS: tuple[Method, ...] = (
     Method("LAPS back half + split, labelled LOVO", back_half_split_labelled,
            "as the labelled row, plus calibrate_split_labelled on the other videos' labels"),
     Method("LAPS split only, window from LOVO lengths", back_half_split_only,
-           "activity everywhere; window = half the other videos' median segment; Otsu threshold, no labels"),
+           "activity everywhere; window = half the other videos' median segment (decision lag 4-6 s, over the "
+           "device's 2 s budget: an offline setting); Otsu threshold, no labels"),
 )
 
 

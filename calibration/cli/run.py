@@ -93,7 +93,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="leave the within-activity split step off (the paper's energy + hysteresis only)")
     p.add_argument("--split-window-s", type=float, default=None, metavar="S",
                    help="unsupervised mode: split window in seconds (default: 0.8; labelled mode searches "
-                        "0.4-3.2 s and also tries activity everywhere)")
+                        "0.4-1.0 s, within the 2 s decision-lag budget, and also tries activity everywhere)")
     p.add_argument("--threads", type=int, help="CPU threads for the parameter sweep (default: all cores)")
     p.add_argument("--into-model", action="store_true",
                    help="also install calibration.json into the --model directory (updates its manifest)")

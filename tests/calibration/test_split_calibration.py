@@ -81,3 +81,18 @@ def test_labelled_search_keeps_the_split_off_when_it_does_not_help():
 def test_peaks_need_a_split_window():
     with pytest.raises(Exception, match="split window"):
         split_peaks([np.zeros((10, 2))], BASE)
+
+
+def test_the_labelled_search_keeps_the_decision_lag_within_its_budget():
+    from calibration.split import decision_lag_steps
+
+    zs, gts = zip(*(activity_chain(s) for s in (3, 4)))
+    cal = calibrate_split_labelled(list(zs), list(gts), FPS, BASE, max_lag_s=1.0)
+    assert decision_lag_steps(cal.params) <= 1.0 * FPS
+    assert cal.params.splits and all(w == 0 or 2 * w - 1 <= FPS for w, _, _ in cal.curve)
+
+
+def test_a_window_over_the_lag_budget_is_warned_about():
+    z, _ = activity_chain(2)
+    cal = calibrate_split_unsupervised([z], BASE, FPS, window_s=3.0)
+    assert any("budget" in w for w in cal.warnings)
