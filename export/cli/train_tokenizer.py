@@ -37,6 +37,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       help="minutes per synthetic recording (default 3)")
     data.add_argument("--nuisances", default="all",
                       help="nuisances of the synthetic recordings: all, none, or a list the source accepts (default all)")
+    data.add_argument("--real-footage", action="store_true",
+                      help="add the real-footage corpus (data/real_footage/manifest.json, built with "
+                           "`laps-export build-real-footage`): its train clips for training, its val clips for "
+                           "validation")
     data.add_argument("--val-source", action="append", default=[], metavar="SPEC",
                       help="validation clip (same forms as --source); repeatable")
     data.add_argument("--val-synthetic-seeds", metavar="LIST",
@@ -113,8 +117,9 @@ def handler(args: argparse.Namespace) -> int:
         fps=args.fps, window=args.window, grid=args.grid, input_size=_size(args.input_size),
         velocity_scale_px=args.velocity_scale, max_displacement_px=args.max_displacement,
     )
-    train_specs = list(args.source) + _synthetic(args.synthetic_seeds, args)
-    val_specs = list(args.val_source) + _synthetic(args.val_synthetic_seeds, args)
+    real_train, real_val = _real_footage() if args.real_footage else ([], [])
+    train_specs = list(args.source) + real_train + _synthetic(args.synthetic_seeds, args)
+    val_specs = list(args.val_source) + real_val + _synthetic(args.val_synthetic_seeds, args)
     if not train_specs:
         raise ConfigError("no training data; give --source SPEC or --synthetic-seeds 100-111")
     for spec in train_specs + val_specs:
@@ -172,6 +177,27 @@ def handler(args: argparse.Namespace) -> int:
                     provenance=provenance, progress=not args.no_progress, on_epoch=show)
     print(json.dumps({"out": args.out, "epochs": len(history), "best_val_loss": min(r["val_loss"] for r in history)}))
     return 0
+
+
+def _real_footage() -> tuple[list[str], list[str]]:
+    """The corpus's train and val clip files, each sorted by name; paths relative to the working
+    directory when under it (so the track-cache keys, and the data hash, match a run given the
+    same files with --source from the repository root)."""
+    import os
+
+    from export.real_footage import load_manifest
+    from export.real_footage.manifest import built_clip_files
+
+    manifest = load_manifest()
+
+    def files(split: str) -> list[str]:
+        out = []
+        for _, path in built_clip_files(manifest, split):
+            rel = os.path.relpath(path)
+            out.append(path.as_posix() if rel.startswith("..") else rel)
+        return sorted(out, key=lambda f: os.path.basename(f))
+
+    return files("train"), files("val")
 
 
 def _synthetic(seeds: str | None, args: argparse.Namespace) -> list[str]:

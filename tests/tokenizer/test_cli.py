@@ -85,3 +85,10 @@ def test_a_tokenizer_exported_over_a_shipped_directory_keeps_its_tracker_and_rai
     assert again.manifest["files"]["tracker.onnx"] == shipped.manifest["files"]["tracker.onnx"]
     assert again.manifest["tracker"] == shipped.manifest["tracker"]
     assert again.metadata.model_version == "re-1"
+
+
+def test_real_footage_without_the_built_corpus_is_a_one_line_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("LAPS_CACHE_DIR", str(tmp_path / "empty-cache"))
+    code = main(["train-tokenizer", "--real-footage", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and "build" in err and err.count("\n") == 1
