@@ -160,7 +160,7 @@ def _time_to_ready(port: int, work: Path, video: Path, numba_dir: Path, tag: str
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(str(sock_path))
     sock.settimeout(120)
-    cfg = _service_config(work / f"ready-{tag}.toml", port, work / f"state-{tag}", video)
+    cfg = service_config(work / f"ready-{tag}.toml", port, work / f"state-{tag}", video)
     env = dict(os.environ, NOTIFY_SOCKET=str(sock_path), NUMBA_CACHE_DIR=str(numba_dir))
     t0 = time.monotonic()
     proc = subprocess.Popen([LAPS_EDGE, "run", "--config", str(cfg)], env=env,
@@ -177,7 +177,7 @@ def _time_to_ready(port: int, work: Path, video: Path, numba_dir: Path, tag: str
 
 # -- 4. steady state ----------------------------------------------------------------------------------------
 def steady_rows(port: int, work: Path, video: Path, seconds: float) -> list[dict]:
-    cfg = _service_config(work / "steady.toml", port, work / "state-steady", video)
+    cfg = service_config(work / "steady.toml", port, work / "state-steady", video)
     env = dict(os.environ, NUMBA_CACHE_DIR=str(work / "numba-steady"))
     service = _measure(subprocess.Popen([LAPS_EDGE, "run", "--config", str(cfg)], env=env,
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), seconds)
@@ -236,10 +236,13 @@ def _rss_mib(pid: int) -> float:
 
 
 # -- helpers ----------------------------------------------------------------------------------------------
-def _service_config(path: Path, port: int, state: Path, video: Path) -> Path:
+def service_config(path: Path, port: int, state: Path, video: Path, *, site: str = "bench",
+                   delivery: str = "broker", metrics_interval_s: float = 5.0) -> Path:
+    """A device config on `video` (paced), the shipped model and the broker on `port`; `delivery`
+    "broker" where no central ingest runs to acknowledge segments, "central" where one does."""
     path.write_text(f"""
 [device]
-site = "bench"
+site = "{site}"
 id = "dev-1"
 [source]
 spec = "{video}"
@@ -250,9 +253,9 @@ providers = "cpu"
 [mqtt]
 host = "127.0.0.1"
 port = {port}
-delivery = "broker"  # no central ingest in this benchmark to acknowledge segments
+delivery = "{delivery}"
 [metrics]
-interval_s = 5.0
+interval_s = {metrics_interval_s}
 [paths]
 state_dir = "{state}"
 cache_dir = "{state}/cache"

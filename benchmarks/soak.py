@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 
 from benchmarks.common import print_table, write_results
-from benchmarks.edge_service import DEFAULT_MODEL, LAPS_EDGE, bare_loop_code, scratch_dir
+from benchmarks.edge_service import LAPS_EDGE, bare_loop_code, scratch_dir, service_config
 from tests.service.helpers import Mosquitto, Subscriber, write_video
 
 FPS = 10.0
@@ -67,7 +67,8 @@ def main() -> None:
     samples: dict[str, list[dict]] = {"service": [], "baseline": [], "ingest": []}
     snapshots = work / "snapshots"
     try:
-        cfg = service_config(work / "soak.toml", broker.port, work / "state", video)
+        cfg = service_config(work / "soak.toml", broker.port, work / "state", video, site="soak", delivery="central",
+                             metrics_interval_s=10.0)
         env = dict(os.environ, NUMBA_CACHE_DIR=str(work / "numba"))
         ingest_log = open(work / "ingest.log", "wb")
         procs["ingest"] = subprocess.Popen(
@@ -190,30 +191,6 @@ def soak_video(minutes: float, size: tuple[int, int]) -> Path:
         tmp = path.with_suffix(".part.mp4")
         write_video(tmp, seconds=minutes * 60.0, fps=FPS, size=size, fourcc="mp4v")
         tmp.replace(path)
-    return path
-
-
-def service_config(path: Path, port: int, state: Path, video: Path) -> Path:
-    path.write_text(f"""
-[device]
-site = "soak"
-id = "dev-1"
-[source]
-spec = "{video}"
-pace = true
-[model]
-dir = "{DEFAULT_MODEL}"
-providers = "cpu"
-[mqtt]
-host = "127.0.0.1"
-port = {port}
-delivery = "central"
-[metrics]
-interval_s = 10.0
-[paths]
-state_dir = "{state}"
-cache_dir = "{state}/cache"
-""")
     return path
 
 
