@@ -210,6 +210,7 @@ def central_config(path: Path, port: int, data_dir: Path) -> Path:
     path.write_text(f"""
 [paths]
 data_dir = "{data_dir}"
+models_dir = "{data_dir / 'models'}"
 [store]
 path = "{data_dir / 'central.sqlite'}"
 [mqtt]
