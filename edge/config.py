@@ -14,7 +14,7 @@ Sections (see the example for every key and its default):
                max_inflight, session expiry, reconnect back-off, [mqtt.tls] ca/cert/key
     [outbox]   path, max_bytes, max_age_s
     [upload]   endpoint, interval_s, disk cap, clips
-    [metrics]  interval_s
+    [metrics]  interval_s, prometheus_port (0 = off), prometheus_host
     [paths]    state_dir, cache_dir
     [ota]      enabled, root, trusted keys + threshold, health window, latency budget, limits
 """
@@ -295,12 +295,22 @@ class UploadConfig:
 
 @dataclass(frozen=True)
 class MetricsConfig:
-    """interval_s: seconds between `.../metrics` messages (and a metrics log line)."""
+    """interval_s: seconds between `.../metrics` messages (and a metrics log line); also the
+    window of the Prometheus fps and stage-latency min/mean/max gauges.
+    prometheus_port: TCP port of the Prometheus endpoint (`GET /metrics`, edge.prometheus);
+    0 = off, the default: a device that refuses to start because another program holds a
+    port is worse than an endpoint one switches on (and several cameras on one box each need
+    their own port). prometheus_host: the address it binds, loopback unless you say otherwise."""
 
     interval_s: float = 30.0
+    prometheus_port: int = 0
+    prometheus_host: str = "127.0.0.1"
 
     def _check(self, ctx: "ConfigContext") -> None:
         ctx.range("interval_s", self.interval_s, 0.1, 86400.0)
+        ctx.range("prometheus_port", self.prometheus_port, 0, 65535, "a TCP port 1-65535, or 0 to turn it off")
+        if not self.prometheus_host.strip():
+            ctx.fail("prometheus_host", self.prometheus_host, "an address to bind, e.g. 127.0.0.1")
 
 
 @dataclass(frozen=True)
