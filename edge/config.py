@@ -315,7 +315,8 @@ class MetricsConfig:
 
 @dataclass(frozen=True)
 class PathsConfig:
-    """state_dir: outbox, upload spool (systemd StateDirectory). cache_dir: Numba cache and
+    """state_dir: outbox, upload spool (systemd StateDirectory; left out of the file under systemd,
+    $STATE_DIRECTORY, see `systemd_directory_defaults`). cache_dir: Numba cache and
     other rebuildable files (systemd CacheDirectory). min_free_bytes: free space the service
     keeps on state_dir's file system: below it the oldest upload media, then the oldest unsent
     segments are evicted (counted, logged, on `.../metrics`); 0 = no floor."""
@@ -456,8 +457,25 @@ def config_from_dict(data: dict, origin: str = "", base_dir: str | os.PathLike |
     base_dir: folder against which relative paths are resolved (the config file's folder).
     """
     ctx = ConfigContext(origin, "", Path(base_dir) if base_dir is not None else None)
-    cfg = ctx.build(EdgeConfig, data)
+    cfg = ctx.build(EdgeConfig, systemd_directory_defaults(data))
     return dataclasses.replace(cfg, origin=origin)
+
+
+def systemd_directory_defaults(data: dict, environ: typing.Mapping[str, str] | None = None) -> dict:
+    """`data` with paths.state_dir / paths.cache_dir, where the file leaves them out, set to the
+    folders systemd made for this unit ($STATE_DIRECTORY, $CACHE_DIRECTORY; the first of a
+    colon-separated list). So `laps-edge@<name>.service` keeps each camera's outbox in
+    /var/lib/laps-edge/<name> without the config naming it; a key the file sets always wins."""
+    env = os.environ if environ is None else environ
+    paths = data.get("paths", {})
+    if not isinstance(paths, dict):
+        return data  # not a table: ConfigContext reports it
+    extra = {}
+    for key, var in (("state_dir", "STATE_DIRECTORY"), ("cache_dir", "CACHE_DIRECTORY")):
+        folder = env.get(var, "").split(":")[0]
+        if key not in paths and folder:
+            extra[key] = folder
+    return {**data, "paths": {**paths, **extra}} if extra else data
 
 
 def read_credentials(mqtt: MqttConfig, origin: str = "") -> Credentials:
