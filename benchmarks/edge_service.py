@@ -237,13 +237,15 @@ def _rss_mib(pid: int) -> float:
 
 # -- helpers ----------------------------------------------------------------------------------------------
 def service_config(path: Path, port: int, state: Path, video: Path, *, site: str = "bench",
-                   delivery: str = "broker", metrics_interval_s: float = 5.0) -> Path:
+                   delivery: str = "broker", metrics_interval_s: float = 5.0, device: str = "dev-1",
+                   prometheus_port: int = 0) -> Path:
     """A device config on `video` (paced), the shipped model and the broker on `port`; `delivery`
-    "broker" where no central ingest runs to acknowledge segments, "central" where one does."""
+    "broker" where no central ingest runs to acknowledge segments, "central" where one does.
+    Several services on one broker need distinct `device` ids (and Prometheus ports)."""
     path.write_text(f"""
 [device]
 site = "{site}"
-id = "dev-1"
+id = "{device}"
 [source]
 spec = "{video}"
 pace = true
@@ -256,6 +258,7 @@ port = {port}
 delivery = "{delivery}"
 [metrics]
 interval_s = {metrics_interval_s}
+prometheus_port = {prometheus_port}
 [paths]
 state_dir = "{state}"
 cache_dir = "{state}/cache"

@@ -17,6 +17,7 @@ Sections (every key optional; defaults shown in `central_config_example()`):
     [http]   enabled, host, port, token_file, max_batch_bytes, tls cert/key, client_ca (mutual
              TLS), workers, queue, timeout_s
     [devices] dir (the device registry and the Mosquitto password/ACL files made from it)
+    [metrics] prometheus_port (0 = off), prometheus_host: the ingest's Prometheus endpoint
 """
 
 from __future__ import annotations
@@ -221,6 +222,21 @@ class DevicesConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    """prometheus_port: TCP port of `laps-central ingest`'s Prometheus endpoint (`GET /metrics`,
+    central.prometheus); 0 = off, the default (as on the device: nothing binds a port nobody
+    asked for). prometheus_host: the address it binds, loopback unless you say otherwise."""
+
+    prometheus_port: int = 0
+    prometheus_host: str = "127.0.0.1"
+
+    def _check(self, ctx: "ConfigContext") -> None:
+        ctx.range("prometheus_port", self.prometheus_port, 0, 65535, "a TCP port 1-65535, or 0 to turn it off")
+        if not self.prometheus_host.strip():
+            ctx.fail("prometheus_host", self.prometheus_host, "an address to bind, e.g. 127.0.0.1")
+
+
+@dataclass(frozen=True)
 class CentralConfig:
     """The whole fleet-side configuration."""
 
@@ -229,6 +245,7 @@ class CentralConfig:
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     devices: DevicesConfig = field(default_factory=DevicesConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     origin: str = field(default="", compare=False)
 
     @property
@@ -304,6 +321,10 @@ timeout_s = 30.0                        # a connection silent this long is close
 
 [devices]
 dir = ""                                # "" = <data_dir>/devices: registry.json, mosquitto.passwd/.acl
+
+[metrics]
+prometheus_port = 0                     # `laps-central ingest` on http://<host>:<port>/metrics; 0 = off
+prometheus_host = "127.0.0.1"           # (suggested port: 9470)
 """
 
 

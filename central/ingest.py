@@ -50,6 +50,7 @@ import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Callable
 
 from paho.mqtt.packettypes import PacketTypes
@@ -134,6 +135,10 @@ class IngestWorker:
                       "commits": 0, "stale_not_acked": 0, "connects": 0, "store_errors": 0,
                       "poison": 0, "device_acks": 0, "states": 0}
         self.last_error = ""
+        # Lag (Prometheus): seconds from a segment's end (device clock) to its commit here.
+        self.lag_count = 0
+        self.lag_sum_s = 0.0
+        self.lag_last_max_s: float | None = None  # the largest in the last commit with segments
 
         client = cfg.new_client(self.client_id, manual_ack=True)
         client.on_connect = self._on_connect
@@ -270,6 +275,7 @@ class IngestWorker:
         self.stats["duplicates"] += duplicates
         self.stats["quarantined"] += len(bad)
         self.stats["commits"] += 1
+        self._record_lag(good)
         with self._gen_lock:  # held while acking so a reconnect cannot slip in between check and ack
             gen = self._generation
             for item in batch:
@@ -283,6 +289,28 @@ class IngestWorker:
         self._tell_devices(good, bad)
         if self.on_commit is not None:
             self.on_commit(stored, duplicates, len(bad))
+
+    def _record_lag(self, good: list[tuple[dict, "_Received"]]) -> None:
+        """Lag of the segments just committed (a clock skew between device and central shows
+        up here too: a negative lag counts as 0)."""
+        if not good:
+            return
+        now = time.time()
+        lags = []
+        for msg, _ in good:
+            try:
+                end = datetime.fromisoformat(msg["end"]["utc"].replace("Z", "+00:00")).timestamp()
+            except (KeyError, TypeError, ValueError):
+                continue
+            lags.append(max(now - end, 0.0))
+        if lags:
+            self.lag_count += len(lags)
+            self.lag_sum_s += sum(lags)
+            self.lag_last_max_s = max(lags)
+
+    def queued(self) -> int:
+        """Messages received and not yet committed."""
+        return self._queue.qsize()
 
     def _commit(self, good: list[tuple[dict, _Received]], bad: list[tuple[str, _Received]]
                 ) -> tuple[int, int, list[tuple[str, _Received]]]:
@@ -433,7 +461,14 @@ def run_ingest(config: CentralConfig, workers: int = 1, http: bool | None = None
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             previous[sig] = signal.signal(sig, handler)
+    metrics = None
     try:
+        from central.prometheus import serve_ingest_metrics
+
+        metrics = serve_ingest_metrics(config.metrics.prometheus_host, config.metrics.prometheus_port, group, store,
+                                       origin=config.origin)
+        if metrics is not None:
+            log.info("Prometheus metrics on %s", metrics.url)
         for w in group:
             w.start()
         log.info("ingest: %d worker(s) in group %r on %s:%d, store %s", workers, config.mqtt.group,
@@ -444,6 +479,8 @@ def run_ingest(config: CentralConfig, workers: int = 1, http: bool | None = None
                 continue
             log.info("%s", stats_line(store.counters(), store.link_counts()))
     finally:
+        if metrics is not None:
+            metrics.close()
         for w in group:
             w.stop()
         if server is not None:

@@ -14,7 +14,7 @@ Sections (see the example for every key and its default):
                max_inflight, session expiry, reconnect back-off, [mqtt.tls] ca/cert/key
     [outbox]   path, max_bytes, max_age_s
     [upload]   endpoint, interval_s, disk cap, clips
-    [metrics]  interval_s
+    [metrics]  interval_s, prometheus_port (0 = off), prometheus_host
     [paths]    state_dir, cache_dir
     [ota]      enabled, root, trusted keys + threshold, health window, latency budget, limits
 """
@@ -295,17 +295,28 @@ class UploadConfig:
 
 @dataclass(frozen=True)
 class MetricsConfig:
-    """interval_s: seconds between `.../metrics` messages (and a metrics log line)."""
+    """interval_s: seconds between `.../metrics` messages (and a metrics log line); also the
+    window of the Prometheus fps and stage-latency min/mean/max gauges.
+    prometheus_port: TCP port of the Prometheus endpoint (`GET /metrics`, edge.prometheus);
+    0 = off, the default: a device that refuses to start because another program holds a
+    port is worse than an endpoint one switches on (and several cameras on one box each need
+    their own port). prometheus_host: the address it binds, loopback unless you say otherwise."""
 
     interval_s: float = 30.0
+    prometheus_port: int = 0
+    prometheus_host: str = "127.0.0.1"
 
     def _check(self, ctx: "ConfigContext") -> None:
         ctx.range("interval_s", self.interval_s, 0.1, 86400.0)
+        ctx.range("prometheus_port", self.prometheus_port, 0, 65535, "a TCP port 1-65535, or 0 to turn it off")
+        if not self.prometheus_host.strip():
+            ctx.fail("prometheus_host", self.prometheus_host, "an address to bind, e.g. 127.0.0.1")
 
 
 @dataclass(frozen=True)
 class PathsConfig:
-    """state_dir: outbox, upload spool (systemd StateDirectory). cache_dir: Numba cache and
+    """state_dir: outbox, upload spool (systemd StateDirectory; left out of the file under systemd,
+    $STATE_DIRECTORY, see `systemd_directory_defaults`). cache_dir: Numba cache and
     other rebuildable files (systemd CacheDirectory). min_free_bytes: free space the service
     keeps on state_dir's file system: below it the oldest upload media, then the oldest unsent
     segments are evicted (counted, logged, on `.../metrics`); 0 = no floor."""
@@ -446,8 +457,25 @@ def config_from_dict(data: dict, origin: str = "", base_dir: str | os.PathLike |
     base_dir: folder against which relative paths are resolved (the config file's folder).
     """
     ctx = ConfigContext(origin, "", Path(base_dir) if base_dir is not None else None)
-    cfg = ctx.build(EdgeConfig, data)
+    cfg = ctx.build(EdgeConfig, systemd_directory_defaults(data))
     return dataclasses.replace(cfg, origin=origin)
+
+
+def systemd_directory_defaults(data: dict, environ: typing.Mapping[str, str] | None = None) -> dict:
+    """`data` with paths.state_dir / paths.cache_dir, where the file leaves them out, set to the
+    folders systemd made for this unit ($STATE_DIRECTORY, $CACHE_DIRECTORY; the first of a
+    colon-separated list). So `laps-edge@<name>.service` keeps each camera's outbox in
+    /var/lib/laps-edge/<name> without the config naming it; a key the file sets always wins."""
+    env = os.environ if environ is None else environ
+    paths = data.get("paths", {})
+    if not isinstance(paths, dict):
+        return data  # not a table: ConfigContext reports it
+    extra = {}
+    for key, var in (("state_dir", "STATE_DIRECTORY"), ("cache_dir", "CACHE_DIRECTORY")):
+        folder = env.get(var, "").split(":")[0]
+        if key not in paths and folder:
+            extra[key] = folder
+    return {**data, "paths": {**paths, **extra}} if extra else data
 
 
 def read_credentials(mqtt: MqttConfig, origin: str = "") -> Credentials:

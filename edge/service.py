@@ -9,6 +9,7 @@
       -> UploadWorker: periodic batches, PUT, manifest announced on `.../batches`
     every frame: systemd watchdog ping (from the frame loop itself, so a stuck loop is noticed)
     every metrics.interval_s: `.../metrics` (fps, stage latency, outbox depth, evictions, ...)
+    on scrape, with [metrics] prometheus_port set: the same figures for Prometheus (edge.prometheus)
 
 Start-up order: models loaded and warmed (Numba compiled, one dummy inference) and the source
 opened BEFORE READY=1. A source that cannot be opened is retried with back-off while the
@@ -43,7 +44,6 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from collections import defaultdict
 from datetime import datetime, timezone
 from typing import Callable, Iterable, Iterator
 
@@ -52,6 +52,7 @@ from edge.disk_floor import DiskFloor
 from edge.errors import ConfigError, LapsError, SourceError
 from edge.messages import Topics, encode, metrics_message, segment_message, state_message
 from edge.outbox import Outbox, SourcePosition, is_disk_full
+from edge.prometheus import StageLatency, serve_device_metrics
 from edge.model import resolve_model_spec
 from edge.sdnotify import SystemdNotifier
 from edge.segments import Segment, stream_origin, utc_iso, uuid7
@@ -153,9 +154,13 @@ class DeviceRuntime:
         self.segments_total = 0
         self.seq = 0
         self._frames_since = 0
-        self._latency_sum: dict[str, float] = defaultdict(float)
-        self._latency_n = 0
+        self.latency = StageLatency()
+        self.fps_last = 0.0  # frames/s over the last metrics interval
+        self.source_reconnects = 0
+        self.ota_state = "idle"  # the last OTA status reported (edge.ota.device.OtaRuntime.report)
+        self.ota_installed_version: int | None = None
         self._last_metrics = time.monotonic()
+        self.prometheus = None
         self._previous_handlers: dict[int, object] = {}
         self.link = None
         self.spool = None
@@ -177,6 +182,9 @@ class DeviceRuntime:
 
         self.model_version, self.providers = model_version, providers
         cfg = self.cfg
+        self.prometheus = serve_device_metrics(self)
+        if self.prometheus is not None:
+            log.info("Prometheus metrics on %s", self.prometheus.url)
         if self.spool is not None:
             from edge.upload import BatchUploader, UploadWorker
 
@@ -212,6 +220,9 @@ class DeviceRuntime:
         if self.link is not None:
             self.link.stop(final_state=self._state("stopped", detail))
             self.link = None
+        if self.prometheus is not None:
+            self.prometheus.close()
+            self.prometheus = None
         stats = self.outbox.stats()
         self.outbox.close()
         log.info("stopped: outbox holds %d unsent message(s) for the next start; %d evicted in total",
@@ -305,9 +316,7 @@ class DeviceRuntime:
         """Count one processed frame and its per-stage latency; ping the watchdog; maybe metrics."""
         self.frames_total += 1
         self._frames_since += 1
-        for k, v in latency_ms.items():
-            self._latency_sum[k] += v
-        self._latency_n += 1
+        self.latency.add(latency_ms)
         self.tick()
 
     def tick(self) -> None:
@@ -318,16 +327,18 @@ class DeviceRuntime:
             self.publish_metrics(now)
 
     def publish_metrics(self, now: float | None = None) -> dict:
+        """Close the metrics window: `.../metrics` on MQTT, the log line, and the figures the
+        Prometheus endpoint shows for the last interval (fps, stage latency min/mean/max)."""
         now = time.monotonic() if now is None else now
         elapsed = max(now - self._last_metrics, 1e-9)
         # The caps apply even when nothing new is put: the age cap, and the disk floor.
         if self._write_with_room(0, self.outbox.evict_expired) is not None:
             log.warning("disk full: the outbox age cap could not be applied now; trying again next interval")
-        n = max(self._latency_n, 1)
+        self.fps_last = self._frames_since / elapsed
         msg = metrics_message(
             device_id=self.cfg.device.id, site=self.cfg.device.site, boot_id=self.boot_id,
-            fps=self._frames_since / elapsed,
-            stage_latency_ms={k: v / n for k, v in self._latency_sum.items()},
+            fps=self.fps_last,
+            stage_latency_ms=self.latency.close_window(),
             outbox=self.outbox.stats().to_dict(),
             model_version=self.model_version, providers=self.providers,
             source_state=self.source_state, uptime_s=now - self.started_at,
@@ -337,8 +348,6 @@ class DeviceRuntime:
             disk=self.disk.stats(),
         )
         self._last_metrics, self._frames_since = now, 0
-        self._latency_sum.clear()
-        self._latency_n = 0
         ob = msg["outbox"]
         disk = msg["disk"]
         log.info("metrics: %.1f fps, %d segments, outbox depth %d (%d bytes), evicted %d, mqtt %s, disk %s",
@@ -351,8 +360,7 @@ class DeviceRuntime:
 
     def reset_metrics_window(self) -> None:
         self._last_metrics, self._frames_since = time.monotonic(), 0
-        self._latency_sum.clear()
-        self._latency_n = 0
+        self.latency.reset_window()
 
     def sleep(self, seconds: float) -> None:
         """Wait up to `seconds`, returning early on stop, still pinging the watchdog and metrics."""
@@ -464,6 +472,7 @@ class FrameLoop:
 
         backoff = cfg.source.reconnect_min_s
         ready = False
+        opened = False  # a later opening is a reconnect (counted for Prometheus)
         t_start = time.monotonic()
         while not rt.stop_event.is_set():
             if not self._find_resume_point():
@@ -486,6 +495,9 @@ class FrameLoop:
             self.pipe.start_stream(stream_origin(datetime.now(timezone.utc), frame_count=source.frame_count,
                                                  fps=source.fps, paced=cfg.source.pace))
             rt.set_source_state("online", f"{source.name or cfg.source.spec} at {self.fps:g} fps")
+            if opened:
+                rt.source_reconnects += 1
+            opened = True
             if not ready:
                 rt.reset_metrics_window()  # fps and latency count from the first frame, not from start-up
                 rt.notifier.ready(f"running: {cfg.source.spec}, model {self.pipe.model_version}")

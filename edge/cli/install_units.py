@@ -1,10 +1,12 @@
-"""`laps-edge install-units`: install the systemd unit, sysusers.d and tmpfiles.d snippets.
+"""`laps-edge install-units`: install the systemd units, sysusers.d and tmpfiles.d snippets.
 
-Copies `systemd/laps-edge.service` with ExecStart pointing at THIS installation's `laps-edge`
-executable, `laps-edge.sysusers.conf` and `laps-edge.tmpfiles.conf`, and (only if absent) the
+Copies `systemd/laps-edge.service` (one camera, /etc/laps-edge/edge.toml) and the template
+`laps-edge@.service` (one instance per camera: `laps-edge@<name>.service` reads
+/etc/laps-edge/<name>.toml, state in /var/lib/laps-edge/<name>), both with ExecStart pointing at
+THIS installation's `laps-edge` executable, `laps-edge.sysusers.conf` and `laps-edge.tmpfiles.conf`, and (only if absent) the
 example configuration to /etc/laps-edge/edge.toml. It never overwrites an existing config.
 `--root DIR` installs into a staging tree (image builds, tests). `--verify` runs
-`systemd-analyze verify` on the installed unit. `--enable` (root "/" only) also creates the user
+`systemd-analyze verify` on the installed units (the template as an instance). `--enable` (root "/" only) also creates the user
 and folders and enables and starts the service; otherwise the commands are printed.
 """
 
@@ -19,6 +21,8 @@ from pathlib import Path
 
 TEMPLATE_EXEC = "/usr/local/bin/laps-edge"
 UNIT = "laps-edge.service"
+#: one instance per camera: laps-edge@<name>.service
+TEMPLATE_UNIT = "laps-edge@.service"
 SYSUSERS = "laps-edge.sysusers.conf"
 TMPFILES = "laps-edge.tmpfiles.conf"
 
@@ -61,6 +65,8 @@ def handle(args: argparse.Namespace) -> int:
         print(f"installed {path}")
     if args.verify:
         ok, text = verify_unit(root / "etc/systemd/system" / UNIT)
+        if ok and (root / "etc/systemd/system" / TEMPLATE_UNIT).is_file():
+            ok, text = verify_template(root / "etc/systemd/system" / TEMPLATE_UNIT)
         print(("verify: ok" if ok else "verify: FAILED\n") + text)
         if not ok:
             return 1
@@ -80,6 +86,8 @@ def handle(args: argparse.Namespace) -> int:
           "/etc/laps-edge/edge.toml`")
     for cmd in steps:
         print("  " + " ".join(cmd))
+    print("several cameras on this box: one config each, /etc/laps-edge/<name>.toml (own device.id; leave "
+          "paths.state_dir out), then\n  systemctl enable --now laps-edge@<name>.service")
     return 0
 
 
@@ -111,11 +119,14 @@ def install(templates: Path, root: Path, executable: str) -> list[Path]:
     """Write the unit and snippets under `root`; returns the paths written (config only if new)."""
     targets = [
         (templates / UNIT, root / "etc/systemd/system" / UNIT, True),
+        (templates / TEMPLATE_UNIT, root / "etc/systemd/system" / TEMPLATE_UNIT, True),
         (templates / SYSUSERS, root / "etc/sysusers.d" / SYSUSERS, False),
         (templates / TMPFILES, root / "etc/tmpfiles.d" / TMPFILES, False),
     ]
     written = []
     for src, dst, is_unit in targets:
+        if not src.is_file() and src.name == TEMPLATE_UNIT:
+            continue  # unit templates of an older installation: the single unit still works
         text = src.read_text(encoding="utf-8")
         if is_unit:
             text = render_unit(text, executable)
@@ -141,3 +152,15 @@ def verify_unit(unit: Path) -> tuple[bool, str]:
     proc = subprocess.run([tool, "verify", str(unit)], capture_output=True, text=True, timeout=60)
     text = (proc.stdout + proc.stderr).strip()
     return proc.returncode == 0 and not text, text
+
+
+def verify_template(template: Path, instance: str = "cam1") -> tuple[bool, str]:
+    """`verify_unit` on an instance of a template unit (`laps-edge@.service` -> a copy named
+    `laps-edge@cam1.service` beside it in a scratch folder), so every %i is filled in as systemd
+    would fill it."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as scratch:
+        unit = Path(scratch) / template.name.replace("@.", f"@{instance}.")
+        shutil.copyfile(template, unit)
+        return verify_unit(unit)

@@ -59,6 +59,7 @@ class OtaRuntime:
             version = self.store.seed(seed)
             log.info("OTA: store %s seeded with %s as committed version %s", self.store.root, seed, version)
         self.model_dir = self.store.current_dir()
+        runtime.ota_installed_version = self.store.load().committed
         self.switch = PipelineSwitch()
         self.agent: OtaAgent | None = None
 
@@ -84,6 +85,7 @@ class OtaRuntime:
                              boot_id=self.rt.boot_id, version=version, installed=self.store.load().committed,
                              detail=detail, **extra)
         log.info("OTA status: %s %s %s", state, version, msg["detail"])
+        self.rt.ota_state, self.rt.ota_installed_version = state, msg.get("installed")
         self.rt.outbox.put(f"ota:{uuid.uuid4()}", self.rt.topics.ota_status, encode(msg))
         if self.rt.link is not None:
             self.rt.link.wake()

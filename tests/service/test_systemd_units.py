@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.cli.install_units import install, render_unit, verify_unit
+from edge.cli.install_units import install, render_unit, verify_template, verify_unit
 
 REPO = Path(__file__).resolve().parents[2]
 UNITS = REPO / "systemd"
@@ -139,3 +139,50 @@ def test_install_units_refuses_enable_into_a_staging_root(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: --enable works only with --root /") and proc.stderr.count("\n") == 1
+
+
+# -- several cameras per box: laps-edge@<name>.service ---------------------------------------------
+#: the only settings in which the template may differ from the single unit
+INSTANCE_SETTINGS = {"Description", "Documentation", "ExecStart", "StateDirectory", "CacheDirectory", "Environment"}
+
+
+def test_template_unit_differs_from_the_single_unit_only_where_it_names_the_instance():
+    single = unit_settings((UNITS / "laps-edge.service").read_text())
+    template = unit_settings((UNITS / "laps-edge@.service").read_text())
+    assert set(single) == set(template)
+    assert {k for k in single if single[k] != template[k]} <= INSTANCE_SETTINGS
+    assert template["ExecStart"] == ["/usr/local/bin/laps-edge run --config /etc/laps-edge/%i.toml"]
+    assert template["StateDirectory"] == ["laps-edge/%i"] and template["CacheDirectory"] == ["laps-edge/%i"]
+    assert "NUMBA_CACHE_DIR=%C/laps-edge/%i/numba" in template["Environment"]
+
+
+def test_rendered_template_instance_passes_systemd_analyze_verify(tmp_path):
+    reason = systemd_analyze_usable()
+    if reason:
+        pytest.skip(reason)
+    unit = tmp_path / "laps-edge@.service"
+    unit.write_text(render_unit((UNITS / "laps-edge@.service").read_text(), LAPS_EDGE))
+    ok, text = verify_template(unit, "cam1")
+    assert ok, text
+    unit.write_text(unit.read_text().replace("WatchdogSec=30", "WatchdogSecs=30"))
+    ok, text = verify_template(unit, "cam1")
+    assert not ok and "laps-edge@cam1.service" in text and "WatchdogSecs" in text
+
+
+def test_install_units_installs_the_template_with_this_executable(tmp_path):
+    install(UNITS, tmp_path, LAPS_EDGE)
+    unit = (tmp_path / "etc/systemd/system/laps-edge@.service").read_text()
+    assert f"ExecStart={LAPS_EDGE} run --config /etc/laps-edge/%i.toml" in unit
+
+
+def test_an_instance_config_without_paths_uses_the_folders_systemd_made_for_it(tmp_path):
+    from edge.config import config_from_dict, systemd_directory_defaults
+
+    data = {"device": {"site": "plant-a", "id": "cam1"}, "source": {"spec": "/dev/video0"}}
+    env = {"STATE_DIRECTORY": "/var/lib/laps-edge/cam1", "CACHE_DIRECTORY": "/var/cache/laps-edge/cam1"}
+    cfg = config_from_dict(systemd_directory_defaults(data, env))
+    assert cfg.outbox_path == Path("/var/lib/laps-edge/cam1/outbox.sqlite")
+    assert cfg.numba_cache_dir == Path("/var/cache/laps-edge/cam1/numba")
+    # A folder the file names wins over systemd's.
+    data["paths"] = {"state_dir": "/srv/cam1"}
+    assert config_from_dict(systemd_directory_defaults(data, env)).paths.state_dir == "/srv/cam1"
