@@ -113,7 +113,9 @@ interval_s = 3600.0
     # Segments are small and were delivered: the floor took media only, no segment was lost.
     assert wait_until(lambda: sub.segment_ids() >= set(ids), 20)
     disk_reports = [m["disk"] for m in sub.payloads("metrics")]
-    assert any(d["at_floor"] and d["media_evicted_bytes"] > 0 for d in disk_reports), disk_reports[-3:]
+    # The evictions are reported (a counter); whether a periodic sample happens to fall in the
+    # instant the disk sits at its floor depends on timing (the no-mount test checks that flag).
+    assert any(d["media_evicted_bytes"] > 0 and d["min_free_bytes"] == MIB for d in disk_reports), disk_reports[-3:]
     assert all(d["dropped_segments"] == 0 for d in disk_reports)
 
 
