@@ -169,8 +169,9 @@ def energy_row(name: str, val_e, val_videos, test_e, test_videos, base) -> dict:
             "val_f1_at_2s": summary["f1"]}
 
 
-def split_rows(val_lat, val_videos, test_lat, test_videos, model_version: str) -> list[dict]:
-    """LAPS + split: parameters by the validation labels, and by the unsupervised calibration."""
+def split_rows(val_lat, val_videos, val_proxies, test_lat, test_videos, model_version: str) -> list[dict]:
+    """LAPS + split: parameters by the validation labels, and by the unsupervised calibration
+    (pseudo-labels from `val_proxies`, the validation videos' velocity energies)."""
     from calibration.recordings import EnergyRecording
     from calibration.split import calibrate_split_labelled, calibrate_split_unsupervised
     from calibration.unsupervised import calibrate_unsupervised
@@ -189,7 +190,7 @@ def split_rows(val_lat, val_videos, test_lat, test_videos, model_version: str) -
 
     recs = [EnergyRecording(name=str(v.seed), source=str(v.seed), energy=latent_energy(z), proxy=prx,
                             fps=fps, model_version=model_version, kind="tracks", codes=codes)
-            for v, (z, codes), prx in zip(val_videos, val_lat, velocity_energies(val_videos))]
+            for v, (z, codes), prx in zip(val_videos, val_lat, val_proxies)]
     unsup = calibrate_unsupervised(recs)
     split = calibrate_split_unsupervised(val_z, unsup.params, fps)
     preds = [run_series_latent(z, split.params).segments / fps for z in test_z]
@@ -215,14 +216,15 @@ def run_variant(variant: str, model_dir: str | None, minutes: float, n_held_out:
     period = float(np.mean(np.concatenate([v.gt[:, 1] - v.gt[:, 0] for v in val])))
     rows = [{"name": "periodic", **score([periodic_segments(v.duration, period) for v in test], test),
              "period_s": period}]
-    rows.append(energy_row("velocity energy", velocity_energies(val), val, velocity_energies(test), test, base))
+    val_vel = velocity_energies(val)
+    rows.append(energy_row("velocity energy", val_vel, val, velocity_energies(test), test, base))
     if model_dir is not None:
         val_lat = tokenizer_latents(val, model_dir)
         test_lat = tokenizer_latents(test, model_dir)
         rows.append(energy_row("LAPS tokenizer energy", [latent_energy(z) for z, _ in val_lat], val,
                                [latent_energy(z) for z, _ in test_lat], test, base))
         version = load_model_directory(model_dir).metadata.model_version
-        rows.extend(split_rows(val_lat, val, test_lat, test, version))
+        rows.extend(split_rows(val_lat, val, val_vel, test_lat, test, version))
         if variant == "default":
             rows.append(energy_row("LAPS window-mean (paper code)", window_mean_energies(val, model_dir), val,
                                    window_mean_energies(test, model_dir), test, base))
