@@ -92,8 +92,10 @@ def held_out_segments(seeds, minutes: float, model_dir: Path | None, progress: b
     segmentation oracle). Returns (segments, oracle, token_stats (mean, std), description)."""
     from tqdm import tqdm
 
+    from edge.loop import run_stream
     from edge.pipeline import build_pipeline
-    from edge.sources.base import Frame
+    from edge.sinks import EnergyTraceSink
+    from edge.sources.blank import BlankSource
     from edge.synthetic import SyntheticWorkstation
     from export.tokenizer.dataset import cached_tracks, synthetic_spec
     from export.tokenizer.windows import DataConventions
@@ -125,14 +127,10 @@ def held_out_segments(seeds, minutes: float, model_dir: Path | None, progress: b
         record, _ = cached_tracks(synthetic_spec(seed, minutes, "all"), conv, tracker="lk", progress=progress)
         pipe = build_pipeline(model_dir=str(model_dir) if model_dir else None, providers="cpu", keep_keyframes=False)
         pipe.tracker = ReplayTracker(record.velocity, record.valid)
-        pipe.record_trace()
-        w, h = pipe.input_size
-        blank = np.zeros((h, w, 3), np.uint8)
-        segments = []
-        for t in range(record.n_frames):
-            segments += pipe.process(Frame(blank, t / pipe.fps, t, t))
-        segments += pipe.finish()
-        codes = np.array([c for _, _, c, _ in pipe.trace], np.int64)  # per-frame FSQ code (-1 without a model)
+        trace = EnergyTraceSink()
+        # The replayed tracker never looks at the pixels: black frames at the model fps.
+        segments = run_stream(BlankSource(record.n_frames, pipe.fps, pipe.input_size), pipe, [trace])
+        codes = trace.array()[:, 2].astype(np.int64)  # per-frame FSQ code (-1 without a model)
         gt = SyntheticWorkstation(seed=seed, minutes=minutes).ground_truth
         for seg in segments:
             if registry is not None and not seg.codes:

@@ -64,7 +64,8 @@ def main() -> None:
 # -- 1. END -> delivery ------------------------------------------------------------------------------
 def latency_rows(port: int, work: Path, n: int) -> list[dict]:
     from edge.config import config_from_dict
-    from edge.service import DeviceRuntime, synthetic_segments
+    from edge.device_runtime import DeviceRuntime
+    from tests.service.publisher import synthetic_segments
 
     sub = Subscriber(port, topic="laps/v1/+/+/segments")
     sub.wait_subscribed(10)

@@ -77,17 +77,15 @@ class ClipRun:
 
 def run_clip(path: str | Path, model_dir: str, clip: str = "", providers: str = "cpu") -> ClipRun:
     """Run one video file through the device pipeline of `model_dir` with its calibration."""
+    from edge.loop import run_stream
     from edge.pipeline import build_pipeline
+    from edge.sinks import EnergyTraceSink
     from edge.sources.factory import open_source
 
     pipe = build_pipeline(model_dir=model_dir, tracker="lk", providers=providers, keep_keyframes=False)
-    pipe.record_trace()
-    segments = []
-    with open_source(str(path), fps=pipe.fps, size=pipe.input_size) as src:
-        for frame in src:
-            segments += pipe.process(frame)
-    segments += pipe.finish()
-    trace = np.asarray(pipe.trace, dtype=np.float64).reshape(-1, 4)
+    recorder = EnergyTraceSink()
+    segments = run_stream(open_source(str(path), fps=pipe.fps, size=pipe.input_size), pipe, [recorder])
+    trace = recorder.array()
     spans = np.asarray([(s.start_frame, s.end_frame) for s in segments], dtype=np.int64).reshape(-1, 2)
     return ClipRun(clip=clip or Path(path).stem, energy=trace[:, 0].copy(), proxy=trace[:, 3].copy(),
                    segments=spans, theta_on=float(pipe.params.theta_on), fps=float(pipe.fps),

@@ -19,7 +19,6 @@ import hashlib
 import json
 import math
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -336,10 +335,11 @@ def record_video(
     probe: VideoProbe | None = None,
 ) -> EnergyRecording:
     """Run a video through the device pipeline (tracker, tokenizer, kernel) and keep its trace."""
-    from tqdm import tqdm
 
     from edge.energy import HysteresisParams
+    from edge.loop import StreamLoop
     from edge.pipeline import build_pipeline
+    from edge.sinks import EnergyTraceSink, ProgressBar
     from edge.sources.factory import open_source
 
     if probe is None:
@@ -354,16 +354,14 @@ def record_video(
             f"the pipeline built from {model.model_dir} reports model {pipe.model_version!r} at {pipe.fps:g} fps, "
             f"not {model.model_version!r} at {model.fps:g} fps; re-export the model"
         )
-    pipe.record_trace()
+    recorder = EnergyTraceSink()
     with open_source(spec, fps=pipe.fps, size=pipe.input_size) as src:
-        bar = tqdm(total=src.frame_count, desc=f"tracking {name}", unit="frame", disable=not progress,
-                   file=sys.stderr, leave=False)
-        for frame in src:
-            pipe.process(frame)
-            bar.update(1)
-        bar.close()
-    pipe.finish()
-    trace = np.asarray(pipe.trace, dtype=np.float64).reshape(-1, 4)
+        bar = ProgressBar(src.frame_count, desc=f"tracking {name}", disable=not progress, leave=False)
+        try:
+            StreamLoop(pipe, [recorder, bar]).run(src)
+        finally:
+            bar.close()
+    trace = recorder.array()
     if trace.shape[0] == 0:
         raise CalibrationError(f"video {spec} delivered no frames at {pipe.fps:g} fps; check the file")
     return EnergyRecording(
@@ -386,8 +384,10 @@ def record_tracks(
     input size, visibility (T, N)), through the device's own `Pipeline` with the tracks replayed
     in place of a live tracker (`SavedTracks`): same features, same kernel, same trace."""
     from edge.energy import HysteresisParams
+    from edge.loop import StreamLoop
     from edge.pipeline import build_pipeline
-    from edge.sources.base import Frame
+    from edge.sinks import EnergyTraceSink
+    from edge.sources.blank import BlankSource
 
     vel = np.asarray(velocity, dtype=np.float32)
     vis = np.asarray(visible, dtype=bool)
@@ -404,14 +404,11 @@ def record_tracks(
                           params=HysteresisParams(theta_on=_RECORDING_THETA), energy_mode=energy_mode,
                           keep_keyframes=False)
     pipe.tracker = SavedTracks(vel, vis)
-    pipe.reset()
-    pipe.record_trace()
-    w, h = pipe.input_size
-    blank = np.zeros((h, w, 3), np.uint8)  # the replayed tracker never looks at the pixels
-    for i in range(vel.shape[0]):
-        pipe.process(Frame(blank, i / pipe.fps, i, i))
-    pipe.finish()
-    trace = np.asarray(pipe.trace, dtype=np.float64).reshape(-1, 4)
+    recorder = EnergyTraceSink()
+    # The replayed tracker never looks at the pixels: black frames at the model fps.
+    with BlankSource(vel.shape[0], pipe.fps, pipe.input_size) as src:
+        StreamLoop(pipe, [recorder]).run(src)
+    trace = recorder.array()
     return EnergyRecording(name=name, source=source or name, energy=trace[:, 0].copy(), proxy=trace[:, 3].copy(),
                            fps=float(pipe.fps), model_version=pipe.model_version, kind="tracks",
                            native_fps=float(pipe.fps), native_frames=int(vel.shape[0]), codes=_trace_codes(trace))

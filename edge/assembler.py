@@ -8,7 +8,9 @@ The device loop (and `segments_from_features`) calls, for every step:
     segments = assembler.finish(state, finish(state, params))   # at end of stream
 
 The assembler reads the step index, the smoothed energy and the segment bounds from the kernel
-state, so it never re-derives the state machine. START is emitted `up_steps - 1` steps after the
+state, so it never re-derives the state machine. Each step may carry the source frame it came
+from (`Frame.index`, `Frame.timestamp_s`): segment frames and times are then the source's own,
+whatever its rate and gaps; without them step t is frame t at t / fps seconds. START is emitted `up_steps - 1` steps after the
 segment's first step, so the last `lookback_steps` steps are kept in a ring until START; after
 START the open segment keeps one code and one smoothed energy per step (compact arrays). Memory is
 therefore O(lookback_steps + length of the open segment), independent of the stream length; a
@@ -54,8 +56,10 @@ class AssemblerError(LapsError):
 class SegmentAssembler:
     """Builds a `Segment` per kept kernel segment.
 
-    fps:            model steps per second (frame index / fps = seconds from the stream start).
-    origin_utc:     timezone-aware wall-clock time of step 0; default: now, at construction.
+    fps:            model steps per second: the time of a step pushed without a timestamp is
+                    its index / fps, and a segment still open at the end of the stream ends one
+                    1 / fps after its last step when no later frame shows where it ends.
+    origin_utc:     timezone-aware wall-clock time of timestamp 0; default: now, at construction.
     model_version:  copied into every Segment.
     n_keyframes:    keyframes per segment, evenly spaced frame indices from the first to the last
                     step (3 = first, middle, last); fewer when the segment is shorter.
@@ -93,24 +97,31 @@ class SegmentAssembler:
         self.model_version = model_version
         self.n_keyframes = int(n_keyframes)
         self.lookback_steps = int(lookback_steps)
-        self._ring: deque[tuple[int, float, int | None]] = deque(maxlen=self.lookback_steps)
+        # Per step: (step, smoothed energy, code, source frame index, source timestamp s).
+        self._ring: deque[tuple[int, float, int | None, int, float]] = deque(maxlen=self.lookback_steps)
         self._next_step = 0
         self._with_codes: bool | None = None  # decided by the first push
         self._open_start = -1
         self._open_y = array("d")
         self._open_codes = array("q")
+        self._open_index = array("q")
+        self._open_time = array("d")
+        self._source_clock = False  # True once a step came with the source's timestamp
 
     @property
     def buffered_steps(self) -> int:
         """Steps currently held (ring before START plus the open segment)."""
         return len(self._ring) + len(self._open_y)
 
-    def push(self, state: np.ndarray, event: int, code: int | None = None) -> list[Segment]:
+    def push(self, state: np.ndarray, event: int, code: int | None = None,
+             frame_index: int | None = None, timestamp_s: float | None = None) -> list[Segment]:
         """Record the step just taken by the kernel; returns the Segments it closed and kept
         (one for END or SPLIT, two for SPLIT_END, none otherwise).
 
         state: the kernel state right after the step; event: what that step returned; code: the
         step's FSQ code, given on every push or on none (codes are optional as a whole).
+        frame_index / timestamp_s: the source frame of this step (`Frame.index`, seconds from
+        the stream start); default: the step index and step / fps.
         """
         t = step_index(state)
         if t != self._next_step:
@@ -128,12 +139,17 @@ class SegmentAssembler:
                 f"steps were not; give a code on every step or on none"
             )
         y = smoothed_energy(state)
+        index = t if frame_index is None else int(frame_index)
+        ts = t / self.fps if timestamp_s is None else float(timestamp_s)
+        self._source_clock = self._source_clock or timestamp_s is not None
         if self._open_start >= 0:
             self._open_y.append(y)
+            self._open_index.append(index)
+            self._open_time.append(ts)
             if has_code:
                 self._open_codes.append(int(code))
         else:
-            self._ring.append((t, y, int(code) if has_code else None))
+            self._ring.append((t, y, int(code) if has_code else None, index, ts))
 
         if event == EVENT_START:
             self._open_from_ring(segment_start(state))
@@ -161,9 +177,12 @@ class SegmentAssembler:
         """Close the open segment's part before step `at` (kept); the rest stays open from `at`."""
         start = self._open_start
         n = at - start
-        segment = self._build(start, at, self._open_y[:n], self._open_codes[:n])
+        segment = self._build(start, self._open_y[:n], self._open_codes[:n], self._open_index[:n + 1],
+                              self._open_time[:n + 1])
         del self._open_y[:n]
         del self._open_codes[:n]
+        del self._open_index[:n]
+        del self._open_time[:n]
         self._open_start = at
         return segment
 
@@ -175,9 +194,11 @@ class SegmentAssembler:
                 f"set lookback_steps (now {self.lookback_steps}) >= the kernel's up_steps"
             )
         self._open_start = start
-        for step, y, code in self._ring:
+        for step, y, code, index, ts in self._ring:
             if step >= start:
                 self._open_y.append(y)
+                self._open_index.append(index)
+                self._open_time.append(ts)
                 if code is not None:
                     self._open_codes.append(code)
         self._ring.clear()
@@ -185,23 +206,42 @@ class SegmentAssembler:
     def _close(self, end: int, keep: bool) -> Segment | None:
         start = self._open_start
         n = end - start
-        # A confirmed OFF ends the segment at the first step of the down run: drop those steps.
+        # A confirmed OFF ends the segment at the first step of the down run: drop those steps
+        # (that first step stays in the index/time arrays: it is where the segment ends).
         del self._open_y[n:]
         del self._open_codes[n:]
-        segment = self._build(start, end, self._open_y, self._open_codes) if keep else None
+        segment = None
+        if keep:
+            segment = self._build(start, self._open_y, self._open_codes, self._open_index[:n + 1],
+                                  self._open_time[:n + 1])
         self._open_start = -1
         self._open_y = array("d")
         self._open_codes = array("q")
+        self._open_index = array("q")
+        self._open_time = array("d")
         return segment
 
-    def _build(self, start: int, end: int, ys_buf: array, codes: array) -> Segment:
-        start_s = start / self.fps
-        end_s = end / self.fps
+    def _build(self, first_step: int, ys_buf: array, codes: array, index: array, times: array) -> Segment:
+        """A Segment over the steps of `ys_buf` (kernel steps from `first_step`); `index`/`times` hold the source frame index and
+        timestamp of those steps plus, when already seen, of the first step after them (where
+        the segment ends). Without that step (end of stream) the segment ends one frame period
+        after its last frame: the period its source showed last, else 1 / fps."""
+        n = len(ys_buf)
+        start, start_s = int(index[0]), float(times[0])
+        if len(index) > n:
+            end, end_s = int(index[n]), float(times[n])
+        elif not self._source_clock:
+            end = int(index[n - 1]) + 1
+            end_s = end / self.fps  # the step clock, exactly (no accumulated float error)
+        else:
+            period = float(times[n - 1] - times[n - 2]) if n >= 2 else 1.0 / self.fps
+            if not (period > 0 and math.isfinite(period)):
+                period = 1.0 / self.fps
+            end, end_s = int(index[n - 1]) + 1, float(times[n - 1]) + period
+        step_frames = [int(i) for i in index[:n]]
         start_utc = utc_iso(self.origin_utc, start_s)
         # Whole milliseconds of the origin plus the offset, so 0.3 s never floors to 299 ms.
-        unix_ms = int(math.floor(self.origin_utc.timestamp() * 1000.0)) + int(
-            math.floor(start * 1000.0 / self.fps + 1e-6)
-        )
+        unix_ms = int(math.floor(self.origin_utc.timestamp() * 1000.0)) + int(math.floor(start_s * 1000.0 + 1e-6))
         ys = np.frombuffer(ys_buf, dtype=np.float64) if len(ys_buf) else np.zeros(0)
         finite = ys[np.isfinite(ys)]
         return Segment(
@@ -216,7 +256,8 @@ class SegmentAssembler:
             codes=list(codes),
             energy_mean=float(finite.mean()) if finite.size else 0.0,
             energy_max=float(finite.max()) if finite.size else 0.0,
-            keyframes=keyframe_indices(start, end, self.n_keyframes),
+            keyframes=[step_frames[k - first_step]
+                       for k in keyframe_indices(first_step, first_step + n, self.n_keyframes)],
             model_version=self.model_version,
         )
 

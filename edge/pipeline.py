@@ -1,9 +1,10 @@
 """The per-frame device pipeline: tracker -> features -> energy kernel -> segment assembler.
 
-One `Pipeline.process(frame)` call per frame at the model fps; it returns the segments that
-ended at this frame. The same object serves `laps-edge run` on a file, the long-running
-service, calibration recordings and the benchmarks, so there is one path from pixels to
-segments.
+One `Pipeline.process(frame)` call per frame at the model fps; it returns an
+`edge.loop.FrameStep` with the segments that ended at this frame (`FinishedSegment`: the
+segment, its keyframes, an optional clip). `edge.loop.StreamLoop` drives it for `laps-edge run`
+on a file, the long-running service, calibration recordings and the benchmarks, so there is
+one path from pixels to segments.
 
 Two feature sources feed the one kernel:
 - `VelocityEnergy`: mean |v| over visible points per step (the paper's calibration proxy);
@@ -14,7 +15,6 @@ Two feature sources feed the one kernel:
 
 from __future__ import annotations
 
-import collections
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -26,6 +26,8 @@ import numpy as np
 from edge.assembler import SegmentAssembler
 from edge.energy import HysteresisParams, kernel
 from edge.errors import ConfigError
+from edge.loop import FinishedSegment, FrameStep
+from edge.recent_frames import ClipRecorder, KeyframeRing
 from edge.segments import Segment
 from edge.sources.base import Frame
 from edge.tracking import TRACKER_BACKENDS
@@ -48,14 +50,11 @@ class StepFeatures:
 
     Exactly one of `energy` (a scalar for `energy_step`) or `latent` ((D,) float for
     `latent_step`) is set; `code` is the FSQ code when the features came from a tokenizer.
-    `update` False means "no new value this step" (the window-mean variant between strides):
-    the kernel is not stepped and the assembler sees the step with the last energy.
     """
 
     energy: float | None = None
     latent: np.ndarray | None = None
     code: int | None = None
-    update: bool = True
 
 
 class FeatureExtractor(Protocol):
@@ -103,49 +102,23 @@ class TokenizerFeatures:
         out = self.runtime.step(track.velocity, track.visible)
         if self.mode == "newest":
             return StepFeatures(latent=out.z_q, code=out.code)
-        return StepFeatures(energy=out.energy, code=out.code, update=out.energy is not None)
+        # Window-mean: a new value every `stride` frames; the runtime holds it in between so the
+        # kernel still steps once per frame.
+        return StepFeatures(energy=self.runtime.held_energy, code=out.code)
 
     def reset(self) -> None:
         self.runtime.reset()
 
 
-class KeyframeStore:
-    """JPEG stills of the most recent frames, so a finished segment's keyframes can be uploaded.
-
-    A ring of `capacity` frames (default 1200 = 2 minutes at 10 fps, ~10-20 MB at 320x240):
-    a keyframe older than the ring is reported missing rather than kept forever.
-    """
-
-    def __init__(self, capacity: int = 1200, quality: int = 85) -> None:
-        self.capacity = capacity
-        self.quality = quality
-        self._ring: collections.OrderedDict[int, bytes] = collections.OrderedDict()
-        self.missing = 0
-
-    def add(self, index: int, image: np.ndarray) -> None:
-        ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
-        if ok:
-            self._ring[index] = buf.tobytes()
-            while len(self._ring) > self.capacity:
-                self._ring.popitem(last=False)
-
-    def take(self, indices: list[int]) -> dict[int, bytes]:
-        out: dict[int, bytes] = {}
-        for i in indices:
-            data = self._ring.get(i)
-            if data is None:
-                self.missing += 1
-            else:
-                out[i] = data
-        return out
-
-
 @dataclass
 class Pipeline:
-    """Per-frame pipeline. Build it with `build_pipeline`.
+    """Per-frame pipeline. Build it with `build_pipeline`; drive it with `edge.loop.StreamLoop`.
 
     fps: model fps (frames given to `process` must already be at this rate).
     input_size: (width, height) the tracker and model work at; frames are resized to it.
+    keep_keyframes: keep JPEG stills of recent frames so finished segments carry their keyframes.
+    clips: optional `edge.recent_frames.ClipRecorder`: finished segments carry an MJPEG clip.
+    origin_utc: wall-clock time of timestamp 0 until `start_stream` sets another.
     """
 
     fps: float
@@ -156,21 +129,14 @@ class Pipeline:
     model_version: str = ""
     providers_in_use: list[str] = field(default_factory=lambda: ["cpu"])
     keep_keyframes: bool = True
+    clips: ClipRecorder | None = None
     origin_utc: datetime | None = None
-    #: last frame's latency per stage in ms: track, features, kernel, total
-    stage_latency_ms: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._params_arr = self.params.to_array()
-        self._state = kernel.new_state(self.extractor.latent_dim)
-        self._assembler = self._new_assembler()
-        self._keyframes = KeyframeStore() if self.keep_keyframes else None
-        self._pending_keyframes: dict[str, dict[int, bytes]] = {}
-        self._last_energy = 0.0
-        self.frames = 0
-        #: per-step trace for --record-energy: (raw energy, smoothed energy, code,
-        #: velocity-energy proxy); the proxy is what laps-calibrate's pseudo-labels need.
-        self.trace: list[tuple[float, float, int, float]] | None = None
+        self._keyframes = KeyframeRing() if self.keep_keyframes else None
+        self._stream_origin: datetime | None = None
+        self.reset()
 
     # -- public -----------------------------------------------------------------------
     def warm_up(self) -> None:
@@ -181,7 +147,7 @@ class Pipeline:
         w, h = self.input_size
         blank = np.zeros((h, w, 3), np.uint8)
         for i in range(3):
-            self._step(Frame(blank, i / self.fps, i, i))
+            self.process(Frame(blank, i / self.fps, i, i))
         self.reset()
 
     def set_params(self, params: HysteresisParams) -> None:
@@ -195,48 +161,26 @@ class Pipeline:
         self.tracker.reset()
         self.extractor.reset()
         self._state = kernel.new_state(self.extractor.latent_dim)
+        self._stream_origin = None
         self._assembler = self._new_assembler()
-        self._pending_keyframes.clear()
+        if self._keyframes is not None:
+            self._keyframes.clear()
+        if self.clips is not None:
+            self.clips.clear()
         self.frames = 0
 
     def start_stream(self, origin_utc: datetime) -> None:
         """Count the times of the stream about to start from `origin_utc`, the wall-clock time
-        of its first frame (`edge.segments.stream_origin`). Call after `reset()` (or on a new
+        of its timestamp 0 (`edge.segments.stream_origin`). Call after `reset()` (or on a new
         pipeline), before the stream's first frame; the next `reset()` forgets it again."""
         if self.frames:
             raise RuntimeError("start_stream() after frames were processed; call reset() first")
-        self._assembler = self._new_assembler(origin_utc)
+        self._stream_origin = origin_utc
+        self._assembler = self._new_assembler()
 
-    def record_trace(self) -> None:
-        """Start keeping the per-step energy trace (for calibration recordings)."""
-        self.trace = []
-
-    def process(self, frame: Frame) -> list[Segment]:
-        """Advance by one frame (at the model fps); returns the segments that ended here."""
-        return self._step(frame)
-
-    def finish(self) -> list[Segment]:
-        """End of stream: close a segment that is still open."""
-        event = kernel.finish(self._state, self._params_arr)
-        return self._emit(self._assembler.finish(self._state, event))
-
-    def keyframes(self, segment_id: str) -> dict[int, bytes]:
-        """JPEG bytes of a finished segment's keyframes by frame index (each segment once)."""
-        return self._pending_keyframes.pop(segment_id, {})
-
-    @property
-    def smoothed_energy(self) -> float:
-        return float(kernel.smoothed_energy(self._state))
-
-    # -- internals ----------------------------------------------------------------------
-    def _new_assembler(self, origin_utc: datetime | None = None) -> SegmentAssembler:
-        # START is confirmed up_steps after the segment's first step: the ring must reach back.
-        return SegmentAssembler(
-            fps=self.fps, origin_utc=origin_utc or self.origin_utc or datetime.now(timezone.utc),
-            model_version=self.model_version, lookback_steps=max(16, self.params.up_steps + 1),
-        )
-
-    def _step(self, frame: Frame) -> list[Segment]:
+    def process(self, frame: Frame) -> FrameStep:
+        """Advance by one frame (at the model fps): what it produced, with the segments that
+        ended here. Segment frames and times are `frame.index` and `frame.timestamp_s`."""
         t0 = time.perf_counter()
         image = frame.image
         w, h = self.input_size
@@ -248,38 +192,54 @@ class Pipeline:
         t2 = time.perf_counter()
         if feats.latent is not None:
             event = kernel.latent_step(self._state, self._params_arr, feats.latent)
-        elif feats.update:
-            event = kernel.energy_step(self._state, self._params_arr, float(feats.energy))
         else:
-            # No new value this frame (window-mean variant between strides): hold the last.
-            event = kernel.energy_step(self._state, self._params_arr, self._last_energy)
-        if feats.energy is not None and feats.update:
-            self._last_energy = float(feats.energy)
-        segments = self._assembler.push(self._state, event, code=feats.code)
+            event = kernel.energy_step(self._state, self._params_arr, float(feats.energy))
+        segments = self._assembler.push(self._state, event, code=feats.code, frame_index=frame.index,
+                                        timestamp_s=frame.timestamp_s)
         t3 = time.perf_counter()
         if self._keyframes is not None:
-            self._keyframes.add(self.frames, image)
-        if self.trace is not None:
-            self.trace.append(
-                (float(kernel.raw_energy(self._state)), float(kernel.smoothed_energy(self._state)),
-                 -1 if feats.code is None else int(feats.code),
-                 velocity_energy(track.velocity, track.visible))
-            )
+            self._keyframes.add(frame.index, image)
+        if self.clips is not None:
+            self.clips.add(frame.index, frame.image)
         self.frames += 1
-        self.stage_latency_ms = {
-            "track": (t1 - t0) * 1e3, "features": (t2 - t1) * 1e3, "kernel": (t3 - t2) * 1e3,
-            "total": (time.perf_counter() - t0) * 1e3,
-        }
-        return self._emit(segments)
+        finished = self._finished(segments)
+        return FrameStep(
+            index=frame.index, timestamp_s=frame.timestamp_s, source_index=frame.source_index,
+            raw_energy=float(kernel.raw_energy(self._state)),
+            smoothed_energy=float(kernel.smoothed_energy(self._state)),
+            code=-1 if feats.code is None else int(feats.code),
+            proxy_energy=velocity_energy(track.velocity, track.visible),
+            latency_ms={"track": (t1 - t0) * 1e3, "features": (t2 - t1) * 1e3, "kernel": (t3 - t2) * 1e3,
+                        "total": (time.perf_counter() - t0) * 1e3},
+            finished=finished,
+        )
 
-    def _emit(self, segments: list[Segment]) -> list[Segment]:
-        if self._keyframes is not None:
-            for seg in segments:
-                self._pending_keyframes[seg.segment_id] = self._keyframes.take(seg.keyframes)
-            # Bound memory if nobody collects keyframes (file runs without upload).
-            while len(self._pending_keyframes) > 64:
-                self._pending_keyframes.pop(next(iter(self._pending_keyframes)))
-        return segments
+    def finish(self) -> tuple[FinishedSegment, ...]:
+        """End of stream: close a segment that is still open."""
+        event = kernel.finish(self._state, self._params_arr)
+        return self._finished(self._assembler.finish(self._state, event))
+
+    @property
+    def smoothed_energy(self) -> float:
+        return float(kernel.smoothed_energy(self._state))
+
+    # -- internals ----------------------------------------------------------------------
+    def _new_assembler(self) -> SegmentAssembler:
+        # START is confirmed up_steps after the segment's first step: the ring must reach back.
+        return SegmentAssembler(
+            fps=self.fps, origin_utc=self._stream_origin or self.origin_utc or datetime.now(timezone.utc),
+            model_version=self.model_version, lookback_steps=max(16, self.params.up_steps + 1),
+        )
+
+    def _finished(self, segments: list[Segment]) -> tuple[FinishedSegment, ...]:
+        return tuple(
+            FinishedSegment(
+                seg,
+                keyframes=self._keyframes.take(seg.keyframes) if self._keyframes is not None else {},
+                clip=self.clips.clip(seg.start_frame, seg.end_frame) if self.clips is not None else None,
+            )
+            for seg in segments
+        )
 
 
 def build_pipeline(

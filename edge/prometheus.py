@@ -42,9 +42,9 @@ from prometheus_client.core import (
 from edge.errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from edge.service import DeviceRuntime
+    from edge.device_runtime import DeviceRuntime
 
-#: the states `DeviceRuntime.source_state` takes (edge.service.FrameLoop)
+#: the states `DeviceRuntime.source_state` takes (edge.service_loop.ServiceLoop)
 SOURCE_STATES = ("starting", "online", "source_lost")
 #: "idle": no OTA status reported since start; the rest are `laps.ota-status/1` states
 OTA_STATES = ("idle", "downloading", "verifying", "self_testing", "swapping", "health_check",

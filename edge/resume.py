@@ -10,8 +10,9 @@ What makes it exact: the position (frames at the service's fps that are fully tu
 committed segments) is written into the outbox database in the SAME transaction as each
 segment (`Outbox.put(..., position=...)`), so a crash keeps both or neither; a clean stop, the
 end of the file, or a reopen writes it after the pipeline closed its open segment. On the next
-start the frames before it are decoded and skipped (no tracking, no pacing) and the segments'
-frame numbers and times are shifted so they stay relative to the file's first frame. A segment
+start the frames before it are decoded and skipped (no tracking, no pacing); segment frame
+numbers and times are the source's own (`Frame.index`, `Frame.timestamp_s`), so they stay
+relative to the file's first frame without any shift. A segment
 that was open at a crash is re-detected from its start. A file processed to its end is not
 processed again (one INFO line); `source.resume = false` always starts at frame 0.
 
@@ -22,12 +23,10 @@ Live sources (cameras, streams) have no position.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import urllib.parse
 from pathlib import Path
 
-from edge.segments import Segment
 
 _FINGERPRINT_BYTES = 1 << 20
 
@@ -57,16 +56,3 @@ def resume_frame(frame: int, stored_fps: float, fps: float) -> int:
     if stored_fps <= 0 or abs(stored_fps - fps) < 1e-9:
         return int(frame)
     return int(frame * fps / stored_fps)
-
-
-def shift_segment(seg: Segment, keyframes: dict[int, bytes], offset: int) -> tuple[Segment, dict[int, bytes]]:
-    """`seg` found `offset` frames into the source (after a resume skip) with frame numbers and
-    times counted from the source's first frame; its keyframe JPEGs re-keyed the same way."""
-    if not offset:
-        return seg, keyframes
-    dt = offset / seg.fps
-    moved = dataclasses.replace(
-        seg, start_frame=seg.start_frame + offset, end_frame=seg.end_frame + offset,
-        start_s=seg.start_s + dt, end_s=seg.end_s + dt, keyframes=[k + offset for k in seg.keyframes],
-    )
-    return moved, {k + offset: v for k, v in keyframes.items()}

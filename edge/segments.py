@@ -39,12 +39,15 @@ def uuid7(unix_ms: int | None = None) -> uuid.UUID:
 class Segment:
     """One detected segment.
 
-    Frame indices count steps at the model fps from the start of the stream; `end_frame` is
-    exclusive. Times: `start_s`/`end_s` in seconds from the stream start; `start_utc`/`end_utc`
-    ISO-8601 UTC wall-clock times (from the assembler's origin). `codes`: one FSQ code per step
-    inside the segment (empty when the features were not FSQ codes). `energy_mean`/`energy_max`:
-    statistics of the smoothed energy inside the segment. `keyframes`: frame indices (model fps)
-    chosen as representative stills.
+    Frames and times are the source's own (`edge.sources.base.Frame`): `start_frame` is the
+    `Frame.index` of the segment's first frame, `end_frame` (exclusive) that of the first frame
+    after it; `start_s`/`end_s` are those frames' timestamps in seconds from the stream start
+    (a segment still open when the stream ends ends one frame period after its last frame), so
+    a source slower than the model fps, or one with gaps, keeps its real times. `fps` is the
+    model's step rate. `start_utc`/`end_utc`: ISO-8601 UTC wall-clock times (the stream's
+    origin plus those seconds). `codes`: one FSQ code per step inside the segment (empty when
+    the features were not FSQ codes). `energy_mean`/`energy_max`: statistics of the smoothed
+    energy inside the segment. `keyframes`: `Frame.index` values chosen as representative stills.
     """
 
     segment_id: str
@@ -81,8 +84,8 @@ class Segment:
 def stream_origin(opened_utc: datetime, *, frame_count: int | None, fps: float, paced: bool) -> datetime:
     """The wall-clock time of a stream's first frame: every segment time is counted from it.
 
-    Segment times follow the source's own clock (frame index / fps from the first frame),
-    anchored to the wall clock here. A live source (camera, stream: `frame_count` None) and a
+    Segment times follow the source's own clock (its frame timestamps), anchored to the wall
+    clock here. A live source (camera, stream: `frame_count` None) and a
     paced replay deliver frames in real time, so the anchor is the moment the stream opened
     (`opened_utc`). A finite source replayed faster than real time (a file or a synthetic
     recording with `pace = false`) would then stamp its segments in the future (a 5-minute

@@ -32,12 +32,10 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 
 from edge.errors import LapsError
 from edge.messages import batch_announcement, batch_manifest, clip_file, keyframe_file, utc_now_iso
@@ -402,54 +400,6 @@ class UploadWorker:
         out = self.spool.stats()
         out["last_error"] = self.last_error
         return out
-
-
-class ClipRecorder:
-    """Keeps the last `max_s` seconds of frames as small JPEGs to cut a clip when a segment ends.
-
-    fps: frames per second of the stream it sees. scale: frames are downscaled by this factor
-    before encoding (memory: roughly fps * max_s * 10 KB at 320x240 and scale 0.5).
-    """
-
-    def __init__(self, fps: float, max_s: float = 10.0, scale: float = 0.5, quality: int = 80) -> None:
-        self.fps, self.scale, self.quality = float(fps), float(scale), int(quality)
-        self.capacity = max(1, int(round(max_s * fps)))
-        self._ring: OrderedDict[int, bytes] = OrderedDict()
-        self._size: tuple[int, int] | None = None
-
-    def add(self, index: int, image: np.ndarray) -> None:
-        import cv2
-
-        if self.scale != 1.0:
-            image = cv2.resize(image, None, fx=self.scale, fy=self.scale, interpolation=cv2.INTER_AREA)
-        ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
-        if ok:
-            self._size = (image.shape[1], image.shape[0])
-            self._ring[index] = buf.tobytes()
-            while len(self._ring) > self.capacity:
-                self._ring.popitem(last=False)
-
-    def clip(self, start_frame: int, end_frame: int) -> bytes | None:
-        """MJPEG AVI bytes of frames [start_frame, end_frame) still in the ring (the newest
-        `max_s` seconds of a longer segment); None when none of them is left."""
-        import cv2
-
-        frames = [self._ring[i] for i in range(start_frame, end_frame) if i in self._ring]
-        if not frames or self._size is None:
-            return None
-        fd, name = tempfile.mkstemp(suffix=".avi")
-        os.close(fd)
-        try:
-            writer = cv2.VideoWriter(name, cv2.VideoWriter_fourcc(*"MJPG"), self.fps, self._size)
-            if not writer.isOpened():
-                log.warning("OpenCV cannot write MJPEG AVI clips here; clips disabled for this segment")
-                return None
-            for data in frames:
-                writer.write(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR))
-            writer.release()
-            return Path(name).read_bytes()
-        finally:
-            os.unlink(name)
 
 
 # -- file helpers ----------------------------------------------------------------------------------

@@ -18,6 +18,9 @@ import sys
 import time
 from pathlib import Path
 
+from edge.loop import SinkBase
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     from edge.cli_common import add_pipeline_options
 
@@ -73,12 +76,12 @@ def run_once(args: argparse.Namespace) -> int:
     from dataclasses import replace
     from datetime import datetime, timezone
 
-    from tqdm import tqdm
-
     from edge.errors import SourceError
+    from edge.loop import StreamLoop
     from edge.model import resolve_model_spec
     from edge.pipeline import build_pipeline
-    from edge.segments import SegmentWriter, stream_origin
+    from edge.segments import stream_origin
+    from edge.sinks import EnergyTraceSink, FrameLimit, JsonlSink
     from edge.sources.factory import open_source
 
     model_dir = resolve_model_spec(args.model)
@@ -89,60 +92,53 @@ def run_once(args: argparse.Namespace) -> int:
     )
     if args.theta_on is not None:
         pipe.set_params(replace(pipe.params, theta_on=args.theta_on))
-    if args.record_energy:
-        pipe.record_trace()
     out = prepare_out_dir(args.out)
-    seg_path = out / "segments.jsonl"
     t_start = time.perf_counter()
-    segments = []
     failure: SourceError | None = None
+    progress = _Progress(quiet=args.quiet)
+    trace = EnergyTraceSink() if args.record_energy else None
     try:
-        with open_source(args.source, fps=pipe.fps, size=pipe.input_size,
-                         allow_truncated=args.allow_truncated) as source, SegmentWriter(seg_path) as writer:
-            total = source.frame_count
-            # Same clock as the service: a file processed faster than real time is stamped as
-            # recorded just before now, never in the future (edge.segments.stream_origin).
-            pipe.start_stream(stream_origin(datetime.now(timezone.utc), frame_count=total, fps=source.fps,
-                                            paced=False))
-            if args.max_seconds is not None:
-                limit = int(args.max_seconds * pipe.fps)
-                total = min(total, limit) if total is not None else limit
-            bar = tqdm(total=total, unit="frame", desc="segmenting", disable=args.quiet, file=sys.stderr)
-
-            def keep(found) -> None:
-                for seg in found:
-                    writer.write(seg)
-                    segments.append(seg)
-                    if not args.quiet:
-                        tqdm.write(_describe(seg), file=sys.stderr)
-
-            try:
-                for frame in source:
-                    if total is not None and frame.index >= total:
-                        break
-                    keep(pipe.process(frame))
-                    bar.update(1)
-                    bar.set_postfix(segments=len(segments), refresh=False)
-            except SourceError as err:
-                if pipe.frames == 0:
-                    raise
-                failure = err  # keep what the frames before the damage gave, then report it
-            keep(pipe.finish())
-            bar.close()
-            workstation = _find_workstation(source)
+        jsonl = JsonlSink(out / "segments.jsonl")
+        loop = StreamLoop(pipe, [s for s in (jsonl, progress, trace) if s is not None])
+        if args.max_seconds is not None:
+            loop.sinks.append(FrameLimit(args.max_seconds, loop.stop, pipe.fps))
+        try:
+            with open_source(args.source, fps=pipe.fps, size=pipe.input_size,
+                             allow_truncated=args.allow_truncated) as source:
+                total = source.frame_count
+                if args.max_seconds is not None:
+                    limit = int(args.max_seconds * pipe.fps)
+                    total = min(total, limit) if total is not None else limit
+                progress.start(total)
+                # Same clock as the service: a file processed faster than real time is stamped as
+                # recorded just before now, never in the future (edge.segments.stream_origin).
+                origin = stream_origin(datetime.now(timezone.utc), frame_count=source.frame_count,
+                                       fps=source.fps, paced=False)
+                try:
+                    loop.run(source, origin_utc=origin)
+                except SourceError as err:
+                    if progress.frames == 0:
+                        raise
+                    failure = err  # keep what the frames before the damage gave, then report it
+                workstation = _find_workstation(source)
+        finally:
+            progress.close()
+            jsonl.close()
         elapsed = time.perf_counter() - t_start
-        duration_s = pipe.frames / pipe.fps
+        segments = progress.segments
+        # The source's own time: the last frame's timestamp plus one frame period.
+        duration_s = progress.last_timestamp_s + 1.0 / pipe.fps if progress.frames else 0.0
         summary = {
             "source": args.source,
             "model": model_dir or "velocity-energy (no tokenizer)",
             "model_version": pipe.model_version,
             "params": pipe.params.to_dict(),
-            "frames": pipe.frames,
+            "frames": progress.frames,
             "fps": pipe.fps,
             "duration_s": duration_s,
             "segments": len(segments),
             "processing_s": elapsed,
-            "processed_fps": pipe.frames / elapsed if elapsed > 0 else None,
+            "processed_fps": progress.frames / elapsed if elapsed > 0 else None,
             "providers": pipe.providers_in_use,
             "complete": failure is None,
         }
@@ -150,8 +146,8 @@ def run_once(args: argparse.Namespace) -> int:
             summary["error"] = str(failure)
         if workstation is not None:
             summary.update(_score_against_ground_truth(workstation, segments, duration_s, out))
-        if args.record_energy and pipe.trace is not None:
-            write_energy_trace(out / "energy.npz", pipe, args.source)
+        if trace is not None:
+            write_energy_trace(out / "energy.npz", trace, pipe, args.source)
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     except OSError as err:
         raise output_error(out, err) from None
@@ -159,6 +155,40 @@ def run_once(args: argparse.Namespace) -> int:
     if failure is not None:
         raise failure
     return 0
+
+
+class _Progress(SinkBase):
+    """A progress bar over the frames and a line per finished segment (stderr); keeps the segments."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.bar = None
+        self.frames = 0
+        self.last_timestamp_s = 0.0
+        self.segments = []
+
+    def start(self, total: int | None) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, unit="frame", desc="segmenting", disable=self.quiet, file=sys.stderr)
+
+    def frame(self, step) -> None:
+        self.frames += 1
+        self.last_timestamp_s = step.timestamp_s
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(segments=len(self.segments), refresh=False)
+
+    def segment(self, finished) -> None:
+        from tqdm import tqdm
+
+        self.segments.append(finished.segment)
+        if not self.quiet:
+            tqdm.write(_describe(finished.segment), file=sys.stderr)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def prepare_out_dir(path: str) -> Path:
@@ -190,14 +220,14 @@ def output_error(out: Path, err: OSError) -> Exception:
                        "choose another --out")
 
 
-def write_energy_trace(path: Path, pipe, source: str) -> None:
+def write_energy_trace(path: Path, trace, pipe, source: str) -> None:
     """energy.npz for laps-calibrate: per step raw/smoothed energy, FSQ code, velocity-energy proxy."""
     import numpy as np
 
-    trace = np.asarray(pipe.trace, dtype=np.float64).reshape(-1, 4)
+    rows = trace.array()
     np.savez_compressed(
-        path, energy=trace[:, 0], smoothed=trace[:, 1],
-        codes=trace[:, 2].astype(np.int64), velocity_energy=trace[:, 3],
+        path, energy=rows[:, 0], smoothed=rows[:, 1],
+        codes=rows[:, 2].astype(np.int64), velocity_energy=rows[:, 3],
         fps=pipe.fps, model_version=pipe.model_version,
         params=json.dumps(pipe.params.to_dict()), source=source,
     )

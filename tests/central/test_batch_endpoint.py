@@ -228,7 +228,7 @@ def test_mutual_tls_takes_the_device_id_from_the_client_certificate(tmp_path):
 def test_the_device_service_uploads_over_mutual_tls_end_to_end(tmp_path):
     """The device's own config keys (upload.cert/key/ca) against the endpoint."""
     from edge.config import load_config
-    from edge.service import DeviceRuntime
+    from edge.device_runtime import DeviceRuntime
     from tests.service.helpers import write_config
 
     ca, cert, key = make_tls_files(tmp_path / "pki", clients=("ws-07",))

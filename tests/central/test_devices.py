@@ -19,7 +19,7 @@ from central.ingest import IngestWorker
 from central.store import Store
 from central_testkit import Mosquitto, make_segments, segment_payloads, wait_until, write_central_config
 from edge.config import load_config
-from edge.service import DeviceRuntime
+from edge.device_runtime import DeviceRuntime
 from tests.service.helpers import write_config
 
 

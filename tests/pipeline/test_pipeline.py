@@ -7,38 +7,38 @@ import pytest
 
 from edge.energy import HysteresisParams, run_series
 from edge.errors import ConfigError
+from edge.loop import SegmentList, StreamLoop
 from edge.pipeline import build_pipeline, velocity_energy
+from edge.sinks import EnergyTraceSink
 from edge.sources.factory import open_source
 
 
 def _run(pipe, spec):
-    pipe.record_trace()
-    segments = []
+    """(finished segments, per-frame energy trace (T, 6)) of `spec` through the frame loop."""
+    found, trace = SegmentList(), EnergyTraceSink()
     with open_source(spec, fps=pipe.fps, size=pipe.input_size) as src:
-        for frame in src:
-            segments += pipe.process(frame)
-    segments += pipe.finish()
-    return segments
+        StreamLoop(pipe, [found, trace]).run(src)
+    return found.items, trace.array()
 
 
 def test_pipeline_segments_equal_the_series_runner_on_the_recorded_energy():
     pipe = build_pipeline(model_dir=None, params=HysteresisParams(theta_on=0.3), keep_keyframes=False)
-    segments = _run(pipe, "synthetic://assembly?seed=903&minutes=0.4")
-    energy = np.array([t[0] for t in pipe.trace])
-    expected = run_series(energy, pipe.params).segments
+    finished, trace = _run(pipe, "synthetic://assembly?seed=903&minutes=0.4")
+    segments = [f.segment for f in finished]
+    expected = run_series(trace[:, 0], pipe.params).segments
     got = np.array([(s.start_frame, s.end_frame) for s in segments], dtype=np.int64).reshape(-1, 2)
     np.testing.assert_array_equal(got, expected)
     assert len(segments) > 0
 
 
-def test_keyframes_of_a_finished_segment_are_jpeg_bytes_once():
+def test_a_finished_segment_carries_its_keyframes_as_jpeg_bytes():
     pipe = build_pipeline(model_dir=None, params=HysteresisParams(theta_on=0.3))
-    segments = _run(pipe, "synthetic://assembly?seed=903&minutes=0.4")
-    assert segments
-    frames = pipe.keyframes(segments[0].segment_id)
-    assert set(frames) == set(segments[0].keyframes)
-    assert all(data[:2] == b"\xff\xd8" for data in frames.values())
-    assert pipe.keyframes(segments[0].segment_id) == {}
+    finished, _ = _run(pipe, "synthetic://assembly?seed=903&minutes=0.4")
+    assert finished
+    for fin in finished:
+        assert set(fin.keyframes) == set(fin.segment.keyframes)
+        assert all(data[:2] == b"\xff\xd8" for data in fin.keyframes.values())
+        assert fin.clip is None  # no clip recorder configured
 
 
 def test_velocity_energy_is_the_mean_speed_of_visible_points():

@@ -333,13 +333,13 @@ cache_dir = "{state_dir}/cache"
 
 
 class DeviceProcess:
-    """`python -m edge.service` as a real subprocess; collects the ids it reports committed."""
+    """`python -m tests.service.publisher` as a real subprocess; collects the ids it reports committed."""
 
     def __init__(self, config: Path, segments: int, interval_s: float, until_drained_s: float = 0.0,
                  seed: int = 0) -> None:
         self.committed: list[str] = []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "edge.service", "--config", str(config), "--synthetic-segments", str(segments),
+            [sys.executable, "-m", "tests.service.publisher", "--config", str(config), "--synthetic-segments", str(segments),
              "--interval-s", str(interval_s), "--until-drained-s", str(until_drained_s), "--seed", str(seed)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )

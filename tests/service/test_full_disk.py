@@ -25,8 +25,8 @@ KIB, MIB = 1024, 1024 * 1024
 
 def publish(cfg: Path, n: int, keyframes: int, timeout: float = 240,
             interval_s: float = 0.005) -> subprocess.CompletedProcess:
-    """The service without a pipeline (`python -m edge.service`), `n` segments, then a clean stop."""
-    return subprocess.run([sys.executable, "-m", "edge.service", "--config", str(cfg), "--synthetic-segments",
+    """The service without a pipeline (`python -m tests.service.publisher`), `n` segments, then a clean stop."""
+    return subprocess.run([sys.executable, "-m", "tests.service.publisher", "--config", str(cfg), "--synthetic-segments",
                            str(n), "--interval-s", str(interval_s), "--keyframes", str(keyframes)],
                           capture_output=True, text=True, timeout=timeout)
 

@@ -1,7 +1,7 @@
 """Failure drills with a real Mosquitto and a real device process: nothing that reached the
 outbox is lost (duplicates are allowed), evictions are reported, a wrong password backs off.
 
-The device side is `python -m edge.service --synthetic-segments N`: the service's own outbox,
+The device side is `python -m tests.service.publisher --synthetic-segments N`: the service's own outbox,
 MQTT link and shutdown code fed by a synthetic segment generator. It prints
 `committed <id>` once a segment is durable in the outbox; those ids must all arrive.
 """
@@ -15,7 +15,8 @@ import time
 import pytest
 
 from edge.config import load_config
-from edge.service import DeviceRuntime, synthetic_segments
+from edge.device_runtime import DeviceRuntime
+from tests.service.publisher import synthetic_segments
 
 from .helpers import DeviceProcess, Mosquitto, free_port, make_tls_files, outbox_keys, wait_until, write_config
 

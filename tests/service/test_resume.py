@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 
 from edge.outbox import Outbox, SourcePosition
-from edge.resume import resume_frame, shift_segment, source_identity
-from edge.segments import Segment
+from edge.resume import resume_frame, source_identity
 
 from .helpers import wait_until, write_config, write_video
 
@@ -130,11 +129,5 @@ def test_position_is_committed_with_the_segment_or_not_at_all(tmp_path):
         assert ob.position("file:x") == SourcePosition("file:x", 300, 10.0, True)
 
 
-def test_shifted_segments_count_from_the_first_frame_of_the_file():
-    seg = Segment(segment_id="s", start_frame=5, end_frame=25, start_s=0.5, end_s=2.5, fps=10.0,
-                  start_utc="", end_utc="", keyframes=[5, 15])
-    moved, frames = shift_segment(seg, {5: b"a", 15: b"b"}, 100)
-    assert (moved.start_frame, moved.end_frame, moved.keyframes) == (105, 125, [105, 115])
-    assert (moved.start_s, moved.end_s) == pytest.approx((10.5, 12.5))
-    assert frames == {105: b"a", 115: b"b"}
+def test_a_stored_position_converts_to_the_current_fps():
     assert resume_frame(150, 15.0, 10.0) == 100 and resume_frame(150, 10.0, 10.0) == 150

@@ -190,7 +190,7 @@ def test_keyframes_are_batched_uploaded_and_announced(broker, subscriber_factory
     sub = subscriber_factory(broker.port)
     cfg = write_config(tmp_path / "edge.toml", port=broker.port, state_dir=tmp_path / "state",
                        extra=f'\n[upload]\nendpoint = "{receiver.url}"\ninterval_s = 0.3\n')
-    proc = subprocess.run([sys.executable, "-m", "edge.service", "--config", str(cfg), "--synthetic-segments", "6",
+    proc = subprocess.run([sys.executable, "-m", "tests.service.publisher", "--config", str(cfg), "--synthetic-segments", "6",
                            "--interval-s", "0.05", "--keyframes", "2", "--until-drained-s", "20"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -12,7 +12,8 @@ from edge.cli.tail import format_message
 from edge.config import load_config
 from edge.messages import encode, metrics_message, segment_message, state_message
 from edge.segments import Segment, uuid7
-from edge.service import DeviceRuntime, synthetic_segments
+from edge.device_runtime import DeviceRuntime
+from tests.service.publisher import synthetic_segments
 
 from .helpers import wait_until, write_config
 

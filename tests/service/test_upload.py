@@ -15,7 +15,8 @@ import pytest
 
 from edge.messages import validate_batch_manifest
 from edge.segments import uuid7
-from edge.upload import BatchSpool, BatchUploader, ClipRecorder, UploadError, UploadWorker
+from edge.recent_frames import ClipRecorder
+from edge.upload import BatchSpool, BatchUploader, UploadError, UploadWorker
 
 
 def jpeg(value: int, size: int = 32) -> bytes:
