@@ -13,7 +13,7 @@ Youden's J), the weak-proxy level, the labelled-mode search space — was chosen
 seeds 500-519 (the "validation:" rows reproduce those studies); the labelled-mode row also
 calibrates on their ground truth. Every accuracy figure is measured on the HELD-OUT seeds 950-959 (900-949 are retired).
 
-Accuracy rows (boundary F1 at 2 s and 5 s, mean over held-out videos, LAPS_METHOD.md section 6):
+Accuracy rows (boundary F1 at 2 s and 5 s, mean over held-out videos, docs/method.md#evaluation):
 - unsupervised pooled: ONE calibration over all held-out videos without labels (one site, one set
   of thresholds) — against `ORACLE theta pooled`, the single theta_on (other parameters at the
   paper's values) with the best mean F1@2s on the held-out ground truth itself. ORACLE: it looks

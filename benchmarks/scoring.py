@@ -1,6 +1,6 @@
 """The one scorer of the segmentation benchmarks: predicted vs true segments, per video, then pooled.
 
-Every figure comes from `edge.metrics` (LAPS_METHOD.md section 6): boundary F1 at 2 s and 5 s
+Every figure comes from `edge.metrics` (docs/method.md#evaluation): boundary F1 at 2 s and 5 s
 (mean over videos), class-agnostic segmental F1 at IoU 0.10 / 0.25 / 0.50 and the edit score
 (means over videos), plus how many segments were predicted and are true, and the median length
 of each (seconds, over all segments of all videos).

@@ -1,7 +1,7 @@
 """Clustering segment embeddings into primitives: z-score -> L2 -> k-means, k given or chosen
 by cosine silhouette; an in-memory path and a mini-batch path for data that does not fit.
 
-LAPS_METHOD.md section 5: z-score every feature over the segments, L2-normalise every row,
+docs/method.md#clustering: z-score every feature over the segments, L2-normalise every row,
 then k-means with 10 initialisations (Euclidean k-means on unit rows is cosine k-means). k is
 the operator's, or the k in a range with the best cosine silhouette (the curve is returned
 for the report).

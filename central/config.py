@@ -34,7 +34,7 @@ from edge.config import TlsConfig
 from edge.config_schema import Checks, ConfigSection, build_section, origin_field, path_setting, read_toml, setting
 
 MIB = 1024 * 1024
-#: MQTT topic filter of the segment messages of every device of every site (DESIGN.md).
+#: MQTT topic filter of the segment messages of every device of every site (docs/formats.md#mqtt-topics).
 SEGMENT_TOPIC = "laps/v1/+/+/segments"
 _GROUP_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 

@@ -1,4 +1,4 @@
-"""Metrics, pinned with hand-computed cases (LAPS_METHOD.md section 6 and MS-TCN conventions)."""
+"""Metrics, pinned with hand-computed cases (docs/method.md#evaluation and MS-TCN conventions)."""
 
 import math
 

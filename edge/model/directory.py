@@ -1,6 +1,6 @@
 """A model directory (the unsigned form of the OTA bundle) and its manifest.
 
-Layout (DESIGN.md "Model bundle"):
+Layout (docs/formats.md#model-bundle):
     manifest.json      bundle id, monotonic version, created, files {relpath: {sha256, size}},
                        model metadata (the same JSON the ONNX file embeds)
     tokenizer.onnx     encoder up to the pre-quantisation latent

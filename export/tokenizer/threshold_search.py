@@ -1,6 +1,6 @@
 """Choose the ON threshold of a freshly trained tokenizer on LABELLED validation recordings.
 
-LAPS_METHOD.md section 4: when labelled minutes exist, calibrate on them instead of the
+docs/method.md#calibration: when labelled minutes exist, calibrate on them instead of the
 unsupervised proxy. For the default model those are synthetic VALIDATION seeds (500-599),
 whose ground truth is exact. The search runs the shared kernel (`edge.energy.run_series`) over
 each recording's latent energy for every candidate theta_on (quantiles of the energy) and keeps
