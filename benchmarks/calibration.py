@@ -131,13 +131,13 @@ def hour_of(recs) -> tuple[np.ndarray, np.ndarray]:
 
 def boundary_scores(params_per_video, recs, gts) -> dict:
     """Mean boundary F1@2s/@5s of the kernel's segments with one parameter set per video."""
-    from edge import metrics
+    from edge import evaluation
     from edge.energy import run_series
 
     preds = [run_series(r.energy, p).segments / r.fps for p, r in zip(params_per_video, recs)]
     durations = [r.duration_s for r in recs]
-    return {"f1_at_2s": metrics.boundary_f1(preds, gts, 2.0, durations),
-            "f1_at_5s": metrics.boundary_f1(preds, gts, 5.0, durations)}
+    return {"f1_at_2s": evaluation.boundary_f1(preds, gts, 2.0, durations),
+            "f1_at_5s": evaluation.boundary_f1(preds, gts, 5.0, durations)}
 
 
 def oracle_theta(recs, gts, base, pooled: bool) -> list:
