@@ -73,27 +73,21 @@ class StudentConfig:
     channels: feature channels per level (strides 1, 2, 4, 8). radius: correlation lattice
     half-width in cells of each level. hidden: per-point state size. mlp: width of the per-level
     refinement MLPs. fine_iterations: extra refinement passes at stride 1 after the pyramid.
-    subpixel_iterations, subpixel_radius, subpixel_on, subpixel_blur: the weight-free
-    Gauss-Newton (LK) stage after the network (`subpixel_refine`): iterations (0 = off),
-    half-width of its uniform window, what it matches ("image": the standardised frame, carried as
-    a 5th state map; or "features": the stride-1 features) and the Gaussian blur (px) of that
-    frame (`smooth_image`). subpixel_moving_radius, subpixel_moving_px: a second, smaller window
-    (0 = none) for points the network moved more than that many px this step: a large window
-    averages noise on static texture but takes in the background of a small moving part.
-    Chosen on VALIDATION seeds 500-501 (`benchmarks.tracking`'s figures,
-    edge/models/README.md) against the CPU time: 4 iterations, r = 8, image, blur 0.7. A larger
-    window is more precise on static texture (r = 10, 3 iterations: EPE median 0.082 px vs 0.103)
-    but less on small moving parts (0.48 vs 0.40 px) and costs more; blur 0 or 1.0 and the
-    Gaussian-weighted window of the first version were all worse. The 9x9 window for points
-    moving > 2 px/step brought fast motion to 0.34 px and blur to 0.24 (from 0.40 and 0.35).
-    subpixel_anchor_iterations, subpixel_anchor_px: the drift correction after that stage
-    (`subpixel_refine`; 0 = none) and the largest move it may make. The shipped export runs 3
-    frame-to-frame iterations and 1 correction step (the same patch samples as 4 + 0): on
-    VALIDATION seeds 500-501 the median error fell from 0.100 to 0.092 px overall and from 0.268
-    to 0.244 px in fast motion, at the same keep rule. With it, an 11x11 moving window
-    (subpixel_moving_radius 5) tracked fast motion better than 9x9 (seeds 500-505: 0.240 vs 0.247
-    px), and with the moving-point residual cut of bundle 9, 13x13 (radius 6, as shipped) better
-    than 11x11 (seeds 500-511: 0.230 vs 0.237 px; edge/models/README.md).
+    strides: the pyramid's strides; finest_stride: the finest stride the refinement passes use.
+
+    The weight-free Gauss-Newton (LK) stage after the network (`subpixel_refine`, settings
+    `SubpixelParams.from_config`):
+    subpixel_iterations: frame-to-frame iterations (0 = off). subpixel_radius: half-width of its
+    uniform window, px. subpixel_on: what it matches, "image" (the standardised frame, carried as
+    a 5th state map) or "features" (the stride-1 features). subpixel_blur: Gaussian blur (px) of
+    that frame (`smooth_image`). subpixel_moving_radius, subpixel_moving_px: a second, smaller
+    window (0 = none) for points the network moved more than that many px this step (a large
+    window averages noise on static texture but takes in the background of a small moving part).
+    subpixel_anchor_iterations, subpixel_anchor_px: the drift correction against the seed window
+    (0 = none) and the largest move it may make.
+
+    How each default and the shipped export's values were chosen, with the figures:
+    edge/models/README.md, "Distilled point tracker".
     """
 
     channels: tuple[int, ...] = (8, 16, 32, 32)
