@@ -5,7 +5,7 @@ Data: generated workstation videos, all nuisances on, 2 minutes each, tracked wi
 Lucas-Kanade tracker at the model conventions (tracks from the shared cache `.cache/tracks`,
 replayed through the device `Pipeline` by `calibration.recordings.record_tracks`, so energy and
 proxy are what the device would record). Features: the default tokenizer's energy when
-`edge/models/default/manifest.json` exists (the primary rows), and velocity energy (the device's
+`edge/shipped_models/default/manifest.json` exists (the primary rows), and velocity energy (the device's
 fallback without a tokenizer). Every row names its feature.
 
 Seeds (project-wide policy): everything the calibration tunes — its defaults (theta_on alone,

@@ -167,7 +167,7 @@ def register_model(registry_root: str | os.PathLike, model_dir: str | os.PathLik
 
 
 def register_shipped_model(registry_root: str | os.PathLike) -> str | None:
-    """Register the model this installation ships (`edge/models/default`), the one every device
+    """Register the model this installation ships (`edge/shipped_models/default`), the one every device
     runs until a bundle replaces it. Returns its version (None when none is shipped)."""
     shipped = shipped_model_dir()
     if shipped is None:

@@ -173,14 +173,14 @@ def write_manifest(
 
 
 #: Model specs every command and the configuration accept besides a path.
-DEFAULT_MODEL_SPEC = "default"  # the model shipped inside the package (edge/models/default)
+DEFAULT_MODEL_SPEC = "default"  # the model shipped inside the package (edge/shipped_models/default)
 NO_MODEL_SPEC = "none"          # no tokenizer: the velocity-energy proxy
 
 
 def shipped_model_dir() -> Path | None:
-    """The model directory shipped inside the package (`edge/models/default`), or None when
+    """The model directory shipped inside the package (`edge/shipped_models/default`), or None when
     this installation has none."""
-    path = Path(__file__).resolve().parents[1] / "models" / "default"
+    path = Path(__file__).resolve().parents[1] / "shipped_models" / "default"
     return path if (path / MANIFEST_NAME).is_file() else None
 
 

@@ -87,7 +87,7 @@ class StudentConfig:
     (0 = none) and the largest move it may make.
 
     How each default and the shipped export's values were chosen, with the figures:
-    edge/models/README.md, "Distilled point tracker".
+    edge/shipped_models/README.md, "Distilled point tracker".
     """
 
     channels: tuple[int, ...] = (8, 16, 32, 32)
@@ -777,7 +777,7 @@ def trim_passes(model: StudentTracker, fine_iterations: int | None = None, fines
     Why: the weight-free sub-pixel stage after the network does the fine work. On VALIDATION seeds
     500-501 the trained default tracked as well without its extra stride-1 pass (bundle version
     5) and without its stride-1 passes altogether (version 6) once the keep rule was re-chosen,
-    and each costs ONNX Runtime CPU time (edge/models/README.md). Raises ValueError for passes
+    and each costs ONNX Runtime CPU time (edge/shipped_models/README.md). Raises ValueError for passes
     that were not trained (they would have no weights) or a layout `check_passes` refuses."""
     c = model.cfg
     new = StudentConfig.from_dict(c.to_dict())
