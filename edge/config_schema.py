@@ -243,7 +243,7 @@ def _typed(checks: Checks, name: str, hint: Any, value: Any) -> Any:
     origin = typing.get_origin(hint)
     if origin is dict:
         if not isinstance(value, dict):
-            checks.fail(name, value, f"a table of names and values ([...{name}])")
+            checks.fail(name, value, "a table of name = value pairs")
         return value
     if origin is list:  # only lists of strings are used
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
