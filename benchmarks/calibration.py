@@ -5,7 +5,7 @@ Data: generated workstation videos, all nuisances on, 2 minutes each, tracked wi
 Lucas-Kanade tracker at the model conventions (tracks from the shared cache `.cache/tracks`,
 replayed through the device `Pipeline` by `calibration.recordings.record_tracks`, so energy and
 proxy are what the device would record). Features: the default tokenizer's energy when
-`edge/models/default/manifest.json` exists (the primary rows), and velocity energy (the device's
+`edge/shipped_models/default/manifest.json` exists (the primary rows), and velocity energy (the device's
 fallback without a tokenizer). Every row names its feature.
 
 Seeds (project-wide policy): everything the calibration tunes — its defaults (theta_on alone,
@@ -13,7 +13,7 @@ Youden's J), the weak-proxy level, the labelled-mode search space — was chosen
 seeds 500-519 (the "validation:" rows reproduce those studies); the labelled-mode row also
 calibrates on their ground truth. Every accuracy figure is measured on the HELD-OUT seeds 950-959 (900-949 are retired).
 
-Accuracy rows (boundary F1 at 2 s and 5 s, mean over held-out videos, LAPS_METHOD.md section 6):
+Accuracy rows (boundary F1 at 2 s and 5 s, mean over held-out videos, docs/method.md#evaluation):
 - unsupervised pooled: ONE calibration over all held-out videos without labels (one site, one set
   of thresholds) — against `ORACLE theta pooled`, the single theta_on (other parameters at the
   paper's values) with the best mean F1@2s on the held-out ground truth itself. ORACLE: it looks
@@ -131,13 +131,13 @@ def hour_of(recs) -> tuple[np.ndarray, np.ndarray]:
 
 def boundary_scores(params_per_video, recs, gts) -> dict:
     """Mean boundary F1@2s/@5s of the kernel's segments with one parameter set per video."""
-    from edge import metrics
+    from edge import evaluation
     from edge.energy import run_series
 
     preds = [run_series(r.energy, p).segments / r.fps for p, r in zip(params_per_video, recs)]
     durations = [r.duration_s for r in recs]
-    return {"f1_at_2s": metrics.boundary_f1(preds, gts, 2.0, durations),
-            "f1_at_5s": metrics.boundary_f1(preds, gts, 5.0, durations)}
+    return {"f1_at_2s": evaluation.boundary_f1(preds, gts, 2.0, durations),
+            "f1_at_5s": evaluation.boundary_f1(preds, gts, 5.0, durations)}
 
 
 def oracle_theta(recs, gts, base, pooled: bool) -> list:

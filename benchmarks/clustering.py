@@ -6,7 +6,7 @@ Three parts, one table (`benchmarks/results/clustering.json`):
    nuisances; never used for training or tuning). Each video's Lucas-Kanade tracks (the
    shared `.cache/tracks` cache of the segmentation benchmark) go through the device's own
    `Pipeline` (feature extractor, Numba kernel, segment assembler) via a replay tracker. With
-   the shipped default tokenizer (`edge/models/default`) segments carry FSQ codes and their
+   the shipped default tokenizer (`edge/shipped_models/default`) segments carry FSQ codes and their
    tokens are z_q rebuilt by the central model registry; without it, the velocity-energy
    pipeline segments the video and each step's token is the grid-pooled velocity field (a 4x4
    pooling of the 20x20 point velocities, 32 values) — the table says which ran. Each
@@ -50,7 +50,7 @@ from benchmarks.common import print_table, write_results
 
 HELD_OUT_SEEDS = tuple(range(900, 910))
 MINUTES = 2.0
-DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "edge" / "models" / "default"
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "edge" / "shipped_models" / "default"
 SCALES = (10_000, 100_000, 1_000_000)
 
 

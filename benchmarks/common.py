@@ -1,5 +1,5 @@
 """What every benchmark script shares: timing as a median over repeats, a printed table, and
-`benchmarks/results/<script>.json` in the format DESIGN.md fixes:
+`benchmarks/results/<script>.json`, one format for all of them:
 `{"date", "machine", "git", "rows": [{"name": ..., <figure_with_unit>: value, ...}]}`.
 """
 

@@ -31,7 +31,7 @@ from pathlib import Path
 from benchmarks.common import print_table, write_results
 from tests.service.helpers import Mosquitto, Subscriber, wait_until, write_video
 
-DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "edge" / "models" / "default"
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "edge" / "shipped_models" / "default"
 
 LAPS_EDGE = str(Path(sys.executable).parent / "laps-edge")
 
@@ -57,8 +57,8 @@ def main() -> None:
     print_table(rows, "edge service (loopback Mosquitto, this machine)")
     write_results("edge_service", rows, extra={"notes": (
         "latency: END event handed to the runtime -> on_message at a subscriber in the same process; "
-        "pipeline: the shipped default tokenizer (edge/models/default) on ORT CPU; source: generated 640x480 MJPEG file, "
-        "paced to 10 fps")})
+        "pipeline: the shipped default tokenizer (edge/shipped_models/default) on ORT CPU; source: generated "
+        "640x480 MJPEG file, paced to 10 fps")})
 
 
 # -- 1. END -> delivery ------------------------------------------------------------------------------

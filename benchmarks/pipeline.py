@@ -57,7 +57,7 @@ def child(mode: str, video: str) -> dict:
 
     model = None
     if mode.startswith("laps"):
-        model = str(ROOT / "edge" / "models" / "default")
+        model = str(ROOT / "edge" / "shipped_models" / "default")
     if mode == "decode":
         pipe = None
         fps, size = 10.0, (320, 240)
@@ -101,7 +101,7 @@ def main(argv=None) -> int:
 
     video = ensure_video()
     modes = ["decode", "velocity"]
-    if (ROOT / "edge" / "models" / "default" / "manifest.json").is_file():
+    if (ROOT / "edge" / "shipped_models" / "default" / "manifest.json").is_file():
         modes += ["laps", "laps+keyframes"]
     names = {"decode": "decode + resample only (baseline)", "velocity": "LK + velocity energy",
              "laps": "LK + LAPS tokenizer", "laps+keyframes": "LK + LAPS tokenizer + keyframe JPEGs"}

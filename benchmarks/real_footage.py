@@ -30,7 +30,7 @@ proxy once with Otsu and runs the unsupervised calibration over all clips togeth
 (`calibrate_unsupervised`): its Youden's J and warning count say whether calibration notices a
 degenerate split.
 
-Models: the shipped model (edge/models/default) is always the baseline; each --model DIR adds a
+Models: the shipped model (edge/shipped_models/default) is always the baseline; each --model DIR adds a
 model measured in the same run on the same clips. Run:
 `python -m benchmarks.real_footage [--model DIR ...] [--split val|train|all] [--clip ID ...]`.
 """

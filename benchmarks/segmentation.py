@@ -256,7 +256,7 @@ def main(argv=None) -> int:
 
     model_dir = None if args.model == "none" else args.model
     if args.model is None:
-        default = Path(__file__).resolve().parent.parent / "edge" / "models" / "default"
+        default = Path(__file__).resolve().parent.parent / "edge" / "shipped_models" / "default"
         model_dir = str(default) if (default / "manifest.json").is_file() else None
     if model_dir is None:
         print("no tokenizer model: LAPS rows skipped", file=sys.stderr)

@@ -73,8 +73,8 @@ def main() -> None:
     print_table(rows, f"streams per box ({os.cpu_count()} cores, 640x480 files paced at {FPS:g} fps, shipped models, ORT CPU)")
     write_results("streams_per_box", rows, extra={"notes": (
         f"N `laps-edge run --config` processes at once, each on its own generated 640x480 MJPEG file paced to "
-        f"{FPS:g} fps, the shipped default tokenizer (edge/models/default) with the LK tracker on ORT CPU, loopback "
-        f"Mosquitto, upload off; fps from each service's Prometheus laps_edge_frames_total over the window; a stream "
+        f"{FPS:g} fps, the shipped default tokenizer (edge/shipped_models/default) with the LK tracker on ORT CPU, "
+        f"loopback Mosquitto, upload off; fps from each service's Prometheus laps_edge_frames_total over the window; a stream "
         f"keeps up at >= {KEEPS_UP:.0%} of {FPS:g} fps; cpu_percent_total in % of one core, all services together; "
         "other work may share the machine")})
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from benchmarks.common import median_time_s, print_table, write_results
 
-DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "edge" / "models" / "default"
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "edge" / "shipped_models" / "default"
 
 
 def _export_preset(preset: str, root: Path):

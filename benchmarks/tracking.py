@@ -45,7 +45,7 @@ from benchmarks.common import print_table, write_results
 from export.tracker.evaluation import FPS, SIZE, accuracy_figures, subsets, synthetic_runs
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_MODEL = REPO / "edge" / "models" / "default"
+DEFAULT_MODEL = REPO / "edge" / "shipped_models" / "default"
 HELD_OUT_SEEDS = (900, 901, 902, 903)
 DOWNSTREAM_VALIDATION = (500, 501, 502, 503)
 DOWNSTREAM_HELD_OUT = (900, 901, 902, 903, 904, 905)

@@ -1,6 +1,6 @@
 """Laptop side: offline threshold calibration over the device's own energy kernel.
 
-Modules, by what they do (LAPS_METHOD.md section 4):
+Modules, by what they do (the method: docs/method.md#calibration):
 - `recordings`: energy traces to calibrate on (video through the device pipeline, or
   `laps-edge run --record-energy` traces), checked against the model's conventions;
 - `proxy`: the velocity-energy proxy and its Otsu pseudo-labels (256 bins);

@@ -6,7 +6,7 @@ the report and the command line put both through the same figures:
     ON share       fraction of steps the thresholds mark active (the pseudo-labels' share beside it)
     segments       kept segments, and their median length in seconds
     F1, J          frame-wise agreement with the Otsu pseudo-labels of the velocity proxy
-    F1@2s          boundary F1 (tau 2 s, `edge.metrics.boundary_f1`) against real boundaries, when
+    F1@2s          boundary F1 (tau 2 s, `edge.evaluation.boundary_f1`) against real boundaries, when
                    the recordings have them: the --labels given, or the ground truth of a
                    `synthetic://` recording
 
@@ -21,7 +21,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from edge import metrics
+from edge import evaluation
 from edge.energy import HysteresisParams, run_series, run_series_latent
 
 #: chosen thresholds whose ON share is more than this factor above or below the pseudo-labels'
@@ -110,8 +110,8 @@ def compare_thresholds(recordings: Sequence, pseudo: Sequence[np.ndarray], candi
         j = (tp / (tp + fn) if tp + fn else 0.0) + (tn / (tn + fp) if tn + fp else 0.0) - 1.0
         f1_2s = None
         if with_truth:
-            f1_2s = float(metrics.boundary_f1([preds[i] for i in with_truth], [truths[i][0] for i in with_truth], 2.0,
-                                              [recordings[i].duration_s for i in with_truth]))
+            f1_2s = float(evaluation.boundary_f1([preds[i] for i in with_truth], [truths[i][0] for i in with_truth],
+                                                 2.0, [recordings[i].duration_s for i in with_truth]))
         out.append(ThresholdFigures(name, params, on_steps / steps if steps else 0.0, len(lengths),
                                     float(np.median(lengths)) if lengths else 0.0, float(f1), float(j), f1_2s,
                                     " and ".join(what)))

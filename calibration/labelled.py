@@ -17,7 +17,7 @@ recording and one label file given as a file (not a folder) the name does not ma
 Calibration: each labelled recording is cut in time; the first (1 - holdout) part calibrates and
 the rest is held out. The whole grid is scored frame-wise against the labels on the device
 kernel (`calibration.sweep`), the best few theta_on of every (r, u, d, alpha) are re-scored by
-boundary F1 at tau seconds (`edge.metrics.boundary_f1`, segments from `edge.energy.run_series`),
+boundary F1 at tau seconds (`edge.evaluation.boundary_f1`, segments from `edge.energy.run_series`),
 and the best of those wins (by default over theta_on x alpha x down_steps, see LABELLED_SPACE:
 boundary F1 on a few labelled minutes overfits a large grid). Held-out F1@2s and F1@5s are
 reported for the labelled choice and, for comparison, for the unsupervised (proxy) choice.
@@ -35,7 +35,7 @@ import numpy as np
 from calibration.proxy import CalibrationError
 from calibration.recordings import EnergyRecording
 from calibration.sweep import SweepSpace, build_grid, scores_from_counts, sweep_counts, theta_candidates
-from edge import metrics
+from edge import evaluation
 from edge.energy import HysteresisParams, run_series, run_series_latent
 from edge.errors import LapsError
 
@@ -81,7 +81,7 @@ class RecordingLabels:
 
     def step_labels(self, n_steps: int, fps: float) -> np.ndarray:
         """(n_steps,) bool: True on steps (at `fps`) inside a labelled action."""
-        frames = metrics.frame_labels_from_segments(self.segments * fps, n_steps)
+        frames = evaluation.frame_labels_from_segments(self.segments * fps, n_steps)
         return frames >= 0
 
 
@@ -449,7 +449,7 @@ def _split(rec: EnergyRecording, lab: RecordingLabels, pseudo: np.ndarray, fract
 def _boundary_f1(params: HysteresisParams, parts: Sequence[_Part], tau: float) -> float:
     parts = [p for p in parts if p.energy.shape[0] > 0]
     preds = [_segments(params, p) / p.fps for p in parts]
-    return metrics.boundary_f1(preds, [p.segments for p in parts], tau, [p.duration_s for p in parts])
+    return evaluation.boundary_f1(preds, [p.segments for p in parts], tau, [p.duration_s for p in parts])
 
 
 def _segments(params: HysteresisParams, part: _Part) -> np.ndarray:

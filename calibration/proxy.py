@@ -1,6 +1,6 @@
 """The unsupervised reference of calibration: the velocity-energy proxy and its Otsu pseudo-labels.
 
-LAPS_METHOD.md section 4: the proxy is the per-step velocity energy (mean |v| over the visible
+docs/method.md#calibration: the proxy is the per-step velocity energy (mean |v| over the visible
 points, px/step, `edge.pipeline.velocity_energy` — the device computes it in every step and
 records it with `laps-edge run --record-energy`). Otsu's method on its 256-bin histogram splits
 the steps into "activity" (proxy above the threshold) and "rest"; those pseudo-labels are what

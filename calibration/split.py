@@ -29,7 +29,7 @@ from typing import Sequence
 import numpy as np
 
 from calibration.proxy import CalibrationError, otsu_split
-from edge import metrics
+from edge import evaluation
 from edge.energy import MAX_SPLIT_WINDOW, HysteresisParams, run_series_latent
 
 #: Split window in seconds when no labels choose it: 0.8 s (8 steps at 10 fps) was the best of
@@ -210,7 +210,7 @@ def calibrate_split_labelled(
 
     def f1(p: HysteresisParams) -> float:
         preds = [run_series_latent(np.asarray(z), p).segments / fps for z in latents]
-        return metrics.boundary_f1(preds, gts, tau, durations)
+        return evaluation.boundary_f1(preds, gts, tau, durations)
 
     off = replace(params, split_window=0)
     best_params, best_f1, best_window_s = off, f1(off), 0.0

@@ -1,4 +1,4 @@
-"""Unsupervised calibration (LAPS_METHOD.md section 4): thresholds that best reproduce the
+"""Unsupervised calibration (docs/method.md#calibration): thresholds that best reproduce the
 Otsu pseudo-labels of the velocity-energy proxy, and how far to trust them.
 
     proxy (per step) --Otsu, 256 bins, pooled over recordings--> pseudo-labels

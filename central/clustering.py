@@ -1,7 +1,7 @@
 """Clustering segment embeddings into primitives: z-score -> L2 -> k-means, k given or chosen
 by cosine silhouette; an in-memory path and a mini-batch path for data that does not fit.
 
-LAPS_METHOD.md section 5: z-score every feature over the segments, L2-normalise every row,
+docs/method.md#clustering: z-score every feature over the segments, L2-normalise every row,
 then k-means with 10 initialisations (Euclidean k-means on unit rows is cosine k-means). k is
 the operator's, or the k in a range with the best cosine silhouette (the curve is returned
 for the report).
@@ -27,7 +27,7 @@ from typing import Sequence
 
 import numpy as np
 
-from edge import metrics
+from edge import evaluation
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ def choose_k(x: np.ndarray, k_min: int, k_max: int, seed: int = 0, n_init: int =
     curve: list[tuple[int, float]] = []
     for k in range(k_min, min(k_max, xs.shape[0] - 1) + 1):
         labels, _ = kmeans(xs, k, seed=seed, n_init=n_init)
-        curve.append((k, metrics.silhouette_cosine(xs, labels)))
+        curve.append((k, evaluation.silhouette_cosine(xs, labels)))
     if not curve:
         raise ValueError(f"{n} segments are too few to choose k in {k_min}-{k_max}; give k or more segments")
     best = max(curve, key=lambda kv: (-math.inf if math.isnan(kv[1]) else kv[1], -kv[0]))
@@ -233,9 +233,9 @@ def cluster_metrics(x: np.ndarray, clustering: Clustering, truth: Sequence[int] 
     xs = normalize_rows(x[rows], mean, std)
     ls = clustering.labels[rows]
     srows = np.sort(rng.choice(rows.size, size=min(rows.size, sample), replace=False)) if rows.size > sample else np.arange(rows.size)
-    out["silhouette_cosine"] = metrics.silhouette_cosine(xs[srows], ls[srows])
-    out["calinski_harabasz"] = metrics.calinski_harabasz(xs, ls)
-    out["davies_bouldin"] = metrics.davies_bouldin(xs, ls)
+    out["silhouette_cosine"] = evaluation.silhouette_cosine(xs[srows], ls[srows])
+    out["calinski_harabasz"] = evaluation.calinski_harabasz(xs, ls)
+    out["davies_bouldin"] = evaluation.davies_bouldin(xs, ls)
     out["scored_rows_silhouette"] = float(srows.size)
     out["scored_rows_ch_db"] = float(rows.size)
     if truth is not None:
@@ -247,9 +247,9 @@ def cluster_metrics(x: np.ndarray, clustering: Clustering, truth: Sequence[int] 
         if known.any():
             _, t_idx = np.unique(t[known].astype(str), return_inverse=True)
             pred = clustering.labels[known]
-            out["nmi"] = metrics.nmi(t_idx, pred)
-            out["ari"] = metrics.ari(t_idx, pred)
-            out["hungarian_accuracy"] = metrics.hungarian_accuracy_pooled([pred], [t_idx])
+            out["nmi"] = evaluation.nmi(t_idx, pred)
+            out["ari"] = evaluation.ari(t_idx, pred)
+            out["hungarian_accuracy"] = evaluation.hungarian_accuracy_pooled([pred], [t_idx])
     return out
 
 

@@ -1,9 +1,10 @@
-"""The fleet-side configuration: one TOML file, validated on load into frozen dataclasses.
+"""The fleet-side configuration: one TOML file, loaded into frozen dataclasses that validate themselves.
 
 `load_central_config(path)` is the entry point of `laps-central ingest`, `cluster` and
-`export-dataset`. Every mistake is a one-line `ConfigError` naming the file, the dotted key,
-the offending value and what is allowed; unknown keys are rejected (a typo must not fall back
-to a default silently). Relative paths are resolved against the config file's folder.
+`export-dataset`. Every section checks its values when it is built, however it is built (the
+machinery is `edge.config_schema`, shared with the device). Every mistake is a one-line
+`ConfigError` naming the file, the dotted key, the offending value and what is allowed; unknown
+keys are rejected (a typo must not fall back to a default silently). Relative paths are resolved against the config file's folder.
 
 Sections (every key optional; defaults shown in `central_config_example()`):
     [paths]  data_dir (keyframes/clips unpacked from batches live in <data_dir>/media),
@@ -22,57 +23,44 @@ Sections (every key optional; defaults shown in `central_config_example()`):
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 import socket
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
-from edge.config import ConfigContext, TlsConfig
-from edge.errors import ConfigError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from edge.config import TlsConfig
+from edge.config_schema import Checks, ConfigSection, build_section, origin_field, path_setting, read_toml, setting
 
 MIB = 1024 * 1024
-#: MQTT topic filter of the segment messages of every device of every site (DESIGN.md).
+#: MQTT topic filter of the segment messages of every device of every site (docs/formats.md#mqtt-topics).
 SEGMENT_TOPIC = "laps/v1/+/+/segments"
 _GROUP_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 @dataclass(frozen=True)
-class PathsConfig:
+class PathsConfig(ConfigSection):
     """data_dir: unpacked keyframes and clips (`<data_dir>/media/<device>/<segment>/...`).
     models_dir: the model registry (one model directory per version, any folder names)."""
 
-    data_dir: str = "laps-central-data"
-    models_dir: str = "laps-central-data/models"
-
-    def _check(self, ctx: "ConfigContext") -> None:
-        for key in ("data_dir", "models_dir"):
-            if not getattr(self, key).strip():
-                ctx.fail(key, getattr(self, key), "a directory path")
+    SECTION: ClassVar[str] = "paths"
+    data_dir: str = path_setting("laps-central-data", nonempty=True, allowed="a directory path")
+    models_dir: str = path_setting("laps-central-data/models", nonempty=True, allowed="a directory path")
 
 
 @dataclass(frozen=True)
-class StoreConfig:
+class StoreConfig(ConfigSection):
     """path: the SQLite file (WAL). synchronous: "full" (fsync per commit) or "normal"."""
 
-    path: str = "laps-central-data/central.sqlite"
-    synchronous: str = "full"
-
-    def _check(self, ctx: "ConfigContext") -> None:
-        if not self.path.strip():
-            ctx.fail("path", self.path, "a file path for the SQLite store")
-        ctx.choice("synchronous", self.synchronous, ("full", "normal"))
+    SECTION: ClassVar[str] = "store"
+    path: str = path_setting("laps-central-data/central.sqlite", nonempty=True,
+                             allowed="a file path for the SQLite store")
+    synchronous: str = setting("full", choices=("full", "normal"))
 
 
 @dataclass(frozen=True)
-class MqttConfig:
+class MqttConfig(ConfigSection):
     """The ingest's broker connection (MQTT v5, shared subscription, persistent session).
 
     group: shared-subscription group; every ingest worker with the same group shares the
@@ -84,6 +72,7 @@ class MqttConfig:
     one SQLite transaction (then acknowledged together).
     """
 
+    SECTION: ClassVar[str] = "mqtt"
     host: str = "localhost"
     port: int = 0
     group: str = "laps-central"
@@ -95,7 +84,7 @@ class MqttConfig:
     batch_max: int = 200
     username: str = ""
     password: str = ""
-    credentials_file: str = ""
+    credentials_file: str = path_setting()
     reconnect_min_s: float = 1.0
     reconnect_max_s: float = 60.0
     tls: TlsConfig = field(default_factory=TlsConfig)
@@ -135,7 +124,7 @@ class MqttConfig:
         client.reconnect_delay_set(self.reconnect_min_s, self.reconnect_max_s)  # type: ignore[arg-type]
         return client
 
-    def _check(self, ctx: "ConfigContext") -> None:
+    def _check(self, ctx: Checks) -> None:
         if not self.host.strip():
             ctx.fail("host", self.host, "a broker host name or address")
         ctx.range("port", self.port, 0, 65535, "an integer from 1 to 65535 (0 = 1883, or 8883 with TLS)")
@@ -168,7 +157,7 @@ class MqttConfig:
 
 
 @dataclass(frozen=True)
-class HttpConfig:
+class HttpConfig(ConfigSection):
     """The batch endpoint `PUT /v1/batches/<device>/<sha256>`.
 
     Who may PUT: once the device registry lists a device (`laps-central devices add`), only a
@@ -182,62 +171,52 @@ class HttpConfig:
     nothing for this long (a stalled body or header) is closed.
     """
 
+    SECTION: ClassVar[str] = "http"
     enabled: bool = True
     host: str = "127.0.0.1"
-    port: int = 8470
-    token_file: str = ""
-    max_batch_bytes: int = 512 * MIB
-    cert: str = ""
-    key: str = ""
-    client_ca: str = ""
-    workers: int = 8
-    queue: int = 64
-    timeout_s: float = 30.0
+    port: int = setting(8470, lo=0, hi=65535, allowed="an integer from 0 (any free port) to 65535")
+    token_file: str = path_setting(must="readable")
+    max_batch_bytes: int = setting(512 * MIB, lo=1024, hi=2**40)
+    cert: str = path_setting(must="readable")
+    key: str = path_setting(must="readable")
+    client_ca: str = path_setting(must="readable")
+    workers: int = setting(8, lo=1, hi=256)
+    queue: int = setting(64, lo=0, hi=100000)
+    timeout_s: float = setting(30.0, lo=0.1, hi=3600.0)
 
-    def _check(self, ctx: "ConfigContext") -> None:
-        ctx.range("port", self.port, 0, 65535, "an integer from 0 (any free port) to 65535")
-        ctx.range("max_batch_bytes", self.max_batch_bytes, 1024, 2**40)
-        ctx.range("workers", self.workers, 1, 256)
-        ctx.range("queue", self.queue, 0, 100000)
-        ctx.range("timeout_s", self.timeout_s, 0.1, 3600.0)
-        for key in ("token_file", "cert", "key", "client_ca"):
-            value = getattr(self, key)
-            if value and not os.access(value, os.R_OK):
-                ctx.fail(key, value, "a readable file")
+    def _check(self, checks: Checks) -> None:
         if bool(self.cert) != bool(self.key):
-            ctx.fail("cert" if not self.cert else "key", self.cert or self.key, "both cert and key, or neither")
+            checks.fail("cert" if not self.cert else "key", self.cert or self.key, "both cert and key, or neither")
         if self.client_ca and not self.cert:
-            ctx.fail("client_ca", self.client_ca, "client certificates only over HTTPS: set http.cert and http.key too")
+            checks.fail("client_ca", self.client_ca,
+                        "client certificates only over HTTPS: set http.cert and http.key too")
 
     def token(self) -> str:
         return Path(self.token_file).read_text(encoding="utf-8").strip() if self.token_file else ""
 
 
 @dataclass(frozen=True)
-class DevicesConfig:
+class DevicesConfig(ConfigSection):
     """dir: the device registry folder (registry.json, mosquitto.passwd, mosquitto.acl; see
     `central.devices`); empty = <data_dir>/devices."""
 
-    dir: str = ""
+    SECTION: ClassVar[str] = "devices"
+    dir: str = path_setting()
 
 
 @dataclass(frozen=True)
-class MetricsConfig:
+class MetricsConfig(ConfigSection):
     """prometheus_port: TCP port of `laps-central ingest`'s Prometheus endpoint (`GET /metrics`,
     central.prometheus); 0 = off, the default (as on the device: nothing binds a port nobody
     asked for). prometheus_host: the address it binds, loopback unless you say otherwise."""
 
-    prometheus_port: int = 0
-    prometheus_host: str = "127.0.0.1"
-
-    def _check(self, ctx: "ConfigContext") -> None:
-        ctx.range("prometheus_port", self.prometheus_port, 0, 65535, "a TCP port 1-65535, or 0 to turn it off")
-        if not self.prometheus_host.strip():
-            ctx.fail("prometheus_host", self.prometheus_host, "an address to bind, e.g. 127.0.0.1")
+    SECTION: ClassVar[str] = "metrics"
+    prometheus_port: int = setting(0, lo=0, hi=65535, allowed="a TCP port 1-65535, or 0 to turn it off")
+    prometheus_host: str = setting("127.0.0.1", nonempty=True, allowed="an address to bind, e.g. 127.0.0.1")
 
 
 @dataclass(frozen=True)
-class CentralConfig:
+class CentralConfig(ConfigSection):
     """The whole fleet-side configuration."""
 
     paths: PathsConfig = field(default_factory=PathsConfig)
@@ -246,7 +225,7 @@ class CentralConfig:
     http: HttpConfig = field(default_factory=HttpConfig)
     devices: DevicesConfig = field(default_factory=DevicesConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
-    origin: str = field(default="", compare=False)
+    origin: str = origin_field()
 
     @property
     def media_dir(self) -> Path:
@@ -260,24 +239,13 @@ class CentralConfig:
 def load_central_config(path: str | os.PathLike) -> CentralConfig:
     """Read and validate a TOML file; a one-line `ConfigError` on any mistake."""
     p = Path(path)
-    try:
-        raw = p.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(f"config file {p} does not exist; write one (see `laps-central ingest --help`)") from None
-    except OSError as err:
-        raise ConfigError(f"config file {p} cannot be read ({err.strerror}); check its permissions") from None
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
-        raise ConfigError(f"config file {p} is not valid TOML ({err}); fix the syntax") from None
+    data = read_toml(p, "write one (see `laps-central ingest --help`)")
     return central_config_from_dict(data, origin=str(p), base_dir=p.resolve().parent)
 
 
 def central_config_from_dict(data: dict, origin: str = "", base_dir: str | os.PathLike | None = None) -> CentralConfig:
     """Build and validate a config from a parsed TOML dict (relative paths against base_dir)."""
-    ctx = ConfigContext(origin, "", Path(base_dir) if base_dir is not None else None, _PATH_KEYS)
-    cfg = ctx.build(CentralConfig, {k: v for k, v in data.items()})
-    return dataclasses.replace(cfg, origin=origin)
+    return build_section(CentralConfig, data, origin=origin, base_dir=base_dir)
 
 
 def central_config_example() -> str:
@@ -326,11 +294,3 @@ dir = ""                                # "" = <data_dir>/devices: registry.json
 prometheus_port = 0                     # `laps-central ingest` on http://<host>:<port>/metrics; 0 = off
 prometheus_host = "127.0.0.1"           # (suggested port: 9470)
 """
-
-
-# -- validation: the device's machinery, with the central's path keys ---------------------------
-#: keys whose string values are file or folder paths, resolved against the config's folder
-_PATH_KEYS = frozenset({
-    "paths.data_dir", "paths.models_dir", "store.path", "mqtt.tls.ca", "mqtt.tls.cert", "mqtt.tls.key",
-    "mqtt.credentials_file", "http.token_file", "http.cert", "http.key", "http.client_ca", "devices.dir",
-})

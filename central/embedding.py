@@ -1,7 +1,7 @@
 """Segment embeddings: a frozen, randomly initialised Transformer encoder over z_q (LAPS), and
 the two pooling baselines. NumPy only (no torch on the fleet side).
 
-LAPS_METHOD.md section 5: per segment its sequence of z_q tokens (S, D) -> Linear(D, 256)
+docs/method.md#clustering: per segment its sequence of z_q tokens (S, D) -> Linear(D, 256)
 -> + sinusoidal positions -> 4 encoder layers (d = 256, 4 heads, feed-forward 512, GELU) ->
 mean pooling over the S tokens. The network is never trained: a fixed random non-linear map
 that mixes each token with its context. The paper's code leaves dropout on and draws weights
@@ -37,7 +37,7 @@ METHODS = ("transformer", "mean", "norm_weighted")
 
 @dataclass(frozen=True)
 class EmbeddingConfig:
-    """Shape and seed of the frozen encoder (LAPS_METHOD.md section 5 defaults)."""
+    """Shape and seed of the frozen encoder (docs/method.md#clustering defaults)."""
 
     d_model: int = 256
     n_heads: int = 4

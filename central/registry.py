@@ -1,7 +1,7 @@
 """The model registry: model directories by version, so codes become z_q again.
 
-A segment travels as FSQ codes plus the `model_version` that produced them (DESIGN.md: no
-float latents on the wire). The registry is a folder holding one model directory per version
+A segment travels as FSQ codes plus the `model_version` that produced them (docs/formats.md:
+no float latents on the wire). The registry is a folder holding one model directory per version
 (any folder names: each is read with `edge.model.load_model_directory`, which verifies every
 file's sha256, and indexed by its metadata's `model_version`). A segment's codes turn back into
 z_q with exactly that version's FSQ levels and output projection
@@ -167,7 +167,7 @@ def register_model(registry_root: str | os.PathLike, model_dir: str | os.PathLik
 
 
 def register_shipped_model(registry_root: str | os.PathLike) -> str | None:
-    """Register the model this installation ships (`edge/models/default`), the one every device
+    """Register the model this installation ships (`edge/shipped_models/default`), the one every device
     runs until a bundle replaces it. Returns its version (None when none is shipped)."""
     shipped = shipped_model_dir()
     if shipped is None:

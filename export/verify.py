@@ -1,9 +1,10 @@
 """Parity of the exported tokenizer: torch vs ONNX Runtime, FP32 and an FP16 variant.
 
-Judged the way the device uses the model (DESIGN.md "FSQ outside the network"): the latent's
-max-abs error is reported, but the pass criteria are code agreement (>= 99.9 % of tokens for
-FP32) and identical segments on the golden clip. The FP16 variant (FP32 inputs/outputs, for
-TensorRT) is written and its agreement reported; it is informative, not a pass criterion.
+Judged the way the device uses the model (FSQ rounding outside the network,
+docs/method.md#motion-tokenizer): the latent's max-abs error is reported, but the pass criteria are
+code agreement (>= 99.9 % of tokens for FP32) and identical segments on the golden clip. The FP16
+variant (FP32 inputs/outputs, for TensorRT) is written and its agreement reported; it is
+informative, not a pass criterion.
 
 Golden data (`golden/golden.npz` in the model directory), made by `make_golden`:
     window_velocity (K, S, N, 2) float32 px/step, window_valid (K, S, N) bool,

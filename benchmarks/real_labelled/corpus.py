@@ -12,7 +12,7 @@ This module is the only one that writes or reads that file.
 Ground truth (`segments`): every run of one non-background label is a segment [start, end) in
 seconds; background runs are gaps, not segments, exactly as rest is not a segment in the
 synthetic workstation's ground truth. Two different actions back to back give two segments that
-touch, so the boundary between them counts as an end and a start (LAPS_METHOD.md section 6).
+touch, so the boundary between them counts as an end and a start (docs/method.md#evaluation).
 """
 
 from __future__ import annotations

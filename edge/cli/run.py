@@ -250,7 +250,7 @@ def _describe(seg) -> str:
 
 
 def _score_against_ground_truth(workstation, segments, duration_s: float, out: Path) -> dict:
-    from edge import metrics
+    from edge import evaluation
 
     gt = workstation.ground_truth
     (out / "ground_truth.json").write_text(gt.to_json(), encoding="utf-8")
@@ -258,8 +258,8 @@ def _score_against_ground_truth(workstation, segments, duration_s: float, out: P
     pred_spans = [(s.start_s, s.end_s) for s in segments]
     return {
         "ground_truth_segments": len(gt_spans),
-        "f1_at_2s": metrics.boundary_f1([pred_spans], [gt_spans], tau=2.0, durations=[duration_s]),
-        "f1_at_5s": metrics.boundary_f1([pred_spans], [gt_spans], tau=5.0, durations=[duration_s]),
+        "f1_at_2s": evaluation.boundary_f1([pred_spans], [gt_spans], tau=2.0, durations=[duration_s]),
+        "f1_at_5s": evaluation.boundary_f1([pred_spans], [gt_spans], tau=5.0, durations=[duration_s]),
     }
 
 

@@ -1,6 +1,6 @@
 """A model directory (the unsigned form of the OTA bundle) and its manifest.
 
-Layout (DESIGN.md "Model bundle"):
+Layout (docs/formats.md#model-bundle):
     manifest.json      bundle id, monotonic version, created, files {relpath: {sha256, size}},
                        model metadata (the same JSON the ONNX file embeds)
     tokenizer.onnx     encoder up to the pre-quantisation latent
@@ -173,14 +173,14 @@ def write_manifest(
 
 
 #: Model specs every command and the configuration accept besides a path.
-DEFAULT_MODEL_SPEC = "default"  # the model shipped inside the package (edge/models/default)
+DEFAULT_MODEL_SPEC = "default"  # the model shipped inside the package (edge/shipped_models/default)
 NO_MODEL_SPEC = "none"          # no tokenizer: the velocity-energy proxy
 
 
 def shipped_model_dir() -> Path | None:
-    """The model directory shipped inside the package (`edge/models/default`), or None when
+    """The model directory shipped inside the package (`edge/shipped_models/default`), or None when
     this installation has none."""
-    path = Path(__file__).resolve().parents[1] / "models" / "default"
+    path = Path(__file__).resolve().parents[1] / "shipped_models" / "default"
     return path if (path / MANIFEST_NAME).is_file() else None
 
 

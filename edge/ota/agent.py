@@ -47,13 +47,14 @@ from edge.ota.errors import BundleRejected, DownloadFailed, HealthCheckFailed, S
 from edge.ota.faults import fault_point
 from edge.ota.manifest import (
     SIGNATURE_NAME,
+    BundleManifest,
     TrustedKey,
     parse_manifest,
     verify_files,
     verify_signatures,
 )
 from edge.ota.messages import parse_desired
-from edge.ota.selftest import run_self_test
+from edge.ota.selftest import SelfTestReport, run_self_test
 from edge.ota.store import OtaStore
 
 log = logging.getLogger(__name__)
@@ -251,72 +252,89 @@ class OtaAgent:
 
     # -- one update ----------------------------------------------------------------------------------
     def _update(self, desired: dict) -> None:
-        s, store = self.settings, self.store
+        """Turn one `desired` message into a committed model, stage by stage (the module doc's
+        state machine): verify and stage the manifest, download and self-test, swap and watch the
+        health window, commit. Each stage reports its state; a failure before the swap refuses
+        the version, one after it rolls back."""
         version, url, rollout = int(desired["version"]), desired["url"].rstrip("/"), str(desired.get("rollout_id", ""))
-        timings: dict[str, float] = {}
-        t = time.monotonic()
-        t_start = t
-
-        def lap(name: str) -> None:
-            nonlocal t
-            now = time.monotonic()
-            timings[name] = now - t
-            t = now
-
+        clock = _StageClock()
         self.report("downloading", version, "fetching the signed manifest", rollout_id=rollout, progress=0.0)
         try:
-            raw = fetch_bytes(f"{url}/manifest.json", timeout_s=s.download_timeout_s, ca_file=s.ca)
-            sig = fetch_bytes(f"{url}/{SIGNATURE_NAME}", timeout_s=s.download_timeout_s, ca_file=s.ca, missing_ok=True)
-            self.report("verifying", version, "checking signatures and the version rule", rollout_id=rollout)
-            got = hashlib.sha256(raw).hexdigest()
-            if got != desired["manifest_sha256"]:
-                raise BundleRejected(
-                    f"manifest at {url} has sha256 {got[:12]}…, the desired message says "
-                    f"{desired['manifest_sha256'][:12]}…; the manifest was changed after the rollout was published"
-                )
-            verify_signatures(raw, sig, list(s.trusted_keys), s.threshold)
-            manifest = parse_manifest(raw, f"{url}/manifest.json")
-            self._check_version(manifest, version)
-            if manifest.total_bytes > s.max_download_bytes:
-                raise BundleRejected(
-                    f"bundle {version} is {manifest.total_bytes} bytes, over ota.max_download_bytes = "
-                    f"{s.max_download_bytes}; raise the limit or ship a smaller bundle"
-                )
-            expiry_note = ""
-            if manifest.expired():
-                expiry_note = f" (advisory: the bundle expired {manifest.data.get('expires')})"
-                log.warning("OTA bundle %s is past its advisory expiry %s; installing anyway",
-                            version, manifest.data.get("expires"))
-            staging = store.staging_dir(version)
-            staging.mkdir(parents=True, exist_ok=True)
-            present = sum(min((staging / rel).stat().st_size, size) for rel, (_, size) in manifest.files.items()
-                          if (staging / rel).exists())
-            present += sum((staging / (rel + ".part")).stat().st_size for rel in manifest.files
-                           if (staging / (rel + ".part")).exists())
-            check_disk_space(staging, max(manifest.total_bytes - present, 0), s.disk_reserve_bytes)
-            _write_atomic(staging / "manifest.json", raw)
-            if sig:
-                _write_atomic(staging / SIGNATURE_NAME, sig)
-            lap("verify_manifest_s")
+            manifest, staging, expiry_note = self._verify_and_stage_manifest(desired, url, version, rollout)
+            clock.lap("verify_manifest_s")
             fault_point("manifest_fetched")
-            self._download_all(url, staging, manifest, version, rollout)
-            lap("download_s")
-            fault_point("downloaded")
-            verify_files(staging, manifest)
-            lap("hashes_s")
-            self.report("self_testing", version, "preparing and self-testing on the golden vectors", rollout_id=rollout)
-            prepared = prepare_bundle(staging, s.providers)
-            log.info("OTA %s: %s", version, prepared)
-            lap("prepare_s")
-            selftest = run_self_test(staging, providers=s.providers)
-            lap("self_test_s")
-            fault_point("self_tested")
+            selftest = self._download_and_self_test(url, staging, manifest, version, rollout, clock)
         except (BundleRejected, SelfTestFailed) as err:
-            store.deny(version, str(err))
+            self.store.deny(version, str(err))
             log.error("OTA %s refused: %s", version, err)
             self.report("refused", version, str(err), rollout_id=rollout)
             return
-        # -- swap: from here on, a failure swaps back -----------------------------------------------
+        if self._swap_and_watch(version, rollout, selftest, clock):
+            self._commit(version, rollout, expiry_note, clock)
+
+    def _verify_and_stage_manifest(self, desired: dict, url: str, version: int, rollout: str
+                                   ) -> tuple[BundleManifest, Path, str]:
+        """Fetch the manifest and its signatures, check hash, signatures, version rule, size and
+        disk space, and write both into the staging folder. Returns (manifest, staging folder,
+        the advisory-expiry note for the status). Raises BundleRejected."""
+        s = self.settings
+        raw = fetch_bytes(f"{url}/manifest.json", timeout_s=s.download_timeout_s, ca_file=s.ca)
+        sig = fetch_bytes(f"{url}/{SIGNATURE_NAME}", timeout_s=s.download_timeout_s, ca_file=s.ca, missing_ok=True)
+        self.report("verifying", version, "checking signatures and the version rule", rollout_id=rollout)
+        got = hashlib.sha256(raw).hexdigest()
+        if got != desired["manifest_sha256"]:
+            raise BundleRejected(
+                f"manifest at {url} has sha256 {got[:12]}…, the desired message says "
+                f"{desired['manifest_sha256'][:12]}…; the manifest was changed after the rollout was published"
+            )
+        verify_signatures(raw, sig, list(s.trusted_keys), s.threshold)
+        manifest = parse_manifest(raw, f"{url}/manifest.json")
+        self._check_version(manifest, version)
+        if manifest.total_bytes > s.max_download_bytes:
+            raise BundleRejected(
+                f"bundle {version} is {manifest.total_bytes} bytes, over ota.max_download_bytes = "
+                f"{s.max_download_bytes}; raise the limit or ship a smaller bundle"
+            )
+        expiry_note = ""
+        if manifest.expired():
+            expiry_note = f" (advisory: the bundle expired {manifest.data.get('expires')})"
+            log.warning("OTA bundle %s is past its advisory expiry %s; installing anyway",
+                        version, manifest.data.get("expires"))
+        staging = self.store.staging_dir(version)
+        staging.mkdir(parents=True, exist_ok=True)
+        present = sum(min((staging / rel).stat().st_size, size) for rel, (_, size) in manifest.files.items()
+                      if (staging / rel).exists())
+        present += sum((staging / (rel + ".part")).stat().st_size for rel in manifest.files
+                       if (staging / (rel + ".part")).exists())
+        check_disk_space(staging, max(manifest.total_bytes - present, 0), s.disk_reserve_bytes)
+        _write_atomic(staging / "manifest.json", raw)
+        if sig:
+            _write_atomic(staging / SIGNATURE_NAME, sig)
+        return manifest, staging, expiry_note
+
+    def _download_and_self_test(self, url: str, staging: Path, manifest: BundleManifest, version: int, rollout: str,
+                                clock: "_StageClock") -> SelfTestReport:
+        """Download every file into staging, check all hashes once more, prepare the bundle and
+        run its self-test on the golden vectors. Raises BundleRejected or SelfTestFailed."""
+        self._download_all(url, staging, manifest, version, rollout)
+        clock.lap("download_s")
+        fault_point("downloaded")
+        verify_files(staging, manifest)
+        clock.lap("hashes_s")
+        self.report("self_testing", version, "preparing and self-testing on the golden vectors", rollout_id=rollout)
+        prepared = prepare_bundle(staging, self.settings.providers)
+        log.info("OTA %s: %s", version, prepared)
+        clock.lap("prepare_s")
+        selftest = run_self_test(staging, providers=self.settings.providers)
+        clock.lap("self_test_s")
+        fault_point("self_tested")
+        return selftest
+
+    def _swap_and_watch(self, version: int, rollout: str, selftest: SelfTestReport, clock: "_StageClock") -> bool:
+        """Install the bundle, swap the pipeline to it and run the health window. True when it
+        passed; on any failure the old pipeline and `current` are swapped back (and the version
+        deny-listed unless the agent was stopped), the outcome reported, and False returned."""
+        s, store = self.settings, self.store
         self.report("swapping", version, f"self-test passed ({selftest.summary()}); swapping", rollout_id=rollout)
         old_pipe = self.current_pipeline()
         store.install(version)
@@ -324,12 +342,12 @@ class OtaAgent:
         offered = False
         try:
             new_pipe = self.build_pipeline(store.bundle_dir(version))
-            lap("restart_s")
+            clock.lap("restart_s")
             self.switch.offer(new_pipe)
             offered = True
             self.report("health_check", version, "new model running; health window open", rollout_id=rollout)
             self._health_window(version)
-            lap("health_s")
+            clock.lap("health_s")
         except (LapsError, Exception) as err:  # noqa: BLE001 - any failure of the new model rolls back
             reason = str(err) if isinstance(err, LapsError) else f"{type(err).__name__}: {err}"
             self.switch.stop_watching()
@@ -342,13 +360,19 @@ class OtaAgent:
             log.error("OTA %s rolled back to %s: %s", version, back, reason)
             self.report("rolled_back" if not isinstance(err, _Interrupted) else "failed", version, reason,
                         rollout_id=rollout)
-            return
+            return False
+        return True
+
+    def _commit(self, version: int, rollout: str, expiry_note: str, clock: "_StageClock") -> None:
+        """Commit the version that passed its health window, report it with the stage timings,
+        and prune old bundles and the staging folder."""
+        store = self.store
         self.switch.stop_watching()
         store.commit(version)
-        timings["total_s"] = time.monotonic() - t_start
+        clock.timings["total_s"] = clock.total()
         self._answered.add((version, "committed"))
-        self.report("committed", version, f"committed{expiry_note}", rollout_id=rollout, timings_s=timings)
-        removed = store.prune(s.keep_bundles)
+        self.report("committed", version, f"committed{expiry_note}", rollout_id=rollout, timings_s=clock.timings)
+        removed = store.prune(self.settings.keep_bundles)
         shutil.rmtree(store.staging_dir(version), ignore_errors=True)
         if removed:
             log.info("OTA: pruned old bundles %s", removed)
@@ -416,6 +440,23 @@ class OtaAgent:
                 f"version {version} p95 frame latency {p95:.1f} ms is over ota.latency_budget_ms = "
                 f"{s.latency_budget_ms:g} over {len(latencies)} frames"
             )
+
+
+class _StageClock:
+    """Seconds spent in each stage of an update (`timings_s` of the "committed" status)."""
+
+    def __init__(self) -> None:
+        self.start = self._last = time.monotonic()
+        self.timings: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        """Record the time since the previous lap (or the start) as `name`."""
+        now = time.monotonic()
+        self.timings[name] = now - self._last
+        self._last = now
+
+    def total(self) -> float:
+        return time.monotonic() - self.start
 
 
 class _Interrupted(HealthCheckFailed):

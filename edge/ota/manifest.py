@@ -1,6 +1,6 @@
 """The signed bundle manifest: TUF-like fields, Ed25519 signatures, a k-of-n trust check.
 
-A bundle is a model directory (DESIGN.md "Model bundle") whose `manifest.json` carries, besides
+A bundle is a model directory (docs/formats.md#model-bundle) whose `manifest.json` carries, besides
 the model metadata:
 
     schema      "laps.bundle-manifest/1" (the model-directory schema; an installed bundle IS a

@@ -6,7 +6,8 @@ perform assembly cycles of action primitives, with switchable nuisances and exac
     ws = SyntheticWorkstation(seed=7, minutes=2, nuisances=Nuisances.all_on())
     frame = ws.render(0); gt = ws.ground_truth; pos, vis = ws.trajectories(points, 0, frames)
 
-Tests, benchmarks and users all call these same generators (see STYLE.md on ruptures).
+Tests, benchmarks and users all call these same generators, so a figure in a test or a benchmark
+can be reproduced by anyone with the same call.
 Seed policy (project-wide): training 100-199, validation 500-599, held-out benchmark 900-999.
 """
 

@@ -1,6 +1,6 @@
 """The tracking contract every backend meets (OpenCV LK, the distilled ONNX student, saved tracks).
 
-Coordinate convention (the one for the whole project, see DESIGN.md): points are (x, y) in
+Coordinate convention (the one for the whole project, docs/method.md#tracking): points are (x, y) in
 pixels of the frame given to the tracker (the model's input size), x to the right, y down,
 origin at the top-left pixel's centre. Velocities are pixels per tracker step (one step per
 frame at the model fps).

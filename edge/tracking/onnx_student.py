@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: file name of the tracker inside a model directory (DESIGN.md "Model bundle": optional)
+#: file name of the tracker inside a model directory (optional; docs/formats.md#model-bundle)
 TRACKER_NAME = "tracker.onnx"
 #: key of the tracker's metadata JSON in the ONNX file's metadata_props
 TRACKER_METADATA_KEY = "laps.tracker"

@@ -24,7 +24,7 @@ Writes OUT/last.pt (every evaluation; --resume continues from it bit-identically
 OUT/best.pt (lowest validation mean end-point error) and OUT/history.json. Export with
 `laps-export onnx --checkpoint OUT/best.pt --out MODEL_DIR --bundle-version K`.
 
-Example (the default student, see edge/models/README.md):
+Example (the default student, see edge/shipped_models/README.md):
   laps-export distill-tracker --synthetic-seeds 100-139 --synthetic-minutes 1 \\
       --val-synthetic-seeds 500-501 --iterations 6000 --batch-size 32 --seed 0 --out .cache/tracker-default
 """

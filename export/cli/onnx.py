@@ -14,7 +14,7 @@ Thresholds (calibration.json) come from --calibration FILE, or are searched on L
 synthetic validation recordings with --calibrate-seeds (VALIDATION seeds 500-599 only).
 
 Example (the default model):
-  laps-export onnx --checkpoint .cache/tokenizer-small/best.pt --out edge/models/default \\
+  laps-export onnx --checkpoint .cache/tokenizer-small/best.pt --out edge/shipped_models/default \\
       --model-version small-2026.11-1 --calibrate-seeds 500-503 --overwrite
 
 A tracker checkpoint (from `laps-export distill-tracker`; detected, or --kind tracker) is exported
@@ -24,7 +24,7 @@ is re-written with --bundle-version (default: the current version + 1) and the t
 files are left untouched. Without a model directory at OUT, OUT/tracker.onnx is written alone
 (20x20 grid, the checkpoint's input size and fps). Check it with `laps-export verify
 --model-dir OUT --tracker-checkpoint CKPT`.
-  laps-export onnx --checkpoint .cache/tracker-default/best.pt --out edge/models/default \\
+  laps-export onnx --checkpoint .cache/tracker-default/best.pt --out edge/shipped_models/default \\
       --model-version student-synth-2026.11-1 --bundle-version 2
 """
 

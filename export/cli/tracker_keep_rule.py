@@ -18,7 +18,7 @@ the qualifying rule with the lowest fast-motion median is recommended, as the fl
 `laps-export onnx`. Exit 0 with a recommendation, 1 when no rule qualifies.
 
 Example (how the shipped rule, bundle version 9, was chosen; about 4 minutes on 2 cores):
-  laps-export tracker-keep-rule --tracker-model edge/models/default --seeds 500-505 \\
+  laps-export tracker-keep-rule --tracker-model edge/shipped_models/default --seeds 500-505 \\
       --plot keep-rule.png --json keep-rule.json
 """
 

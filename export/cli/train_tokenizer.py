@@ -6,7 +6,7 @@ import argparse
 
 EPILOG = """\
 Examples:
-  # the default model (see edge/models/default/TRAINING.md for the exact command)
+  # the default model (see edge/shipped_models/README.md for the exact command)
   laps-export train-tokenizer --synthetic-seeds 100-111 --synthetic-minutes 3 \\
       --val-synthetic-seeds 500-501 --out .cache/tokenizer-small
   # your own videos through Lucas-Kanade, or tracks saved from another tracker
@@ -88,7 +88,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     arch.add_argument("--focal-alpha", type=float, default=0.5, help="focal-loss alpha (default 0.5)")
     arch.add_argument("--radial-k", type=float, default=4.0,
                       help="radial class weights 1 + k*r^2, r = displacement/(m*sqrt2); 0 = unweighted (default 4, "
-                           "as the paper code; chosen by measurement, see edge/models/README.md)")
+                           "as the paper code; chosen by measurement, see edge/shipped_models/README.md)")
     arch.add_argument("--latent-noise", type=float, default=0.0,
                       help="std of Gaussian noise on the latent before rounding during training (default 0 by measurement; "
                            "the paper code uses 0.01)")

@@ -52,7 +52,7 @@ class TokenizerConfig:
     point_embed_dim: int = 64
     decoder_hidden: int = 128
     #: "linear" feeds v/scale as it is (the paper); "signed_sqrt" feeds sign(x)*sqrt(|x|), which
-    #: spreads sub-pixel motion over more of the input range (edge/models/README.md).
+    #: spreads sub-pixel motion over more of the input range (edge/shipped_models/README.md).
     input_transform: str = "linear"
     #: "joint": one class per integer (dx, dy) in [-m, m]^2 (the paper); "axis_bins": per axis,
     #: the nearest of the non-uniform bins `AXIS_BINS` (sub-pixel motion has classes of its own).

@@ -1,10 +1,10 @@
 """Choose the ON threshold of a freshly trained tokenizer on LABELLED validation recordings.
 
-LAPS_METHOD.md section 4: when labelled minutes exist, calibrate on them instead of the
+docs/method.md#calibration: when labelled minutes exist, calibrate on them instead of the
 unsupervised proxy. For the default model those are synthetic VALIDATION seeds (500-599),
 whose ground truth is exact. The search runs the shared kernel (`edge.energy.run_series`) over
 each recording's latent energy for every candidate theta_on (quantiles of the energy) and keeps
-the one with the best mean boundary F1 at `tau` seconds (`edge.metrics.boundary_f1`). The
+the one with the best mean boundary F1 at `tau` seconds (`edge.evaluation.boundary_f1`). The
 other hysteresis parameters stay at the paper's values. Held-out seeds never come here.
 """
 
@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from edge.energy import HysteresisParams, run_series, run_series_latent
-from edge.metrics import boundary_f1
+from edge.evaluation import boundary_f1
 
 
 def latent_energy(z_q: np.ndarray) -> np.ndarray:

@@ -50,7 +50,7 @@ class TrainConfig:
     seed: int = 0
     focal_gamma: float = 0.0
     focal_alpha: float = 0.5
-    radial_k: float = 4.0  # chosen by measurement (edge/models/README.md)
+    radial_k: float = 4.0  # chosen by measurement (edge/shipped_models/README.md)
     latent_noise: float = 0.0
     max_batches_per_epoch: int = 0  # 0 = the whole training set each epoch
     #: points per batch whose displacement the decoder predicts in training (a random subset,

@@ -73,27 +73,21 @@ class StudentConfig:
     channels: feature channels per level (strides 1, 2, 4, 8). radius: correlation lattice
     half-width in cells of each level. hidden: per-point state size. mlp: width of the per-level
     refinement MLPs. fine_iterations: extra refinement passes at stride 1 after the pyramid.
-    subpixel_iterations, subpixel_radius, subpixel_on, subpixel_blur: the weight-free
-    Gauss-Newton (LK) stage after the network (`subpixel_refine`): iterations (0 = off),
-    half-width of its uniform window, what it matches ("image": the standardised frame, carried as
-    a 5th state map; or "features": the stride-1 features) and the Gaussian blur (px) of that
-    frame (`smooth_image`). subpixel_moving_radius, subpixel_moving_px: a second, smaller window
-    (0 = none) for points the network moved more than that many px this step: a large window
-    averages noise on static texture but takes in the background of a small moving part.
-    Chosen on VALIDATION seeds 500-501 (`benchmarks.tracking`'s figures,
-    edge/models/README.md) against the CPU time: 4 iterations, r = 8, image, blur 0.7. A larger
-    window is more precise on static texture (r = 10, 3 iterations: EPE median 0.082 px vs 0.103)
-    but less on small moving parts (0.48 vs 0.40 px) and costs more; blur 0 or 1.0 and the
-    Gaussian-weighted window of the first version were all worse. The 9x9 window for points
-    moving > 2 px/step brought fast motion to 0.34 px and blur to 0.24 (from 0.40 and 0.35).
-    subpixel_anchor_iterations, subpixel_anchor_px: the drift correction after that stage
-    (`subpixel_refine`; 0 = none) and the largest move it may make. The shipped export runs 3
-    frame-to-frame iterations and 1 correction step (the same patch samples as 4 + 0): on
-    VALIDATION seeds 500-501 the median error fell from 0.100 to 0.092 px overall and from 0.268
-    to 0.244 px in fast motion, at the same keep rule. With it, an 11x11 moving window
-    (subpixel_moving_radius 5) tracked fast motion better than 9x9 (seeds 500-505: 0.240 vs 0.247
-    px), and with the moving-point residual cut of bundle 9, 13x13 (radius 6, as shipped) better
-    than 11x11 (seeds 500-511: 0.230 vs 0.237 px; edge/models/README.md).
+    strides: the pyramid's strides; finest_stride: the finest stride the refinement passes use.
+
+    The weight-free Gauss-Newton (LK) stage after the network (`subpixel_refine`, settings
+    `SubpixelParams.from_config`):
+    subpixel_iterations: frame-to-frame iterations (0 = off). subpixel_radius: half-width of its
+    uniform window, px. subpixel_on: what it matches, "image" (the standardised frame, carried as
+    a 5th state map) or "features" (the stride-1 features). subpixel_blur: Gaussian blur (px) of
+    that frame (`smooth_image`). subpixel_moving_radius, subpixel_moving_px: a second, smaller
+    window (0 = none) for points the network moved more than that many px this step (a large
+    window averages noise on static texture but takes in the background of a small moving part).
+    subpixel_anchor_iterations, subpixel_anchor_px: the drift correction against the seed window
+    (0 = none) and the largest move it may make.
+
+    How each default and the shipped export's values were chosen, with the figures:
+    edge/shipped_models/README.md, "Distilled point tracker".
     """
 
     channels: tuple[int, ...] = (8, 16, 32, 32)
@@ -339,37 +333,66 @@ def lattice_scores(feat: torch.Tensor, stride: int, est: torch.Tensor, templates
 PATCH_BLOCK = 8
 
 
+@dataclass(frozen=True)
+class SubpixelParams:
+    """The settings of one `subpixel_refine` call (plain numbers; the tensors are its arguments).
+
+    radius: half-width of the uniform matching window, px. iterations: frame-to-frame
+    Gauss-Newton steps (0 = off). max_step_px: largest move of one step. inner_radius: half-width
+    of the smaller window used by the points `use_inner` selects (0 = none). anchor_iterations:
+    drift-correction steps against the seed window (0 = none); anchor_px: the largest correction
+    taken.
+    """
+
+    radius: int
+    iterations: int
+    max_step_px: float = 1.0
+    inner_radius: int = 0
+    anchor_iterations: int = 0
+    anchor_px: float = 1.0
+
+    @classmethod
+    def from_config(cls, cfg: StudentConfig) -> "SubpixelParams":
+        """The sub-pixel stage of a student as its config sets it."""
+        return cls(radius=cfg.subpixel_radius, iterations=cfg.subpixel_iterations,
+                   inner_radius=cfg.subpixel_moving_radius, anchor_iterations=cfg.subpixel_anchor_iterations,
+                   anchor_px=cfg.subpixel_anchor_px)
+
+
 def subpixel_refine(prev_table: torch.Tensor, table: torch.Tensor, shape: tuple[int, int, int], p0: torch.Tensor,
-                    est: torch.Tensor, radius: int, iterations: int, max_step_px: float = 1.0,
-                    inner_radius: int = 0, use_inner: torch.Tensor | None = None,
-                    anchor_patch: torch.Tensor | None = None, fresh: torch.Tensor | None = None,
-                    anchor_iterations: int = 0, anchor_px: float = 1.0
+                    est: torch.Tensor, params: SubpixelParams, use_inner: torch.Tensor | None = None,
+                    anchor_patch: torch.Tensor | None = None, fresh: torch.Tensor | None = None
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Inverse-compositional Gauss-Newton (Lucas-Kanade) on a full-resolution map, no weights.
 
     prev_table, table: `widen(flatten_map(m), PATCH_BLOCK)` of the previous and current (B, C, h, w)
-    map m (the smoothed standardised frame, C = 1, or the stride-1 features); p0 (B, N, 2) the points on the previous
-    map, est (B, N, 2) the network's estimate on the current one. The template is the previous
-    map's (2r+1)^2 patch at p0 with a uniform window, like OpenCV's LK; its central-difference
-    gradients give the 2x2 normal matrix once; each iteration samples the current map at `est`
-    and moves est by -H^-1 J^T (I - T) (limited to `max_step_px` per iteration; no move where H
-    is near singular, i.e. on a flat patch). With `use_inner` (B, N, 1) bool, those points match
-    only the central (2 * inner_radius + 1)^2 window of the patch: the same steps as a call with
-    that radius (pixels outside get weight 0), for the cost of one masked solve.
+    map m (the smoothed standardised frame, C = 1, or the stride-1 features); p0 (B, N, 2) the points
+    on the previous map, est (B, N, 2) the network's estimate on the current one; settings in
+    `params`. Three stages:
 
-    Drift correction (`anchor_iterations` > 0; Matthews, Ishikawa and Baker, "The Template Update
-    Problem", 2004): frame-to-frame matching accumulates its small errors over a track. So the
-    window taken when the point was seeded, `anchor_patch` (B, N, (2r+1)^2) (state: this step's
-    template where `fresh` (B, N, 1) is 1, i.e. the point was seeded on the previous frame), is
-    matched too, starting from the frame-to-frame result, for `anchor_iterations` more steps with
-    the same window mask. Those steps reuse the frame-to-frame solve (this step's template
-    gradients) instead of the seed window's own: exact at zero drift, and a drift of d px moves
-    by most of d per frame (the next frame's template is taken at the corrected point, so it
-    contracts over frames). The seed window's own solve tracked no better on VALIDATION seeds
-    500-501 and cost ~1.3 ms per frame on ONNX Runtime CPU (a second solve, 3x the state). The
-    correction is taken where it converged, its patches lay in the frame and it moved the point
-    less than `anchor_px` (a larger correction means the seed window no longer looks like the
-    point: a turned part, an occlusion, a change of light).
+    1. Template (`_Template`): the previous map's (2r+1)^2 patch at p0 with a uniform window,
+       like OpenCV's LK; its central-difference gradients give the 2x2 normal matrix once. With
+       `use_inner` (B, N, 1) bool, those points match only the central (2 * inner_radius + 1)^2
+       window of the patch: the same steps as a call with that radius (pixels outside get weight
+       0), for the cost of one masked solve.
+    2. Frame to frame (`_gauss_newton`): each iteration samples the current map at `est` and
+       moves est by -H^-1 J^T (I - T) (limited to `max_step_px` per iteration; no move where H is
+       near singular, i.e. on a flat patch). The refinement is kept where every patch lay in the
+       frame and the last step was below the limit.
+    3. Drift correction (`_correct_drift`, when `anchor_iterations` > 0 and `anchor_patch` is
+       given; Matthews, Ishikawa and Baker, "The Template Update Problem", 2004): frame-to-frame
+       matching accumulates its small errors over a track. So the window taken when the point was
+       seeded, `anchor_patch` (B, N, (2r+1)^2) (state: this step's template where `fresh`
+       (B, N, 1) is 1, i.e. the point was seeded on the previous frame), is matched too, starting
+       from the frame-to-frame result, for `anchor_iterations` more steps with the same window
+       mask. Those steps reuse the frame-to-frame solve (this step's template gradients) instead
+       of the seed window's own: exact at zero drift, and a drift of d px moves by most of d per
+       frame (the next frame's template is taken at the corrected point, so it contracts over
+       frames). The seed window's own solve tracked no better on VALIDATION seeds 500-501 and
+       cost ~1.3 ms per frame on ONNX Runtime CPU (a second solve, 3x the state). The correction
+       is taken where it converged, its patches lay in the frame and it moved the point less than
+       `anchor_px` (a larger correction means the seed window no longer looks like the point: a
+       turned part, an occlusion, a change of light).
 
     Returns the refined est (B, N, 2), the match residual (B, N) (`match_residual`: how far the
     matched patch is from the frame-to-frame template, measured where the last step started, so no
@@ -378,70 +401,114 @@ def subpixel_refine(prev_table: torch.Tensor, table: torch.Tensor, shape: tuple[
     Layout (B, N, C, y, x): element-wise ops then broadcast per-point scalars over long contiguous
     runs (channels-last patches with C = 1 made ONNX Runtime broadcast element by element).
     """
-    b, h, w = shape
-    n = p0.shape[1]
-    side = 2 * radius + 1
+    sampler = _PatchSampler(shape, p0.shape[1])
+    tpl = _Template.at(sampler, prev_table, p0, params, use_inner)
+    start = est
+    cur, _ = sampler.patch(table, est, tpl.side)
+    refined, diff, good = _gauss_newton(sampler, table, est, cur.reshape(sampler.b, sampler.n, -1, 1) - tpl.core,
+                                        tpl.core, tpl.solve, params.iterations, tpl.usable, tpl.side,
+                                        params.max_step_px)
+    mismatch = match_residual(tpl.core, diff, tpl.window)
+    # Keep the refinement where every patch lay inside the frame and the last step was below the
+    # limit (converging). No "lower residual than the network's estimate" test: on VALIDATION seeds
+    # 500-501 it threw away good refinements (EPE median 0.096 with it, 0.088 without) and cost
+    # one more patch sample.
+    est = torch.where(good, refined, start)
+    if not params.anchor_iterations or anchor_patch is None:
+        return est, mismatch, None
+    est, anchor_patch = _correct_drift(sampler, table, est, tpl, params, anchor_patch, fresh)
+    return est, mismatch, anchor_patch
 
-    def patch(source: torch.Tensor, at: torch.Tensor, out_side: int) -> tuple[torch.Tensor, torch.Tensor]:
+
+class _PatchSampler:
+    """Bilinear (B, N, C, side, side) patches of a widened map at N points (stage helper of
+    `subpixel_refine`)."""
+
+    def __init__(self, shape: tuple[int, int, int], n: int) -> None:
+        self.b, self.h, self.w = shape
+        self.n = n
+
+    def patch(self, source: torch.Tensor, at: torch.Tensor, out_side: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, N, C, out_side, out_side) bilinear patch of `source` centred at `at`, and the inside flag."""
-        size = out_side + 1
-        vec, frac, inside = gather_patch(source, (b, h, w), at, size, block=PATCH_BLOCK)
+        b, n, size = self.b, self.n, out_side + 1
+        vec, frac, inside = gather_patch(source, (b, self.h, self.w), at, size, block=PATCH_BLOCK)
         c = vec.shape[-1]
         vec = vec.reshape(b, n, 1, size, size) if c == 1 else vec.reshape(b, n, size, size, c).permute(0, 1, 4, 2, 3)
         fx = frac[..., 0].reshape(b, n, 1, 1, 1)
         fy = frac[..., 1].reshape(b, n, 1, 1, 1)
         return lerp_lattice(vec, fx, fy, 3), inside
 
-    tpl, usable = patch(prev_table, p0, side + 2)  # one extra ring for the gradients
-    gx = (tpl[:, :, :, 1:-1, 2:] - tpl[:, :, :, 1:-1, :-2]) * 0.5
-    gy = (tpl[:, :, :, 2:, 1:-1] - tpl[:, :, :, :-2, 1:-1]) * 0.5
-    core = tpl[:, :, :, 1:-1, 1:-1].reshape(b, n, -1, 1)
-    gx = gx.reshape(b, n, 1, -1)
-    gy = gy.reshape(b, n, 1, -1)
-    window = None
-    if use_inner is not None:
-        offsets = torch.arange(-radius, radius + 1, device=p0.device).abs() <= inner_radius
-        inner = (offsets[:, None] & offsets[None, :]).reshape(1, 1, 1, -1)
-        one = torch.ones((), dtype=gx.dtype, device=gx.device)
-        window = torch.where(use_inner.unsqueeze(-1) & ~inner, torch.zeros_like(one), one)  # (B, N, 1, P)
-    solve = _gauss_newton_solver(gx, gy, window)
 
-    def gauss_newton(est: torch.Tensor, diff: torch.Tensor, template: torch.Tensor, matrix: torch.Tensor,
-                     steps: int, usable: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """`steps` Gauss-Newton steps from est, whose residual against `template` is diff; returns
-        the new est, the residual where the last step started, and "usable and converged"."""
-        step = torch.zeros_like(est)
-        for i in range(steps):
-            # Multiply and sum, not a (2, P) x (P, 1) MatMul: ONNX Runtime loops its batched MatMul
-            # over the N points one tiny product at a time.
-            step = (matrix * diff.reshape(b, n, 1, -1)).sum(dim=-1).clamp(-max_step_px, max_step_px)  # (B, N, 2)
-            est = est - step
-            if i < steps - 1:
-                cur, inside = patch(table, est, side)
-                diff = cur.reshape(b, n, -1, 1) - template
-                usable = usable & inside
-        usable = usable & _lattice_origin(est, side + 1, h, w)[3]  # the last estimate's patch, unsampled
-        converged = (step.abs() < max_step_px).all(dim=-1, keepdim=True)
-        return est, diff, usable & converged
+@dataclass(frozen=True)
+class _Template:
+    """Stage 1 of `subpixel_refine`: the template patch at p0 and its Gauss-Newton solve.
 
-    start = est
-    cur, _ = patch(table, est, side)
-    refined, diff, good = gauss_newton(est, cur.reshape(b, n, -1, 1) - core, core, solve, iterations, usable)
-    mismatch = match_residual(core, diff, window)
-    # Keep the refinement where every patch lay inside the frame and the last step was below the
-    # limit (converging). No "lower residual than the network's estimate" test: on VALIDATION seeds
-    # 500-501 it threw away good refinements (EPE median 0.096 with it, 0.088 without) and cost
-    # one more patch sample.
-    est = torch.where(good, refined, start)
-    if not anchor_iterations or anchor_patch is None:
-        return est, mismatch, None
-    anchor_patch = torch.where(fresh > 0, core.reshape(b, n, -1), anchor_patch)
+    core (B, N, P, 1): the template's pixels; window (B, N, 1, P) 0/1 or None: the pixels each
+    point matches; solve (B, N, 2, P): H^-1 J^T; usable (B, N, 1): the template lay in the map.
+    """
+
+    side: int
+    core: torch.Tensor
+    window: torch.Tensor | None
+    solve: torch.Tensor
+    usable: torch.Tensor
+
+    @classmethod
+    def at(cls, sampler: _PatchSampler, prev_table: torch.Tensor, p0: torch.Tensor, params: SubpixelParams,
+           use_inner: torch.Tensor | None) -> "_Template":
+        b, n, radius = sampler.b, sampler.n, params.radius
+        side = 2 * radius + 1
+        tpl, usable = sampler.patch(prev_table, p0, side + 2)  # one extra ring for the gradients
+        gx = (tpl[:, :, :, 1:-1, 2:] - tpl[:, :, :, 1:-1, :-2]) * 0.5
+        gy = (tpl[:, :, :, 2:, 1:-1] - tpl[:, :, :, :-2, 1:-1]) * 0.5
+        core = tpl[:, :, :, 1:-1, 1:-1].reshape(b, n, -1, 1)
+        gx = gx.reshape(b, n, 1, -1)
+        gy = gy.reshape(b, n, 1, -1)
+        window = None
+        if use_inner is not None:
+            offsets = torch.arange(-radius, radius + 1, device=p0.device).abs() <= params.inner_radius
+            inner = (offsets[:, None] & offsets[None, :]).reshape(1, 1, 1, -1)
+            one = torch.ones((), dtype=gx.dtype, device=gx.device)
+            window = torch.where(use_inner.unsqueeze(-1) & ~inner, torch.zeros_like(one), one)  # (B, N, 1, P)
+        return cls(side, core, window, _gauss_newton_solver(gx, gy, window), usable)
+
+
+def _gauss_newton(sampler: _PatchSampler, table: torch.Tensor, est: torch.Tensor, diff: torch.Tensor,
+                  template: torch.Tensor, matrix: torch.Tensor, steps: int, usable: torch.Tensor, side: int,
+                  max_step_px: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Stages 2 and 3 of `subpixel_refine`: `steps` Gauss-Newton steps from est, whose residual
+    against `template` is diff; returns the new est, the residual where the last step started, and
+    "usable and converged"."""
+    b, n = sampler.b, sampler.n
+    step = torch.zeros_like(est)
+    for i in range(steps):
+        # Multiply and sum, not a (2, P) x (P, 1) MatMul: ONNX Runtime loops its batched MatMul
+        # over the N points one tiny product at a time.
+        step = (matrix * diff.reshape(b, n, 1, -1)).sum(dim=-1).clamp(-max_step_px, max_step_px)  # (B, N, 2)
+        est = est - step
+        if i < steps - 1:
+            cur, inside = sampler.patch(table, est, side)
+            diff = cur.reshape(b, n, -1, 1) - template
+            usable = usable & inside
+    usable = usable & _lattice_origin(est, side + 1, sampler.h, sampler.w)[3]  # the last estimate's patch, unsampled
+    converged = (step.abs() < max_step_px).all(dim=-1, keepdim=True)
+    return est, diff, usable & converged
+
+
+def _correct_drift(sampler: _PatchSampler, table: torch.Tensor, est: torch.Tensor, tpl: _Template,
+                   params: SubpixelParams, anchor_patch: torch.Tensor, fresh: torch.Tensor | None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stage 3 of `subpixel_refine`: match the seed window, starting from the frame-to-frame
+    result est; returns the corrected est (where the correction is taken) and the anchor patch to
+    carry."""
+    b, n = sampler.b, sampler.n
+    anchor_patch = torch.where(fresh > 0, tpl.core.reshape(b, n, -1), anchor_patch)
     acore = anchor_patch.reshape(b, n, -1, 1)
-    cur, inside = patch(table, est, side)
-    corrected, _, agood = gauss_newton(est, cur.reshape(b, n, -1, 1) - acore, acore, solve, anchor_iterations,
-                                       inside)
-    take = agood & ((corrected - est).norm(dim=-1, keepdim=True) < anchor_px)
-    return torch.where(take, corrected, est), mismatch, anchor_patch
+    cur, inside = sampler.patch(table, est, tpl.side)
+    corrected, _, agood = _gauss_newton(sampler, table, est, cur.reshape(b, n, -1, 1) - acore, acore, tpl.solve,
+                                        params.anchor_iterations, inside, tpl.side, params.max_step_px)
+    take = agood & ((corrected - est).norm(dim=-1, keepdim=True) < params.anchor_px)
+    return torch.where(take, corrected, est), anchor_patch
 
 
 def match_residual(template: torch.Tensor, diff: torch.Tensor, window: torch.Tensor | None = None) -> torch.Tensor:
@@ -487,10 +554,8 @@ def subpixel_stage(prev_table: torch.Tensor, table: torch.Tensor, shape: tuple[i
     moving = None
     if cfg.subpixel_moving_radius:
         moving = (est - p0).norm(dim=-1, keepdim=True) > cfg.subpixel_moving_px
-    return subpixel_refine(prev_table, table, shape, p0, est, cfg.subpixel_radius, cfg.subpixel_iterations,
-                           inner_radius=cfg.subpixel_moving_radius, use_inner=moving, anchor_patch=anchor_patch,
-                           fresh=fresh, anchor_iterations=cfg.subpixel_anchor_iterations,
-                           anchor_px=cfg.subpixel_anchor_px)
+    return subpixel_refine(prev_table, table, shape, p0, est, SubpixelParams.from_config(cfg), use_inner=moving,
+                           anchor_patch=anchor_patch, fresh=fresh)
 
 
 def _gauss_newton_solver(gx: torch.Tensor, gy: torch.Tensor, window: torch.Tensor | None = None) -> torch.Tensor:
@@ -712,7 +777,7 @@ def trim_passes(model: StudentTracker, fine_iterations: int | None = None, fines
     Why: the weight-free sub-pixel stage after the network does the fine work. On VALIDATION seeds
     500-501 the trained default tracked as well without its extra stride-1 pass (bundle version
     5) and without its stride-1 passes altogether (version 6) once the keep rule was re-chosen,
-    and each costs ONNX Runtime CPU time (edge/models/README.md). Raises ValueError for passes
+    and each costs ONNX Runtime CPU time (edge/shipped_models/README.md). Raises ValueError for passes
     that were not trained (they would have no weights) or a layout `check_passes` refuses."""
     c = model.cfg
     new = StudentConfig.from_dict(c.to_dict())

@@ -33,7 +33,7 @@ from export.tracker.model import StudentExport, StudentTracker, count_parameters
 OPSET = 17
 
 #: The default keep/drop rule an export writes into the metadata (`TrackerMetadata`), chosen on
-#: VALIDATION seeds 500-501 for the network with all its trained passes (edge/models/README.md):
+#: VALIDATION seeds 500-501 for the network with all its trained passes (edge/shipped_models/README.md):
 #: visibility logit >= 1.0 (probability 0.73) and match residual < 0.6. The least strict pair
 #: under which the student's median error beat LK's while it held at least as many points for
 #: whole 16-frame windows, overall and on every hard subset (fast motion: 0.271 px / 0.54

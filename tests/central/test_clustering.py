@@ -9,7 +9,7 @@ from central.clustering import ClusterOptions, choose_k, cluster_embeddings, clu
 from central.embedding import FrozenTransformerEmbedder
 from central.registry import ModelRegistry
 from central_testkit import MODEL_VERSION
-from edge import metrics
+from edge import evaluation
 
 
 def _blobs(k: int, n_per: int = 40, dim: int = 12, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -33,7 +33,7 @@ def test_k_is_chosen_by_cosine_silhouette_on_well_separated_data():
     assert c.k == 5
     assert [k for k, _ in c.k_curve] == list(range(2, 10))
     assert max(c.k_curve, key=lambda kv: kv[1])[0] == 5
-    assert metrics.nmi(truth, c.labels) == pytest.approx(1.0)
+    assert evaluation.nmi(truth, c.labels) == pytest.approx(1.0)
 
 
 def test_a_given_k_is_used_and_no_curve_is_computed():
@@ -48,7 +48,7 @@ def test_the_mini_batch_path_on_disk_finds_the_same_partition(tmp_path):
     mm[:] = x
     c = cluster_embeddings(mm, ClusterOptions(k_min=2, k_max=6, chunk_rows=256, silhouette_sample=400))
     assert c.mini_batch and c.k == 4
-    assert metrics.ari(truth, c.labels) == pytest.approx(1.0)
+    assert evaluation.ari(truth, c.labels) == pytest.approx(1.0)
     assert c.distances.shape == (x.shape[0],) and np.all(c.distances >= 0)
 
 
@@ -89,4 +89,4 @@ def test_code_sequences_of_distinct_motifs_cluster_into_their_motifs(registry_di
     mean, std = registry.codebook_stats(MODEL_VERSION)
     x = FrozenTransformerEmbedder(registry.latent_dim(MODEL_VERSION), input_mean=mean, input_std=std).embed(seqs)
     c = cluster_embeddings(x, ClusterOptions(k=4))
-    assert metrics.nmi(truth, c.labels) > 0.8
+    assert evaluation.nmi(truth, c.labels) > 0.8

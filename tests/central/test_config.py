@@ -62,3 +62,17 @@ def test_credentials_come_from_the_credentials_file(tmp_path):
     secret.write_text("ingest:pa55\n")
     cfg = central_config_from_dict({"mqtt": {"credentials_file": str(secret)}}).mqtt
     assert cfg.credentials() == ("ingest", "pa55")
+
+
+def test_sections_built_in_code_or_replaced_are_checked_like_a_file():
+    import dataclasses
+
+    from central.config import HttpConfig, MqttConfig, StoreConfig
+
+    with pytest.raises(ConfigError, match=r"key http\.workers = 0 "):
+        HttpConfig(workers=0)
+    with pytest.raises(ConfigError, match=r"key store\.synchronous = 'off' .* 'full', 'normal'"):
+        dataclasses.replace(central_config_from_dict({}).store, synchronous="off")
+    with pytest.raises(ConfigError, match=r"key mqtt\.group = 'a/b' "):
+        MqttConfig(group="a/b")
+    assert StoreConfig(path="x.sqlite").path == "x.sqlite"

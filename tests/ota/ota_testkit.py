@@ -25,7 +25,7 @@ from tests.service.helpers import Mosquitto, Subscriber, wait_until
 __all__ = ["Mosquitto", "Subscriber", "wait_until"]  # re-exported for the OTA tests and benchmark
 
 REPO = Path(__file__).resolve().parents[2]
-DEFAULT_MODEL = REPO / "edge" / "models" / "default"
+DEFAULT_MODEL = REPO / "edge" / "shipped_models" / "default"
 SITE = "ota-site"
 
 

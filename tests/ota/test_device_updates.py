@@ -28,6 +28,10 @@ def test_a_desired_upgrade_is_verified_self_tested_swapped_health_checked_and_co
     desired.desire(device.name, bundles["v2"], bundle_server.bundle_url(2))
     final = wait_final(status_sub, device, 2)
     assert final["state"] == "committed" and final["installed"] == 2
+    # the committed status says how long each stage took
+    assert set(final["timings_s"]) == {"verify_manifest_s", "download_s", "hashes_s", "prepare_s", "self_test_s",
+                                       "restart_s", "health_s", "total_s"}
+    assert final["timings_s"]["total_s"] >= final["timings_s"]["health_s"] >= 0
     states = [m["state"] for m in statuses(status_sub, device.name, 2)]
     order = ["downloading", "verifying", "self_testing", "swapping", "health_check", "committed"]
     assert [s for s in states if s in order and s != "downloading"] == order[1:]

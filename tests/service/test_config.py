@@ -1,4 +1,4 @@
-"""The device config: validated on load, one-line errors naming key, value and what is allowed."""
+"""The device config: checked whenever a section is built (file or code); one-line errors naming key, value, fix."""
 
 from __future__ import annotations
 
@@ -205,3 +205,45 @@ def test_malformed_toml_is_one_line_with_position(tmp_path):
 def test_missing_file_says_how_to_start(tmp_path):
     with pytest.raises(ConfigError, match="does not exist; copy examples/laps-edge.toml"):
         load_config(tmp_path / "nope.toml")
+
+
+# -- every way of building a section is checked, not only loading a file ------------------------
+def test_replacing_a_loaded_value_with_a_bad_one_is_refused_naming_the_key(tmp_path):
+    import dataclasses
+
+    cfg = load_config(write(tmp_path, MINIMAL))
+    with pytest.raises(ConfigError, match=r"^config: key mqtt\.port = 70000 is not allowed: expected .*65535"):
+        dataclasses.replace(cfg.mqtt, port=70000)
+    with pytest.raises(ConfigError, match=r"key source\.reconnect_max_s = 0\.5 .* >= source\.reconnect_min_s"):
+        dataclasses.replace(cfg.source, reconnect_max_s=0.5)
+    with pytest.raises(ConfigError, match=r"key outbox\.max_bytes = 10 "):
+        dataclasses.replace(cfg.outbox, max_bytes=10)
+    with pytest.raises(ConfigError, match=r"key model\.tracker = 'cotracker' .* one of 'lk'"):
+        dataclasses.replace(cfg.model, tracker="cotracker")
+
+
+def test_building_a_section_in_code_checks_types_ranges_choices_and_paths(tmp_path):
+    from edge.config import DeviceConfig, MetricsConfig, ModelConfig, SourceConfig, TlsConfig
+
+    with pytest.raises(ConfigError, match=r"key device\.id = 'a/b' .* topic level"):
+        DeviceConfig(site="s", id="a/b")
+    with pytest.raises(ConfigError, match=r"key source\.fps = '10' is not allowed: expected a number"):
+        SourceConfig(spec="x", fps="10")
+    with pytest.raises(ConfigError, match=r"key metrics\.prometheus_port = -1 "):
+        MetricsConfig(prometheus_port=-1)
+    with pytest.raises(ConfigError, match=r"key model\.dir = '.*nowhere' .* existing model directory"):
+        ModelConfig(dir=str(tmp_path / "nowhere"))
+    with pytest.raises(ConfigError, match=r"key mqtt\.tls\.ca = .* readable PEM file"):
+        TlsConfig(ca=str(tmp_path / "missing.pem"))
+
+
+def test_a_section_built_in_code_accepts_an_integer_for_a_number_and_stores_a_float():
+    from edge.config import SourceConfig
+
+    assert SourceConfig(spec="x", fps=10).fps == 10.0 and isinstance(SourceConfig(spec="x", fps=10).fps, float)
+
+
+def test_a_refused_value_in_a_file_names_the_file_and_the_key_where_it_sits(tmp_path):
+    (tmp_path / "c.pem").write_text("x")
+    msg = error_of(tmp_path, MINIMAL + "\n[mqtt.tls]\ncert = 'c.pem'\nkey = 'missing.pem'\n")
+    assert msg.startswith(f"config {tmp_path / 'edge.toml'}: key mqtt.tls.key = ")

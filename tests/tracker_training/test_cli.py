@@ -10,7 +10,7 @@ from edge.model import load_model_directory, sha256_file
 from export.cli import main
 from export.tracker.train import load_checkpoint
 
-DEFAULT_DIR = Path(__file__).resolve().parents[2] / "edge" / "models" / "default"
+DEFAULT_DIR = Path(__file__).resolve().parents[2] / "edge" / "shipped_models" / "default"
 TINY_ARGS = ["--synthetic-minutes", "0.1", "--val-synthetic-seeds", "500", "--val-minutes", "0.05",
              "--iterations", "2", "--eval-every", "2", "--batch-size", "4", "--points", "8", "--crop", "64x48",
              "--channels", "4,8,8,8", "--radius", "2", "--subpixel-iterations", "1", "--workers", "1",

@@ -26,7 +26,7 @@ from export.tracker.verify import FP32_MAX_POINT_ERROR_PX, verify_tracker
 
 from .conftest import tiny_student
 
-DEFAULT_DIR = Path(__file__).resolve().parents[2] / "edge" / "models" / "default"
+DEFAULT_DIR = Path(__file__).resolve().parents[2] / "edge" / "shipped_models" / "default"
 SIZE = (96, 72)
 
 

@@ -17,7 +17,7 @@ from edge.tracking.onnx_student import OnnxStudentTracker, keep_mask
 from export.cli import main
 from export.tracker.keep_rule import choose, evaluate_rules, rule_kept
 
-DEFAULT_DIR = Path(__file__).resolve().parents[2] / "edge" / "models" / "default"
+DEFAULT_DIR = Path(__file__).resolve().parents[2] / "edge" / "shipped_models" / "default"
 #: the shipped bundle's keep rule (visibility, residual, moving residual), as its metadata says
 SHIPPED = (-3.0, 0.64, 0.55)
 W, S, N = 8, 15, 100

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -18,6 +20,7 @@ from export.tracker.model import (
     lattice_scores,
     sample_points,
     smooth_image,
+    SubpixelParams,
     subpixel_refine,
     match_residual,
     subpixel_stage,
@@ -73,7 +76,8 @@ def test_subpixel_stage_recovers_a_subpixel_shift():
     moved = F.grid_sample(img, grid, align_corners=True, padding_mode="border")
     p0 = torch.tensor([[[30.0, 25.0], [45.2, 31.7], [52.0, 40.0]]])
     start = p0 + torch.tensor([0.5, 0.4])  # a network estimate half a pixel off
-    out, residual, _ = subpixel_refine(_table(img), _table(moved), (1, h, w), p0, start, radius=7, iterations=3)
+    out, residual, _ = subpixel_refine(_table(img), _table(moved), (1, h, w), p0, start,
+                                       SubpixelParams(radius=7, iterations=3))
     assert (out - (p0 + shift)).norm(dim=-1).max() < 0.05
     assert residual.shape == (1, 3)
 
@@ -82,7 +86,8 @@ def test_subpixel_stage_leaves_flat_patches_alone():
     img = torch.full((1, 1, 40, 50), 0.5)
     p0 = torch.tensor([[[25.0, 20.0]]])
     start = p0 + torch.tensor([0.3, -0.2])
-    out, _, _ = subpixel_refine(_table(img), _table(img), (1, 40, 50), p0, start, radius=5, iterations=2)
+    out, _, _ = subpixel_refine(_table(img), _table(img), (1, 40, 50), p0, start,
+                                SubpixelParams(radius=5, iterations=2))
     assert torch.equal(out, start)
 
 
@@ -158,8 +163,8 @@ def test_points_that_move_get_the_smaller_window():
     est = p0 + torch.tensor([[[0.2, 0.1], [2.9, 0.8], [1.2, 0.9]]])  # moved 0.2, 3.0 and 1.5 px
     cfg = StudentConfig(subpixel_radius=7, subpixel_iterations=1, subpixel_moving_radius=3, subpixel_moving_px=2.0)
     out, out_residual, _ = subpixel_stage(prev, cur, (1, 60, 90), p0, est, cfg)
-    large, large_residual, _ = subpixel_refine(prev, cur, (1, 60, 90), p0, est, radius=7, iterations=1)
-    small, small_residual, _ = subpixel_refine(prev, cur, (1, 60, 90), p0, est, radius=3, iterations=1)
+    large, large_residual, _ = subpixel_refine(prev, cur, (1, 60, 90), p0, est, SubpixelParams(radius=7, iterations=1))
+    small, small_residual, _ = subpixel_refine(prev, cur, (1, 60, 90), p0, est, SubpixelParams(radius=3, iterations=1))
     # The moving point's steps are those of the small window (its pixels alone weigh in), up to
     # the order of the float sums; the others keep the large window's result exactly.
     assert torch.equal(out[0, [0, 2]], large[0, [0, 2]])
@@ -186,10 +191,10 @@ def test_the_drift_correction_pulls_drifted_points_back_to_their_seed_windows():
     img = smooth_image(_smooth_image(60, 80, seed=9) * 4, 0.7)
     g = torch.Generator().manual_seed(0)
     seed = (torch.rand(1, 8, 2, generator=g) * torch.tensor([50.0, 30.0]) + 12.0).round()
-    args = dict(radius=6, iterations=2, anchor_iterations=1, anchor_px=1.0)
+    params = SubpixelParams(radius=6, iterations=2, anchor_iterations=1, anchor_px=1.0)
     # The step after seeding: the seed window is this step's template (fresh), taken at the seed.
-    _, _, anchor = subpixel_refine(_table(img), _table(img), (1, 60, 80), seed, seed,
-                                   anchor_patch=torch.zeros(1, 8, 13 * 13), fresh=torch.ones(1, 8, 1), **args)
+    _, _, anchor = subpixel_refine(_table(img), _table(img), (1, 60, 80), seed, seed, params,
+                                   anchor_patch=torch.zeros(1, 8, 13 * 13), fresh=torch.ones(1, 8, 1))
     assert anchor.shape == (1, 8, 13 * 13)
     # Later: the part moved by (2.3, 0.6) px and frame-to-frame matching has drifted by 0.3 px in
     # random directions. Matching the previous frame at the drifted points finds them again, drift
@@ -199,25 +204,25 @@ def test_the_drift_correction_pulls_drifted_points_back_to_their_seed_windows():
     angle = torch.rand(1, 8, generator=g) * 2 * torch.pi
     drifted = truth + 0.3 * torch.stack([angle.cos(), angle.sin()], dim=-1)
     stale = torch.zeros(1, 8, 1)
-    plain, residual, _ = subpixel_refine(_table(moved), _table(moved), (1, 60, 80), drifted, drifted, radius=6,
-                                         iterations=2)
+    plain, residual, _ = subpixel_refine(_table(moved), _table(moved), (1, 60, 80), drifted, drifted,
+                                         SubpixelParams(radius=6, iterations=2))
     assert (plain - drifted).abs().max() < 1e-3  # frame to frame alone keeps the drift
     # The correction reuses the frame-to-frame solve, so it removes most of the drift per frame
     # (not all of it) and the rest over the next frames; the floor is the resampling blur of `moved`.
     p, errors = drifted, []
     for _ in range(4):
-        p, residual_too, kept = subpixel_refine(_table(moved), _table(moved), (1, 60, 80), p, p,
-                                                anchor_patch=anchor, fresh=stale, **args)
+        p, residual_too, kept = subpixel_refine(_table(moved), _table(moved), (1, 60, 80), p, p, params,
+                                                anchor_patch=anchor, fresh=stale)
         errors.append((p - truth).norm(dim=-1))
         assert torch.equal(kept, anchor)  # carried unchanged while the point is not re-seeded
     assert errors[0].mean() < 0.4 * 0.3 and errors[-1].max() < 0.05
     # The keep rule's residual stays the frame-to-frame one.
     assert torch.equal(residual, subpixel_refine(_table(moved), _table(moved), (1, 60, 80), drifted, drifted,
-                                                 anchor_patch=anchor, fresh=stale, **args)[1])
+                                                 params, anchor_patch=anchor, fresh=stale)[1])
     # A correction larger than anchor_px means the seed window no longer matches: not taken.
     far = truth + torch.tensor([1.6, 0.0])
-    out, _, _ = subpixel_refine(_table(moved), _table(moved), (1, 60, 80), far, far, anchor_patch=anchor,
-                                fresh=stale, **{**args, "anchor_iterations": 3})
+    out, _, _ = subpixel_refine(_table(moved), _table(moved), (1, 60, 80), far, far,
+                                replace(params, anchor_iterations=3), anchor_patch=anchor, fresh=stale)
     assert (out - far).abs().max() < 1e-3
 
 
@@ -262,9 +267,10 @@ def test_match_residual_is_small_for_a_match_and_large_for_another_patch():
     p0 = torch.tensor([[[30.0, 25.0], [50.0, 35.0]]])
     moved = torch.roll(img, shifts=(1, 2), dims=(2, 3))  # an exact whole-pixel move by (2, 1)
     found, same, _ = subpixel_refine(_table(img), _table(moved), (1, 60, 80), p0, p0 + torch.tensor([2.3, 0.8]),
-                                  radius=6, iterations=4)
+                                     SubpixelParams(radius=6, iterations=4))
     assert (found - (p0 + torch.tensor([2.0, 1.0]))).abs().max() < 0.01
-    _, unrelated, _ = subpixel_refine(_table(img), _table(other), (1, 60, 80), p0, p0, radius=6, iterations=2)
+    _, unrelated, _ = subpixel_refine(_table(img), _table(other), (1, 60, 80), p0, p0,
+                                      SubpixelParams(radius=6, iterations=2))
     assert same.max() < 0.02
     assert unrelated.min() > 0.8  # two independent patches of one contrast: ~sqrt(2)
     # A global gain does not matter to the template's contrast scale, only the residual does.

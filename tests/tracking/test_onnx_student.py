@@ -1,6 +1,6 @@
 """The ONNX student backend meets the tracking contract LK meets (edge.tracking.base).
 
-Runs the shipped default student (edge/models/default/tracker.onnx) on ONNX Runtime CPU; no
+Runs the shipped default student (edge/shipped_models/default/tracker.onnx) on ONNX Runtime CPU; no
 torch anywhere (the device has none).
 """
 
@@ -22,7 +22,7 @@ from edge.tracking.base import grid_points
 from edge.tracking.onnx_student import TRACKER_NAME, OnnxStudentTracker
 
 REPO = Path(__file__).resolve().parents[2]
-DEFAULT_DIR = REPO / "edge" / "models" / "default"
+DEFAULT_DIR = REPO / "edge" / "shipped_models" / "default"
 W, H = 320, 240
 
 

@@ -1,11 +1,11 @@
-"""Metrics, pinned with hand-computed cases (LAPS_METHOD.md section 6 and MS-TCN conventions)."""
+"""Evaluation metrics, pinned with hand-computed cases (docs/method.md#evaluation and MS-TCN conventions)."""
 
 import math
 
 import numpy as np
 import pytest
 
-from edge.metrics import (
+from edge.evaluation import (
     ari,
     boundaries,
     boundary_counts,

@@ -28,7 +28,7 @@ import numpy as np
 Spans = Any  # list of (start, end) pairs, a (K, 2) array, or objects with start_s/end_s
 
 
-# --- boundary F1 at tau seconds (LAPS_METHOD.md section 6) -----------------------------------
+# --- boundary F1 at tau seconds (docs/method.md#evaluation) ----------------------------------
 
 def boundaries(segments: Spans, duration: float) -> np.ndarray:
     """Boundary times of `segments`: every start > 0 and every end < duration, sorted.
