@@ -44,7 +44,7 @@ import numpy as np
 from edge.errors import LapsError
 from edge.ota.download import check_disk_space, download_file, fetch_bytes
 from edge.ota.errors import BundleRejected, DownloadFailed, HealthCheckFailed, SelfTestFailed
-from edge.ota.faults import fault_point
+from edge.ota.steps import reached
 from edge.ota.manifest import (
     SIGNATURE_NAME,
     BundleManifest,
@@ -262,7 +262,7 @@ class OtaAgent:
         try:
             manifest, staging, expiry_note = self._verify_and_stage_manifest(desired, url, version, rollout)
             clock.lap("verify_manifest_s")
-            fault_point("manifest_fetched")
+            reached("manifest_fetched")
             selftest = self._download_and_self_test(url, staging, manifest, version, rollout, clock)
         except (BundleRejected, SelfTestFailed) as err:
             self.store.deny(version, str(err))
@@ -318,7 +318,7 @@ class OtaAgent:
         run its self-test on the golden vectors. Raises BundleRejected or SelfTestFailed."""
         self._download_all(url, staging, manifest, version, rollout)
         clock.lap("download_s")
-        fault_point("downloaded")
+        reached("downloaded")
         verify_files(staging, manifest)
         clock.lap("hashes_s")
         self.report("self_testing", version, "preparing and self-testing on the golden vectors", rollout_id=rollout)
@@ -327,7 +327,7 @@ class OtaAgent:
         clock.lap("prepare_s")
         selftest = run_self_test(staging, providers=self.settings.providers)
         clock.lap("self_test_s")
-        fault_point("self_tested")
+        reached("self_tested")
         return selftest
 
     def _swap_and_watch(self, version: int, rollout: str, selftest: SelfTestReport, clock: "_StageClock") -> bool:
@@ -417,7 +417,7 @@ class OtaAgent:
         if not self.switch.wait_adopted(s.health_window_s + s.health_grace_s):
             raise HealthCheckFailed(f"the frame loop did not pick up version {version} within "
                                     f"{s.health_window_s + s.health_grace_s:g} s (no frames?)")
-        fault_point("pipeline_restarted")
+        reached("pipeline_restarted")
         t0 = time.monotonic()
         deadline = t0 + s.health_window_s + s.health_grace_s
         while True:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from edge.ota.errors import BundleRejected, DownloadFailed
-from edge.ota.faults import fault_point
+from edge.ota.steps import reached
 
 CHUNK = 256 * 1024
 #: manifest.json and manifest.sig are small; a larger answer is refused before it fills memory
@@ -131,7 +131,7 @@ def download_file(
                             if on_bytes is not None:
                                 on_bytes(len(block))
                             if have + transferred < size:
-                                fault_point("download_partial")
+                                reached("download_partial")
                         out.flush()
                         os.fsync(out.fileno())
                 except OSError as err:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from edge.errors import ConfigError
 from edge.ota.download import fsync_dir
-from edge.ota.faults import fault_point
+from edge.ota.steps import reached
 
 STATE_NAME = "state.json"
 STATE_SCHEMA = "laps.ota-state/1"
@@ -182,7 +182,7 @@ class OtaStore:
         os.replace(src, dest)
         fsync_dir(self.bundles)
         fsync_dir(self.staging)
-        fault_point("installed")
+        reached("installed")
         return dest
 
     def begin_swap(self, version: int) -> None:
@@ -191,12 +191,12 @@ class OtaStore:
         state.pending, state.previous = version, state.committed
         self.record(state, "swapped", version)
         self.save(state)
-        fault_point("pending_written")
+        reached("pending_written")
         if state.committed is not None:
             self.link("previous", state.committed)
-        fault_point("previous_linked")
+        reached("previous_linked")
         self.link("current", version)
-        fault_point("current_swapped")
+        reached("current_swapped")
 
     def commit(self, version: int) -> None:
         """The health window passed: `version` becomes the committed model."""
@@ -205,7 +205,7 @@ class OtaStore:
         state.deny.pop(version, None)
         self.record(state, "committed", version)
         self.save(state)
-        fault_point("committed")
+        reached("committed")
 
     def roll_back(self, version: int, reason: str, deny: bool = True) -> int | None:
         """Swap `current` back to the committed model and (unless `deny` is False: a clean stop

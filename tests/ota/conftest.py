@@ -100,11 +100,11 @@ def device_factory(tmp_path, broker, keys, seed_dir):
 
     made: list[Device] = []
 
-    def make(name: str, env: dict | None = None, preexec=None, **config) -> Device:
+    def make(name: str, env: dict | None = None, preexec=None, kill_at: str | None = None, **config) -> Device:
         state = tmp_path / name
         cfg = write_device_config(tmp_path / f"{name}.toml", port=broker.port, state_dir=state, device=name,
                                   trusted=[keys["release"][1], keys["second"][1]], model_dir=seed_dir, **config)
-        device = Device(cfg, tmp_path / f"{name}.log", env=env, preexec=preexec)
+        device = Device(cfg, tmp_path / f"{name}.log", env=env, preexec=preexec, kill_at=kill_at)
         device.state_dir = state
         device.name = name
         made.append(device)

@@ -136,13 +136,14 @@ retry_max_s = 1
 class Device:
     """One real device service process (`python -m edge.cli run --config FILE`)."""
 
-    def __init__(self, config: Path, log: Path, env: dict | None = None, preexec=None) -> None:
+    def __init__(self, config: Path, log: Path, env: dict | None = None, preexec=None,
+                 kill_at: str | None = None) -> None:
         self.config, self.log_path = config, log
         self._log = open(log, "ab")
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-        if not (env and "LAPS_OTA_KILL_AT" in env):
-            full_env.pop("LAPS_OTA_KILL_AT", None)  # the fault hook only where a test asks for it
-        self.proc = subprocess.Popen([sys.executable, "-m", "edge.cli", "run", "--config", str(config)],
+        # kill_at: SIGKILL at that OTA step (tests/ota/kill_at.py), as a power cut would.
+        entry = ["-m", "edge.cli"] if kill_at is None else [str(REPO / "tests" / "ota" / "kill_at.py"), kill_at]
+        self.proc = subprocess.Popen([sys.executable, *entry, "run", "--config", str(config)],
                                      cwd=REPO, env=full_env, stdout=self._log, stderr=subprocess.STDOUT,
                                      preexec_fn=preexec)
 

@@ -1,6 +1,6 @@
 """A device SIGKILLed at every step of staging and swapping restarts into a consistent,
-committed model (real processes; the kill comes from the documented fault-injection hook
-`LAPS_OTA_KILL_AT=<step>`, see `edge.ota.faults`)."""
+committed model (real processes, SIGKILLed by tests/ota/kill_at.py when the update reaches the
+step; the steps are `edge.ota.steps.STEPS`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import signal
 import pytest
 
 from edge.model import load_model_directory
-from edge.ota.faults import ENV, STEPS
+from edge.ota.steps import STEPS
 from ota_testkit import current_version, ota_state, statuses, wait_until
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
@@ -31,7 +31,7 @@ def test_a_device_killed_at_any_update_step_restarts_on_a_consistent_committed_m
     names = {step: f"kill-{step.replace('_', '-')}" for step in STEPS}
     for name in names.values():
         desired.desire(name, bundles["v2"], bundle_server.bundle_url(2))  # retained: waits for the device
-    first = {step: device_factory(names[step], env={ENV: step}) for step in STEPS}
+    first = {step: device_factory(names[step], kill_at=step) for step in STEPS}
     for step, device in first.items():
         assert device.wait_exit(120) == -signal.SIGKILL, f"{step}: the device did not die there\n{device.log_text()[-2000:]}"
     second = {step: device_factory(names[step]) for step in STEPS}  # the same state dirs, no fault

@@ -1,8 +1,6 @@
-"""Fault injection for the crash-consistency tests: SIGKILL this process at a named step.
+"""The named steps of an OTA update, announced as the agent passes them.
 
-Set `LAPS_OTA_KILL_AT=<step>` in the environment of a device process (never in production)
-and the OTA agent kills itself with SIGKILL the first time it reaches that step, exactly as a
-power cut or the OOM killer would. The steps, in the order an update passes them:
+In the order an update passes them:
 
     manifest_fetched    signed manifest verified, nothing downloaded yet
     download_partial    the first chunk of a bundle file is on disk (a torn download)
@@ -15,21 +13,35 @@ power cut or the OOM killer would. The steps, in the order an update passes them
     pipeline_restarted  the new pipeline runs, health window in progress
     committed           state file says committed=<version>, status not yet reported
 
-The tests kill at each step and require the restarted device to come up on a consistent,
-committed model.
+`reached(step)` logs the step (DEBUG) and calls the listeners added with `add_listener`. The
+crash-consistency tests add one that SIGKILLs the process at a chosen step, as a power cut or the
+OOM killer would (tests/ota/kill_at.py); production code adds none.
 """
 
 from __future__ import annotations
 
-import os
-import signal
+import logging
+from typing import Callable
 
-ENV = "LAPS_OTA_KILL_AT"
+log = logging.getLogger(__name__)
+
 STEPS = ("manifest_fetched", "download_partial", "downloaded", "self_tested", "installed",
          "pending_written", "previous_linked", "current_swapped", "pipeline_restarted", "committed")
 
+_listeners: list[Callable[[str], None]] = []
 
-def fault_point(step: str) -> None:
-    """SIGKILL the process now if `LAPS_OTA_KILL_AT` names `step` (test-only hook)."""
-    if os.environ.get(ENV) == step:
-        os.kill(os.getpid(), signal.SIGKILL)
+
+def add_listener(listener: Callable[[str], None]) -> None:
+    """Call `listener(step)` every time an update reaches a step (in the agent's threads)."""
+    _listeners.append(listener)
+
+
+def remove_listener(listener: Callable[[str], None]) -> None:
+    _listeners.remove(listener)
+
+
+def reached(step: str) -> None:
+    """An update reached `step` (one of STEPS)."""
+    log.debug("OTA step: %s", step)
+    for listener in list(_listeners):
+        listener(step)
