@@ -47,7 +47,7 @@ VIDEO_KEY = "observation.images.camera"
 #: codec name as LeRobot records it (ffmpeg's canonical name) -> OpenCV fourcc. Both write and read
 #: back with the OpenCV wheel we ship; h264/hevc/av1 writers are not in it. mpeg4 is ~30x faster to
 #: encode here, vp9 also plays in browsers (LeRobot's dataset visualiser).
-VIDEO_CODECS = {"mpeg4": "mp4v", "vp9": "VP90"}
+VIDEO_CODECS = {"mpeg4": "mp4v", "vp9": "vp09"}
 CHUNKS_SIZE = 1000  # files per chunk folder, LeRobot's default
 DATA_FILE_MB = 100.0  # roll to the next data/video file past these sizes (LeRobot's defaults)
 VIDEO_FILE_MB = 200.0
