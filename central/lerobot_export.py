@@ -85,7 +85,7 @@ def export_lerobot(store: Store, media_dir: str | os.PathLike, out_dir: str | os
     sel = Selection(**run["params"]["selection"])
     out = Path(out_dir)
     for part in ("meta", "data", "videos"):
-        if (out / part).exists() and any((out / part).iterdir()):
+        if (out / part).exists() and (not (out / part).is_dir() or any((out / part).iterdir())):
             raise ConfigError(f"{out / part} already holds files; export a LeRobot dataset into a new or empty folder "
                               f"(LeRobot reads every file under data/ and meta/episodes/)")
     media_root = Path(media_dir).resolve()
@@ -122,6 +122,9 @@ def export_lerobot(store: Store, media_dir: str | os.PathLike, out_dir: str | os
                 writer.add_episode(s, assigned[s.segment_id], frames, sources)
             if bar is not None:
                 bar.update(len(segs))
+        if writer.episodes == 0:
+            raise ConfigError(f"clustering run {run['run_id']} assigned none of the {sum(left_out.values())} segments "
+                              f"in its selection, so there is no episode to export; run `laps-central cluster` again")
         writer.finish(run)
     except BaseException:
         writer.abort()
@@ -231,7 +234,8 @@ class _DatasetWriter:
         info = {
             "codebase_version": CODEBASE_VERSION, "robot_type": None, "total_episodes": self.episodes,
             "total_frames": self.frames, "total_tasks": k, "chunks_size": CHUNKS_SIZE,
-            "data_files_size_in_mb": self.data_limit / 2**20, "video_files_size_in_mb": self.video_limit / 2**20,
+            "data_files_size_in_mb": _whole(self.data_limit / 2**20),
+            "video_files_size_in_mb": _whole(self.video_limit / 2**20),
             "fps": self.fps, "splits": {"train": f"0:{self.episodes}"}, "data_path": DATA_PATH,
             "video_path": VIDEO_PATH if self.size is not None else None,
             "features": features(self.fps, self.size, self.codec),
@@ -351,6 +355,11 @@ def episodes_schema(with_video: bool):
              ("laps/end_utc", pa.string()), ("laps/start_frame", pa.int64()), ("laps/end_frame", pa.int64()),
              ("laps/energy_mean", pa.float64()), ("laps/energy_max", pa.float64())]
     return pa.schema(cols)
+
+
+def _whole(x: float) -> int | float:
+    """An int when x is whole (LeRobot's info.json holds its size limits as ints)."""
+    return int(x) if float(x).is_integer() else x
 
 
 def _integer_fps(store: Store, sel: Selection) -> int:

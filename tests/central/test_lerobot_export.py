@@ -181,6 +181,17 @@ def test_segments_the_run_did_not_assign_are_left_out_and_counted(tmp_path):
     assert {reader.episode(e)["laps/segment_id"] for e in range(3)} == {s.segment_id for s in segs[:3]}
 
 
+def test_a_run_that_assigned_nothing_is_a_one_line_error_that_leaves_no_files(tmp_path):
+    with Store(tmp_path / "c.sqlite") as store:
+        segs = make_segments(2, codes=[[1, 2, 3]] * 2)
+        store.ingest([(validate_segment(t, p), t) for t, p in segment_payloads(segs)], [])
+        store.save_cluster_run("r0", model_version=segs[0].model_version, method="transformer", k=2,
+                               params={"selection": {}}, metrics={}, assignments=[])
+        with pytest.raises(ConfigError, match="assigned none of the 2 segments") as err:
+            export_lerobot(store, tmp_path / "media", tmp_path / "ds")
+    assert "\n" not in str(err.value) and not (tmp_path / "ds" / "meta").exists()
+
+
 def test_a_dataset_is_never_written_over_another(fleet, exported):
     out, _, _ = exported
     with pytest.raises(ConfigError, match="new or empty folder"):
