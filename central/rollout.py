@@ -34,9 +34,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from edge.errors import ConfigError, LapsError
-from edge.messages import Topics, encode, parse_topic, utc_now_iso
+from edge.messages import Topics, parse_topic, utc_now_iso
 from edge.ota.manifest import parse_manifest
-from edge.ota.messages import BUNDLE_FAILURES, desired_message, parse_status
+from edge.ota.messages import BUNDLE_FAILURES, DesiredMessage, StatusMessage
 
 log = logging.getLogger(__name__)
 
@@ -293,7 +293,7 @@ class Rollout:
                  poll_s: float = 0.1) -> None:
         self.plan, self.cfg, self.server, self.state_file = plan, mqtt_cfg, server, state
         self.poll_s = poll_s
-        self._statuses: queue.Queue[tuple[str, dict]] = queue.Queue()
+        self._statuses: queue.Queue[tuple[str, StatusMessage]] = queue.Queue()
         self._connected = threading.Event()
         self.stop_event = threading.Event()
         self.data: dict = {}
@@ -370,12 +370,12 @@ class Rollout:
             d = self.data["devices"].get(name)
             if d is None or d["state"] == WAITING:
                 continue
-            d["installed"] = msg.get("installed")
-            if msg.get("version") != self.plan.bundle.version:
+            d["installed"] = msg.installed
+            if msg.version != self.plan.bundle.version:
                 continue
-            if d["state"] in DONE_OK + DONE_BAD and msg["state"] not in DONE_OK + DONE_BAD:
+            if d["state"] in DONE_OK + DONE_BAD and msg.state not in DONE_OK + DONE_BAD:
                 continue  # a late progress report does not reopen a finished device
-            d.update(state=msg["state"], detail=msg.get("detail", ""), reported=msg.get("time"))
+            d.update(state=msg.state, detail=msg.detail, reported=msg.time)
             changed = True
 
     def _abort(self, reason: str) -> str:
@@ -421,7 +421,7 @@ class Rollout:
     def _on_message(self, client, userdata, msg) -> None:
         try:
             site, device, kind = parse_topic(msg.topic)
-            status = parse_status(msg.payload)
+            status = StatusMessage.from_json(msg.payload)
         except LapsError as err:
             log.warning("ignoring a malformed OTA status on %s: %s", msg.topic, err)
             return
@@ -429,9 +429,9 @@ class Rollout:
 
     def _publish_desired(self, name: str, bundle: Bundle) -> None:
         site, device = name.split("/")
-        msg = desired_message(bundle.version, self.server.bundle_url(bundle.version), bundle.manifest_sha256,
-                              rollout_id=self.plan.rollout_id)
-        self._client.publish(Topics(site, device).ota_desired, encode(msg), qos=1, retain=True).wait_for_publish(10)
+        msg = DesiredMessage(bundle.version, self.server.bundle_url(bundle.version), bundle.manifest_sha256,
+                             rollout_id=self.plan.rollout_id)
+        self._client.publish(Topics(site, device).ota_desired, msg.to_json(), qos=1, retain=True).wait_for_publish(10)
 
     def _clear_desired(self, name: str) -> None:
         site, device = name.split("/")

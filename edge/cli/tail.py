@@ -147,8 +147,8 @@ def _kind(topic: str) -> str:
 def format_message(topic: str, payload: bytes, retained: bool = False, as_json: bool = False,
                    now: float | None = None) -> str | None:
     """One readable line for a message on `laps/v1/...` (None for an empty retained clear)."""
-    from edge.messages import (MessageError, decode, parse_ack_message, parse_topic, validate_batch_manifest,
-                               validate_metrics_message, validate_segment_message, validate_state_message)
+    from edge.messages import (AckMessage, BatchManifest, MessageError, MetricsMessage, SegmentMessage, StateMessage,
+                               decode, parse_topic)
 
     if not payload:
         return None
@@ -166,37 +166,37 @@ def format_message(topic: str, payload: bytes, retained: bool = False, as_json: 
         return json.dumps({"topic": topic, "retained": retained, "payload": msg}, separators=(",", ":"))
     try:
         if kind == "segments":
-            m = validate_segment_message(msg)
-            s, e, fps = m["start"]["frame"], m["end"]["frame"], m["fps"]
-            return (f"{stamp} {who} segment {m['segment_id'][:13]} seq {m['seq']}  frames {s}-{e} "
-                    f"({(e - s) / fps:.1f} s at {fps:g} fps)  ended {m['end']['utc']}  codes {len(m['codes'])}  "
-                    f"energy mean {m['energy']['mean']:.3g} max {m['energy']['max']:.3g}  "
-                    f"keyframes {len(m['keyframes'])}  model {m['model_version']}")
+            sm = SegmentMessage.from_dict(msg)
+            s, e, fps = sm.start_frame, sm.end_frame, sm.fps
+            return (f"{stamp} {who} segment {sm.segment_id[:13]} seq {sm.seq}  frames {s}-{e} "
+                    f"({(e - s) / fps:.1f} s at {fps:g} fps)  ended {sm.end_utc}  codes {len(sm.codes)}  "
+                    f"energy mean {sm.energy_mean:.3g} max {sm.energy_max:.3g}  "
+                    f"keyframes {len(sm.keyframes)}  model {sm.model_version}")
         if kind == "state":
-            m = validate_state_message(msg)
-            detail = f"  {m['detail']}" if m["detail"] else ""
-            return (f"{stamp} {who} state {m['state'].upper()}{' (retained)' if retained else ''}{detail}  "
-                    f"since {m['time']}  boot {m['boot_id'][:8]}")
+            st = StateMessage.from_dict(msg)
+            detail = f"  {st.detail}" if st.detail else ""
+            return (f"{stamp} {who} state {st.state.upper()}{' (retained)' if retained else ''}{detail}  "
+                    f"since {st.time}  boot {st.boot_id[:8]}")
         if kind == "metrics":
-            m = validate_metrics_message(msg)
-            lat = m["stage_latency_ms"]
+            mm = MetricsMessage.from_dict(msg)
+            lat = mm.stage_latency_ms
             stages = ", ".join(f"{k} {v:.1f}" for k, v in lat.items() if k != "total")
-            ob = m["outbox"]
-            link = "connected" if m.get("mqtt", {}).get("connected") else "?"
-            return (f"{stamp} {who} metrics {m['fps']:.1f} fps  latency {lat.get('total', 0.0):.1f} ms"
+            ob = mm.outbox
+            link = "connected" if mm.mqtt.get("connected") else "?"
+            return (f"{stamp} {who} metrics {mm.fps:.1f} fps  latency {lat.get('total', 0.0):.1f} ms"
                     f"{' (' + stages + ')' if stages else ''}  outbox {ob['depth']} (evicted {ob['evicted_total']})"
-                    f"  mqtt {link}  source {m.get('source_state', '?')}  model {m['model_version']}  "
-                    f"providers {','.join(m['providers']) or '-'}")
+                    f"  mqtt {link}  source {mm.source_state}  model {mm.model_version}  "
+                    f"providers {','.join(mm.providers) or '-'}")
         if kind == "acks":
-            m = parse_ack_message(payload)
-            refused = "".join(f"  QUARANTINED {q['segment_id'][:13]}: {q['reason']}" for q in m["quarantined"])
-            return f"{stamp} {who} ack from central: {len(m['segment_ids'])} segment(s) committed{refused}"
+            ack = AckMessage.from_dict(msg)
+            refused = "".join(f"  QUARANTINED {q.segment_id[:13]}: {q.reason}" for q in ack.quarantined)
+            return f"{stamp} {who} ack from central: {len(ack.segment_ids)} segment(s) committed{refused}"
         if kind == "batches":
-            m = validate_batch_manifest(msg)
-            files = sum(len(s["files"]) for s in m["segments"])
-            arch = m.get("archive", {})
-            return (f"{stamp} {who} batch {str(arch.get('sha256', '?'))[:12]}  {len(m['segments'])} segments, "
-                    f"{files} files, {arch.get('size', 0) / 1024:.1f} KiB  at {arch.get('path', '?')}")
+            bm = BatchManifest.from_dict(msg)
+            files = sum(len(seg.files) for seg in bm.segments)
+            arch = bm.archive
+            return (f"{stamp} {who} batch {arch.sha256[:12] if arch else '?'}  {len(bm.segments)} segments, "
+                    f"{files} files, {(arch.size if arch else 0) / 1024:.1f} KiB  at {arch.path if arch else '?'}")
     except MessageError as err:
         return f"{stamp} {who} {kind} INVALID: {err}"
     return f"{stamp} {who} {kind}{' (retained)' if retained else ''} {json.dumps(msg, separators=(',', ':'))}"

@@ -52,7 +52,7 @@ from edge.ota.manifest import (
     verify_files,
     verify_signatures,
 )
-from edge.ota.messages import parse_desired
+from edge.ota.messages import DesiredMessage
 from edge.ota.selftest import run_self_test
 from edge.ota.store import OtaStore
 
@@ -185,14 +185,14 @@ class OtaAgent:
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
-        self._queue.put({})
+        self._queue.put(None)
         if self._thread is not None:
             self._thread.join(timeout)
 
     def on_desired(self, topic: str, payload: bytes, retained: bool) -> None:
         """MQTT callback (link thread): validate and queue; the newest desired wins."""
         try:
-            desired = parse_desired(payload)
+            desired = DesiredMessage.from_json_or_none(payload)
         except LapsError as err:
             log.error("ignoring a malformed OTA desired message on %s: %s", topic, err)
             return
@@ -201,7 +201,7 @@ class OtaAgent:
             return
         self._queue.put(desired)
 
-    def submit(self, desired: dict) -> None:
+    def submit(self, desired: DesiredMessage) -> None:
         """Queue a desired message directly (tests, and anything that is not MQTT)."""
         self._queue.put(desired)
 
@@ -217,12 +217,12 @@ class OtaAgent:
             try:
                 self._handle(desired)
             except Exception:  # a bug must not kill the agent thread silently; the device runs on
-                log.exception("OTA agent: unexpected error while handling version %s", desired.get("version"))
+                log.exception("OTA agent: unexpected error while handling version %s", desired.version)
             finally:
                 self.busy.clear()
 
-    def _handle(self, desired: dict) -> None:
-        version, rollout = int(desired["version"]), str(desired.get("rollout_id", ""))
+    def _handle(self, desired: DesiredMessage) -> None:
+        version, rollout = desired.version, desired.rollout_id
         state = self.store.load()
         if version == state.committed:
             self._answer_once(version, "committed", rollout, "already installed and committed")
@@ -250,9 +250,9 @@ class OtaAgent:
         self.report(state, version, detail, rollout_id=rollout)
 
     # -- one update ----------------------------------------------------------------------------------
-    def _update(self, desired: dict) -> None:
+    def _update(self, desired: DesiredMessage) -> None:
         s, store = self.settings, self.store
-        version, url, rollout = int(desired["version"]), desired["url"].rstrip("/"), str(desired.get("rollout_id", ""))
+        version, url, rollout = desired.version, desired.url, desired.rollout_id
         timings: dict[str, float] = {}
         t = time.monotonic()
         t_start = t
@@ -269,10 +269,10 @@ class OtaAgent:
             sig = fetch_bytes(f"{url}/{SIGNATURE_NAME}", timeout_s=s.download_timeout_s, ca_file=s.ca, missing_ok=True)
             self.report("verifying", version, "checking signatures and the version rule", rollout_id=rollout)
             got = hashlib.sha256(raw).hexdigest()
-            if got != desired["manifest_sha256"]:
+            if got != desired.manifest_sha256:
                 raise BundleRejected(
                     f"manifest at {url} has sha256 {got[:12]}…, the desired message says "
-                    f"{desired['manifest_sha256'][:12]}…; the manifest was changed after the rollout was published"
+                    f"{desired.manifest_sha256[:12]}…; the manifest was changed after the rollout was published"
                 )
             verify_signatures(raw, sig, list(s.trusted_keys), s.threshold)
             manifest = parse_manifest(raw, f"{url}/manifest.json")

@@ -124,7 +124,7 @@ def test_tls_with_the_right_password_delivers(tmp_path, subscriber_factory):
         sub = subscriber_factory(broker.port, tls_ca=ca, username="dev-1", password="right-password")
         rt = DeviceRuntime(tls_config(tmp_path, broker.port, ca, "right-password"))
         rt.start(model_version="synthetic", providers=[])
-        ids = [rt.emit(seg)["segment_id"] for seg in synthetic_segments(5)]
+        ids = [rt.emit(seg).segment_id for seg in synthetic_segments(5)]
         assert wait_until(lambda: set(ids) <= sub.segment_ids(), 10)
         rt.close()
     finally:
