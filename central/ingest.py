@@ -59,6 +59,7 @@ from paho.mqtt.properties import Properties
 from central.config import CentralConfig, MqttConfig
 from central.devices import REGISTRY_FILE, RegistrySnapshot, RegistryView
 from central.store import Store, segment_row
+from edge.broker import new_client
 from edge.messages import (MAX_ACK_IDS, AckMessage, MessageError, QuarantinedSegment, SegmentMessage, StateMessage,
                            Topics, canonical_segment_id, parse_topic)
 
@@ -140,7 +141,7 @@ class IngestWorker:
         self.lag_sum_s = 0.0
         self.lag_last_max_s: float | None = None  # the largest in the last commit with segments
 
-        client = cfg.new_client(self.client_id, manual_ack=True)
+        client = new_client(cfg, self.client_id, manual_ack=True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message

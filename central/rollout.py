@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from edge.broker import new_client
 from edge.errors import ConfigError, LapsError
 from edge.messages import Topics, parse_topic, utc_now_iso
 from edge.ota.manifest import parse_manifest
@@ -440,7 +441,7 @@ class Rollout:
 
 def connect_client(cfg, client_id: str, *, on_message=None, subscribe: str = "", connected: threading.Event | None = None):
     """A started paho MQTT v5 client for central's `[mqtt]` section (credentials, TLS)."""
-    client = cfg.new_client(client_id)
+    client = new_client(cfg, client_id)
 
     def on_connect(c, userdata, flags, reason, properties) -> None:
         if reason.is_failure:

@@ -39,12 +39,13 @@ from collections import deque
 from typing import Any, Callable
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from edge.config import Credentials, MqttConfig
+from edge.broker import Credentials, new_client
+from edge.config import MqttConfig
 from edge.messages import AckMessage, MessageError, MetricsMessage, StateMessage, Topics, canonical_segment_id
 from edge.outbox import Outbox
 
@@ -80,28 +81,13 @@ class MqttLink:
         self.outbox = outbox
         self.host, self.port = cfg.host, cfg.effective_port
         self._origin = origin
-        self._client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            protocol=mqtt.MQTTv5,
-        )
+        self._client = new_client(cfg, client_id, credentials=credentials or Credentials("", ""),
+                                  will=(topics.state, will.to_json()) if will is not None else None)
         self._client.max_inflight_messages_set(cfg.max_inflight + 8)  # room for state messages
         self._client.max_queued_messages_set(0)
         # Keep a dead broker from blocking a connect attempt for long.
         self._client.connect_timeout = float(min(10, max(1, cfg.keepalive)))
-        if credentials and credentials.username:
-            self._client.username_pw_set(credentials.username, credentials.password or None)
         self._user = credentials.username if credentials else ""
-        if cfg.tls.active:
-            self._client.tls_set(
-                ca_certs=cfg.tls.ca or None,
-                certfile=cfg.tls.cert or None,
-                keyfile=cfg.tls.key or None,
-                cert_reqs=ssl.CERT_REQUIRED,
-                tls_version=ssl.PROTOCOL_TLS_CLIENT,
-            )
-        if will is not None:
-            self._client.will_set(topics.state, will.to_json(), qos=1, retain=True)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_publish = self._on_publish

@@ -47,7 +47,7 @@ from pathlib import Path
 from datetime import datetime, timezone
 from typing import Callable, Iterable, Iterator
 
-from edge.config import EdgeConfig, load_config, read_credentials
+from edge.config import EdgeConfig, load_config
 from edge.disk_floor import DiskFloor
 from edge.errors import ConfigError, LapsError, SourceError
 from edge.messages import BatchManifest, MetricsMessage, SegmentMessage, StateMessage, Topics
@@ -204,7 +204,7 @@ class DeviceRuntime:
             self.link = MqttLink(
                 cfg.mqtt, client_id=cfg.client_id, topics=self.topics, outbox=self.outbox,
                 will=self._state("offline", "connection lost (last will)"),
-                credentials=read_credentials(cfg.mqtt, cfg.origin), origin=cfg.origin,
+                credentials=cfg.mqtt.credentials(cfg.origin), origin=cfg.origin,
             )
             self.link.set_state(self._state("online", "starting"))
             self.link.start()

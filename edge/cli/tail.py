@@ -50,45 +50,38 @@ def handle(args: argparse.Namespace) -> int:
     import os
     import ssl
     import threading
+    from dataclasses import replace
 
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
-
-    from edge.config import load_config, read_credentials
+    from edge.broker import BrokerConfig, Credentials, new_client
+    from edge.config import load_config
     from edge.errors import LapsError
     from edge.messages import subscription
 
-    host, port, site, device, ca, cert, key, tls = "localhost", 0, "+", "+", "", "", "", False
-    user = password = ""
+    broker, site, device, creds = BrokerConfig(), "+", "+", Credentials("", "")
     if args.config:
         cfg = load_config(args.config)
-        host, port = cfg.mqtt.host, cfg.mqtt.effective_port
-        site, device = cfg.device.site, cfg.device.id
-        tls, ca, cert, key = cfg.mqtt.tls.active, cfg.mqtt.tls.ca, cfg.mqtt.tls.cert, cfg.mqtt.tls.key
-        creds = read_credentials(cfg.mqtt, cfg.origin)
-        user, password = creds.username, creds.password
-    host = args.host or host
+        broker, site, device = cfg.mqtt, cfg.device.site, cfg.device.id
+        creds = cfg.mqtt.credentials(cfg.origin)
+    if args.host:
+        broker = replace(broker, host=args.host)
+    if args.tls_ca:
+        broker = replace(broker, tls=replace(broker.tls, enabled=True, ca=args.tls_ca))
+    if args.port:
+        broker = replace(broker, port=args.port)
+    host, port = broker.host, broker.effective_port
     site = args.site or site
     device = args.device or device
-    if args.tls_ca:
-        tls, ca = True, args.tls_ca
-    port = args.port or port or (8883 if tls else 1883)
     if args.username:
-        user = args.username
+        creds = Credentials(args.username, creds.password)
     if args.password_file:
         try:
             password = open(args.password_file, encoding="utf-8").read().splitlines()[0]
         except (OSError, IndexError) as err:
             raise LapsError(f"--password-file {args.password_file} cannot be read ({err}); give a file "
                             "whose first line is the password") from None
+        creds = Credentials(creds.username, password)
 
-    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
-                         client_id=f"laps-edge-tail-{os.getpid()}", protocol=mqtt.MQTTv5)
-    if user:
-        client.username_pw_set(user, password or None)
-    if tls:
-        client.tls_set(ca_certs=ca or None, certfile=cert or None, keyfile=key or None,
-                       cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+    client = new_client(broker, f"laps-edge-tail-{os.getpid()}", credentials=creds)
     kinds = set(args.kind or [])
     seen = 0
     done = threading.Event()

@@ -158,7 +158,8 @@ def test_tls_with_a_wrong_password_gives_one_clear_error_and_backs_off(tmp_path,
 def test_tls_without_the_ca_says_the_certificate_is_not_trusted(tmp_path):
     broker, ca = tls_broker(tmp_path)
     try:
-        from edge.config import MqttConfig, TlsConfig
+        from edge.broker import TlsConfig
+        from edge.config import MqttConfig
         from edge.mqtt_link import probe_broker
 
         cfg = MqttConfig(host="127.0.0.1", port=broker.port, tls=TlsConfig(enabled=True))
