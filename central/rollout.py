@@ -25,14 +25,14 @@ import logging
 import math
 import os
 import queue
-import ssl
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
+from central.http_server import HttpService, server_tls_context
 from edge.broker import new_client
 from edge.errors import ConfigError, LapsError
 from edge.messages import Topics, parse_topic, utc_now_iso
@@ -54,44 +54,40 @@ class RolloutError(LapsError):
 
 # -- serving bundles -------------------------------------------------------------------------------------
 class BundleServer:
-    """Serves `{version: bundle folder}` at `<url>/bundles/<version>/<relpath>` (GET/HEAD, Range)."""
+    """Serves `{version: bundle folder}` at `<url>/bundles/<version>/<relpath>` (GET/HEAD, Range).
+
+    cert/key: serve HTTPS. public_url: the base URL devices are sent, when not the bound
+    address. workers/queue/timeout_s: as `central.http_server.HttpService` (downloads served at
+    once, connections waiting, seconds a stalled connection is kept)."""
 
     def __init__(self, bundles: dict[int, Path], host: str = "127.0.0.1", port: int = 0,
-                 cert: str = "", key: str = "", public_url: str = "") -> None:
+                 cert: str = "", key: str = "", public_url: str = "", *, workers: int = 32, queue: int = 256,
+                 timeout_s: float = 60.0) -> None:
         self.public_url = public_url.rstrip("/")
         self.bundles = {int(v): Path(p).resolve() for v, p in bundles.items()}
         self.requests: list[tuple[str, int]] = []
-        self._httpd = ThreadingHTTPServer((host, port), _bundle_handler(self))
-        self._httpd.daemon_threads = True
-        self.scheme = "http"
-        if cert:
-            ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            ctx.load_cert_chain(cert, key)
-            self._httpd.socket = ctx.wrap_socket(self._httpd.socket, server_side=True)
-            self.scheme = "https"
-        self.host = host if host not in ("", "0.0.0.0") else "127.0.0.1"
-        self._thread: threading.Thread | None = None
+        self._http = HttpService(_bundle_handler(self), host=host, port=port, workers=workers, queue=queue,
+                                 timeout_s=timeout_s, tls=server_tls_context(cert, key), name="bundle server")
+        self.scheme = self._http.scheme
 
     @property
     def port(self) -> int:
-        return int(self._httpd.server_address[1])
+        return self._http.port
 
     @property
     def url(self) -> str:
         """The base URL devices are sent (public_url when set, else the bound address)."""
-        return self.public_url or f"{self.scheme}://{self.host}:{self.port}"
+        return self.public_url or self._http.local_url
 
     def bundle_url(self, version: int) -> str:
         return f"{self.url}/bundles/{int(version)}"
 
     def start(self) -> "BundleServer":
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="bundle-server", daemon=True)
-        self._thread.start()
+        self._http.start()
         return self
 
     def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        self._http.stop()
 
     def resolve(self, path: str) -> Path | None:
         """The file for a request path, or None (unknown version, outside the bundle, missing)."""
