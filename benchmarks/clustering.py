@@ -256,7 +256,7 @@ def ceiling_rows(segments: list[LabelledSegment], oracle: list[LabelledSegment],
 def fleet_payloads(n: int, devices: int = 10, steps: int = 20, seed: int = 0) -> list[tuple[str, bytes]]:
     from datetime import datetime, timezone
 
-    from edge.messages import Topics, encode, segment_message
+    from edge.messages import SegmentMessage, Topics
     from edge.segments import Segment, utc_iso, uuid7
 
     rng = np.random.default_rng(seed)
@@ -269,7 +269,8 @@ def fleet_payloads(n: int, devices: int = 10, steps: int = 20, seed: int = 0) ->
                       rng.integers(0, 1920, size=steps).tolist(), 1.0, 2.0, [start + 5, start + 10], "bench")
         device = f"ws-{i % devices}"
         out.append((Topics("plant", device).segments,
-                    encode(segment_message(seg, device_id=device, site="plant", boot_id="b", seq=i // devices))))
+                    SegmentMessage.from_segment(seg, device_id=device, site="plant", boot_id="b",
+                                                 seq=i // devices).to_json()))
     return out
 
 
