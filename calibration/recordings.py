@@ -26,14 +26,13 @@ from typing import Sequence
 
 import numpy as np
 
+from edge.energy_trace import REQUIRED_KEYS, EnergyTrace, is_energy_trace, trace_from_steps
 from edge.errors import ModelError, SourceNotFoundError
 from edge.tracking.base import PointTracker, TrackStep
 from calibration.proxy import CalibrationError
 
 #: File name endings taken as video when a folder is searched.
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm", ".mpg", ".mpeg", ".ts", ".wmv", ".flv")
-#: Keys an energy trace written by `laps-edge run --record-energy` has (and calibration needs).
-TRACE_KEYS = ("energy", "velocity_energy", "fps", "model_version")
 #: Version string of the pipeline without a tokenizer (`edge.pipeline.build_pipeline`).
 VELOCITY_MODEL_VERSION = "velocity-energy"
 #: A video's frame rate may be this fraction below the model fps (container rounding, 29.97 vs
@@ -102,6 +101,16 @@ class EnergyRecording:
     native_frames: int | None = None
     codes: np.ndarray | None = None
 
+    @classmethod
+    def from_trace(cls, trace: EnergyTrace, name: str, kind: str, native_fps: float | None = None,
+                   native_frames: int | None = None) -> "EnergyRecording":
+        """The recording of an `edge.energy_trace.EnergyTrace` (recorded by `laps-edge run` or
+        gathered from the pipeline here); its codes are kept only when some step has one."""
+        codes = trace.codes if np.any(trace.codes >= 0) else None
+        return cls(name=name, source=trace.source, energy=trace.energy.copy(), proxy=trace.velocity_energy.copy(),
+                   fps=trace.fps, model_version=trace.model_version, kind=kind, native_fps=native_fps,
+                   native_frames=native_frames, codes=None if codes is None else codes.copy())
+
     @property
     def n_steps(self) -> int:
         return int(self.energy.shape[0])
@@ -142,7 +151,7 @@ def find_inputs(paths: Sequence[str]) -> list[str]:
         p = Path(text)
         if p.is_dir():
             inside = [str(c) for c in sorted(p.iterdir())
-                      if c.is_file() and (c.suffix.lower() in VIDEO_SUFFIXES or _is_trace(c))]
+                      if c.is_file() and (c.suffix.lower() in VIDEO_SUFFIXES or is_energy_trace(c))]
             if not inside:
                 raise NoRecordingsError(
                     f"no video found in folder {p} (looked for {', '.join('*' + s for s in VIDEO_SUFFIXES[:5])}, "
@@ -151,9 +160,9 @@ def find_inputs(paths: Sequence[str]) -> list[str]:
                 )
             found.extend(inside)
         elif p.is_file():
-            if p.suffix.lower() == ".npz" and not _is_trace(p):
+            if p.suffix.lower() == ".npz" and not is_energy_trace(p):
                 raise CalibrationError(
-                    f"{p} is not an energy trace (it lacks {', '.join(TRACE_KEYS)}); record one with "
+                    f"{p} is not an energy trace (it lacks {', '.join(REQUIRED_KEYS)}); record one with "
                     f"`laps-edge run --source VIDEO --out DIR --record-energy`"
                 )
             found.append(str(p))
@@ -294,36 +303,12 @@ def check_trace_conventions(name: str, fps: float, model_version: str, model: Mo
 
 def read_trace(path: str | os.PathLike, model: ModelConventions) -> EnergyRecording:
     """Read an `energy.npz` written by `laps-edge run --record-energy` and check it."""
-    p = Path(path)
-    try:
-        with np.load(p, allow_pickle=False) as data:
-            missing = [k for k in TRACE_KEYS if k not in data.files]
-            if missing:
-                raise CalibrationError(
-                    f"{p} is not an energy trace (it lacks {', '.join(missing)}); record one with "
-                    f"`laps-edge run --source VIDEO --out DIR --record-energy`"
-                )
-            energy = np.asarray(data["energy"], dtype=np.float64).ravel()
-            proxy = np.asarray(data["velocity_energy"], dtype=np.float64).ravel()
-            fps = float(data["fps"])
-            version = str(data["model_version"])
-            source = str(data["source"]) if "source" in data.files else str(p)
-            codes = np.asarray(data["codes"], dtype=np.int64).ravel() if "codes" in data.files else None
-    except (OSError, ValueError) as err:
-        raise CalibrationError(f"energy trace {p} is unreadable ({err}); record it again") from None
-    name = recording_name(str(p))
-    if energy.shape != proxy.shape:
-        raise CalibrationError(
-            f"energy trace {p} has {energy.size} energies but {proxy.size} proxy values; record it again"
-        )
-    if energy.size == 0:
-        raise CalibrationError(f"energy trace {p} holds no steps; record a longer video")
-    check_trace_conventions(name, fps, version, model)
-    if codes is not None and (codes.shape != energy.shape or not np.any(codes >= 0)):
-        codes = None  # velocity energy (no codes) or a damaged column: the split step is skipped
-    return EnergyRecording(name=name, source=source, energy=energy, proxy=proxy, fps=fps,
-                           model_version=version, kind="trace", native_fps=fps, native_frames=energy.size,
-                           codes=codes)
+    trace = EnergyTrace.read(path)
+    name = recording_name(str(path))
+    if trace.n_steps == 0:
+        raise CalibrationError(f"energy trace {path} holds no steps; record a longer video")
+    check_trace_conventions(name, trace.fps, trace.model_version, model)
+    return EnergyRecording.from_trace(trace, name, "trace", native_fps=trace.fps, native_frames=trace.n_steps)
 
 
 def record_video(
@@ -363,14 +348,10 @@ def record_video(
             bar.update(1)
         bar.close()
     pipe.finish()
-    trace = np.asarray(pipe.trace, dtype=np.float64).reshape(-1, 4)
-    if trace.shape[0] == 0:
+    trace = trace_from_steps(pipe.trace, pipe.fps, pipe.model_version, source=str(spec))
+    if trace.n_steps == 0:
         raise CalibrationError(f"video {spec} delivered no frames at {pipe.fps:g} fps; check the file")
-    return EnergyRecording(
-        name=name, source=str(spec), energy=trace[:, 0].copy(), proxy=trace[:, 3].copy(), fps=float(pipe.fps),
-        model_version=pipe.model_version, kind="video", native_fps=probe.fps, native_frames=probe.frames,
-        codes=_trace_codes(trace),
-    )
+    return EnergyRecording.from_trace(trace, name, "video", native_fps=probe.fps, native_frames=probe.frames)
 
 
 def record_tracks(
@@ -411,16 +392,9 @@ def record_tracks(
     for i in range(vel.shape[0]):
         pipe.process(Frame(blank, i / pipe.fps, i, i))
     pipe.finish()
-    trace = np.asarray(pipe.trace, dtype=np.float64).reshape(-1, 4)
-    return EnergyRecording(name=name, source=source or name, energy=trace[:, 0].copy(), proxy=trace[:, 3].copy(),
-                           fps=float(pipe.fps), model_version=pipe.model_version, kind="tracks",
-                           native_fps=float(pipe.fps), native_frames=int(vel.shape[0]), codes=_trace_codes(trace))
-
-
-def _trace_codes(trace: np.ndarray) -> np.ndarray | None:
-    """The code column of a pipeline trace, or None when no step had a code (velocity energy)."""
-    codes = trace[:, 2].astype(np.int64)
-    return codes if np.any(codes >= 0) else None
+    trace = trace_from_steps(pipe.trace, pipe.fps, pipe.model_version, source=source or name)
+    return EnergyRecording.from_trace(trace, name, "tracks", native_fps=float(pipe.fps),
+                                      native_frames=int(vel.shape[0]))
 
 
 class SavedTracks(PointTracker):
@@ -456,15 +430,3 @@ def data_hash(recordings: Sequence[EnergyRecording], extra: dict | None = None) 
     if extra:
         h.update(json.dumps(extra, sort_keys=True, default=str).encode())
     return h.hexdigest()
-
-
-def _is_trace(path: Path) -> bool:
-    """True for an .npz with the keys of an energy trace (other .npz files, such as saved
-    tracks, are not recordings)."""
-    if path.suffix.lower() != ".npz":
-        return False
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return all(k in data.files for k in TRACE_KEYS)
-    except (OSError, ValueError):
-        return False

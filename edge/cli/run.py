@@ -75,6 +75,8 @@ def run_once(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
+    from edge.energy_trace import FILE_NAME as ENERGY_TRACE_NAME
+    from edge.energy_trace import trace_from_steps
     from edge.errors import SourceError
     from edge.model import resolve_model_spec
     from edge.pipeline import build_pipeline
@@ -151,7 +153,8 @@ def run_once(args: argparse.Namespace) -> int:
         if workstation is not None:
             summary.update(_score_against_ground_truth(workstation, segments, duration_s, out))
         if args.record_energy and pipe.trace is not None:
-            write_energy_trace(out / "energy.npz", pipe, args.source)
+            trace_from_steps(pipe.trace, pipe.fps, pipe.model_version, pipe.params, args.source).write(
+                out / ENERGY_TRACE_NAME)
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     except OSError as err:
         raise output_error(out, err) from None
@@ -188,19 +191,6 @@ def output_error(out: Path, err: OSError) -> Exception:
         err.errno, err.strerror or str(err))
     return ConfigError(f"cannot write {where} ({reason}); free space there, fix its permissions or "
                        "choose another --out")
-
-
-def write_energy_trace(path: Path, pipe, source: str) -> None:
-    """energy.npz for laps-calibrate: per step raw/smoothed energy, FSQ code, velocity-energy proxy."""
-    import numpy as np
-
-    trace = np.asarray(pipe.trace, dtype=np.float64).reshape(-1, 4)
-    np.savez_compressed(
-        path, energy=trace[:, 0], smoothed=trace[:, 1],
-        codes=trace[:, 2].astype(np.int64), velocity_energy=trace[:, 3],
-        fps=pipe.fps, model_version=pipe.model_version,
-        params=json.dumps(pipe.params.to_dict()), source=source,
-    )
 
 
 def _find_workstation(source):
