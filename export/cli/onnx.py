@@ -124,7 +124,7 @@ def handler(args: argparse.Namespace) -> int:
     from edge.tokenizer import TokenizerRuntime
     from export.tokenizer.dataset import cached_tracks, parse_seed_range, synthetic_spec
     from export.tokenizer.onnx import rewrite_manifest, write_model_directory
-    from export.tokenizer.threshold_search import latent_energy, search_theta_on
+    from calibration.labelled import latent_energy, search_theta_on
     from export.tokenizer.train import load_checkpoint
     from export.tokenizer.windows import make_windows
     from export.verify import make_golden
