@@ -39,7 +39,6 @@ from edge.energy import HysteresisParams
 from edge.errors import ConfigError
 
 SCHEMA = "laps.calibration/1"
-FILE_NAME = "calibration.json"
 #: Top-level keys the file itself defines; a tool's `details` may not reuse them.
 RESERVED_KEYS = frozenset({"schema", "params", "theta_off", "model_version", "fps", "mode", "criterion", "score",
                            "warnings", "created", "tool", "tool_version", "provenance"})

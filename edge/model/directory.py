@@ -24,16 +24,18 @@ import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
-from edge.calibration_file import FILE_NAME as CALIBRATION_NAME
-from edge.calibration_file import CalibrationFile
 from edge.errors import ConfigError, ModelError
 from edge.model.metadata import ModelMetadata
+
+if TYPE_CHECKING:  # imported where used: it pulls in the energy kernel (numba), which a manifest does not need
+    from edge.calibration_file import CalibrationFile
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_SCHEMA = "laps.bundle-manifest/1"
 TOKENIZER_NAME = "tokenizer.onnx"
+CALIBRATION_NAME = "calibration.json"  # its format: edge.calibration_file
 GOLDEN_DIR = "golden"
 #: Never listed in a manifest: its signature, and the engines a device builds for itself.
 SIGNATURE_NAME = "manifest.sig"
@@ -97,6 +99,8 @@ def load_model_directory(path: str | os.PathLike) -> ModelDirectory:
     metadata = ModelMetadata.from_dict(manifest.get("model"))
     calibration = None
     if CALIBRATION_NAME in manifest["files"]:
+        from edge.calibration_file import CalibrationFile
+
         try:
             calibration = CalibrationFile.read(root / CALIBRATION_NAME)
         except ConfigError as err:
