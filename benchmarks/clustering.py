@@ -94,7 +94,7 @@ def held_out_segments(seeds, minutes: float, model_dir: Path | None, progress: b
 
     from edge.loop import run_stream
     from edge.pipeline import build_pipeline
-    from edge.sinks import EnergyTraceSink
+    from edge.energy_trace import EnergyTraceRecorder
     from edge.sources.blank import BlankSource
     from edge.synthetic import SyntheticWorkstation
     from export.tokenizer.dataset import cached_tracks, synthetic_spec
@@ -127,10 +127,10 @@ def held_out_segments(seeds, minutes: float, model_dir: Path | None, progress: b
         record, _ = cached_tracks(synthetic_spec(seed, minutes, "all"), conv, tracker="lk", progress=progress)
         pipe = build_pipeline(model_dir=str(model_dir) if model_dir else None, providers="cpu", keep_keyframes=False)
         pipe.tracker = ReplayTracker(record.velocity, record.valid)
-        trace = EnergyTraceSink()
+        trace = EnergyTraceRecorder(fps=pipe.fps, model_version=pipe.model_version)
         # The replayed tracker never looks at the pixels: black frames at the model fps.
         segments = run_stream(BlankSource(record.n_frames, pipe.fps, pipe.input_size), pipe, [trace])
-        codes = trace.array()[:, 2].astype(np.int64)  # per-frame FSQ code (-1 without a model)
+        codes = trace.trace().codes  # per-frame FSQ code (-1 without a model)
         gt = SyntheticWorkstation(seed=seed, minutes=minutes).ground_truth
         for seg in segments:
             if registry is not None and not seg.codes:

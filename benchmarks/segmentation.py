@@ -152,7 +152,7 @@ def score(preds: list[np.ndarray], videos: list[Video]) -> dict:
 
 def theta_by_labels(val_e, val_videos, base):
     """theta_on with the best validation F1@2s (the other parameters at the paper's values)."""
-    from export.tokenizer.threshold_search import search_theta_on
+    from calibration.labelled import search_theta_on
 
     fps = val_videos[0].fps
     return search_theta_on(val_e, [v.gt for v in val_videos], fps, base=base)

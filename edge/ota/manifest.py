@@ -39,10 +39,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable
 
-from edge.model.directory import MANIFEST_NAME, MANIFEST_SCHEMA, TOKENIZER_NAME
+from edge.model.directory import MANIFEST_NAME, MANIFEST_SCHEMA, SIGNATURE_NAME, TOKENIZER_NAME
 from edge.ota.errors import BundleRejected
 
-SIGNATURE_NAME = "manifest.sig"
 SIGNATURES_SCHEMA = "laps.bundle-signatures/1"
 #: domain separation: what an Ed25519 signature over a bundle manifest actually signs
 SIGNING_CONTEXT = b"laps.bundle-manifest/1 signature\n"
@@ -85,13 +84,6 @@ class TrustedKey:
     keyid: str
     raw: bytes
     origin: str = ""
-
-
-def manifest_bytes(manifest: dict) -> bytes:
-    """The deterministic encoding the exporter writes (sorted keys, one-space indent, newline).
-
-    Verification never re-encodes: it checks the bytes as stored and downloaded."""
-    return (json.dumps(manifest, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
 
 
 def parse_manifest(raw: bytes, where: str = MANIFEST_NAME) -> BundleManifest:
