@@ -18,7 +18,7 @@ from edge.pipeline import build_pipeline
 from .makers import bursty_series
 
 SMALL = SweepSpace(ratio_off=(0.9,), up_steps=(2,), down_steps=(2,), alpha=(0.7,), max_theta=32)
-SHIPPED_CALIBRATION = Path(__file__).resolve().parents[2] / "edge" / "models" / "default" / "calibration.json"
+SHIPPED_CALIBRATION = Path(__file__).resolve().parents[2] / "edge" / "shipped_models" / "default" / "calibration.json"
 
 
 def _file(model_version="velocity-energy") -> tuple:

@@ -83,7 +83,7 @@ def test_ground_truth_json_beside_a_trace_belongs_to_that_run_folder(tmp_path):
 
 def test_the_theta_on_search_keeps_the_best_boundary_f1_and_the_lower_theta_on_a_tie():
     from edge.energy import HysteresisParams, run_series
-    from edge.metrics import boundary_f1
+    from edge.evaluation import boundary_f1
 
     energies, truth = [], []
     for seed in (1, 2):
