@@ -5,7 +5,7 @@ One frozen dataclass per schema is the single writer (`to_json`) and the single 
 ingest both use it, so the two ends cannot drift. A change to a payload's shape bumps its
 schema string (`laps.segment/1` -> `laps.segment/2`).
 
-Topics (DESIGN.md): `laps/v1/<site>/<device>/<kind>` with kind one of
+Topics (docs/formats.md#mqtt-topics): `laps/v1/<site>/<device>/<kind>` with kind one of
     segments   (QoS 1, through the outbox)          laps.segment/1  SegmentMessage
     acks       (QoS 1, written by central)          laps.ack/1      AckMessage (segments central has committed)
     state      (QoS 1, retained; birth + last will) laps.state/1    StateMessage
@@ -212,7 +212,7 @@ class KeyframeRef:
 
 @dataclass(frozen=True)
 class SegmentMessage(WireMessage):
-    """`laps.segment/1`: one finished segment (DESIGN.md, "Wire formats").
+    """`laps.segment/1`: one finished segment (docs/formats.md).
 
     seq: position of this segment in this boot's stream (0, 1, ...); with boot_id it lets the
     receiver see gaps. start/end: UTC ISO-8601 ('Z') and frame index. fps: frames per second
