@@ -118,15 +118,34 @@ def read_manifest(path: str | os.PathLike) -> dict:
     if not manifest_path.is_file():
         raise ModelError(f"{manifest_path} is missing; re-export the model with `laps-export onnx`")
     try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raw = manifest_path.read_bytes()
+    except OSError as err:
         raise ModelError(f"{manifest_path} is unreadable ({err}); re-export the model") from None
+    return parse_manifest(raw, str(manifest_path))
+
+
+def parse_manifest(raw: bytes, where: str = MANIFEST_NAME, fix: str = "re-export the model") -> dict:
+    """The one reader of manifest.json bytes (a model directory's, or a signed OTA bundle's before
+    it is unpacked): JSON, the schema, a file listing that names the tokenizer, and every entry a
+    plain relative path with a sha256/size pair. One-line `ModelError` ending in `fix` otherwise."""
+    try:
+        manifest = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ModelError(f"{where} is not JSON ({err}); {fix}") from None
     if not isinstance(manifest, dict) or manifest.get("schema") != MANIFEST_SCHEMA:
         found = manifest.get("schema") if isinstance(manifest, dict) else type(manifest).__name__
-        raise ModelError(f"{manifest_path} has schema {found!r}, expected {MANIFEST_SCHEMA!r}; re-export the model")
+        raise ModelError(f"{where} has schema {found!r}, expected {MANIFEST_SCHEMA!r}; {fix}")
     files = manifest.get("files")
     if not isinstance(files, dict) or TOKENIZER_NAME not in files:
-        raise ModelError(f"{manifest_path} does not list {TOKENIZER_NAME}; re-export the model")
+        raise ModelError(f"{where} does not list {TOKENIZER_NAME}; {fix}")
+    for rel, entry in files.items():
+        p = Path(rel)
+        if not rel or p.is_absolute() or ".." in p.parts or rel == MANIFEST_NAME:
+            raise ModelError(f"{where} lists {rel!r}, which is not a plain path inside the model directory; {fix}")
+        digest, size = (entry.get("sha256"), entry.get("size")) if isinstance(entry, dict) else (None, None)
+        if (not isinstance(digest, str) or len(digest) != 64 or isinstance(size, bool)
+                or not isinstance(size, int) or size < 0):
+            raise ModelError(f"{where} entry {rel!r} lacks a sha256/size pair; {fix}")
     return manifest
 
 
