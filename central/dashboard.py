@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 #: members drawn in a cluster's montage: the most central, then random ones (as in the report)
 MONTAGE_CENTRAL, MONTAGE_RANDOM, MONTAGE_KEYFRAMES = 3, 2, 3
 REALM = "LAPS fleet dashboard"
+#: clustering runs whose members are kept in memory (the newest is the one the front page shows)
+LIBRARIES_KEPT = 2
 _STYLE = (
     "body{font-family:sans-serif;margin:1.5em 2em;max-width:1300px;line-height:1.4;color:#222}"
     "table{border-collapse:collapse;margin:0.5em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}"
@@ -77,6 +79,7 @@ class Dashboard:
         self._credentials = (f"{self.settings.username}:{password}".encode() if password else b"")
         self._libraries: dict[str, Library] = {}
         self._draw_lock = threading.Lock()
+        self._library_lock = threading.Lock()
         self.service = HttpService(_handler(self), host=host or self.settings.host,
                                    port=self.settings.port if port is None else port,
                                    workers=4, queue=32, timeout_s=30.0, name="dashboard")
@@ -190,7 +193,7 @@ class Dashboard:
                 f"<p class='muted'>{len(members):,} segments, median {median:.2f} s (10-90 %: "
                 f"{np.percentile(d, 10):.2f}-{np.percentile(d, 90):.2f} s), {len(devices)} device(s)</p>"
                 f"<a href='{link}'><img src='/montages/{quote(run['run_id'])}/{c}.png' "
-                f"alt='keyframes of cluster {c}' loading='lazy'></a></div>")
+                f"alt='keyframes of cluster {c}'></a></div>")
         return (f"<section id='library'><h2>Primitive library</h2><p>Newest clustering run <code>{_e(run['run_id'])}</code> "
                 f"({_e(run['created'])}): k = {run['k']}, {run['n_segments']:,} segments of model "
                 f"<code>{_e(run['model_version'])}</code>, method {_e(run['method'])}. Each montage shows its "
@@ -292,6 +295,10 @@ class Dashboard:
     # -- pictures -------------------------------------------------------------------------------------
     def library(self, run_id: str) -> "Library | None":
         """The run's members grouped by cluster (loaded once per run: runs never change)."""
+        with self._library_lock:
+            return self._load_library(run_id)
+
+    def _load_library(self, run_id: str) -> "Library | None":
         if run_id in self._libraries:
             return self._libraries[run_id]
         run = next((r for r in self.store.cluster_runs() if r["run_id"] == run_id), None)
@@ -301,6 +308,8 @@ class Dashboard:
         for m in self.store.run_members(run_id):
             if 0 <= m.cluster < len(clusters):
                 clusters[m.cluster].append(m)
+        while len(self._libraries) >= LIBRARIES_KEPT:  # a run of millions of segments is large in memory
+            self._libraries.pop(next(iter(self._libraries)))
         lib = self._libraries[run_id] = Library(run_id, clusters)
         return lib
 
@@ -415,8 +424,9 @@ def _handler(dashboard: Dashboard) -> type[BaseHTTPRequestHandler]:
 def _page(title: str, body: str, now_ms: int | None = None) -> str:
     stamp = ms_to_iso(now_ms if now_ms is not None else int(time.time() * 1000))
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{_e(title)}</title><style>{_STYLE}</style>"
-            f"</head><body><nav><a href='/'>LAPS fleet</a><a href='/#devices-section'>devices</a>"
-            "<a href='/#library'>primitive library</a><a href='/#rollout'>OTA rollout</a></nav><h1>{_e(title)}</h1>"
+            "</head><body><nav><a href='/'>LAPS fleet</a><a href='/#devices-section'>devices</a>"
+            "<a href='/#library'>primitive library</a><a href='/#rollout'>OTA rollout</a></nav>"
+            f"<h1>{_e(title)}</h1>"
             f"<p class='muted'>As of {_e(stamp)} (reload for newer).</p>{body}</body></html>\n")
 
 

@@ -53,6 +53,16 @@ def test_serve_host_flag_beyond_loopback_without_a_password_is_a_one_line_error(
     assert err.startswith("error: --host 0.0.0.0") and "password_file" in err and "\n" not in err
 
 
+def test_serve_help_says_what_it_shows_where_it_binds_and_how_to_log_in(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["serve", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert done.value.code == 0
+    for words in ("127.0.0.1", "password_file", "HTTP Basic", "GET and HEAD only", "--host", "--port",
+                  "online/offline", "primitive library", "OTA rollout"):
+        assert words in text, words
+
+
 # -- access over real HTTP ------------------------------------------------------------------------------------
 @pytest.fixture
 def stored_fleet(tmp_path, registry_dir):
@@ -205,6 +215,7 @@ def test_the_dashboard_shows_the_live_fleet_library_and_rollout_in_a_browser(ser
 
     url, (cfg_path, run, by_device) = served
     browser.get(url + "/")
+    assert browser.title == "LAPS fleet" and browser.find_element(By.TAG_NAME, "h1").text == "LAPS fleet"
     rows = {r.get_attribute("data-device"): r for r in browser.find_elements(By.CSS_SELECTOR, "tr.device")}
     assert set(rows) == {"dev-1", "dev-2"}
     state = {d: r.find_elements(By.TAG_NAME, "td")[2] for d, r in rows.items()}
@@ -230,6 +241,7 @@ def test_the_dashboard_shows_the_live_fleet_library_and_rollout_in_a_browser(ser
     assert (tmp_path / "dashboard.png").stat().st_size > 10_000
 
     cards[0].find_element(By.CSS_SELECTOR, "h3 a").click()
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Cluster 0"
     members = browser.find_elements(By.CSS_SELECTOR, "#members tr.member")
     assert len(members) == sizes[0]
     labels = run.primary.clustering.labels
