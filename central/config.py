@@ -34,6 +34,7 @@ from typing import ClassVar
 
 from edge.broker import BrokerConfig
 from edge.config_schema import Checks, ConfigSection, build_section, origin_field, path_setting, read_toml, setting
+from edge.errors import ConfigError
 
 MIB = 1024 * 1024
 #: MQTT topic filter of the segment messages of every device of every site (docs/formats.md#mqtt-topics).
@@ -195,10 +196,15 @@ class DashboardConfig(ConfigSection):
             checks.fail("username", self.username, "a user name without ':' (HTTP Basic separates with it)")
 
     def password(self) -> str:
-        """The password (the file's first line, stripped); "" when none is configured."""
+        """The password (the file's first line, stripped); "" when none is configured. An empty
+        file is an error: it must not turn a login the operator asked for into none."""
         if not self.password_file:
             return ""
-        return Path(self.password_file).read_text(encoding="utf-8").strip()
+        lines = Path(self.password_file).read_text(encoding="utf-8").strip().splitlines()
+        if not lines or not lines[0].strip():
+            raise ConfigError(f"dashboard.password_file {self.password_file} is empty; write the dashboard's "
+                              "password on its first line")
+        return lines[0].strip()
 
 
 @dataclass(frozen=True)

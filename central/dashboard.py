@@ -71,18 +71,18 @@ class Dashboard:
     def __init__(self, config: CentralConfig, host: str | None = None, port: int | None = None) -> None:
         self.config = config
         self.settings = config.dashboard
-        self.store = Store(config.store.path, synchronous=config.store.synchronous)
+        password = self.settings.password()
+        self._credentials = (f"{self.settings.username}:{password}".encode() if password else b"")
         self.media_dir = config.media_dir.resolve()
         self.cache_dir = Path(config.paths.data_dir) / "dashboard"
         self.rollout_state = RolloutState(state_path(config.paths.data_dir))
-        password = self.settings.password()
-        self._credentials = (f"{self.settings.username}:{password}".encode() if password else b"")
         self._libraries: dict[str, Library] = {}
         self._draw_lock = threading.Lock()
         self._library_lock = threading.Lock()
         self.service = HttpService(_handler(self), host=host or self.settings.host,
                                    port=self.settings.port if port is None else port,
                                    workers=4, queue=32, timeout_s=30.0, name="dashboard")
+        self.store = Store(config.store.path, synchronous=config.store.synchronous)
 
     @property
     def url(self) -> str:

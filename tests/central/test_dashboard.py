@@ -46,6 +46,15 @@ def test_dashboard_binds_loopback_by_default_and_refuses_a_wider_address_without
     assert DashboardConfig(host="0.0.0.0", password_file=str(secret)).password() == "s3cret"
 
 
+def test_an_empty_password_file_is_an_error_not_a_dashboard_without_login(tmp_path, capsys):
+    (tmp_path / "pw").write_text("\n")
+    cfg = write_central_config(tmp_path / "central.toml", port=1883, data_dir=tmp_path / "data",
+                               extra=f'[dashboard]\nhost = "0.0.0.0"\npassword_file = "{tmp_path / "pw"}"\n')
+    assert main(["serve", "--config", str(cfg), "--port", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: dashboard.password_file") and "empty" in err and "\n" not in err
+
+
 def test_serve_host_flag_beyond_loopback_without_a_password_is_a_one_line_error(tmp_path, capsys):
     cfg = write_central_config(tmp_path / "central.toml", port=1883, data_dir=tmp_path / "data")
     assert main(["serve", "--config", str(cfg), "--host", "0.0.0.0"]) == 2
