@@ -72,6 +72,19 @@ def test_serve_help_says_what_it_shows_where_it_binds_and_how_to_log_in(capsys):
         assert words in text, words
 
 
+def test_serve_on_a_port_in_use_is_a_one_line_error(tmp_path, capsys):
+    import socket
+
+    cfg = write_central_config(tmp_path / "central.toml", port=1883, data_dir=tmp_path / "data")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "--config", str(cfg), "--port", str(port)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: cannot serve the dashboard on 127.0.0.1:{port}") and "\n" not in err
+
+
 # -- access over real HTTP ------------------------------------------------------------------------------------
 @pytest.fixture
 def stored_fleet(tmp_path, registry_dir):
