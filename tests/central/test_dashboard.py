@@ -1,7 +1,7 @@
 """The fleet dashboard (`laps-central serve`): its access rules over real HTTP, and its pages in a
 real headless Chromium against a live central (a real Mosquitto, the ingest, segments and
 retained states published as devices publish them, keyframes received as batches, a
-clustering run)."""
+clustering run, a staged OTA rollout of a signed bundle)."""
 
 from __future__ import annotations
 
@@ -25,12 +25,15 @@ from central.config import DashboardConfig, load_central_config
 from central.dashboard import Dashboard
 from central.ingest import run_ingest
 from central.registry import ModelRegistry
-from central.rollout import RolloutState, state_path
+from central.rollout import Bundle, BundleServer, Rollout, RolloutPlan, RolloutState, state_path
 from central.store import Store
 from central_testkit import Publisher, make_segments, segment_payloads, wait_until, write_central_config
 from edge.errors import ConfigError
 from edge.messages import StateMessage, Topics
+from edge.ota.messages import StatusMessage
+from export.bundle import keygen
 from library_data import MOTIFS, _jpeg, fill_store
+from tests.ota.ota_testkit import make_bundle
 
 CHROMIUM = next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser") if Path(p).exists()), None)
 CHROMEDRIVER = shutil.which("chromedriver") or ("/usr/bin/chromedriver" if Path("/usr/bin/chromedriver").exists() else None)
@@ -146,8 +149,8 @@ def test_the_dashboard_is_read_only_and_serves_nothing_outside_the_media_folder(
 @pytest.fixture
 def live_central(broker, tmp_path, registry_dir):
     """A running ingest fed over MQTT by two devices (dev-1 online, dev-2 stopped), their keyframes
-    received as batches, a clustering run and a rollout state; yields (config path, run, segments
-    by device)."""
+    received as batches, a clustering run and a running rollout in its second stage; yields
+    (config path, run, segments by device)."""
     cfg_path = write_central_config(tmp_path / "central.toml", port=broker.port, data_dir=tmp_path / "data",
                                     models_dir=registry_dir)
     cfg = load_central_config(cfg_path)
@@ -156,6 +159,7 @@ def live_central(broker, tmp_path, registry_dir):
                               kwargs={"http": False, "stop_event": stop, "stats_interval_s": 0})
     ingest.start()
     pub = Publisher(broker.port)
+    rolling = None
     try:
         assert wait_until(lambda: "$share/laps-central" in broker.log_text(), 15.0)
         rng = np.random.default_rng(0)
@@ -180,14 +184,32 @@ def live_central(broker, tmp_path, registry_dir):
                 batch = spool.seal()
                 receive_batch(store, cfg.media_dir, device, batch.sha256, batch.path)
             run = run_clustering(store, ModelRegistry(registry_dir), options=ClusterOptions(k_min=2, k_max=4, n_init=2))
-        # The rollout's state file as `laps-central rollout start` keeps it (central.rollout.Rollout).
-        RolloutState(state_path(cfg.paths.data_dir)).save({
-            "schema": "laps.rollout-state/1", "rollout_id": "r-7", "version": 7, "state": "running", "stage": 1,
-            "stages": 2, "started": "2026-01-05T08:00:00Z", "reason": "",
-            "devices": {"site-a/dev-1": {"cohort": 0, "state": "committed", "installed": 7, "detail": "ok"},
-                        "site-a/dev-2": {"cohort": 1, "state": "waiting", "installed": None, "detail": ""}}})
+        # A real staged rollout of a signed bundle, dev-1 the canary: once dev-1 reports "committed"
+        # (as its OTA agent would), the rollout moves on to dev-2 and waits for it.
+        key, _ = keygen(tmp_path / "keys" / "release")
+        bundle = Bundle.open(make_bundle(tmp_path / "bundle-v2", 2, [key]))
+        plan = RolloutPlan(bundle=bundle, devices=["site-a/dev-1", "site-a/dev-2"], canary=["site-a/dev-1"],
+                           stages=[100.0], min_devices=3)
+        server = BundleServer({2: bundle.path}).start()
+        rollout_state = RolloutState(state_path(cfg.paths.data_dir))
+        rollout = Rollout(plan, cfg.mqtt, server, rollout_state)
+        rolling = threading.Thread(target=rollout.run, daemon=True)
+        rolling.start()
+
+        def device_state(name: str) -> str:
+            return ((rollout_state.load() or {}).get("devices", {}).get(name) or {}).get("state", "")
+
+        assert wait_until(lambda: device_state("site-a/dev-1") == "sent", 15.0)
+        done = StatusMessage("committed", device_id="dev-1", site="site-a", boot_id="boot-1", version=2, installed=2,
+                             rollout_id=plan.rollout_id, detail="self-test and health check passed")
+        pub.publish_all([(Topics("site-a", "dev-1").ota_status, done.to_json())])
+        assert wait_until(lambda: device_state("site-a/dev-2") == "sent", 15.0)
         yield cfg_path, run, by_device
     finally:
+        if rolling is not None:
+            rollout.stop_event.set()
+            rolling.join(15)
+            server.stop()
         pub.close()
         stop.set()
         ingest.join(15)
@@ -256,9 +278,12 @@ def test_the_dashboard_shows_the_live_fleet_library_and_rollout_in_a_browser(ser
     assert sum(int(c.get_attribute("data-size")) for c in cards) == 48
     for card in cards:
         assert _loaded(browser, card.find_element(By.TAG_NAME, "img")), "a cluster montage did not load"
-    rollout = browser.find_elements(By.CSS_SELECTOR, "tr.rollout-device")
-    assert [r.get_attribute("data-device") for r in rollout] == ["site-a/dev-1", "site-a/dev-2"]
-    assert "committed" in rollout[0].text and browser.find_element(By.ID, "rollout-state").text == "running"
+    rollout = {r.get_attribute("data-device"): [c.text for c in r.find_elements(By.TAG_NAME, "td")]
+               for r in browser.find_elements(By.CSS_SELECTOR, "tr.rollout-device")}
+    assert rollout == {"site-a/dev-1": ["site-a/dev-1", "0", "committed", "2", "self-test and health check passed"],
+                       "site-a/dev-2": ["site-a/dev-2", "1", "sent", "", "desired published"]}
+    assert browser.find_element(By.ID, "rollout-state").text == "running"
+    assert "stage 2 of 2" in browser.find_element(By.ID, "rollout").text
     browser.save_screenshot(str(tmp_path / "dashboard.png"))
     assert (tmp_path / "dashboard.png").stat().st_size > 10_000
 
