@@ -19,6 +19,8 @@ Sections (every key optional; defaults shown in `central_config_example()`):
              TLS), workers, queue, timeout_s
     [devices] dir (the device registry and the Mosquitto password/ACL files made from it)
     [metrics] prometheus_port (0 = off), prometheus_host: the ingest's Prometheus endpoint
+    [dashboard] host, port, username, password_file (HTTP Basic), rate_window_s,
+             members_per_page: `laps-central serve`
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from typing import ClassVar
 
 from edge.broker import BrokerConfig
 from edge.config_schema import Checks, ConfigSection, build_section, origin_field, path_setting, read_toml, setting
+from edge.errors import ConfigError
 
 MIB = 1024 * 1024
 #: MQTT topic filter of the segment messages of every device of every site (docs/formats.md#mqtt-topics).
@@ -160,6 +163,50 @@ class MetricsConfig(ConfigSection):
     prometheus_host: str = setting("127.0.0.1", nonempty=True, allowed="an address to bind, e.g. 127.0.0.1")
 
 
+#: addresses that only this machine can reach: the dashboard may serve them without a login
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
+
+
+@dataclass(frozen=True)
+class DashboardConfig(ConfigSection):
+    """`laps-central serve`, the fleet dashboard (read-only HTML pages; central.dashboard).
+
+    host/port: the address it binds (loopback by default; `--host/--port` override them).
+    username/password_file: HTTP Basic authentication (the browser asks once); with a password
+    set, every page asks for it, also on loopback. Without one the dashboard serves loopback
+    only: a host other than 127.0.0.1 or localhost needs a password. Basic sends the password
+    unencrypted: beyond a trusted network, put the dashboard behind a TLS proxy.
+    rate_window_s: the "segments per minute" of each device counts what central received in this
+    many seconds. members_per_page: segments listed per page of a cluster.
+    """
+
+    SECTION: ClassVar[str] = "dashboard"
+    host: str = setting("127.0.0.1", nonempty=True, allowed="an address to bind, e.g. 127.0.0.1")
+    port: int = setting(8480, lo=0, hi=65535, allowed="an integer from 0 (any free port) to 65535")
+    username: str = setting("operator", nonempty=True, allowed="a user name for the login")
+    password_file: str = path_setting(must="readable")
+    rate_window_s: float = setting(600.0, lo=10.0, hi=7 * 86400.0)
+    members_per_page: int = setting(50, lo=1, hi=10000)
+
+    def _check(self, checks: Checks) -> None:
+        if self.host not in LOOPBACK_HOSTS and not self.password_file:
+            checks.fail("host", self.host, "127.0.0.1 or localhost, or set dashboard.password_file so that "
+                        "every page asks for a login")
+        if ":" in self.username:
+            checks.fail("username", self.username, "a user name without ':' (HTTP Basic separates with it)")
+
+    def password(self) -> str:
+        """The password (the file's first line, stripped); "" when none is configured. An empty
+        file is an error: it must not turn a login the operator asked for into none."""
+        if not self.password_file:
+            return ""
+        lines = Path(self.password_file).read_text(encoding="utf-8").strip().splitlines()
+        if not lines or not lines[0].strip():
+            raise ConfigError(f"dashboard.password_file {self.password_file} is empty; write the dashboard's "
+                              "password on its first line")
+        return lines[0].strip()
+
+
 @dataclass(frozen=True)
 class CentralConfig(ConfigSection):
     """The whole fleet-side configuration."""
@@ -170,6 +217,7 @@ class CentralConfig(ConfigSection):
     http: HttpConfig = field(default_factory=HttpConfig)
     devices: DevicesConfig = field(default_factory=DevicesConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    dashboard: DashboardConfig = field(default_factory=DashboardConfig)
     origin: str = origin_field()
 
     @property
@@ -238,6 +286,14 @@ dir = ""                                # "" = <data_dir>/devices: registry.json
 [metrics]
 prometheus_port = 0                     # `laps-central ingest` on http://<host>:<port>/metrics; 0 = off
 prometheus_host = "127.0.0.1"           # (suggested port: 9470)
+
+[dashboard]
+host = "127.0.0.1"                      # laps-central serve; beyond loopback only with a password
+port = 8480
+username = "operator"                   # HTTP Basic login, asked for when password_file is set
+password_file = ""                      # one line: the password ("" = no login, loopback only)
+rate_window_s = 600.0                   # segments per minute over this window
+members_per_page = 50
 """
 
 
@@ -245,5 +301,5 @@ prometheus_host = "127.0.0.1"           # (suggested port: 9470)
 #: keys whose string values are file or folder paths, resolved against the config's folder
 _PATH_KEYS = frozenset({
     "paths.data_dir", "paths.models_dir", "store.path", "mqtt.tls.ca", "mqtt.tls.cert", "mqtt.tls.key",
-    "http.token_file", "http.cert", "http.key", "http.client_ca", "devices.dir",
+    "http.token_file", "http.cert", "http.key", "http.client_ca", "devices.dir", "dashboard.password_file",
 })

@@ -90,13 +90,14 @@ class _PooledHTTPServer(HTTPServer):
         # socketserver's listen backlog is 5: a burst of devices would overflow it into resets
         # before the pool ever saw them. The pool and queue bound the work, not the backlog.
         self.request_queue_size = max(128, workers + queue)
-        super().__init__(address, handler)
         self.timeout_s = timeout_s
         self.tls = tls
         self.name = name
         self.on_busy = on_busy
+        # Before binding: a failed bind calls server_close, which shuts the pool down.
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
         self._slots = threading.BoundedSemaphore(workers + queue)
+        super().__init__(address, handler)
 
     def process_request(self, request, client_address) -> None:
         if not self._slots.acquire(blocking=False):

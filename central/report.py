@@ -12,6 +12,9 @@ Written for the operator who has to decide what the clusters are and whether to 
   frames, and in words), a flag when its segments are implausibly short, its most central
   members as short animations (their uploaded clips, else their keyframes; animated WebP made
   with Pillow), a montage of keyframes of central and random members, and its durations.
+
+The picture helpers (`pick_pictured`, `member_frames`, `animate`, `keyframe_montage`) are
+public: the fleet dashboard (`central.dashboard`) draws its montages and animations with them.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import logging
 import math
 import os
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -83,9 +87,9 @@ def write_report(run: ClusterRun, out_dir: str | os.PathLike, store: Store | Non
     for c in range(cl.k):
         idx = np.flatnonzero(cl.labels == c)
         by_distance = idx[np.argsort(cl.distances[idx], kind="stable")]
-        rep = _pick_pictured(run, by_distance, representatives, store, media)
+        rep = pick_pictured(run.segment_ids, by_distance, representatives, store, media)
         rest = np.setdiff1d(idx, rep)
-        rand = np.sort(_pick_pictured(run, rng.permutation(rest), randoms, store, media))
+        rand = np.sort(pick_pictured(run.segment_ids, rng.permutation(rest), randoms, store, media))
         members_by_cluster[c] = (rep, rand)
     mdir = Path(media_dir) if media_dir else None
     sections = []
@@ -93,15 +97,16 @@ def write_report(run: ClusterRun, out_dir: str | os.PathLike, store: Store | Non
         idx = np.flatnonzero(cl.labels == c)
         rep, rand = members_by_cluster[c]
         dur = run.durations_s[idx]
-        frames = {int(i): _member_frames(run, int(i), media, mdir) for i in (*rep, *rand)}
+        frames = {int(i): member_frames(run.segment_ids[int(i)], media, mdir) for i in (*rep, *rand)}
         heat = _motion_map([f for f in frames.values() if len(f) >= 2])
         profile = profiles[c] = _profile(run, idx, dur, heat)
         _plot_durations(dur, c, figs / f"cluster_{c:02d}_durations.png")
         montage = figs / f"cluster_{c:02d}_montage.png"
-        n_pictures = _montage(run, rep, rand, media, mdir, keyframes_per_member, montage)
+        n_pictures = keyframe_montage(run.segment_ids, run.durations_s, rep, rand, media, mdir, keyframes_per_member,
+                                      montage)
         strips = []
         for j, i in enumerate(rep[:ANIMATED_MEMBERS]):
-            name = _animate(frames.get(int(i), []), run, int(i), figs / f"cluster_{c:02d}_member_{j}")
+            name = animate(frames.get(int(i), []), float(run.durations_s[int(i)]), figs / f"cluster_{c:02d}_member_{j}")
             if name:
                 strips.append(f'<figure><img src="figures/{name}" alt="segment {html.escape(run.segment_ids[int(i)])}">'
                               f"<figcaption>{j + 1}. {run.durations_s[int(i)]:.1f} s, "
@@ -153,9 +158,9 @@ def write_report(run: ClusterRun, out_dir: str | os.PathLike, store: Store | Non
     return path
 
 
-def _pick_pictured(run: ClusterRun, candidates: np.ndarray, count: int, store: Store | None, media: dict,
-                   scan: int = 1000) -> np.ndarray:
-    """The first `count` candidates (in the given order) that have keyframes, looking at most
+def pick_pictured(segment_ids: Sequence[str], candidates: np.ndarray, count: int, store: Store | None, media: dict,
+                  scan: int = 1000) -> np.ndarray:
+    """The first `count` candidates (indices into `segment_ids`) (in the given order) that have keyframes, looking at most
     `scan` deep (a cluster may hold a million segments); the first `count` if none has any.
     Fills `media` (segment_id -> files) for everything it looked up."""
     if store is None or candidates.size == 0:
@@ -163,9 +168,9 @@ def _pick_pictured(run: ClusterRun, candidates: np.ndarray, count: int, store: S
     chosen: list[int] = []
     for a in range(0, min(candidates.size, scan), 100):
         block = candidates[a:a + 100]
-        found = store.media([run.segment_ids[i] for i in block])
+        found = store.media([segment_ids[i] for i in block])
         media.update(found)
-        chosen.extend(int(i) for i in block if any(f.kind == "keyframe" for f in found[run.segment_ids[i]]))
+        chosen.extend(int(i) for i in block if any(f.kind == "keyframe" for f in found[segment_ids[i]]))
         if len(chosen) >= count:
             return np.asarray(chosen[:count], dtype=np.int64)
     return np.asarray(chosen, dtype=np.int64) if chosen else candidates[:count]
@@ -182,14 +187,14 @@ def _profile(run: ClusterRun, idx: np.ndarray, dur: np.ndarray, heat: np.ndarray
             "where": where, "where_detail": detail, "devices": sorted({run.devices[i] for i in idx})}
 
 
-def _member_frames(run: ClusterRun, i: int, media: dict, media_dir: Path | None) -> list[np.ndarray]:
-    """The member's frames as BGR images of TILE size: its clip's frames when one was uploaded
+def member_frames(segment_id: str, media: dict, media_dir: Path | None) -> list[np.ndarray]:
+    """The segment's frames as BGR images of TILE size: its clip's frames when one was uploaded
     (at most ANIMATION_FRAMES, evenly spread), else its keyframes; [] without media."""
     import cv2
 
     if media_dir is None:
         return []
-    files = media.get(run.segment_ids[i], [])
+    files = media.get(segment_id, [])
     clip = next((f for f in files if f.kind == "clip"), None)
     frames: list[np.ndarray] = []
     if clip is not None:
@@ -244,16 +249,16 @@ def _where(heat: np.ndarray | None) -> tuple[str, str]:
                               f"centre of mass at {100 * cx:.0f} % across, {100 * cy:.0f} % down)")
 
 
-def _animate(frames: list[np.ndarray], run: ClusterRun, i: int, stem: Path) -> str:
+def animate(frames: list[np.ndarray], duration_s: float, stem: Path) -> str:
     """An animated WebP (GIF where Pillow has no WebP) of one member's frames, at the speed it
-    moved (the segment's duration over its frames, at least 0.1 s a frame), holding the last
+    moved (its duration_s over its frames, at least 0.1 s a frame), holding the last
     frame a moment so the loop is visible. Returns the file name, "" without two frames."""
     if len(frames) < 2:
         return ""
     from PIL import Image
 
     images = [Image.fromarray(f[:, :, ::-1].copy()) for f in frames]
-    step_ms = max(100, int(1000 * run.durations_s[i] / len(frames)))
+    step_ms = max(100, int(1000 * duration_s / len(frames)))
     durations = [step_ms] * (len(images) - 1) + [step_ms + 600]
     for suffix, options in ((".webp", {"quality": 80, "method": 4}), (".gif", {"optimize": False})):
         path = stem.with_suffix(suffix)
@@ -475,27 +480,29 @@ def _plot_motion(heat: np.ndarray, background: np.ndarray | None, path: Path) ->
     cv2.imwrite(str(path), colour)
 
 
-def _montage(run: ClusterRun, rep: np.ndarray, rand: np.ndarray, media: dict, media_dir: Path | None,
-             per_member: int, path: Path) -> int:
-    """One row per member (representatives first, then random members): a label tile and up to
-    `per_member` keyframes spread over the segment. Returns how many pictures were placed."""
+def keyframe_montage(segment_ids: Sequence[str], durations_s: Sequence[float], rep: np.ndarray, rand: np.ndarray,
+                     media: dict, media_dir: Path | None, per_member: int, path: Path) -> int:
+    """A PNG at `path`, one row per member (representatives `rep` first, then random members
+    `rand`; both index `segment_ids` and `durations_s`, seconds): a label tile and up to
+    `per_member` keyframes spread over the segment. Returns how many pictures were placed.
+    Also the fleet dashboard's cluster montage (central.dashboard)."""
     import cv2
 
     w, h = TILE
     rows = []
     placed = 0
-    counts = [sum(f.kind == "keyframe" for f in media.get(run.segment_ids[int(i)], [])) for i in (*rep, *rand)]
+    counts = [sum(f.kind == "keyframe" for f in media.get(segment_ids[int(i)], [])) for i in (*rep, *rand)]
     per_member = max(1, min(per_member, max(counts, default=0)))  # no empty column when members have fewer
     for kind, members in (("centre", rep), ("random", rand)):
         for i in members:
-            sid = run.segment_ids[int(i)]
+            sid = segment_ids[int(i)]
             frames = [f for f in media.get(sid, []) if f.kind == "keyframe"]
             if len(frames) > per_member:
                 frames = [frames[j] for j in np.linspace(0, len(frames) - 1, per_member).round().astype(int)]
             label = np.full((h, w, 3), 255, np.uint8)
             cv2.putText(label, kind, (6, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
             cv2.putText(label, sid[:13], (6, 52), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (60, 60, 60), 1, cv2.LINE_AA)
-            cv2.putText(label, f"{run.durations_s[int(i)]:.1f} s", (6, 78), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
+            cv2.putText(label, f"{durations_s[int(i)]:.1f} s", (6, 78), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
                         (60, 60, 60), 1, cv2.LINE_AA)
             tiles = [label]
             for f in frames:

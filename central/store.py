@@ -220,6 +220,21 @@ class MediaFile:
 
 
 @dataclass(frozen=True)
+class RunMember:
+    """One segment of a clustering run: its cluster, distance to the cluster centre (in the
+    run's normalised embedding space; smaller = more typical), where it came from, its start
+    (ISO-8601 UTC) and duration in seconds."""
+
+    segment_id: str
+    cluster: int
+    distance: float
+    site: str
+    device_id: str
+    start_utc: str
+    duration_s: float
+
+
+@dataclass(frozen=True)
 class Selection:
     """Which segments a clustering or export looks at. Times in Unix ms (inclusive start,
     exclusive end); None = unbounded. Empty strings = any site/device/model."""
@@ -569,6 +584,33 @@ class Store:
                 ):
                     out[sid] = (int(c), float(d))
         return out
+
+    def run_members(self, run_id: str) -> list["RunMember"]:
+        """Every segment of a clustering run with its cluster, distance, device and duration,
+        ordered by cluster, then distance (the most central first). Segments deleted from the
+        store since the run are left out."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT a.segment_id, a.cluster, a.distance, s.site, s.device_id, s.start_utc,"
+                " (s.end_frame - s.start_frame) / s.fps FROM cluster_assignments a JOIN segments s"
+                " ON s.segment_id = a.segment_id WHERE a.run_id = ? ORDER BY a.cluster, a.distance, a.segment_id",
+                (run_id,)).fetchall()
+        return [RunMember(r[0], int(r[1]), float(r[2]), r[3], r[4], r[5], float(r[6])) for r in rows]
+
+    def segment(self, segment_id: str) -> StoredSegment | None:
+        """One stored segment, None when the store has none with this id."""
+        with self._lock:
+            row = self._db.execute(f"SELECT {_SEGMENT_COLUMNS} FROM segments WHERE segment_id = ?",
+                                   (segment_id,)).fetchone()
+        return _segment_from_row(row) if row is not None else None
+
+    def recent_segment_counts(self, since_ms: int) -> dict[tuple[str, str], int]:
+        """(site, device_id) -> segments central received at or after `since_ms` (Unix ms, central's
+        clock: a device with a wrong clock still shows its true rate)."""
+        with self._lock:
+            return {(site, dev): int(n) for site, dev, n in self._db.execute(
+                "SELECT site, device_id, COUNT(*) FROM segments WHERE received_ms >= ? GROUP BY site, device_id",
+                (int(since_ms),))}
 
     # -- internals --------------------------------------------------------------------------------------
     def _migrate(self) -> None:

@@ -1,4 +1,5 @@
-"""Screenshots of the cluster report and the calibration report for docs/, in headless Chromium.
+"""Screenshots of the cluster report, the calibration report and the fleet dashboard for docs/,
+in headless Chromium.
 
     python scripts/screenshot_reports.py                 # builds both reports, writes docs/*.png
     python scripts/screenshot_reports.py --workdir /tmp/shots --keep
@@ -8,10 +9,12 @@ What it does, all on this machine (about a minute on 2 cores):
    the ingest and the devices, then clustering -> <workdir>/demo/report/report.html;
 2. `laps-calibrate run` on two synthetic validation recordings (seeds 500, 501; 1 minute each)
    with the shipped model -> <workdir>/calibration/report.html;
-3. opens each report in Debian's Chromium (headless, --no-sandbox, background networking and
+3. `laps-central serve` on the demo's central.toml (any free loopback port): the fleet
+   dashboard over the demo's store (its devices have finished, so they show as stopped);
+4. opens each page in Debian's Chromium (headless, --no-sandbox, background networking and
    extensions off; driven by Selenium through Debian's chromedriver, so nothing is downloaded),
-   sizes the window to the whole page and saves docs/cluster-report.png and
-   docs/calibration-report.png (the top `--max-height` pixels of each page).
+   sizes the window to the whole page and saves docs/cluster-report.png,
+   docs/calibration-report.png and docs/dashboard.png (the top `--max-height` pixels of each page).
 
 Needs: `apt-get install chromium chromium-driver`, `pip install selenium` (in the dev extra),
 mosquitto (for the demo).
@@ -52,8 +55,13 @@ def main() -> int:
         calibration = build_calibration_report(work)
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        shoot([(cluster, out / "cluster-report.png"), (calibration, out / "calibration-report.png")], browser,
-              args.width, args.max_height)
+        dashboard, url = serve_dashboard(work / "demo" / "central.toml")
+        try:
+            shoot([(cluster, out / "cluster-report.png"), (calibration, out / "calibration-report.png"),
+                   (url, out / "dashboard.png")], browser, args.width, args.max_height)
+        finally:
+            dashboard.terminate()
+            dashboard.wait(10)
     finally:
         if not args.keep and not args.workdir:
             shutil.rmtree(work, ignore_errors=True)
@@ -74,9 +82,20 @@ def build_calibration_report(work: Path) -> Path:
     return work / "calibration" / "report.html"
 
 
-def shoot(pages: list[tuple[Path, Path]], browser: str, width: int, max_height: int) -> None:
-    """Save a screenshot of each (html, png) pair: the page at `width`, as tall as its content
-    (at most `max_height`)."""
+def serve_dashboard(config: Path) -> tuple[subprocess.Popen, str]:
+    """`laps-central serve` on a free loopback port: (the process, the dashboard's URL)."""
+    proc = subprocess.Popen([sys.executable, "-m", "central.cli", "serve", "--config", str(config), "--port", "0"],
+                            stdout=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()  # "dashboard on http://127.0.0.1:<port>/ (...)"
+    if not line.startswith("dashboard on "):
+        proc.terminate()
+        raise SystemExit(f"error: laps-central serve did not start (it printed {line!r})")
+    return proc, line.split()[2]
+
+
+def shoot(pages: list[tuple[Path | str, Path]], browser: str, width: int, max_height: int) -> None:
+    """Save a screenshot of each (html file or URL, png) pair: the page at `width`, as tall as its
+    content (at most `max_height`)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -89,8 +108,10 @@ def shoot(pages: list[tuple[Path, Path]], browser: str, width: int, max_height: 
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=opts)
     try:
         for html, png in pages:
+            # The previous page's override would keep the viewport (and so scrollHeight) that tall.
+            driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
             driver.set_window_size(width, 1000)
-            driver.get(html.resolve().as_uri())
+            driver.get(html if isinstance(html, str) else html.resolve().as_uri())
             height = min(int(driver.execute_script("return document.documentElement.scrollHeight")), max_height)
             # The viewport itself, not the window (whose frame would leave a black band at the bottom).
             driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",

@@ -26,34 +26,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 def handle(args: argparse.Namespace) -> int:
     import json
     import time
-    from dataclasses import asdict
 
     from central.config import load_central_config
-    from central.devices import read_registry
-    from central.store import Store, ms_to_iso
+    from central.fleet import ago, describe_state, device_rows
+    from central.store import Store
 
     config = load_central_config(args.config)
-    registered = {e.name: e for e in read_registry(config.devices_dir / "registry.json").values()
-                  if e.role == "device"}
     with Store(config.store.path, synchronous=config.store.synchronous) as store:
-        devices = store.device_summary()
+        rows = device_rows(store, config.devices_dir / "registry.json")
         counters = store.counters()
         links = store.link_counts()
         runs = store.cluster_runs()
-    seen = {d.device_id for d in devices}
+    seen = {r["device_id"] for r in rows if r.get("last_seen_ms")}
     now_ms = int(time.time() * 1000)
-    rows = []
-    for d in devices:
-        entry = registered.get(d.device_id)
-        # Without any registered device central accepts every device on its own topic: nobody is "unregistered".
-        rows.append({**asdict(d), "online": d.online,
-                     "registered": (entry is not None and entry.active) if registered else None,
-                     "last_seen": ms_to_iso(d.last_seen_ms) if d.last_seen_ms else ""})
-    for name, entry in sorted(registered.items()):
-        if name not in seen:
-            rows.append({"site": entry.site, "device_id": name, "state": "", "online": None, "segments": 0,
-                         "batches": 0, "quarantined": 0, "last_seen": "", "last_seen_ms": 0,
-                         "registered": entry.active, "model_version": ""})
     totals = {"store": str(config.store.path), "devices": len(rows), "segments": counters["stored"],
               "received": counters["received"], "duplicates": counters["duplicates"],
               "quarantined": counters["quarantined"], "media_linked": links["linked"],
@@ -70,7 +55,7 @@ def handle(args: argparse.Namespace) -> int:
     else:
         table = [("SITE", "DEVICE", "STATE", "LAST SEEN", "SEGMENTS", "BATCHES", "QUARANTINED", "MODEL")]
         for r in rows:
-            table.append((r["site"], r["device_id"], _state(r), _ago(r.get("last_seen_ms", 0), now_ms),
+            table.append((r["site"], r["device_id"], describe_state(r), ago(r.get("last_seen_ms", 0), now_ms),
                           f"{r['segments']:,}", f"{r['batches']:,}", f"{r['quarantined']:,}",
                           r.get("model_version") or "-"))
         widths = [max(len(t[i]) for t in table) for i in range(len(table[0]))]
@@ -88,23 +73,3 @@ def handle(args: argparse.Namespace) -> int:
         print("no clustering run yet (laps-central cluster --config ... --out report/)")
     return 0
 
-
-def _state(row: dict) -> str:
-    state = row.get("state") or ""
-    if not state:
-        return "never seen" if not row.get("last_seen_ms") else "unknown (no state message)"
-    words = {"online": "online", "source_lost": "online, source lost", "stopped": "offline (stopped)",
-             "offline": "offline (connection lost)"}
-    text = words.get(state, state)
-    return text + ", not registered" if row.get("registered") is False else text
-
-
-def _ago(ms: int, now_ms: int) -> str:
-    """'2026-01-05T08:00:00Z (3 min ago)'; '-' for never."""
-    if not ms:
-        return "-"
-    from central.store import ms_to_iso
-
-    s = max(0, (now_ms - ms) // 1000)
-    ago = f"{s} s" if s < 120 else f"{s // 60} min" if s < 7200 else f"{s // 3600} h" if s < 172800 else f"{s // 86400} d"
-    return f"{ms_to_iso(ms)[:19]}Z ({ago} ago)"
