@@ -94,7 +94,7 @@ def held_out_segments(seeds, minutes: float, model_dir: Path | None, progress: b
 
     from edge.loop import run_stream
     from edge.pipeline import build_pipeline
-    from edge.sinks import EnergyTraceSink
+    from edge.energy_trace import EnergyTraceRecorder
     from edge.sources.blank import BlankSource
     from edge.synthetic import SyntheticWorkstation
     from export.tokenizer.dataset import cached_tracks, synthetic_spec
@@ -127,10 +127,10 @@ def held_out_segments(seeds, minutes: float, model_dir: Path | None, progress: b
         record, _ = cached_tracks(synthetic_spec(seed, minutes, "all"), conv, tracker="lk", progress=progress)
         pipe = build_pipeline(model_dir=str(model_dir) if model_dir else None, providers="cpu", keep_keyframes=False)
         pipe.tracker = ReplayTracker(record.velocity, record.valid)
-        trace = EnergyTraceSink()
+        trace = EnergyTraceRecorder(fps=pipe.fps, model_version=pipe.model_version)
         # The replayed tracker never looks at the pixels: black frames at the model fps.
         segments = run_stream(BlankSource(record.n_frames, pipe.fps, pipe.input_size), pipe, [trace])
-        codes = trace.array()[:, 2].astype(np.int64)  # per-frame FSQ code (-1 without a model)
+        codes = trace.trace().codes  # per-frame FSQ code (-1 without a model)
         gt = SyntheticWorkstation(seed=seed, minutes=minutes).ground_truth
         for seg in segments:
             if registry is not None and not seg.codes:
@@ -256,7 +256,7 @@ def ceiling_rows(segments: list[LabelledSegment], oracle: list[LabelledSegment],
 def fleet_payloads(n: int, devices: int = 10, steps: int = 20, seed: int = 0) -> list[tuple[str, bytes]]:
     from datetime import datetime, timezone
 
-    from edge.messages import Topics, encode, segment_message
+    from edge.messages import SegmentMessage, Topics
     from edge.segments import Segment, utc_iso, uuid7
 
     rng = np.random.default_rng(seed)
@@ -269,7 +269,8 @@ def fleet_payloads(n: int, devices: int = 10, steps: int = 20, seed: int = 0) ->
                       rng.integers(0, 1920, size=steps).tolist(), 1.0, 2.0, [start + 5, start + 10], "bench")
         device = f"ws-{i % devices}"
         out.append((Topics("plant", device).segments,
-                    encode(segment_message(seg, device_id=device, site="plant", boot_id="b", seq=i // devices))))
+                    SegmentMessage.from_segment(seg, device_id=device, site="plant", boot_id="b",
+                                                 seq=i // devices).to_json()))
     return out
 
 

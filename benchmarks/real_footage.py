@@ -79,15 +79,15 @@ def run_clip(path: str | Path, model_dir: str, clip: str = "", providers: str = 
     """Run one video file through the device pipeline of `model_dir` with its calibration."""
     from edge.loop import run_stream
     from edge.pipeline import build_pipeline
-    from edge.sinks import EnergyTraceSink
+    from edge.energy_trace import EnergyTraceRecorder
     from edge.sources.factory import open_source
 
     pipe = build_pipeline(model_dir=model_dir, tracker="lk", providers=providers, keep_keyframes=False)
-    recorder = EnergyTraceSink()
+    recorder = EnergyTraceRecorder(fps=pipe.fps, model_version=pipe.model_version)
     segments = run_stream(open_source(str(path), fps=pipe.fps, size=pipe.input_size), pipe, [recorder])
-    trace = recorder.array()
+    trace = recorder.trace()
     spans = np.asarray([(s.start_frame, s.end_frame) for s in segments], dtype=np.int64).reshape(-1, 2)
-    return ClipRun(clip=clip or Path(path).stem, energy=trace[:, 0].copy(), proxy=trace[:, 3].copy(),
+    return ClipRun(clip=clip or Path(path).stem, energy=trace.energy, proxy=trace.velocity_energy,
                    segments=spans, theta_on=float(pipe.params.theta_on), fps=float(pipe.fps),
                    model_version=pipe.model_version)
 

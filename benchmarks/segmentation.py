@@ -33,12 +33,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from benchmarks.common import print_table, write_results
+from calibration.labelled import latent_energy  # z_q are float32 here: the same series
 
 VALIDATION_SEEDS = tuple(range(500, 505))
 HELD_OUT_SEEDS = tuple(range(950, 960))
@@ -130,12 +131,6 @@ def window_mean_energies(videos: list[Video], model_dir: str) -> list[np.ndarray
     return out
 
 
-def latent_energy(z: np.ndarray) -> np.ndarray:
-    from edge.energy import HysteresisParams, run_series_latent
-
-    return run_series_latent(z, HysteresisParams(theta_on=0.0)).energy
-
-
 # --- scoring -----------------------------------------------------------------------------------
 
 def periodic_segments(duration: float, period: float) -> np.ndarray:
@@ -152,7 +147,7 @@ def score(preds: list[np.ndarray], videos: list[Video]) -> dict:
 
 def theta_by_labels(val_e, val_videos, base):
     """theta_on with the best validation F1@2s (the other parameters at the paper's values)."""
-    from export.tokenizer.threshold_search import search_theta_on
+    from calibration.labelled import search_theta_on
 
     fps = val_videos[0].fps
     return search_theta_on(val_e, [v.gt for v in val_videos], fps, base=base)

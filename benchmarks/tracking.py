@@ -210,7 +210,7 @@ def downstream_rows(trackers: dict, minutes: float, held_out: int, model_sha: st
     from benchmarks.segmentation import Video, latent_energy, score, tokenizer_latents
     from edge.energy import HysteresisParams, run_series
     from edge.synthetic import SyntheticWorkstation
-    from export.tokenizer.threshold_search import search_theta_on
+    from calibration.labelled import search_theta_on
 
     def videos(seeds) -> dict[str, list]:
         per = {name: [] for name in trackers}

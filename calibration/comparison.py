@@ -55,9 +55,9 @@ def current_params(model) -> tuple[HysteresisParams, str] | None:
     from edge.model import load_model_directory
 
     cal = load_model_directory(model.model_dir).calibration
-    if not cal:
+    if cal is None:
         return None
-    return HysteresisParams.from_dict(cal.get("params", cal)), f"{model.model_dir}/calibration.json"
+    return cal.params, f"{model.model_dir}/calibration.json"
 
 
 def truth_spans(recording, labels: Mapping | None = None) -> tuple[np.ndarray | None, str]:

@@ -21,12 +21,16 @@ boundary F1 at tau seconds (`edge.evaluation.boundary_f1`, segments from `edge.e
 and the best of those wins (by default over theta_on x alpha x down_steps, see LABELLED_SPACE:
 boundary F1 on a few labelled minutes overfits a large grid). Held-out F1@2s and F1@5s are
 reported for the labelled choice and, for comparison, for the unsupervised (proxy) choice.
+
+`search_theta_on` is the same search over theta_on alone, on whole recordings with exact ground
+truth (`laps-export onnx --calibrate-seeds`, the segmentation benchmarks): both choose by
+`best_by_boundary_f1`, the one labelled threshold search.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -302,8 +306,8 @@ class _Part:
 
     name: str
     energy: np.ndarray
-    proxy_labels: np.ndarray
-    step_labels: np.ndarray
+    proxy_labels: np.ndarray | None  # None for a recording searched without pseudo-labels
+    step_labels: np.ndarray | None
     segments: np.ndarray  # seconds from the slice start
     fps: float
     latents: np.ndarray | None = None  # (T, D) z_q per step, for the split step
@@ -335,8 +339,6 @@ def calibrate_labelled(
     step is calibrated on the labels too (`calibration.split.calibrate_split_labelled`), after
     the hysteresis parameters, and every F1 below runs the kernel on the latents.
     """
-    from dataclasses import replace
-
     from calibration.split import calibrate_split_labelled
 
     if not 0.0 <= holdout_fraction <= 0.9:
@@ -368,12 +370,10 @@ def calibrate_labelled(
     for ci in range(len(grid.combos)):
         order = np.argsort(-frame_f1[ci], kind="stable")[:per_combo]
         candidates.extend(grid.row_of(ci, int(ti)) for ti in order)
-    best_row, best_key = candidates[0], (-1.0, -1.0)
-    for row in candidates:
-        f1 = _boundary_f1(grid.params(row), calib_parts, tau)
-        key = (f1, float(frame_f1.ravel()[row]))
-        if key > best_key:
-            best_row, best_key = row, key
+    # Ties in boundary F1 go to the better frame-wise F1.
+    tiebreak = [float(frame_f1.ravel()[row]) for row in candidates]
+    best, scores = best_by_boundary_f1([grid.params(row) for row in candidates], calib_parts, tau, tiebreak)
+    best_row, best_key = candidates[best], (scores[best], tiebreak[best])
     params = grid.params(best_row)
     combo = best_row // grid.thetas.shape[0]
     curve = [(float(t), _boundary_f1(grid.params(grid.row_of(combo, i)), calib_parts, tau))
@@ -425,6 +425,52 @@ def calibrate_labelled(
         # In labelled mode the thresholds do not rest on the proxy: its weakness is reported, not warned.
         warnings=list(result.warnings),
     )
+
+
+def search_theta_on(
+    energies: Sequence[np.ndarray],
+    ground_truth: Sequence[Sequence[tuple[float, float]]],
+    fps: float,
+    *,
+    base: HysteresisParams | None = None,
+    tau: float = 2.0,
+    n_candidates: int = 64,
+) -> tuple[HysteresisParams, dict]:
+    """theta_on with the best mean boundary F1@tau on whole labelled recordings, the other
+    parameters those of `base` (default the paper's values).
+
+    energies: per recording (T_i,) raw energy per step at `fps`. ground_truth: per recording a
+    list of (start_s, end_s) segments. Candidates: `n_candidates` quantiles (2 %..98 %) of the
+    pooled energy; a tie goes to the lower theta_on. Returns (params, summary) with summary
+    {"theta_on", "f1", "tau", "candidates", "curve": [[theta, f1], ...]}.
+    """
+    base = base or HysteresisParams(theta_on=0.0)
+    pooled = np.concatenate([np.asarray(e, np.float64) for e in energies])
+    thetas = [float(t) for t in
+              np.unique(np.quantile(pooled[np.isfinite(pooled)], np.linspace(0.02, 0.98, n_candidates)))]
+    parts = [_Part(name=str(i), energy=np.asarray(e), proxy_labels=None, step_labels=None,
+                   segments=np.asarray([(s, t) for s, t in gt], np.float64).reshape(-1, 2), fps=fps)
+             for i, (e, gt) in enumerate(zip(energies, ground_truth))]
+    best, scores = best_by_boundary_f1([replace(base, theta_on=t) for t in thetas], parts, tau,
+                                       tiebreak=[-t for t in thetas])
+    summary = {"theta_on": thetas[best], "f1": scores[best], "tau": tau, "candidates": len(thetas),
+               "curve": [[t, f] for t, f in zip(thetas, scores)]}
+    return replace(base, theta_on=thetas[best]), summary
+
+
+def latent_energy(z_q: np.ndarray) -> np.ndarray:
+    """(T,) E_t = ||z_q,t - z_q,t-1||_2 per step (E_0 = 0) of (T, D) latents, exactly as the
+    kernel computes it."""
+    return run_series_latent(np.asarray(z_q, np.float32), HysteresisParams(theta_on=0.0)).energy
+
+
+def best_by_boundary_f1(candidates: Sequence[HysteresisParams], parts: Sequence[_Part], tau: float,
+                        tiebreak: Sequence[float]) -> tuple[int, list[float]]:
+    """(index of the best candidate, boundary F1@tau of every candidate) on `parts`: the highest
+    F1, then the highest `tiebreak`, then the first."""
+    scores = [_boundary_f1(params, parts, tau) for params in candidates]
+    best = max(range(len(candidates)), key=lambda i: (scores[i], tiebreak[i]))
+    return best, scores
 
 
 def _split(rec: EnergyRecording, lab: RecordingLabels, pseudo: np.ndarray, fraction: float,

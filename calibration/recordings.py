@@ -25,14 +25,13 @@ from typing import Sequence
 
 import numpy as np
 
+from edge.energy_trace import REQUIRED_KEYS, EnergyTrace, EnergyTraceRecorder, is_energy_trace
 from edge.errors import ModelError, SourceNotFoundError
 from edge.tracking.base import PointTracker, TrackStep
 from calibration.proxy import CalibrationError
 
 #: File name endings taken as video when a folder is searched.
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm", ".mpg", ".mpeg", ".ts", ".wmv", ".flv")
-#: Keys an energy trace written by `laps-edge run --record-energy` has (and calibration needs).
-TRACE_KEYS = ("energy", "velocity_energy", "fps", "model_version")
 #: Version string of the pipeline without a tokenizer (`edge.pipeline.build_pipeline`).
 VELOCITY_MODEL_VERSION = "velocity-energy"
 #: A video's frame rate may be this fraction below the model fps (container rounding, 29.97 vs
@@ -101,6 +100,16 @@ class EnergyRecording:
     native_frames: int | None = None
     codes: np.ndarray | None = None
 
+    @classmethod
+    def from_trace(cls, trace: EnergyTrace, name: str, kind: str, native_fps: float | None = None,
+                   native_frames: int | None = None) -> "EnergyRecording":
+        """The recording of an `edge.energy_trace.EnergyTrace` (recorded by `laps-edge run` or
+        gathered from the pipeline here); its codes are kept only when some step has one."""
+        codes = trace.codes if np.any(trace.codes >= 0) else None
+        return cls(name=name, source=trace.source, energy=trace.energy.copy(), proxy=trace.velocity_energy.copy(),
+                   fps=trace.fps, model_version=trace.model_version, kind=kind, native_fps=native_fps,
+                   native_frames=native_frames, codes=None if codes is None else codes.copy())
+
     @property
     def n_steps(self) -> int:
         return int(self.energy.shape[0])
@@ -141,7 +150,7 @@ def find_inputs(paths: Sequence[str]) -> list[str]:
         p = Path(text)
         if p.is_dir():
             inside = [str(c) for c in sorted(p.iterdir())
-                      if c.is_file() and (c.suffix.lower() in VIDEO_SUFFIXES or _is_trace(c))]
+                      if c.is_file() and (c.suffix.lower() in VIDEO_SUFFIXES or is_energy_trace(c))]
             if not inside:
                 raise NoRecordingsError(
                     f"no video found in folder {p} (looked for {', '.join('*' + s for s in VIDEO_SUFFIXES[:5])}, "
@@ -150,9 +159,9 @@ def find_inputs(paths: Sequence[str]) -> list[str]:
                 )
             found.extend(inside)
         elif p.is_file():
-            if p.suffix.lower() == ".npz" and not _is_trace(p):
+            if p.suffix.lower() == ".npz" and not is_energy_trace(p):
                 raise CalibrationError(
-                    f"{p} is not an energy trace (it lacks {', '.join(TRACE_KEYS)}); record one with "
+                    f"{p} is not an energy trace (it lacks {', '.join(REQUIRED_KEYS)}); record one with "
                     f"`laps-edge run --source VIDEO --out DIR --record-energy`"
                 )
             found.append(str(p))
@@ -293,36 +302,12 @@ def check_trace_conventions(name: str, fps: float, model_version: str, model: Mo
 
 def read_trace(path: str | os.PathLike, model: ModelConventions) -> EnergyRecording:
     """Read an `energy.npz` written by `laps-edge run --record-energy` and check it."""
-    p = Path(path)
-    try:
-        with np.load(p, allow_pickle=False) as data:
-            missing = [k for k in TRACE_KEYS if k not in data.files]
-            if missing:
-                raise CalibrationError(
-                    f"{p} is not an energy trace (it lacks {', '.join(missing)}); record one with "
-                    f"`laps-edge run --source VIDEO --out DIR --record-energy`"
-                )
-            energy = np.asarray(data["energy"], dtype=np.float64).ravel()
-            proxy = np.asarray(data["velocity_energy"], dtype=np.float64).ravel()
-            fps = float(data["fps"])
-            version = str(data["model_version"])
-            source = str(data["source"]) if "source" in data.files else str(p)
-            codes = np.asarray(data["codes"], dtype=np.int64).ravel() if "codes" in data.files else None
-    except (OSError, ValueError) as err:
-        raise CalibrationError(f"energy trace {p} is unreadable ({err}); record it again") from None
-    name = recording_name(str(p))
-    if energy.shape != proxy.shape:
-        raise CalibrationError(
-            f"energy trace {p} has {energy.size} energies but {proxy.size} proxy values; record it again"
-        )
-    if energy.size == 0:
-        raise CalibrationError(f"energy trace {p} holds no steps; record a longer video")
-    check_trace_conventions(name, fps, version, model)
-    if codes is not None and (codes.shape != energy.shape or not np.any(codes >= 0)):
-        codes = None  # velocity energy (no codes) or a damaged column: the split step is skipped
-    return EnergyRecording(name=name, source=source, energy=energy, proxy=proxy, fps=fps,
-                           model_version=version, kind="trace", native_fps=fps, native_frames=energy.size,
-                           codes=codes)
+    trace = EnergyTrace.read(path)
+    name = recording_name(str(path))
+    if trace.n_steps == 0:
+        raise CalibrationError(f"energy trace {path} holds no steps; record a longer video")
+    check_trace_conventions(name, trace.fps, trace.model_version, model)
+    return EnergyRecording.from_trace(trace, name, "trace", native_fps=trace.fps, native_frames=trace.n_steps)
 
 
 def record_video(
@@ -339,7 +324,7 @@ def record_video(
     from edge.energy import HysteresisParams
     from edge.loop import StreamLoop
     from edge.pipeline import build_pipeline
-    from edge.sinks import EnergyTraceSink, ProgressBar
+    from edge.sinks import ProgressBar
     from edge.sources.factory import open_source
 
     if probe is None:
@@ -354,21 +339,17 @@ def record_video(
             f"the pipeline built from {model.model_dir} reports model {pipe.model_version!r} at {pipe.fps:g} fps, "
             f"not {model.model_version!r} at {model.fps:g} fps; re-export the model"
         )
-    recorder = EnergyTraceSink()
+    recorder = EnergyTraceRecorder(fps=pipe.fps, model_version=pipe.model_version, source=str(spec))
     with open_source(spec, fps=pipe.fps, size=pipe.input_size) as src:
         bar = ProgressBar(src.frame_count, desc=f"tracking {name}", disable=not progress, leave=False)
         try:
             StreamLoop(pipe, [recorder, bar]).run(src)
         finally:
             bar.close()
-    trace = recorder.array()
-    if trace.shape[0] == 0:
+    trace = recorder.trace()
+    if trace.n_steps == 0:
         raise CalibrationError(f"video {spec} delivered no frames at {pipe.fps:g} fps; check the file")
-    return EnergyRecording(
-        name=name, source=str(spec), energy=trace[:, 0].copy(), proxy=trace[:, 3].copy(), fps=float(pipe.fps),
-        model_version=pipe.model_version, kind="video", native_fps=probe.fps, native_frames=probe.frames,
-        codes=_trace_codes(trace),
-    )
+    return EnergyRecording.from_trace(trace, name, "video", native_fps=probe.fps, native_frames=probe.frames)
 
 
 def record_tracks(
@@ -386,7 +367,6 @@ def record_tracks(
     from edge.energy import HysteresisParams
     from edge.loop import StreamLoop
     from edge.pipeline import build_pipeline
-    from edge.sinks import EnergyTraceSink
     from edge.sources.blank import BlankSource
 
     vel = np.asarray(velocity, dtype=np.float32)
@@ -404,20 +384,13 @@ def record_tracks(
                           params=HysteresisParams(theta_on=_RECORDING_THETA), energy_mode=energy_mode,
                           keep_keyframes=False)
     pipe.tracker = SavedTracks(vel, vis)
-    recorder = EnergyTraceSink()
+    recorder = EnergyTraceRecorder(fps=pipe.fps, model_version=pipe.model_version, source=source or name)
     # The replayed tracker never looks at the pixels: black frames at the model fps.
     with BlankSource(vel.shape[0], pipe.fps, pipe.input_size) as src:
         StreamLoop(pipe, [recorder]).run(src)
-    trace = recorder.array()
-    return EnergyRecording(name=name, source=source or name, energy=trace[:, 0].copy(), proxy=trace[:, 3].copy(),
-                           fps=float(pipe.fps), model_version=pipe.model_version, kind="tracks",
-                           native_fps=float(pipe.fps), native_frames=int(vel.shape[0]), codes=_trace_codes(trace))
-
-
-def _trace_codes(trace: np.ndarray) -> np.ndarray | None:
-    """The code column of a pipeline trace, or None when no step had a code (velocity energy)."""
-    codes = trace[:, 2].astype(np.int64)
-    return codes if np.any(codes >= 0) else None
+    trace = recorder.trace()
+    return EnergyRecording.from_trace(trace, name, "tracks", native_fps=float(pipe.fps),
+                                      native_frames=int(vel.shape[0]))
 
 
 class SavedTracks(PointTracker):
@@ -453,15 +426,3 @@ def data_hash(recordings: Sequence[EnergyRecording], extra: dict | None = None) 
     if extra:
         h.update(json.dumps(extra, sort_keys=True, default=str).encode())
     return h.hexdigest()
-
-
-def _is_trace(path: Path) -> bool:
-    """True for an .npz with the keys of an energy trace (other .npz files, such as saved
-    tracks, are not recordings)."""
-    if path.suffix.lower() != ".npz":
-        return False
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return all(k in data.files for k in TRACE_KEYS)
-    except (OSError, ValueError):
-        return False

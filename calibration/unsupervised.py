@@ -30,6 +30,7 @@ from calibration.sweep import (
     sweep_counts,
     theta_candidates,
 )
+from edge.calibration_file import CalibrationFile, tool_version, utc_now
 from edge.energy import HysteresisParams
 
 #: What the unsupervised calibration sweeps and maximises by default: theta_on alone (r, u, d,
@@ -51,6 +52,8 @@ from edge.energy import HysteresisParams
 DEFAULT_SPACE = SweepSpace.only_theta(HysteresisParams(theta_on=0.0))
 DEFAULT_CRITERION = "gmean"
 DEFAULT_CRITERION_VELOCITY = "youden"
+#: The tool named in the calibration files this package writes.
+TOOL = "laps-calibrate"
 
 #: Youden's J of the chosen thresholds against the pseudo-labels below which the calibration
 #: warns. Why 0.1 (VALIDATION seeds 500-519, default tokenizer, each video calibrated on its own
@@ -137,6 +140,40 @@ class Calibration:
     labelled: object | None = None
     unsupervised_params: HysteresisParams | None = None
     split: object | None = None
+
+    def to_file(self, recordings: Sequence[EnergyRecording], model, data_sha256: str,
+                created: str | None = None) -> CalibrationFile:
+        """The `calibration.json` content of this calibration, with its provenance.
+
+        recordings: the `EnergyRecording`s it used; model: their `calibration.recordings.ModelConventions`;
+        data_sha256: `calibration.recordings.data_hash` of what was calibrated on; created: the
+        ISO-8601 UTC stamp (default now).
+        """
+        space = self.grid.space
+        details = {
+            "proxy_quality": self.quality.to_dict(),
+            "labelled": self.labelled.to_dict() if self.labelled is not None else None,
+            "unsupervised_params": (self.unsupervised_params.to_dict() if self.unsupervised_params is not None
+                                    else None),
+            "split": self.split.to_dict() if self.split is not None else None,
+            "data": {
+                "sha256": data_sha256,
+                "recordings": [{"name": r.name, "source": r.source, "kind": r.kind, "steps": r.n_steps,
+                                "seconds": r.duration_s} for r in recordings],
+                "seconds": float(sum(r.duration_s for r in recordings)),
+            },
+            "sweep": {
+                "parameter_sets": self.grid.size, "theta_candidates": int(self.grid.thetas.shape[0]),
+                "ratio_off": list(space.ratio_off), "up_steps": list(space.up_steps),
+                "down_steps": list(space.down_steps), "alpha": list(space.alpha),
+                "cooldown_steps": space.cooldown_steps, "min_steps": space.min_steps, "max_steps": space.max_steps,
+            },
+        }
+        return CalibrationFile(
+            params=self.params, model_version=model.model_version, fps=float(model.fps), mode=self.mode,
+            criterion=self.criterion, score=float(self.score), details=details, warnings=tuple(self.warnings),
+            created=created or utc_now(), tool=TOOL, tool_version=tool_version(),
+        )
 
 
 def calibrate_unsupervised(

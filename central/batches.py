@@ -2,7 +2,7 @@
 
 The archive is exactly what `edge.upload.BatchSpool.seal` writes: an uncompressed tar whose
 first member is `manifest.json` (schema `laps.batch/1`, validated with
-`edge.messages.validate_batch_manifest`) followed by one member per listed file,
+`edge.messages.BatchManifest`) followed by one member per listed file,
 `<segment_id>/keyframe_<frame>.jpg` or `<segment_id>/clip.avi`. Its sha256 is its name.
 
 `receive_batch` is idempotent: a batch already recorded for that device answers "already
@@ -20,7 +20,6 @@ retry unpacks again (same bytes, same names).
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import tarfile
@@ -30,7 +29,7 @@ from pathlib import Path, PurePosixPath
 
 from central.store import MediaFile, Store
 from edge.errors import LapsError
-from edge.messages import MessageError, canonical_segment_id, validate_batch_manifest
+from edge.messages import BatchFile, BatchManifest, MessageError, canonical_segment_id
 
 MANIFEST_MEMBER = "manifest.json"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -96,21 +95,20 @@ def receive_batch(store: Store, media_dir: str | os.PathLike, device_id: str, sh
                 if not member.isreg():
                     raise BatchError(f"archive member {name!r} is not a regular file")
                 data = tar.extractfile(member).read()  # type: ignore[union-attr]
-                if len(data) != entry["size"] or hashlib.sha256(data).hexdigest() != entry["sha256"]:
+                if len(data) != entry.size or hashlib.sha256(data).hexdigest() != entry.sha256:
                     raise BatchError(f"archive member {name!r} does not match its size/sha256 in the manifest")
                 rel = f"{device_id}/{segment_id}/{PurePosixPath(name).name}"
                 known = store.media_sha256(segment_id, rel)
-                if known is not None and known != entry["sha256"]:
+                if known is not None and known != entry.sha256:
                     raise BatchError(f"{rel} is already stored with other content; media is never overwritten "
                                      "(a new picture needs a new segment id)", status=409)
                 if known is None:
                     _write_atomic(media_root / rel, data)
-                frame = entry.get("frame") if entry["kind"] == "keyframe" else None
-                files.append(MediaFile(segment_id, rel, entry["kind"], None if frame is None else int(frame),
-                                       entry["sha256"], int(entry["size"])))
+                frame = entry.frame if entry.kind == "keyframe" else None
+                files.append(MediaFile(segment_id, rel, entry.kind, frame, entry.sha256, entry.size))
     except tarfile.TarError as err:
         raise BatchError(f"body is not a readable tar archive ({err})") from None
-    created = store.add_batch(device_id, manifest["site"], sha256, path.stat().st_size, files)
+    created = store.add_batch(device_id, manifest.site, sha256, path.stat().st_size, files)
     return BatchReceipt(device_id, sha256, created, len(files), len({f.segment_id for f in files}))
 
 
@@ -122,7 +120,7 @@ def _check_ownership(store: Store, device_id: str, segment_ids: set[str]) -> Non
                              "link media only to its own segments", status=403)
 
 
-def _read_manifest(tar: tarfile.TarFile, device_id: str) -> tuple[dict, dict[str, tuple[str, dict]]]:
+def _read_manifest(tar: tarfile.TarFile, device_id: str) -> tuple[BatchManifest, dict[str, tuple[str, BatchFile]]]:
     """The validated manifest and {member name: (canonical segment_id, file entry)}."""
     try:
         member = tar.getmember(MANIFEST_MEMBER)
@@ -132,25 +130,21 @@ def _read_manifest(tar: tarfile.TarFile, device_id: str) -> tuple[dict, dict[str
     if fh is None:
         raise BatchError(f"{MANIFEST_MEMBER} in the archive is not a regular file")
     try:
-        manifest = validate_batch_manifest(json.loads(fh.read()))
-    except (ValueError, UnicodeDecodeError) as err:
-        raise BatchError(f"{MANIFEST_MEMBER} is not JSON ({err})") from None
+        manifest = BatchManifest.from_json(fh.read())
     except MessageError as err:
         raise BatchError(f"{MANIFEST_MEMBER} is invalid: {err}") from None
-    if manifest["device_id"] != device_id:
-        raise BatchError(f"manifest says device {manifest['device_id']!r} but the URL names {device_id!r}")
-    entries: dict[str, tuple[str, dict]] = {}
-    for seg in manifest["segments"]:
-        sid = seg["segment_id"]
-        for entry in seg["files"]:
-            name = entry["file"]
+    if manifest.device_id != device_id:
+        raise BatchError(f"manifest says device {manifest.device_id!r} but the URL names {device_id!r}")
+    entries: dict[str, tuple[str, BatchFile]] = {}
+    for seg in manifest.segments:
+        sid = seg.segment_id
+        for entry in seg.files:
+            name = entry.file
             parts = PurePosixPath(name).parts
             # Only <segment_id>/<keyframe or clip name>: nothing can be written outside its folder.
             if len(parts) != 2 or parts[0] != sid or not _FILE_NAME.match(parts[1]):
                 raise BatchError(f"manifest file {name!r} is not <segment_id>/keyframe_NNNNNNNN.jpg or clip.avi "
                                  f"of segment {sid}")
-            if entry["kind"] == "keyframe" and "frame" not in entry:
-                raise BatchError(f"manifest keyframe {name!r} has no frame index")
             entries[name] = (canonical_segment_id(sid), entry)
     return manifest, entries
 

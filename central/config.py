@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from edge.config import TlsConfig
+from edge.broker import BrokerConfig
 from edge.config_schema import Checks, ConfigSection, build_section, origin_field, path_setting, read_toml, setting
 
 MIB = 1024 * 1024
@@ -60,8 +60,10 @@ class StoreConfig(ConfigSection):
 
 
 @dataclass(frozen=True)
-class MqttConfig(ConfigSection):
-    """The ingest's broker connection (MQTT v5, shared subscription, persistent session).
+class MqttConfig(BrokerConfig):
+    """The ingest's broker connection (MQTT v5, shared subscription, persistent session): the
+    shared keys of `edge.broker.BrokerConfig` (host, port, keepalive, login, TLS, session,
+    reconnect back-off; the same rules as on the device) plus central's own.
 
     group: shared-subscription group; every ingest worker with the same group shares the
     load (`$share/<group>/<topic>`), each message goes to one of them. client_id: empty =
@@ -72,26 +74,10 @@ class MqttConfig(ConfigSection):
     one SQLite transaction (then acknowledged together).
     """
 
-    SECTION: ClassVar[str] = "mqtt"
-    host: str = "localhost"
-    port: int = 0
     group: str = "laps-central"
     topic: str = SEGMENT_TOPIC
-    client_id: str = ""
-    keepalive: int = 30
-    session_expiry_s: int = 7 * 24 * 3600
     receive_maximum: int = 200
     batch_max: int = 200
-    username: str = ""
-    password: str = ""
-    credentials_file: str = path_setting()
-    reconnect_min_s: float = 1.0
-    reconnect_max_s: float = 60.0
-    tls: TlsConfig = field(default_factory=TlsConfig)
-
-    @property
-    def effective_port(self) -> int:
-        return self.port or (8883 if self.tls.active else 1883)
 
     def client_id_for(self, worker: int) -> str:
         """Worker `worker`'s client id: the configured one (worker 0) or `<client_id>-<worker>`;
@@ -105,55 +91,14 @@ class MqttConfig(ConfigSection):
     def shared_topic(self) -> str:
         return f"$share/{self.group}/{self.topic}"
 
-    def new_client(self, client_id: str, manual_ack: bool = False):
-        """A paho MQTT v5 client (not yet connected) with this section's credentials, TLS and
-        reconnect back-off: the one way central's ingest and rollout talk to the broker."""
-        import ssl
-
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion
-
-        client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id,
-                             protocol=mqtt.MQTTv5, manual_ack=manual_ack)
-        user, password = self.credentials()
-        if user:
-            client.username_pw_set(user, password or None)
-        if self.tls.active:
-            client.tls_set(ca_certs=self.tls.ca or None, certfile=self.tls.cert or None, keyfile=self.tls.key or None,
-                           cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
-        client.reconnect_delay_set(self.reconnect_min_s, self.reconnect_max_s)  # type: ignore[arg-type]
-        return client
-
     def _check(self, ctx: Checks) -> None:
-        if not self.host.strip():
-            ctx.fail("host", self.host, "a broker host name or address")
-        ctx.range("port", self.port, 0, 65535, "an integer from 1 to 65535 (0 = 1883, or 8883 with TLS)")
+        super()._check(ctx)
         if not _GROUP_RE.match(self.group):
             ctx.fail("group", self.group, "1-64 characters from A-Z a-z 0-9 . _ - (no '/', '+', '#')")
         if not self.topic.endswith("/segments") or self.topic.startswith("$"):
             ctx.fail("topic", self.topic, "a filter of segment topics such as laps/v1/+/+/segments")
-        ctx.range("keepalive", self.keepalive, 1, 65535)
-        ctx.range("session_expiry_s", self.session_expiry_s, 0, 2**32 - 1)
         ctx.range("receive_maximum", self.receive_maximum, 1, 65535)
         ctx.range("batch_max", self.batch_max, 1, 100000)
-        ctx.range("reconnect_min_s", self.reconnect_min_s, 0.01, 3600.0)
-        ctx.range("reconnect_max_s", self.reconnect_max_s, self.reconnect_min_s, 86400.0,
-                  "a number of seconds >= mqtt.reconnect_min_s")
-        if self.password and self.credentials_file:
-            ctx.fail("credentials_file", self.credentials_file, "either mqtt.password or mqtt.credentials_file, not both")
-        if self.credentials_file and not os.access(self.credentials_file, os.R_OK):
-            ctx.fail("credentials_file", self.credentials_file, "a readable file holding 'username:password'")
-
-    def credentials(self) -> tuple[str, str]:
-        """(username, password); from credentials_file ('user:password' or only the password)."""
-        if not self.credentials_file:
-            return self.username, self.password
-        line = Path(self.credentials_file).read_text(encoding="utf-8").splitlines()[0:1]
-        text = line[0].strip() if line else ""
-        if ":" in text and not self.username:
-            user, _, password = text.partition(":")
-            return user, password
-        return self.username, text
 
 
 @dataclass(frozen=True)
@@ -272,7 +217,7 @@ receive_maximum = 200
 batch_max = 200
 username = ""
 password = ""
-credentials_file = ""
+credentials_file = ""                    # "username:password" (or the password when username is set)
 
 [http]
 enabled = true
@@ -294,3 +239,11 @@ dir = ""                                # "" = <data_dir>/devices: registry.json
 prometheus_port = 0                     # `laps-central ingest` on http://<host>:<port>/metrics; 0 = off
 prometheus_host = "127.0.0.1"           # (suggested port: 9470)
 """
+
+
+# -- validation: the device's machinery, with the central's path keys ---------------------------
+#: keys whose string values are file or folder paths, resolved against the config's folder
+_PATH_KEYS = frozenset({
+    "paths.data_dir", "paths.models_dir", "store.path", "mqtt.tls.ca", "mqtt.tls.cert", "mqtt.tls.key",
+    "http.token_file", "http.cert", "http.key", "http.client_ca", "devices.dir",
+})

@@ -24,9 +24,9 @@ own id. A refused request is answered and the connection closed; the body is not
 client that sent `Expect: 100-continue` gets the refusal before it sends anything).
 
 The body streams to a uniquely named temporary file under `<media_dir>/../incoming` while it
-is hashed, so a large batch never sits in memory. Connections are served by a fixed pool of
-`http.workers` threads with at most `http.queue` waiting (beyond that: 503), and every socket
-has a timeout of `http.timeout_s`, so stalled clients cost a bounded number of threads.
+is hashed, so a large batch never sits in memory. Connections are served by `central.http_server`: a fixed pool
+of `http.workers` threads with at most `http.queue` waiting (beyond that: 503), and every
+socket has a timeout of `http.timeout_s`, so stalled clients cost a bounded number of threads.
 HTTPS when cert/key are set; the TLS handshake runs in the worker, under the timeout too.
 """
 
@@ -40,13 +40,13 @@ import socket
 import ssl
 import tempfile
 import threading
-from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 from central.batches import BatchError, check_batch_name, receive_batch
 from central.config import HttpConfig
 from central.devices import RegistryView
+from central.http_server import HttpService, server_tls_context
 from central.store import Store
 
 log = logging.getLogger(__name__)
@@ -72,36 +72,25 @@ class BatchServer:
         self.stats = {"created": 0, "repeated": 0, "refused": 0, "errors": 0, "unauthorised": 0,
                       "forbidden": 0, "timeouts": 0, "busy": 0}
         self._stats_lock = threading.Lock()
-        ctx = None
-        if cfg.cert:
-            ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            ctx.load_cert_chain(cfg.cert, cfg.key)
-            if cfg.client_ca:
-                ctx.load_verify_locations(cfg.client_ca)
-                ctx.verify_mode = ssl.CERT_REQUIRED
-        self.scheme = "https" if ctx is not None else "http"
-        self._httpd = _PooledHTTPServer((cfg.host, cfg.port), _handler_for(self), workers=cfg.workers,
-                                        queue=cfg.queue, timeout_s=cfg.timeout_s, tls=ctx, on_busy=self._busy)
-        self._thread: threading.Thread | None = None
+        self._http = HttpService(_handler_for(self), host=cfg.host, port=cfg.port, workers=cfg.workers,
+                                 queue=cfg.queue, timeout_s=cfg.timeout_s,
+                                 tls=server_tls_context(cfg.cert, cfg.key, cfg.client_ca), name="batch endpoint",
+                                 on_busy=self._busy)
+        self.scheme = self._http.scheme
 
     @property
     def port(self) -> int:
-        return int(self._httpd.server_address[1])
+        return self._http.port
 
     @property
     def url(self) -> str:
-        host = self.cfg.host if self.cfg.host not in ("", "0.0.0.0") else "127.0.0.1"
-        return f"{self.scheme}://{host}:{self.port}"
+        return self._http.local_url
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="batch-endpoint", daemon=True)
-        self._thread.start()
+        self._http.start()
 
     def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(5.0)
+        self._http.stop()
 
     # -- one request ------------------------------------------------------------------------------------
     def authorise(self, path: str, headers, peer_cert: dict | None) -> tuple[int, str] | None:
@@ -206,54 +195,6 @@ class BatchServer:
         self._count("busy")
 
 
-class _PooledHTTPServer(HTTPServer):
-    """An HTTPServer whose connections are served by a fixed thread pool, at most `queue`
-    waiting; each socket gets `timeout_s` and (with `tls`) its TLS handshake in the worker."""
-
-    def __init__(self, address, handler, *, workers: int, queue: int, timeout_s: float,
-                 tls: ssl.SSLContext | None, on_busy) -> None:
-        # socketserver's listen backlog is 5: a burst of devices would overflow it into resets
-        # before the pool ever saw them. The pool and queue bound the work, not the backlog.
-        self.request_queue_size = max(128, workers + queue)
-        super().__init__(address, handler)
-        self.timeout_s = timeout_s
-        self.tls = tls
-        self.on_busy = on_busy
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="batch-endpoint")
-        self._slots = threading.BoundedSemaphore(workers + queue)
-
-    def process_request(self, request, client_address) -> None:
-        if not self._slots.acquire(blocking=False):
-            self.on_busy()
-            _refuse_busy(request, tls=self.tls is not None)
-            self.shutdown_request(request)
-            return
-        try:
-            self._pool.submit(self._serve, request, client_address)
-        except RuntimeError:  # the pool is shutting down
-            self._slots.release()
-            self.shutdown_request(request)
-
-    def _serve(self, request, client_address) -> None:
-        conn = request
-        try:
-            request.settimeout(self.timeout_s)
-            if self.tls is not None:
-                conn = self.tls.wrap_socket(request, server_side=True)
-            self.finish_request(conn, client_address)
-        except (OSError, ssl.SSLError) as err:
-            log.debug("batch endpoint: connection from %s ended: %s", client_address[0], err)
-        except Exception:  # noqa: BLE001 - one connection must not take the pool down
-            self.handle_error(conn, client_address)
-        finally:
-            self.shutdown_request(conn)
-            self._slots.release()
-
-    def server_close(self) -> None:
-        super().server_close()
-        self._pool.shutdown(wait=False, cancel_futures=True)
-
-
 def _handler_for(server: BatchServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -320,20 +261,6 @@ def _content_length(headers) -> int:
         return max(0, int(headers.get("Content-Length", "0")))
     except ValueError:
         return 0
-
-
-def _refuse_busy(sock, tls: bool) -> None:
-    """Tell a client that arrived while every worker and queue slot is taken (plain HTTP only:
-    a TLS client cannot read it before a handshake this thread will not do)."""
-    if tls:
-        return
-    text = b"batch endpoint busy; retry in a few seconds\n"
-    try:
-        sock.settimeout(1.0)
-        sock.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nRetry-After: 5\r\n"
-                     b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(text), text))
-    except OSError:
-        pass
 
 
 def _drain(body, length: int) -> None:

@@ -7,7 +7,7 @@ split the load. Per message:
 
 1. validate: the topic is `laps/v1/<site>/<device>/segments`, the device is registered for
    that site (once `central.devices` lists any device), the payload is a valid
-   `laps.segment/1` message within the caps (`edge.messages.parse_segment_message`, the same
+   `laps.segment/1` message within the caps (`edge.messages.SegmentMessage.from_json`, the same
    code the device builds with) and names the same site and device as its topic, and the
    store's row can be built from it (times, integer ranges). The segment id is made canonical
    (lower-case, no braces) before anything else uses it. A message that fails goes to the
@@ -40,7 +40,7 @@ acknowledged on a later one (the broker re-sends it; de-duplication drops the co
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import logging
 import queue
 import re
@@ -59,8 +59,9 @@ from paho.mqtt.properties import Properties
 from central.config import CentralConfig, MqttConfig
 from central.devices import REGISTRY_FILE, RegistrySnapshot, RegistryView
 from central.store import Store, segment_row
-from edge.messages import (MAX_ACK_IDS, MessageError, Topics, ack_message, canonical_segment_id, encode,
-                           parse_segment_message, parse_topic, validate_state_message)
+from edge.broker import new_client
+from edge.messages import (MAX_ACK_IDS, AckMessage, MessageError, QuarantinedSegment, SegmentMessage, StateMessage,
+                           Topics, canonical_segment_id, parse_topic)
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ class _Received:
     payload: bytes
 
 
-def validate_segment(topic: str, payload: bytes, registry: RegistrySnapshot | None = None) -> dict:
+def validate_segment(topic: str, payload: bytes, registry: RegistrySnapshot | None = None) -> SegmentMessage:
     """The validated `laps.segment/1` message of one MQTT message, its segment id canonical,
     or `MessageError` naming what is wrong (then the message belongs in quarantine).
     registry: when it lists devices, the topic's device must be registered for the topic's site."""
@@ -87,12 +88,12 @@ def validate_segment(topic: str, payload: bytes, registry: RegistrySnapshot | No
     refusal = registry.check_origin(site, device) if registry is not None else ""
     if refusal:
         raise MessageError(refusal)
-    msg = parse_segment_message(payload)
-    if msg["site"] != site or msg["device_id"] != device:
+    msg = SegmentMessage.from_json(payload)
+    if msg.site != site or msg.device_id != device:
         raise MessageError(
-            f"message names site {msg['site']!r} device {msg['device_id']!r} but was published on {topic!r}"
+            f"message names site {msg.site!r} device {msg.device_id!r} but was published on {topic!r}"
         )
-    msg["segment_id"] = canonical_segment_id(msg["segment_id"])
+    msg = dataclasses.replace(msg, segment_id=canonical_segment_id(msg.segment_id))
     try:
         segment_row(msg, topic, 0)  # everything the store derives, derived now: not at commit
     except (ValueError, OverflowError, TypeError) as err:
@@ -140,7 +141,7 @@ class IngestWorker:
         self.lag_sum_s = 0.0
         self.lag_last_max_s: float | None = None  # the largest in the last commit with segments
 
-        client = cfg.new_client(self.client_id, manual_ack=True)
+        client = new_client(cfg, self.client_id, manual_ack=True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
@@ -247,7 +248,7 @@ class IngestWorker:
             if not batch:
                 return
         registry = self.registry.current() if self.registry is not None else None
-        good: list[tuple[dict, _Received]] = []
+        good: list[tuple[SegmentMessage, _Received]] = []
         bad: list[tuple[str, _Received]] = []
         for item in batch:
             try:
@@ -290,7 +291,7 @@ class IngestWorker:
         if self.on_commit is not None:
             self.on_commit(stored, duplicates, len(bad))
 
-    def _record_lag(self, good: list[tuple[dict, "_Received"]]) -> None:
+    def _record_lag(self, good: list[tuple[SegmentMessage, "_Received"]]) -> None:
         """Lag of the segments just committed (a clock skew between device and central shows
         up here too: a negative lag counts as 0)."""
         if not good:
@@ -299,7 +300,7 @@ class IngestWorker:
         lags = []
         for msg, _ in good:
             try:
-                end = datetime.fromisoformat(msg["end"]["utc"].replace("Z", "+00:00")).timestamp()
+                end = datetime.fromisoformat(msg.end_utc.replace("Z", "+00:00")).timestamp()
             except (KeyError, TypeError, ValueError):
                 continue
             lags.append(max(now - end, 0.0))
@@ -312,7 +313,7 @@ class IngestWorker:
         """Messages received and not yet committed."""
         return self._queue.qsize()
 
-    def _commit(self, good: list[tuple[dict, _Received]], bad: list[tuple[str, _Received]]
+    def _commit(self, good: list[tuple[SegmentMessage, _Received]], bad: list[tuple[str, _Received]]
                 ) -> tuple[int, int, list[tuple[str, _Received]]]:
         """Commit `good` and quarantine `bad` in one transaction; if that fails, isolate the
         messages that fail on their own and quarantine them with the store's reason.
@@ -358,9 +359,9 @@ class IngestWorker:
                 site, device, _ = parse_topic(item.topic)
                 if registry is not None and registry.check_origin(site, device):
                     raise MessageError(registry.check_origin(site, device))
-                msg = validate_state_message(json.loads(item.payload))
-                if msg["site"] != site or msg["device_id"] != device:
-                    raise MessageError(f"state names {msg['site']}/{msg['device_id']} but came on {item.topic}")
+                msg = StateMessage.from_json(item.payload)
+                if msg.site != site or msg.device_id != device:
+                    raise MessageError(f"state names {msg.site}/{msg.device_id} but came on {item.topic}")
                 good.append(msg)
             except (MessageError, ValueError, TypeError, KeyError) as err:
                 log.warning("ignored a state message on %s: %s", item.topic[:200], err)
@@ -374,14 +375,14 @@ class IngestWorker:
                 if item.qos and item.generation == gen:
                     self._client.ack(item.mid, item.qos)
 
-    def _tell_devices(self, good: list[tuple[dict, _Received]], bad: list[tuple[str, _Received]]) -> None:
+    def _tell_devices(self, good: list[tuple[SegmentMessage, _Received]], bad: list[tuple[str, _Received]]) -> None:
         """Publish a `laps.ack/1` per device: what is now committed, what is quarantined for good."""
         refused = {id(item) for _, item in bad}
         committed: dict[tuple[str, str], list[str]] = defaultdict(list)
         quarantined: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
         for msg, item in good:
             if id(item) not in refused:
-                committed[(msg["site"], msg["device_id"])].append(msg["segment_id"])
+                committed[(msg.site, msg.device_id)].append(msg.segment_id)
         for reason, item in bad:
             origin = _segment_origin(item)
             if origin is not None:
@@ -389,9 +390,10 @@ class IngestWorker:
         for site, device in set(committed) | set(quarantined):
             ids, refusals = committed.get((site, device), []), quarantined.get((site, device), [])
             for start in range(0, max(len(ids), len(refusals)), MAX_ACK_IDS // 2):
-                msg = ack_message(site=site, device_id=device, segment_ids=ids[start:start + MAX_ACK_IDS // 2],
-                                  quarantined=refusals[start:start + MAX_ACK_IDS // 2])
-                self._client.publish(Topics(site, device).acks, encode(msg), qos=1)
+                msg = AckMessage(site=site, device_id=device, segment_ids=ids[start:start + MAX_ACK_IDS // 2],
+                                 quarantined=[QuarantinedSegment(sid, reason)
+                                              for sid, reason in refusals[start:start + MAX_ACK_IDS // 2]])
+                self._client.publish(Topics(site, device).acks, msg.to_json(), qos=1)
                 self.stats["device_acks"] += 1
 
     def _report(self, message: str, level: int = logging.ERROR) -> None:

@@ -25,18 +25,19 @@ import logging
 import math
 import os
 import queue
-import ssl
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
+from central.http_server import HttpService, server_tls_context
+from edge.broker import new_client
 from edge.errors import ConfigError, LapsError
-from edge.messages import Topics, encode, parse_topic, utc_now_iso
+from edge.messages import Topics, parse_topic, utc_now_iso
 from edge.ota.manifest import parse_manifest
-from edge.ota.messages import BUNDLE_FAILURES, desired_message, parse_status
+from edge.ota.messages import BUNDLE_FAILURES, DesiredMessage, StatusMessage
 
 log = logging.getLogger(__name__)
 
@@ -53,44 +54,40 @@ class RolloutError(LapsError):
 
 # -- serving bundles -------------------------------------------------------------------------------------
 class BundleServer:
-    """Serves `{version: bundle folder}` at `<url>/bundles/<version>/<relpath>` (GET/HEAD, Range)."""
+    """Serves `{version: bundle folder}` at `<url>/bundles/<version>/<relpath>` (GET/HEAD, Range).
+
+    cert/key: serve HTTPS. public_url: the base URL devices are sent, when not the bound
+    address. workers/queue/timeout_s: as `central.http_server.HttpService` (downloads served at
+    once, connections waiting, seconds a stalled connection is kept)."""
 
     def __init__(self, bundles: dict[int, Path], host: str = "127.0.0.1", port: int = 0,
-                 cert: str = "", key: str = "", public_url: str = "") -> None:
+                 cert: str = "", key: str = "", public_url: str = "", *, workers: int = 32, queue: int = 256,
+                 timeout_s: float = 60.0) -> None:
         self.public_url = public_url.rstrip("/")
         self.bundles = {int(v): Path(p).resolve() for v, p in bundles.items()}
         self.requests: list[tuple[str, int]] = []
-        self._httpd = ThreadingHTTPServer((host, port), _bundle_handler(self))
-        self._httpd.daemon_threads = True
-        self.scheme = "http"
-        if cert:
-            ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            ctx.load_cert_chain(cert, key)
-            self._httpd.socket = ctx.wrap_socket(self._httpd.socket, server_side=True)
-            self.scheme = "https"
-        self.host = host if host not in ("", "0.0.0.0") else "127.0.0.1"
-        self._thread: threading.Thread | None = None
+        self._http = HttpService(_bundle_handler(self), host=host, port=port, workers=workers, queue=queue,
+                                 timeout_s=timeout_s, tls=server_tls_context(cert, key), name="bundle server")
+        self.scheme = self._http.scheme
 
     @property
     def port(self) -> int:
-        return int(self._httpd.server_address[1])
+        return self._http.port
 
     @property
     def url(self) -> str:
         """The base URL devices are sent (public_url when set, else the bound address)."""
-        return self.public_url or f"{self.scheme}://{self.host}:{self.port}"
+        return self.public_url or self._http.local_url
 
     def bundle_url(self, version: int) -> str:
         return f"{self.url}/bundles/{int(version)}"
 
     def start(self) -> "BundleServer":
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="bundle-server", daemon=True)
-        self._thread.start()
+        self._http.start()
         return self
 
     def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        self._http.stop()
 
     def resolve(self, path: str) -> Path | None:
         """The file for a request path, or None (unknown version, outside the bundle, missing)."""
@@ -293,7 +290,7 @@ class Rollout:
                  poll_s: float = 0.1) -> None:
         self.plan, self.cfg, self.server, self.state_file = plan, mqtt_cfg, server, state
         self.poll_s = poll_s
-        self._statuses: queue.Queue[tuple[str, dict]] = queue.Queue()
+        self._statuses: queue.Queue[tuple[str, StatusMessage]] = queue.Queue()
         self._connected = threading.Event()
         self.stop_event = threading.Event()
         self.data: dict = {}
@@ -370,12 +367,12 @@ class Rollout:
             d = self.data["devices"].get(name)
             if d is None or d["state"] == WAITING:
                 continue
-            d["installed"] = msg.get("installed")
-            if msg.get("version") != self.plan.bundle.version:
+            d["installed"] = msg.installed
+            if msg.version != self.plan.bundle.version:
                 continue
-            if d["state"] in DONE_OK + DONE_BAD and msg["state"] not in DONE_OK + DONE_BAD:
+            if d["state"] in DONE_OK + DONE_BAD and msg.state not in DONE_OK + DONE_BAD:
                 continue  # a late progress report does not reopen a finished device
-            d.update(state=msg["state"], detail=msg.get("detail", ""), reported=msg.get("time"))
+            d.update(state=msg.state, detail=msg.detail, reported=msg.time)
             changed = True
 
     def _abort(self, reason: str) -> str:
@@ -421,7 +418,7 @@ class Rollout:
     def _on_message(self, client, userdata, msg) -> None:
         try:
             site, device, kind = parse_topic(msg.topic)
-            status = parse_status(msg.payload)
+            status = StatusMessage.from_json(msg.payload)
         except LapsError as err:
             log.warning("ignoring a malformed OTA status on %s: %s", msg.topic, err)
             return
@@ -429,9 +426,9 @@ class Rollout:
 
     def _publish_desired(self, name: str, bundle: Bundle) -> None:
         site, device = name.split("/")
-        msg = desired_message(bundle.version, self.server.bundle_url(bundle.version), bundle.manifest_sha256,
-                              rollout_id=self.plan.rollout_id)
-        self._client.publish(Topics(site, device).ota_desired, encode(msg), qos=1, retain=True).wait_for_publish(10)
+        msg = DesiredMessage(bundle.version, self.server.bundle_url(bundle.version), bundle.manifest_sha256,
+                             rollout_id=self.plan.rollout_id)
+        self._client.publish(Topics(site, device).ota_desired, msg.to_json(), qos=1, retain=True).wait_for_publish(10)
 
     def _clear_desired(self, name: str) -> None:
         site, device = name.split("/")
@@ -440,7 +437,7 @@ class Rollout:
 
 def connect_client(cfg, client_id: str, *, on_message=None, subscribe: str = "", connected: threading.Event | None = None):
     """A started paho MQTT v5 client for central's `[mqtt]` section (credentials, TLS)."""
-    client = cfg.new_client(client_id)
+    client = new_client(cfg, client_id)
 
     def on_connect(c, userdata, flags, reason, properties) -> None:
         if reason.is_failure:

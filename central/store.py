@@ -40,6 +40,8 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
+from edge.messages import SegmentMessage, StateMessage
+
 SCHEMA_VERSION = 3
 #: a quarantined payload keeps this many leading bytes (and its full size)
 QUARANTINE_PAYLOAD_BYTES = 4096
@@ -292,7 +294,7 @@ class Store:
         self.close()
 
     # -- ingest ------------------------------------------------------------------------------------
-    def ingest(self, segments: Sequence[tuple[dict, str]], quarantined: Sequence[tuple[str, str, bytes]],
+    def ingest(self, segments: Sequence[tuple[SegmentMessage, str]], quarantined: Sequence[tuple[str, str, bytes]],
                now_ms: int | None = None) -> tuple[int, int]:
         """Insert validated segment messages and quarantine rows in ONE transaction.
 
@@ -349,12 +351,12 @@ class Store:
         return [(t, r, bytes(p), int(n)) for t, r, p, n in rows]
 
     # -- devices ---------------------------------------------------------------------------------------
-    def record_states(self, states: Sequence[dict], now_ms: int | None = None) -> int:
+    def record_states(self, states: Sequence[StateMessage], now_ms: int | None = None) -> int:
         """Keep the newest of each device's validated `laps.state/1` messages (by their own
         `time`; a retained message delivered again changes nothing). Returns rows changed."""
         now_ms = int(time.time() * 1000) if now_ms is None else int(now_ms)
-        rows = [(m["site"], m["device_id"], m["state"], m.get("detail", "")[:_REASON_CHARS],
-                 str(m.get("model_version", ""))[:_REASON_CHARS], m["boot_id"][:_REASON_CHARS], m["time"], now_ms)
+        rows = [(m.site, m.device_id, m.state, m.detail[:_REASON_CHARS], m.model_version[:_REASON_CHARS],
+                 m.boot_id[:_REASON_CHARS], m.time, now_ms)
                 for m in states]
         with self._lock:
             before = self._db.total_changes
@@ -588,15 +590,16 @@ class Store:
             pass
 
 
-def segment_row(msg: dict, topic: str, received_ms: int) -> tuple:
+def segment_row(msg: SegmentMessage, topic: str, received_ms: int) -> tuple:
     """The `segments` row of a validated laps.segment/1 message."""
-    codes = np.asarray(msg["codes"], dtype="<u4")
+    codes = np.asarray(msg.codes, dtype="<u4")
+    keyframes = [{"frame": k.frame, "file": k.file} for k in msg.keyframes]
     return (
-        msg["segment_id"], msg["site"], msg["device_id"], msg["model_version"], msg["boot_id"], int(msg["seq"]),
-        msg["start"]["utc"], msg["end"]["utc"], iso_to_ms(msg["start"]["utc"]), iso_to_ms(msg["end"]["utc"]),
-        int(msg["start"]["frame"]), int(msg["end"]["frame"]), float(msg["fps"]), int(codes.size), codes.tobytes(),
-        float(msg["energy"]["mean"]), float(msg["energy"]["max"]),
-        json.dumps(msg["keyframes"], separators=(",", ":")), topic, int(received_ms),
+        msg.segment_id, msg.site, msg.device_id, msg.model_version, msg.boot_id, int(msg.seq),
+        msg.start_utc, msg.end_utc, iso_to_ms(msg.start_utc), iso_to_ms(msg.end_utc),
+        int(msg.start_frame), int(msg.end_frame), float(msg.fps), int(codes.size), codes.tobytes(),
+        float(msg.energy_mean), float(msg.energy_max),
+        json.dumps(keyframes, separators=(",", ":")), topic, int(received_ms),
     )
 
 

@@ -33,10 +33,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+from edge.broker import BrokerConfig
 from edge.config_schema import (Checks, ConfigSection, build_section, origin_field, path_setting, read_toml,
                                 setting)
-from edge.config_schema import where as _where
-from edge.errors import ConfigError
 from edge.model.directory import DEFAULT_MODEL_SPEC, NO_MODEL_SPEC, shipped_model_dir
 from edge.tracking import TRACKER_BACKENDS as TRACKERS  # one list, shared with the pipeline
 from edge.tracking.roi import ROI_SYNTAX, RegionOfInterest, polygon_problem
@@ -126,40 +125,16 @@ class ModelConfig(ConfigSection):
 
 
 @dataclass(frozen=True)
-class TlsConfig(ConfigSection):
-    """TLS towards the broker. ca: CA bundle that signed the broker's certificate (empty = the
-    system store). cert/key: client certificate and key for mutual TLS (both or neither).
-    enabled: use TLS even when no file is given (system CA store)."""
+class MqttConfig(BrokerConfig):
+    """The device's broker connection (MQTT v5, QoS 1, persistent session): the shared keys of
+    `edge.broker.BrokerConfig` (host, port, keepalive, login, TLS, session, reconnect back-off)
+    plus the device's own.
 
-    SECTION: ClassVar[str] = "mqtt.tls"
-    enabled: bool = False
-    ca: str = path_setting(must="readable", allowed="a readable PEM file")
-    cert: str = path_setting(must="readable", allowed="a readable PEM file")
-    key: str = path_setting(must="readable", allowed="a readable PEM file")
-
-    @property
-    def active(self) -> bool:
-        return self.enabled or bool(self.ca or self.cert)
-
-    def _check(self, checks: Checks) -> None:
-        if bool(self.cert) != bool(self.key):
-            checks.fail("cert" if not self.cert else "key", self.cert or self.key,
-                        "both mqtt.tls.cert and mqtt.tls.key, or neither")
-
-
-@dataclass(frozen=True)
-class MqttConfig(ConfigSection):
-    """The broker connection (MQTT v5, QoS 1, persistent session).
-
-    keepalive: seconds between pings; a dead broker is noticed after ~1.5x this.
-    username/password, or credentials_file: a file whose first line is `username:password`
-    (or only the password when `username` is set). A relative credentials_file is looked up
-    in $CREDENTIALS_DIRECTORY (systemd LoadCredential=) when that is set.
-    client_id: empty = "laps-edge-<site>-<device>" (stable, so the broker keeps the session).
-    max_inflight: unacknowledged QoS 1 messages at once. session_expiry_s: how long the broker
-    keeps the session after a disconnect. reconnect_min_s/max_s: back-off between attempts
-    (doubling; an authentication refusal jumps to at least `auth_retry_s`).
-    drain_timeout_s: on clean shutdown, how long to wait for the outbox to empty.
+    enabled: false = no broker (segments stay in the outbox). client_id: empty =
+    "laps-edge-<site>-<device>" (stable, so the broker keeps the session). max_inflight:
+    unacknowledged QoS 1 messages at once. An authentication refusal makes the back-off jump to
+    at least `auth_retry_s`. drain_timeout_s: on clean shutdown, how long to wait for the outbox
+    to empty.
     delivery: when a segment leaves the outbox. "central" (default): when central has committed
     it (a `laps.ack/1` on `.../acks`); one the broker took but central did not acknowledge within
     ack_timeout_s is sent again, at most max_unconfirmed waiting at once. "broker": on the
@@ -167,57 +142,27 @@ class MqttConfig(ConfigSection):
     its PUBACK then loses the segment).
     """
 
-    SECTION: ClassVar[str] = "mqtt"
-    host: str = "localhost"
-    port: int = 0
     enabled: bool = True
-    keepalive: int = 30
-    client_id: str = ""
-    username: str = ""
-    password: str = ""
-    credentials_file: str = path_setting(credentials=True)
     max_inflight: int = 20
-    session_expiry_s: int = 7 * 24 * 3600
-    reconnect_min_s: float = 1.0
-    reconnect_max_s: float = 60.0
     auth_retry_s: float = 30.0
     drain_timeout_s: float = 3.0
     delivery: str = "central"
     ack_timeout_s: float = 30.0
     max_unconfirmed: int = 1000
-    tls: TlsConfig = field(default_factory=TlsConfig)
 
-    @property
-    def effective_port(self) -> int:
-        """The configured port, or 8883 with TLS / 1883 without."""
-        return self.port or (8883 if self.tls.active else 1883)
+    _HOST_HINT = "a broker host name or address (or mqtt.enabled = false)"
+
+    def _host_required(self) -> bool:
+        return self.enabled
 
     def _check(self, ctx: Checks) -> None:
-        if self.enabled and not self.host.strip():
-            ctx.fail("host", self.host, "a broker host name or address (or mqtt.enabled = false)")
-        ctx.range("port", self.port, 0, 65535, "an integer from 1 to 65535 (0 = 1883, or 8883 with TLS)")
-        ctx.range("keepalive", self.keepalive, 1, 65535)
+        super()._check(ctx)
         ctx.range("max_inflight", self.max_inflight, 1, 65535)
-        ctx.range("session_expiry_s", self.session_expiry_s, 0, 2**32 - 1)
-        ctx.range("reconnect_min_s", self.reconnect_min_s, 0.01, 3600.0)
-        ctx.range("reconnect_max_s", self.reconnect_max_s, self.reconnect_min_s, 86400.0,
-                  "a number of seconds >= mqtt.reconnect_min_s")
         ctx.range("auth_retry_s", self.auth_retry_s, 0.01, 86400.0)
         ctx.range("drain_timeout_s", self.drain_timeout_s, 0.0, 600.0)
         ctx.choice("delivery", self.delivery, DELIVERY_MODES)
         ctx.range("ack_timeout_s", self.ack_timeout_s, 0.1, 86400.0)
         ctx.range("max_unconfirmed", self.max_unconfirmed, 1, 10**6)
-        if self.password and self.credentials_file:
-            ctx.fail("credentials_file", self.credentials_file,
-                     "either mqtt.password or mqtt.credentials_file, not both")
-        if self.password and not self.username:
-            ctx.fail("password", "***", "a password only together with mqtt.username")
-        if self.credentials_file and not os.access(self.credentials_file, os.R_OK):
-            ctx.fail("credentials_file", self.credentials_file,
-                     "a file readable by the service user holding 'username:password' "
-                     "(or systemd LoadCredential=)")
-        if self.client_id and ("/" in self.client_id or len(self.client_id) > 128):
-            ctx.fail("client_id", self.client_id, "at most 128 characters without '/'")
 
 
 @dataclass(frozen=True)
@@ -403,14 +348,6 @@ class EdgeConfig(ConfigSection):
         return self.mqtt.client_id or f"laps-edge-{self.device.site}-{self.device.id}"
 
 
-@dataclass(frozen=True)
-class Credentials:
-    """Broker user name and password ("" when the broker is anonymous)."""
-
-    username: str
-    password: str
-
-
 def load_config(path: str | os.PathLike) -> EdgeConfig:
     """Read and validate a TOML config file; raises a one-line `ConfigError` on any mistake."""
     p = Path(path)
@@ -456,32 +393,3 @@ def systemd_directory_defaults(data: dict, environ: typing.Mapping[str, str] | N
         if key not in paths and folder:
             extra[key] = folder
     return {**data, "paths": {**paths, **extra}} if extra else data
-
-
-def read_credentials(mqtt: MqttConfig, origin: str = "") -> Credentials:
-    """The broker credentials: from mqtt.username/password, or read from mqtt.credentials_file.
-
-    Read when connecting (not at load), so a rotated credentials file is picked up on restart.
-    """
-    if not mqtt.credentials_file:
-        return Credentials(mqtt.username, mqtt.password)
-    path = Path(mqtt.credentials_file)
-    try:
-        line = path.read_text(encoding="utf-8").splitlines()[0].strip() if path.stat().st_size else ""
-    except OSError as err:
-        raise ConfigError(
-            f"{_where(origin)}mqtt.credentials_file {str(path)!r} cannot be read ({err.strerror}); "
-            "make it readable by the service user (or use systemd LoadCredential=)"
-        ) from None
-    if mqtt.username:
-        user, password = mqtt.username, line
-    elif ":" in line:
-        user, password = line.split(":", 1)
-    else:
-        raise ConfigError(
-            f"{_where(origin)}mqtt.credentials_file {str(path)!r} must hold 'username:password' on its "
-            "first line (or only the password when mqtt.username is set)"
-        )
-    if not user or not password:
-        raise ConfigError(f"{_where(origin)}mqtt.credentials_file {str(path)!r} has an empty user name or password")
-    return Credentials(user, password)

@@ -21,10 +21,10 @@ import time
 import uuid
 from typing import Callable
 
-from edge.config import EdgeConfig, read_credentials
+from edge.config import EdgeConfig
 from edge.disk_floor import DiskFloor
 from edge.errors import ConfigError
-from edge.messages import Topics, encode, metrics_message, segment_message, state_message
+from edge.messages import BatchManifest, MetricsMessage, SegmentMessage, StateMessage, Topics
 from edge.outbox import Outbox, SourcePosition, is_disk_full
 from edge.prometheus import StageLatency, serve_device_metrics
 from edge.sdnotify import SystemdNotifier
@@ -106,7 +106,7 @@ class DeviceRuntime:
             self.link = MqttLink(
                 cfg.mqtt, client_id=cfg.client_id, topics=self.topics, outbox=self.outbox,
                 will=self._state("offline", "connection lost (last will)"),
-                credentials=read_credentials(cfg.mqtt, cfg.origin), origin=cfg.origin,
+                credentials=cfg.mqtt.credentials(cfg.origin), origin=cfg.origin,
             )
             self.link.set_state(self._state("online", "starting"))
             self.link.start()
@@ -134,7 +134,7 @@ class DeviceRuntime:
 
     # -- segments --------------------------------------------------------------------------------
     def emit(self, segment: Segment, keyframes: dict[int, bytes] | None = None, clip: bytes | None = None,
-             position: SourcePosition | None = None) -> dict:
+             position: SourcePosition | None = None) -> SegmentMessage:
         """Make a finished segment durable: files into the upload spool, message into the outbox
         (with `position`, the source position after it, in the same transaction).
 
@@ -149,11 +149,11 @@ class DeviceRuntime:
                 frames = sorted(keyframes or {})
             else:
                 self.disk.dropped("media of segment", segment.segment_id, failed)
-        msg = segment_message(
+        msg = SegmentMessage.from_segment(
             segment, device_id=self.cfg.device.id, site=self.cfg.device.site, boot_id=self.boot_id,
             seq=self.seq, model_version=segment.model_version or self.model_version, keyframes=frames,
         )
-        payload = encode(msg)
+        payload = msg.to_json()
         # With delivery "central" the row stays until central has committed the segment.
         end_to_end = self.cfg.mqtt.delivery == "central"
         failed = self._write_with_room(len(payload), lambda: self.outbox.put(
@@ -166,9 +166,9 @@ class DeviceRuntime:
             self.link.wake()
         return msg
 
-    def announce_batch(self, message: dict) -> None:
+    def announce_batch(self, message: BatchManifest) -> None:
         """Queue a batch announcement durably (called by the upload worker after a 2xx)."""
-        key, payload = f"batch:{message['archive']['sha256']}", encode(message)
+        key, payload = f"batch:{message.archive.sha256}", message.to_json()
         failed = self._write_with_room(len(payload), lambda: self.outbox.put(key, self.topics.batches, payload))
         if failed is not None:
             self.disk.dropped("batch announcement", key, failed)
@@ -228,7 +228,7 @@ class DeviceRuntime:
         if now - self._last_metrics >= self.cfg.metrics.interval_s:
             self.publish_metrics(now)
 
-    def publish_metrics(self, now: float | None = None) -> dict:
+    def publish_metrics(self, now: float | None = None) -> MetricsMessage:
         """Close the metrics window: `.../metrics` on MQTT, the log line, and the figures the
         Prometheus endpoint shows for the last interval (fps, stage latency min/mean/max)."""
         now = time.monotonic() if now is None else now
@@ -237,7 +237,7 @@ class DeviceRuntime:
         if self._write_with_room(0, self.outbox.evict_expired) is not None:
             log.warning("disk full: the outbox age cap could not be applied now; trying again next interval")
         self.fps_last = self._frames_since / elapsed
-        msg = metrics_message(
+        msg = MetricsMessage(
             device_id=self.cfg.device.id, site=self.cfg.device.site, boot_id=self.boot_id,
             fps=self.fps_last,
             stage_latency_ms=self.latency.close_window(),
@@ -250,11 +250,11 @@ class DeviceRuntime:
             disk=self.disk.stats(),
         )
         self._last_metrics, self._frames_since = now, 0
-        ob = msg["outbox"]
-        disk = msg["disk"]
+        ob = msg.outbox
+        disk = msg.disk
         log.info("metrics: %.1f fps, %d segments, outbox depth %d (%d bytes), evicted %d, mqtt %s, disk %s",
-                 msg["fps"], self.segments_total, ob["depth"], ob["bytes"], ob["evicted_total"],
-                 "connected" if msg["mqtt"].get("connected") else "disconnected",
+                 msg.fps, self.segments_total, ob["depth"], ob["bytes"], ob["evicted_total"],
+                 "connected" if msg.mqtt.get("connected") else "disconnected",
                  f"{disk['free_bytes'] // 2**20} MiB free" + (" (at its floor: evicting)" if disk["at_floor"] else ""))
         if self.link is not None:
             self.link.publish_metrics(msg)
@@ -274,12 +274,12 @@ class DeviceRuntime:
             self.stop_event.wait(min(left, 0.25))
             self.tick()
 
-    def _state(self, state: str, detail: str) -> dict:
+    def _state(self, state: str, detail: str) -> StateMessage:
         import edge
 
-        return state_message(state, device_id=self.cfg.device.id, site=self.cfg.device.site,
-                             boot_id=self.boot_id, detail=detail, model_version=self.model_version,
-                             software=f"laps-edge {edge.__version__}")
+        return StateMessage(state, device_id=self.cfg.device.id, site=self.cfg.device.site,
+                            boot_id=self.boot_id, detail=detail, model_version=self.model_version,
+                            software=f"laps-edge {edge.__version__}")
 
     # -- setup helpers -------------------------------------------------------------------------------
     def _make_dirs(self) -> None:

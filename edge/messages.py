@@ -1,25 +1,30 @@
 """The versioned wire formats between a device and the fleet side, in one place.
 
-The device builds these; the central ingest (`central/`) imports the same module to validate
-and parse them, so the schema cannot drift between the two ends. A change to a payload's
-shape bumps its schema string (`laps.segment/1` -> `laps.segment/2`).
+One frozen dataclass per schema is the single writer (`to_json`) and the single reader
+(`from_json`, validating every field it writes) of that schema; the device and the central
+ingest both use it, so the two ends cannot drift. A change to a payload's shape bumps its
+schema string (`laps.segment/1` -> `laps.segment/2`).
 
-Topics (DESIGN.md): `laps/v1/<site>/<device>/<kind>` with kind one of
-    segments   (QoS 1, through the outbox)        laps.segment/1
-    acks       (QoS 1, written by central)        laps.ack/1   (segments central has committed)
-    state      (QoS 1, retained; birth + last will) laps.state/1
-    batches    (QoS 1, through the outbox)        laps.batch/1  (upload manifests)
-    metrics    (QoS 0, periodic)                  laps.metrics/1
-    ota/desired (retained, written by central), ota/status (device's answer)
+Topics (docs/formats.md#mqtt-topics): `laps/v1/<site>/<device>/<kind>` with kind one of
+    segments   (QoS 1, through the outbox)          laps.segment/1  SegmentMessage
+    acks       (QoS 1, written by central)          laps.ack/1      AckMessage (segments central has committed)
+    state      (QoS 1, retained; birth + last will) laps.state/1    StateMessage
+    batches    (QoS 1, through the outbox)          laps.batch/1    BatchManifest (with `archive`: announcement)
+    metrics    (QoS 0, periodic)                    laps.metrics/1  MetricsMessage
+    ota/desired (retained, written by central), ota/status (device's answer): `edge.ota.messages`
 
 Payloads are compact UTF-8 JSON objects. Times are ISO-8601 UTC with a 'Z' suffix.
+
+Old messages still load: a field every earlier writer of a schema wrote is required; a field
+added later (metrics `disk`) or optional in the schema (ack `quarantined`, batch file `frame`
+of a clip) may be absent and takes its default. Unknown extra fields are ignored.
 
 End-to-end delivery: central publishes a `laps.ack/1` on the device's `.../acks` topic once the
 segments it names are committed (stored, already stored, or quarantined), and the device keeps
 each segment in its outbox until then (`edge.outbox`, `edge.mqtt_link`). The broker's PUBACK
 only says the broker has the message, not that central will ever see it.
 
-Caps (a segment message beyond any of them is refused by `parse_segment_message`, and the
+Caps (a segment message beyond any of them is refused by `SegmentMessage.from_json`, and the
 central ingest quarantines it): MAX_SEGMENT_PAYLOAD_BYTES, MAX_CODES, MAX_TEXT_CHARS for
 model_version and boot_id, MAX_ID_CHARS for site and device_id, MAX_KEYFRAMES; numbers must
 be finite (NaN and Infinity are refused), integers fit a signed 64-bit column.
@@ -27,13 +32,14 @@ be finite (NaN and Infinity are refused), integers fit a signed 64-bit column.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Iterable
+from typing import Any, ClassVar, Iterable, TypeVar
 
 from edge.errors import LapsError
 from edge.segments import Segment
@@ -65,6 +71,7 @@ STATES = ("online", "source_lost", "offline", "stopped")
 
 _ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_M = TypeVar("_M", bound="WireMessage")
 
 
 class MessageError(LapsError):
@@ -150,6 +157,39 @@ def decode(payload: bytes | str) -> dict:
     return obj
 
 
+# -- the common shape of every message ------------------------------------------------------------
+class WireMessage:
+    """What every message class has: `to_dict`/`to_json` (the one writer of its schema) and
+    `from_dict`/`from_json` (the one reader, validating every field; `MessageError` names the
+    first wrong one). Subclasses are frozen dataclasses with a `schema` class attribute."""
+
+    schema: ClassVar[str]
+
+    def to_dict(self) -> dict:
+        raise NotImplementedError
+
+    def to_json(self, indent: int | None = None) -> bytes:
+        """UTF-8 JSON bytes: compact (the wire) or indented (a file a person may read)."""
+        if indent is None:
+            return encode(self.to_dict())
+        return json.dumps(self.to_dict(), indent=indent).encode()
+
+    @classmethod
+    def from_dict(cls: type[_M], msg: dict) -> _M:
+        raise NotImplementedError
+
+    @classmethod
+    def from_json(cls: type[_M], payload: bytes | str) -> _M:
+        """Decode and validate a payload (MessageError names what is wrong)."""
+        return cls.from_dict(decode(payload))
+
+
+def _check_schema(msg: Any, schema: str) -> None:
+    _expect(msg, "schema", str, schema)
+    if msg["schema"] != schema:
+        raise MessageError(f"schema {_show(msg['schema'])} is not {schema!r}")
+
+
 # -- segments -----------------------------------------------------------------------------------
 def keyframe_file(segment_id: str, frame: int) -> str:
     """Path of a keyframe JPEG inside a batch archive (the reference a segment message carries)."""
@@ -161,91 +201,141 @@ def clip_file(segment_id: str) -> str:
     return f"{segment_id}/clip.avi"
 
 
-def segment_message(
-    segment: Segment,
-    *,
-    device_id: str,
-    site: str,
-    boot_id: str,
-    seq: int,
-    model_version: str | None = None,
-    keyframes: Iterable[int] | None = None,
-) -> dict:
-    """The `laps.segment/1` message for a finished segment.
+@dataclass(frozen=True)
+class KeyframeRef:
+    """A keyframe of a segment: its frame index and its path inside whichever batch lists the
+    segment (`keyframe_file`)."""
+
+    frame: int
+    file: str
+
+
+@dataclass(frozen=True)
+class SegmentMessage(WireMessage):
+    """`laps.segment/1`: one finished segment (docs/formats.md).
 
     seq: position of this segment in this boot's stream (0, 1, ...); with boot_id it lets the
-    receiver see gaps. keyframes: frame indices whose JPEGs will travel in a batch (default:
-    the segment's own keyframes); each becomes {"frame", "file"} where `file` is the path
-    inside whichever batch lists this segment id (see `batch_manifest`). Pass [] when no
-    upload is configured, so no reference dangles.
+    receiver see gaps. start/end: UTC ISO-8601 ('Z') and frame index. fps: frames per second
+    of the model. codes: the FSQ codes, one per step. energy_mean/max: the segment's energy.
     """
-    frames = list(segment.keyframes if keyframes is None else keyframes)
-    return {
-        "schema": SEGMENT_SCHEMA,
-        "segment_id": segment.segment_id,
-        "device_id": device_id,
-        "site": site,
-        "model_version": model_version if model_version is not None else segment.model_version,
-        "boot_id": boot_id,
-        "seq": int(seq),
-        "start": {"utc": segment.start_utc, "frame": int(segment.start_frame)},
-        "end": {"utc": segment.end_utc, "frame": int(segment.end_frame)},
-        "fps": float(segment.fps),
-        "codes": [int(c) for c in segment.codes],
-        "energy": {"mean": float(segment.energy_mean), "max": float(segment.energy_max)},
-        "keyframes": [{"frame": int(f), "file": keyframe_file(segment.segment_id, int(f))} for f in frames],
-    }
 
+    schema: ClassVar[str] = SEGMENT_SCHEMA
 
-def validate_segment_message(msg: dict) -> dict:
-    """Check a `laps.segment/1` message field by field, caps included; returns it, or raises
-    MessageError naming the field. Everything the central store needs to hold the message is
-    checked here, so a message that passes cannot fail at commit for its content."""
-    _expect(msg, "schema", str, SEGMENT_SCHEMA)
-    if msg["schema"] != SEGMENT_SCHEMA:
-        raise MessageError(f"schema {_show(msg['schema'])} is not {SEGMENT_SCHEMA!r}")
-    _uuid(msg, "segment_id")
-    for key, cap in (("device_id", MAX_ID_CHARS), ("site", MAX_ID_CHARS), ("model_version", MAX_TEXT_CHARS),
-                     ("boot_id", MAX_TEXT_CHARS)):
-        _text(msg, key, cap)
-    _int(msg, "seq", 0)
-    for key in ("start", "end"):
-        span = _expect(msg, key, dict, '{"utc": ..., "frame": ...}')
-        _time(span, "utc", prefix=f"{key}.")
-        _int(span, "frame", 0, prefix=f"{key}.")
-    if msg["end"]["frame"] < msg["start"]["frame"]:
-        raise MessageError(f"end.frame {msg['end']['frame']} is before start.frame {msg['start']['frame']}")
-    fps = _number(msg, "fps")
-    if not 0 < fps <= 1000:
-        raise MessageError(f"field fps = {fps!r}; expected a number > 0 and <= 1000")
-    codes = _expect(msg, "codes", list, "a list of integers")
-    if len(codes) > MAX_CODES:
-        raise MessageError(f"codes has {len(codes)} entries; at most {MAX_CODES} are accepted "
-                           "(end long segments earlier with the kernel's max_steps)")
-    if not all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= MAX_CODE for c in codes):
-        raise MessageError(f"codes must be a list of integers from 0 to {MAX_CODE}")
-    energy = _expect(msg, "energy", dict, '{"mean": ..., "max": ...}')
-    for key in ("mean", "max"):
-        _number(energy, key, prefix="energy.")
-    keyframes = _expect(msg, "keyframes", list, "a list")
-    if len(keyframes) > MAX_KEYFRAMES:
-        raise MessageError(f"keyframes has {len(keyframes)} entries; at most {MAX_KEYFRAMES} are accepted")
-    for i, ref in enumerate(keyframes):
-        if not isinstance(ref, dict):
-            raise MessageError(f"keyframes[{i}] must be an object with frame and file")
-        _int(ref, "frame", 0, prefix=f"keyframes[{i}].")
-        _text(ref, "file", MAX_TEXT_CHARS, prefix=f"keyframes[{i}].")
-    return msg
+    segment_id: str
+    device_id: str
+    site: str
+    model_version: str
+    boot_id: str
+    seq: int
+    start_utc: str
+    start_frame: int
+    end_utc: str
+    end_frame: int
+    fps: float
+    codes: tuple[int, ...]
+    energy_mean: float
+    energy_max: float
+    keyframes: tuple[KeyframeRef, ...] = ()
 
+    @classmethod
+    def from_segment(
+        cls,
+        segment: Segment,
+        *,
+        device_id: str,
+        site: str,
+        boot_id: str,
+        seq: int,
+        model_version: str | None = None,
+        keyframes: Iterable[int] | None = None,
+    ) -> "SegmentMessage":
+        """The message of a finished segment. keyframes: frame indices whose JPEGs will travel in
+        a batch (default: the segment's own keyframes); pass [] when no upload is configured, so
+        no reference dangles."""
+        frames = list(segment.keyframes if keyframes is None else keyframes)
+        return cls(
+            segment_id=segment.segment_id, device_id=device_id, site=site,
+            model_version=model_version if model_version is not None else segment.model_version,
+            boot_id=boot_id, seq=int(seq),
+            start_utc=segment.start_utc, start_frame=int(segment.start_frame),
+            end_utc=segment.end_utc, end_frame=int(segment.end_frame),
+            fps=float(segment.fps), codes=tuple(int(c) for c in segment.codes),
+            energy_mean=float(segment.energy_mean), energy_max=float(segment.energy_max),
+            keyframes=tuple(KeyframeRef(int(f), keyframe_file(segment.segment_id, int(f))) for f in frames),
+        )
 
-def parse_segment_message(payload: bytes | str) -> dict:
-    """Decode and validate a segment payload (what the ingest calls per message); a payload
-    over MAX_SEGMENT_PAYLOAD_BYTES is refused before it is parsed."""
-    size = len(payload.encode("utf-8") if isinstance(payload, str) else payload)
-    if size > MAX_SEGMENT_PAYLOAD_BYTES:
-        raise MessageError(f"payload of {size} bytes exceeds the cap of {MAX_SEGMENT_PAYLOAD_BYTES} bytes "
-                           "for a segment message")
-    return validate_segment_message(decode(payload))
+    def to_dict(self) -> dict:
+        return {
+            "schema": SEGMENT_SCHEMA,
+            "segment_id": self.segment_id,
+            "device_id": self.device_id,
+            "site": self.site,
+            "model_version": self.model_version,
+            "boot_id": self.boot_id,
+            "seq": self.seq,
+            "start": {"utc": self.start_utc, "frame": self.start_frame},
+            "end": {"utc": self.end_utc, "frame": self.end_frame},
+            "fps": self.fps,
+            "codes": list(self.codes),
+            "energy": {"mean": self.energy_mean, "max": self.energy_max},
+            "keyframes": [{"frame": k.frame, "file": k.file} for k in self.keyframes],
+        }
+
+    @classmethod
+    def from_json(cls, payload: bytes | str) -> "SegmentMessage":
+        """Decode and validate a segment payload (what the ingest calls per message); a payload
+        over MAX_SEGMENT_PAYLOAD_BYTES is refused before it is parsed."""
+        size = len(payload.encode("utf-8") if isinstance(payload, str) else payload)
+        if size > MAX_SEGMENT_PAYLOAD_BYTES:
+            raise MessageError(f"payload of {size} bytes exceeds the cap of {MAX_SEGMENT_PAYLOAD_BYTES} bytes "
+                               "for a segment message")
+        return cls.from_dict(decode(payload))
+
+    @classmethod
+    def from_dict(cls, msg: dict) -> "SegmentMessage":
+        """Check every field, caps included; everything the central store needs to hold the
+        message is checked here, so a message that passes cannot fail at commit for its content."""
+        _check_schema(msg, SEGMENT_SCHEMA)
+        _uuid(msg, "segment_id")
+        for key, cap in (("device_id", MAX_ID_CHARS), ("site", MAX_ID_CHARS), ("model_version", MAX_TEXT_CHARS),
+                         ("boot_id", MAX_TEXT_CHARS)):
+            _text(msg, key, cap)
+        _int(msg, "seq", 0)
+        for key in ("start", "end"):
+            span = _expect(msg, key, dict, '{"utc": ..., "frame": ...}')
+            _time(span, "utc", prefix=f"{key}.")
+            _int(span, "frame", 0, prefix=f"{key}.")
+        if msg["end"]["frame"] < msg["start"]["frame"]:
+            raise MessageError(f"end.frame {msg['end']['frame']} is before start.frame {msg['start']['frame']}")
+        fps = _number(msg, "fps")
+        if not 0 < fps <= 1000:
+            raise MessageError(f"field fps = {fps!r}; expected a number > 0 and <= 1000")
+        codes = _expect(msg, "codes", list, "a list of integers")
+        if len(codes) > MAX_CODES:
+            raise MessageError(f"codes has {len(codes)} entries; at most {MAX_CODES} are accepted "
+                               "(end long segments earlier with the kernel's max_steps)")
+        if not all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= MAX_CODE for c in codes):
+            raise MessageError(f"codes must be a list of integers from 0 to {MAX_CODE}")
+        energy = _expect(msg, "energy", dict, '{"mean": ..., "max": ...}')
+        for key in ("mean", "max"):
+            _number(energy, key, prefix="energy.")
+        keyframes = _expect(msg, "keyframes", list, "a list")
+        if len(keyframes) > MAX_KEYFRAMES:
+            raise MessageError(f"keyframes has {len(keyframes)} entries; at most {MAX_KEYFRAMES} are accepted")
+        refs = []
+        for i, ref in enumerate(keyframes):
+            if not isinstance(ref, dict):
+                raise MessageError(f"keyframes[{i}] must be an object with frame and file")
+            refs.append(KeyframeRef(_int(ref, "frame", 0, prefix=f"keyframes[{i}]."),
+                                    _text(ref, "file", MAX_TEXT_CHARS, prefix=f"keyframes[{i}].")))
+        return cls(
+            segment_id=msg["segment_id"], device_id=msg["device_id"], site=msg["site"],
+            model_version=msg["model_version"], boot_id=msg["boot_id"], seq=msg["seq"],
+            start_utc=msg["start"]["utc"], start_frame=msg["start"]["frame"],
+            end_utc=msg["end"]["utc"], end_frame=msg["end"]["frame"],
+            fps=float(fps), codes=tuple(codes), energy_mean=float(energy["mean"]), energy_max=float(energy["max"]),
+            keyframes=tuple(refs),
+        )
 
 
 def canonical_segment_id(value: str) -> str:
@@ -258,193 +348,313 @@ def canonical_segment_id(value: str) -> str:
 
 
 # -- acknowledgements (central -> device) -------------------------------------------------------------
-def ack_message(*, site: str, device_id: str, segment_ids: Iterable[str],
-                quarantined: Iterable[tuple[str, str]] = ()) -> dict:
-    """The `laps.ack/1` message central publishes on `.../acks` after a commit.
+@dataclass(frozen=True)
+class QuarantinedSegment:
+    """A segment central refused for good, and why (one line, clipped to 300 characters)."""
+
+    segment_id: str
+    reason: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "reason", _clip(str(self.reason), 300))
+
+
+@dataclass(frozen=True)
+class AckMessage(WireMessage):
+    """`laps.ack/1`, published by central on `.../acks` after a commit.
 
     segment_ids: segments now committed (stored now or already stored before). quarantined:
-    (segment_id, reason) of messages central refused for good; the device stops re-sending
-    those too and logs the reason. At most MAX_ACK_IDS ids in all (send several messages)."""
-    ids = [str(i) for i in segment_ids]
-    bad = [{"segment_id": str(i), "reason": _clip(str(r), 300)} for i, r in quarantined]
-    if len(ids) + len(bad) > MAX_ACK_IDS:
-        raise MessageError(f"an ack names at most {MAX_ACK_IDS} segments, got {len(ids) + len(bad)}")
-    return {"schema": ACK_SCHEMA, "site": site, "device_id": device_id, "time": utc_now_iso(),
-            "segment_ids": ids, "quarantined": bad}
+    messages central refused for good; the device stops re-sending those too and logs the
+    reason. At most MAX_ACK_IDS ids in all (send several messages). quarantined may be absent
+    on the wire (then empty)."""
 
+    schema: ClassVar[str] = ACK_SCHEMA
 
-def parse_ack_message(payload: bytes | str) -> dict:
-    """Decode and validate a `laps.ack/1` payload (what the device calls per ack)."""
-    msg = decode(payload)
-    _expect(msg, "schema", str, ACK_SCHEMA)
-    if msg["schema"] != ACK_SCHEMA:
-        raise MessageError(f"schema {_show(msg['schema'])} is not {ACK_SCHEMA!r}")
-    for key in ("site", "device_id"):
-        _text(msg, key, MAX_ID_CHARS)
-    ids = _expect(msg, "segment_ids", list, "a list of segment ids")
-    bad = msg.get("quarantined", [])
-    if not isinstance(bad, list) or len(ids) + len(bad) > MAX_ACK_IDS:
-        raise MessageError(f"an ack names at most {MAX_ACK_IDS} segments in segment_ids and quarantined lists")
-    for i, sid in enumerate(ids):
-        if not isinstance(sid, str):
-            raise MessageError(f"segment_ids[{i}] = {_show(sid)}; expected a segment id")
-    for i, entry in enumerate(bad):
-        _text(entry, "segment_id", MAX_TEXT_CHARS, prefix=f"quarantined[{i}].")
-        _expect(entry, "reason", str, "a string", prefix=f"quarantined[{i}].")
-    msg["quarantined"] = bad
-    return msg
+    site: str
+    device_id: str
+    segment_ids: tuple[str, ...]
+    quarantined: tuple[QuarantinedSegment, ...] = ()
+    time: str = field(default_factory=lambda: utc_now_iso())
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "segment_ids", tuple(str(i) for i in self.segment_ids))
+        object.__setattr__(self, "quarantined", tuple(self.quarantined))
+        total = len(self.segment_ids) + len(self.quarantined)
+        if total > MAX_ACK_IDS:
+            raise MessageError(f"an ack names at most {MAX_ACK_IDS} segments, got {total}")
+
+    def to_dict(self) -> dict:
+        return {"schema": ACK_SCHEMA, "site": self.site, "device_id": self.device_id, "time": self.time,
+                "segment_ids": list(self.segment_ids),
+                "quarantined": [{"segment_id": q.segment_id, "reason": q.reason} for q in self.quarantined]}
+
+    @classmethod
+    def from_dict(cls, msg: dict) -> "AckMessage":
+        _check_schema(msg, ACK_SCHEMA)
+        for key in ("site", "device_id"):
+            _text(msg, key, MAX_ID_CHARS)
+        _iso(msg, "time")
+        ids = _expect(msg, "segment_ids", list, "a list of segment ids")
+        bad = msg.get("quarantined", [])
+        if not isinstance(bad, list) or len(ids) + len(bad) > MAX_ACK_IDS:
+            raise MessageError(f"an ack names at most {MAX_ACK_IDS} segments in segment_ids and quarantined lists")
+        for i, sid in enumerate(ids):
+            if not isinstance(sid, str):
+                raise MessageError(f"segment_ids[{i}] = {_show(sid)}; expected a segment id")
+        refused = []
+        for i, entry in enumerate(bad):
+            refused.append(QuarantinedSegment(_text(entry, "segment_id", MAX_TEXT_CHARS, prefix=f"quarantined[{i}]."),
+                                              _expect(entry, "reason", str, "a string", prefix=f"quarantined[{i}].")))
+        return cls(site=msg["site"], device_id=msg["device_id"], segment_ids=tuple(ids), quarantined=tuple(refused),
+                   time=msg["time"])
 
 
 # -- state ------------------------------------------------------------------------------------------
-def state_message(
-    state: str,
-    *,
-    device_id: str,
-    site: str,
-    boot_id: str,
-    detail: str = "",
-    model_version: str = "",
-    software: str = "",
-    time_utc: str | None = None,
-) -> dict:
-    """The retained `laps.state/1` message: online (birth), source_lost, offline (will), stopped."""
-    if state not in STATES:
-        raise MessageError(f"state {state!r} is not one of {', '.join(STATES)}")
-    return {
-        "schema": STATE_SCHEMA,
-        "device_id": device_id,
-        "site": site,
-        "boot_id": boot_id,
-        "state": state,
-        "detail": detail,
-        "model_version": model_version,
-        "software": software,
-        "time": time_utc or utc_now_iso(),
-    }
+@dataclass(frozen=True)
+class StateMessage(WireMessage):
+    """The retained `laps.state/1`: online (birth), source_lost, offline (will), stopped.
+    time: when the device entered the state (default now)."""
 
+    schema: ClassVar[str] = STATE_SCHEMA
 
-def validate_state_message(msg: dict) -> dict:
-    _expect(msg, "schema", str, STATE_SCHEMA)
-    if msg["schema"] != STATE_SCHEMA:
-        raise MessageError(f"schema {msg['schema']!r} is not {STATE_SCHEMA!r}")
-    state = _expect(msg, "state", str, "a state")
-    if state not in STATES:
-        raise MessageError(f"state {state!r} is not one of {', '.join(STATES)}")
-    for key in ("device_id", "site", "boot_id", "detail"):
-        _expect(msg, key, str, "a string")
-    _iso(msg, "time")
-    return msg
+    state: str
+    device_id: str
+    site: str
+    boot_id: str
+    detail: str = ""
+    model_version: str = ""
+    software: str = ""
+    time: str = field(default_factory=lambda: utc_now_iso())
+
+    def __post_init__(self) -> None:
+        if self.state not in STATES:
+            raise MessageError(f"state {self.state!r} is not one of {', '.join(STATES)}")
+
+    def to_dict(self) -> dict:
+        return {
+            "schema": STATE_SCHEMA,
+            "device_id": self.device_id,
+            "site": self.site,
+            "boot_id": self.boot_id,
+            "state": self.state,
+            "detail": self.detail,
+            "model_version": self.model_version,
+            "software": self.software,
+            "time": self.time,
+        }
+
+    @classmethod
+    def from_dict(cls, msg: dict) -> "StateMessage":
+        _check_schema(msg, STATE_SCHEMA)
+        state = _expect(msg, "state", str, "a state")
+        if state not in STATES:
+            raise MessageError(f"state {state!r} is not one of {', '.join(STATES)}")
+        for key in ("device_id", "site", "boot_id", "detail"):
+            _expect(msg, key, str, "a string")
+        for key in ("model_version", "software"):
+            _optional(msg, key, str, "a string")
+        return cls(state=state, device_id=msg["device_id"], site=msg["site"], boot_id=msg["boot_id"],
+                   detail=msg["detail"], model_version=msg.get("model_version", ""),
+                   software=msg.get("software", ""), time=_iso(msg, "time"))
 
 
 # -- metrics ----------------------------------------------------------------------------------------
-def metrics_message(
-    *,
-    device_id: str,
-    site: str,
-    boot_id: str,
-    fps: float,
-    stage_latency_ms: dict[str, float],
-    outbox: dict[str, Any],
-    model_version: str,
-    providers: list[str],
-    source_state: str,
-    uptime_s: float,
-    frames_total: int,
-    segments_total: int,
-    mqtt: dict[str, Any] | None = None,
-    upload: dict[str, Any] | None = None,
-    disk: dict[str, Any] | None = None,
-) -> dict:
-    """The periodic `laps.metrics/1` message.
+@dataclass(frozen=True)
+class MetricsMessage(WireMessage):
+    """The periodic `laps.metrics/1`.
 
     fps: frames processed per second over the last interval. stage_latency_ms: mean ms per
     pipeline stage over the interval. outbox: {"depth", "bytes", "evicted_total",
-    "evicted_bytes", "oldest_age_s"}. upload: spool figures (pending and evicted batches).
-    disk: the state directory's free-space floor (`edge.disk_floor.DiskFloor.stats`).
+    "evicted_bytes", "oldest_age_s"}. mqtt: the link's figures. upload: spool figures (pending
+    and evicted batches). disk: the state directory's free-space floor
+    (`edge.disk_floor.DiskFloor.stats`; absent in messages older than it). uptime_s: seconds
+    since start. Figures are rounded to 3 decimals.
     """
-    return {
-        "schema": METRICS_SCHEMA,
-        "device_id": device_id,
-        "site": site,
-        "boot_id": boot_id,
-        "time": utc_now_iso(),
-        "uptime_s": round(float(uptime_s), 3),
-        "fps": round(float(fps), 3),
-        "stage_latency_ms": {k: round(float(v), 3) for k, v in stage_latency_ms.items()},
-        "frames_total": int(frames_total),
-        "segments_total": int(segments_total),
-        "source_state": source_state,
-        "model_version": model_version,
-        "providers": list(providers),
-        "outbox": dict(outbox),
-        "mqtt": dict(mqtt or {}),
-        "upload": dict(upload or {}),
-        "disk": dict(disk or {}),
-    }
 
+    schema: ClassVar[str] = METRICS_SCHEMA
 
-def validate_metrics_message(msg: dict) -> dict:
-    _expect(msg, "schema", str, METRICS_SCHEMA)
-    if msg["schema"] != METRICS_SCHEMA:
-        raise MessageError(f"schema {msg['schema']!r} is not {METRICS_SCHEMA!r}")
-    _expect(msg, "fps", (int, float), "a number")
-    _expect(msg, "stage_latency_ms", dict, "an object")
-    outbox = _expect(msg, "outbox", dict, "an object")
-    for key in ("depth", "evicted_total"):
-        _int(outbox, key, 0, prefix="outbox.")
-    _expect(msg, "model_version", str, "a string")
-    _expect(msg, "providers", list, "a list of provider names")
-    return msg
+    device_id: str
+    site: str
+    boot_id: str
+    fps: float
+    stage_latency_ms: dict[str, float]
+    outbox: dict[str, Any]
+    model_version: str
+    providers: tuple[str, ...]
+    source_state: str
+    uptime_s: float
+    frames_total: int
+    segments_total: int
+    mqtt: dict[str, Any] = field(default_factory=dict)
+    upload: dict[str, Any] = field(default_factory=dict)
+    disk: dict[str, Any] = field(default_factory=dict)
+    time: str = field(default_factory=lambda: utc_now_iso())
+
+    def __post_init__(self) -> None:
+        setattr_ = object.__setattr__
+        setattr_(self, "fps", round(float(self.fps), 3))
+        setattr_(self, "uptime_s", round(float(self.uptime_s), 3))
+        setattr_(self, "stage_latency_ms", {k: round(float(v), 3) for k, v in self.stage_latency_ms.items()})
+        setattr_(self, "frames_total", int(self.frames_total))
+        setattr_(self, "segments_total", int(self.segments_total))
+        setattr_(self, "providers", tuple(self.providers))
+        for key in ("outbox", "mqtt", "upload", "disk"):
+            setattr_(self, key, dict(getattr(self, key) or {}))
+
+    def to_dict(self) -> dict:
+        return {
+            "schema": METRICS_SCHEMA,
+            "device_id": self.device_id,
+            "site": self.site,
+            "boot_id": self.boot_id,
+            "time": self.time,
+            "uptime_s": self.uptime_s,
+            "fps": self.fps,
+            "stage_latency_ms": dict(self.stage_latency_ms),
+            "frames_total": self.frames_total,
+            "segments_total": self.segments_total,
+            "source_state": self.source_state,
+            "model_version": self.model_version,
+            "providers": list(self.providers),
+            "outbox": dict(self.outbox),
+            "mqtt": dict(self.mqtt),
+            "upload": dict(self.upload),
+            "disk": dict(self.disk),
+        }
+
+    @classmethod
+    def from_dict(cls, msg: dict) -> "MetricsMessage":
+        _check_schema(msg, METRICS_SCHEMA)
+        for key in ("device_id", "site", "boot_id", "model_version", "source_state"):
+            _expect(msg, key, str, "a string")
+        _iso(msg, "time")
+        for key in ("fps", "uptime_s"):
+            _number(msg, key)
+        for key in ("frames_total", "segments_total"):
+            _int(msg, key, 0)
+        latency = _expect(msg, "stage_latency_ms", dict, "an object")
+        for stage in latency:
+            _number(latency, stage, prefix="stage_latency_ms.")
+        outbox = _expect(msg, "outbox", dict, "an object")
+        for key in ("depth", "evicted_total"):
+            _int(outbox, key, 0, prefix="outbox.")
+        providers = _expect(msg, "providers", list, "a list of provider names")
+        if not all(isinstance(p, str) for p in providers):
+            raise MessageError(f"field providers = {_show(providers)}; expected a list of provider names")
+        for key in ("mqtt", "upload"):
+            _expect(msg, key, dict, "an object")
+        _optional(msg, "disk", dict, "an object")
+        return cls(device_id=msg["device_id"], site=msg["site"], boot_id=msg["boot_id"], fps=msg["fps"],
+                   stage_latency_ms=latency, outbox=outbox, model_version=msg["model_version"],
+                   providers=tuple(providers), source_state=msg["source_state"], uptime_s=msg["uptime_s"],
+                   frames_total=msg["frames_total"], segments_total=msg["segments_total"], mqtt=msg["mqtt"],
+                   upload=msg["upload"], disk=msg.get("disk", {}), time=msg["time"])
 
 
 # -- batches ----------------------------------------------------------------------------------------
-def batch_manifest(*, device_id: str, site: str, created: str, segments: list[dict]) -> dict:
-    """The manifest stored as `manifest.json` inside a batch archive.
+@dataclass(frozen=True)
+class BatchFile:
+    """One file of a batch archive. kind: "keyframe" (with its frame index) or "clip".
+    sha256: hex digest of the file's bytes; size: bytes."""
 
-    segments: [{"segment_id", "files": [{"file", "kind": "keyframe"|"clip", "frame" (keyframes),
-    "sha256", "size"}]}]. The archive's own sha256 is its name on the receiver
-    (`PUT /v1/batches/<device>/<sha256>`) and is added by `batch_announcement`.
-    """
-    return {
-        "schema": BATCH_SCHEMA,
-        "device_id": device_id,
-        "site": site,
-        "created": created,
-        "segments": segments,
-    }
+    file: str
+    kind: str
+    sha256: str
+    size: int
+    frame: int | None = None
 
-
-def batch_announcement(manifest: dict, *, archive_sha256: str, archive_size: int, path: str) -> dict:
-    """What goes on `.../batches` once the receiver holds a batch: the manifest plus where it is."""
-    out = dict(manifest)
-    out["archive"] = {"sha256": archive_sha256, "size": int(archive_size), "format": "tar", "path": path}
-    return out
+    def to_dict(self) -> dict:
+        out: dict[str, Any] = {"file": self.file, "kind": self.kind, "sha256": self.sha256, "size": self.size}
+        if self.frame is not None:
+            out["frame"] = self.frame
+        return out
 
 
-def validate_batch_manifest(msg: dict) -> dict:
-    _expect(msg, "schema", str, BATCH_SCHEMA)
-    if msg["schema"] != BATCH_SCHEMA:
-        raise MessageError(f"schema {msg['schema']!r} is not {BATCH_SCHEMA!r}")
-    for key in ("device_id", "site"):
-        _expect(msg, key, str, "a string")
-    _iso(msg, "created")
-    for i, seg in enumerate(_expect(msg, "segments", list, "a list")):
-        _uuid(seg, "segment_id", prefix=f"segments[{i}].")
-        for j, f in enumerate(_expect(seg, "files", list, "a list", prefix=f"segments[{i}].")):
-            where = f"segments[{i}].files[{j}]."
-            _expect(f, "file", str, "a path", prefix=where)
-            kind = _expect(f, "kind", str, "keyframe or clip", prefix=where)
-            if kind not in ("keyframe", "clip"):
-                raise MessageError(f"{where}kind {kind!r} is not keyframe or clip")
-            sha = _expect(f, "sha256", str, "64 hex digits", prefix=where)
-            if not _SHA256.match(sha):
-                raise MessageError(f"{where}sha256 {sha!r} is not 64 lowercase hex digits")
-            _int(f, "size", 0, prefix=where)
-    if "archive" in msg:
-        arch = _expect(msg, "archive", dict, "an object")
-        if not _SHA256.match(str(arch.get("sha256", ""))):
-            raise MessageError(f"archive.sha256 {arch.get('sha256')!r} is not 64 lowercase hex digits")
-    return msg
+@dataclass(frozen=True)
+class BatchSegment:
+    """A segment's files in a batch archive."""
+
+    segment_id: str
+    files: tuple[BatchFile, ...]
+
+
+@dataclass(frozen=True)
+class BatchArchive:
+    """Where an uploaded archive is: its sha256 (its name on the receiver), size in bytes, format
+    ("tar") and the receiver's path (`/v1/batches/<device>/<sha256>`)."""
+
+    sha256: str
+    size: int
+    path: str
+    format: str = "tar"
+
+
+@dataclass(frozen=True)
+class BatchManifest(WireMessage):
+    """`laps.batch/1`: stored as `manifest.json` inside a batch archive, and, with `archive`
+    added once the receiver holds the batch (`announced`), the announcement on `.../batches`.
+    created: ISO-8601 UTC."""
+
+    schema: ClassVar[str] = BATCH_SCHEMA
+
+    device_id: str
+    site: str
+    created: str
+    segments: tuple[BatchSegment, ...]
+    archive: BatchArchive | None = None
+
+    @property
+    def segment_ids(self) -> list[str]:
+        return [s.segment_id for s in self.segments]
+
+    def announced(self, *, archive_sha256: str, archive_size: int, path: str) -> "BatchManifest":
+        """The announcement of this batch once the receiver holds it: the manifest plus where it is."""
+        return dataclasses.replace(self, archive=BatchArchive(archive_sha256, int(archive_size), path))
+
+    def to_dict(self) -> dict:
+        out: dict[str, Any] = {
+            "schema": BATCH_SCHEMA,
+            "device_id": self.device_id,
+            "site": self.site,
+            "created": self.created,
+            "segments": [{"segment_id": s.segment_id, "files": [f.to_dict() for f in s.files]}
+                         for s in self.segments],
+        }
+        if self.archive is not None:
+            a = self.archive
+            out["archive"] = {"sha256": a.sha256, "size": a.size, "format": a.format, "path": a.path}
+        return out
+
+    @classmethod
+    def from_dict(cls, msg: dict) -> "BatchManifest":
+        _check_schema(msg, BATCH_SCHEMA)
+        for key in ("device_id", "site"):
+            _expect(msg, key, str, "a string")
+        _iso(msg, "created")
+        segments = []
+        for i, seg in enumerate(_expect(msg, "segments", list, "a list")):
+            sid = _uuid(seg, "segment_id", prefix=f"segments[{i}].")
+            files = []
+            for j, f in enumerate(_expect(seg, "files", list, "a list", prefix=f"segments[{i}].")):
+                where = f"segments[{i}].files[{j}]."
+                name = _expect(f, "file", str, "a path", prefix=where)
+                kind = _expect(f, "kind", str, "keyframe or clip", prefix=where)
+                if kind not in ("keyframe", "clip"):
+                    raise MessageError(f"{where}kind {kind!r} is not keyframe or clip")
+                sha = _sha256(f, "sha256", prefix=where)
+                if kind == "keyframe" and "frame" not in f:
+                    raise MessageError(f"field {where}frame is missing; a keyframe needs its frame index")
+                frame = _int(f, "frame", 0, prefix=where) if "frame" in f else None
+                files.append(BatchFile(name, kind, sha, _int(f, "size", 0, prefix=where), frame))
+            segments.append(BatchSegment(sid, tuple(files)))
+        archive = None
+        if "archive" in msg:
+            arch = _expect(msg, "archive", dict, "an object")
+            archive = BatchArchive(_sha256(arch, "sha256", prefix="archive."), _int(arch, "size", 0, prefix="archive."),
+                                   _expect(arch, "path", str, "a path", prefix="archive."),
+                                   _expect(arch, "format", str, "an archive format", prefix="archive."))
+        return cls(device_id=msg["device_id"], site=msg["site"], created=msg["created"], segments=tuple(segments),
+                   archive=archive)
 
 
 # -- field checks ---------------------------------------------------------------------------------
@@ -509,6 +719,18 @@ def _time(msg: dict, key: str, prefix: str = "") -> str:
         raise MessageError(f"field {prefix}{key} = {_show(value)} is not a valid time ({err})") from None
     if not 1970 <= stamp.year <= 9999:
         raise MessageError(f"field {prefix}{key} = {_show(value)} is before 1970-01-01")
+    return value
+
+
+def _optional(msg: dict, key: str, types: type | tuple[type, ...], what: str, prefix: str = "") -> Any:
+    """A field a message may leave out (older writers did); checked when it is there."""
+    return _expect(msg, key, types, what, prefix) if key in msg else None
+
+
+def _sha256(msg: dict, key: str, prefix: str = "") -> str:
+    value = _expect(msg, key, str, "64 lowercase hex digits", prefix)
+    if not _SHA256.match(value):
+        raise MessageError(f"field {prefix}{key} = {_show(value)}; expected 64 lowercase hex digits")
     return value
 
 

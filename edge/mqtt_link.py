@@ -39,13 +39,14 @@ from collections import deque
 from typing import Any, Callable
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from edge.config import Credentials, MqttConfig
-from edge.messages import MessageError, Topics, canonical_segment_id, encode, parse_ack_message
+from edge.broker import Credentials, new_client
+from edge.config import MqttConfig
+from edge.messages import AckMessage, MessageError, MetricsMessage, StateMessage, Topics, canonical_segment_id
 from edge.outbox import Outbox
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ class MqttLink:
         client_id: str,
         topics: Topics,
         outbox: Outbox | None,
-        will: dict | None = None,
+        will: StateMessage | None = None,
         credentials: Credentials | None = None,
         origin: str = "",
     ) -> None:
@@ -80,28 +81,13 @@ class MqttLink:
         self.outbox = outbox
         self.host, self.port = cfg.host, cfg.effective_port
         self._origin = origin
-        self._client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            protocol=mqtt.MQTTv5,
-        )
+        self._client = new_client(cfg, client_id, credentials=credentials or Credentials("", ""),
+                                  will=(topics.state, will.to_json()) if will is not None else None)
         self._client.max_inflight_messages_set(cfg.max_inflight + 8)  # room for state messages
         self._client.max_queued_messages_set(0)
         # Keep a dead broker from blocking a connect attempt for long.
         self._client.connect_timeout = float(min(10, max(1, cfg.keepalive)))
-        if credentials and credentials.username:
-            self._client.username_pw_set(credentials.username, credentials.password or None)
         self._user = credentials.username if credentials else ""
-        if cfg.tls.active:
-            self._client.tls_set(
-                ca_certs=cfg.tls.ca or None,
-                certfile=cfg.tls.cert or None,
-                keyfile=cfg.tls.key or None,
-                cert_reqs=ssl.CERT_REQUIRED,
-                tls_version=ssl.PROTOCOL_TLS_CLIENT,
-            )
-        if will is not None:
-            self._client.will_set(topics.state, encode(will), qos=1, retain=True)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_publish = self._on_publish
@@ -112,12 +98,12 @@ class MqttLink:
         self._wake_w.setblocking(False)
         self._thread: threading.Thread | None = None
         self._stop_evt = threading.Event()
-        self._stop_state: dict | None = None
+        self._stop_state: StateMessage | None = None
         self._drain_timeout_s = cfg.drain_timeout_s
         self._connected_evt = threading.Event()
         self._lock = threading.Lock()        # guards the request queue and counters read by others
         self._requests: deque[tuple[str, bytes, int, bool]] = deque()
-        self._state_msg: dict | None = None
+        self._state_msg: StateMessage | None = None
         # topic -> (qos, callback(topic, payload, retained)); (re)subscribed on every connection
         self._subscriptions: dict[str, tuple[int, Callable[[str, bytes, bool], None]]] = {}
         self._subscribed: set[str] = set()  # owned by the link thread
@@ -155,7 +141,7 @@ class MqttLink:
         self._thread = threading.Thread(target=self._run, name="mqtt-link", daemon=True)
         self._thread.start()
 
-    def stop(self, final_state: dict | None = None, drain_timeout_s: float | None = None) -> None:
+    def stop(self, final_state: StateMessage | None = None, drain_timeout_s: float | None = None) -> None:
         """Clean shutdown: drain the outbox up to `drain_timeout_s`, publish `final_state`
         retained, DISCONNECT normally (no last will), and join the thread."""
         if self._thread is None:
@@ -191,11 +177,11 @@ class MqttLink:
     def wait_connected(self, timeout: float) -> bool:
         return self._connected_evt.wait(timeout)
 
-    def set_state(self, message: dict) -> None:
+    def set_state(self, message: StateMessage) -> None:
         """Publish a retained state now (if connected) and as the birth message on every connect."""
         with self._lock:
             self._state_msg = message
-            self._requests.append((self.topics.state, encode(message), 1, True))
+            self._requests.append((self.topics.state, message.to_json(), 1, True))
         self.wake()
 
     def subscribe(self, topic: str, callback: Callable[[str, bytes, bool], None], qos: int = 1) -> None:
@@ -205,11 +191,11 @@ class MqttLink:
             self._subscriptions[topic] = (qos, callback)
         self.wake()
 
-    def publish_metrics(self, message: dict) -> None:
+    def publish_metrics(self, message: MetricsMessage) -> None:
         """Publish a metrics message QoS 0 if connected (metrics are periodic; a lost one is
         replaced by the next, so they do not go through the outbox)."""
         with self._lock:
-            self._requests.append((self.topics.metrics, encode(message), 0, False))
+            self._requests.append((self.topics.metrics, message.to_json(), 0, False))
         self.wake()
 
     def stats(self) -> dict[str, Any]:
@@ -301,7 +287,7 @@ class MqttLink:
             drained = (self.outbox is None or self.outbox.depth == 0) and not self._inflight
             if final_mid is None and (drained or now - draining_since >= self._drain_timeout_s):
                 if self._stop_state is not None:
-                    info = self._client.publish(self.topics.state, encode(self._stop_state), qos=1, retain=True)
+                    info = self._client.publish(self.topics.state, self._stop_state.to_json(), qos=1, retain=True)
                     final_mid = info.mid
                 else:
                     final_mid = -1
@@ -423,7 +409,7 @@ class MqttLink:
             self._requests.clear()
             self._requests.extend(others)
             if self._state_msg is not None:
-                self._requests.appendleft((self.topics.state, encode(self._state_msg), 1, True))
+                self._requests.appendleft((self.topics.state, self._state_msg.to_json(), 1, True))
 
     def _on_disconnect(self, client, userdata, flags, reason: ReasonCode, properties) -> None:
         was = self.connected
@@ -458,11 +444,11 @@ class MqttLink:
     def _on_ack(self, topic: str, payload: bytes, retained: bool) -> None:
         """Central's `laps.ack/1`: the segments it names are committed (or quarantined for good)."""
         try:
-            msg = parse_ack_message(payload)
-            if (msg["site"], msg["device_id"]) != (self.topics.site, self.topics.device):
-                raise MessageError(f"it names {msg['site']}/{msg['device_id']}")
-            ids = [canonical_segment_id(i) for i in msg["segment_ids"]]
-            refused = [(canonical_segment_id(q["segment_id"]), q["reason"]) for q in msg["quarantined"]]
+            msg = AckMessage.from_json(payload)
+            if (msg.site, msg.device_id) != (self.topics.site, self.topics.device):
+                raise MessageError(f"it names {msg.site}/{msg.device_id}")
+            ids = [canonical_segment_id(i) for i in msg.segment_ids]
+            refused = [(canonical_segment_id(q.segment_id), q.reason) for q in msg.quarantined]
         except MessageError as err:
             log.warning("MQTT: ignoring a malformed acknowledgement on %s: %s", topic, err)
             return

@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from edge.assembler import SegmentAssembler
+from edge.calibration_file import CalibrationFile
 from edge.energy import HysteresisParams, kernel
 from edge.errors import ConfigError
 from edge.loop import FinishedSegment, FrameStep
@@ -269,7 +270,7 @@ def build_pipeline(
             f"tracker backend {tracker!r} is not known; use one of {', '.join(TRACKER_BACKENDS)}"
         )
     if calibration_path is not None and params is None:
-        params = load_calibration(calibration_path)
+        params = CalibrationFile.read(calibration_path).params
 
     if model_dir is None:
         fps, size, grid, margin = DEFAULT_FPS, DEFAULT_INPUT_SIZE, DEFAULT_GRID, 1.0 / DEFAULT_GRID
@@ -288,13 +289,12 @@ def build_pipeline(
         extractor = TokenizerFeatures(runtime)
         version, providers_in_use = meta.model_version, list(runtime.providers_in_use)
         if params is None:
-            if not model.calibration:
+            if model.calibration is None:
                 raise ConfigError(
                     f"model directory {model_dir} has no calibration.json; run laps-calibrate "
                     "or pass thresholds explicitly"
                 )
-            cal = model.calibration
-            params = HysteresisParams.from_dict(cal.get("params", cal))
+            params = model.calibration.params
     if roi is not None:
         inside = int(roi.mask(grid_points(int(size[0]), int(size[1]), grid, margin), int(size[0]), int(size[1])).sum())
         if inside == 0:
@@ -309,20 +309,6 @@ def build_pipeline(
         params=params, model_version=version, providers_in_use=providers_in_use,
         keep_keyframes=keep_keyframes,
     )
-
-
-def load_calibration(path: str) -> HysteresisParams:
-    """Read hysteresis parameters from a `calibration.json` ({"params": {...}, ...})."""
-    import json
-
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"calibration file {path} does not exist; run laps-calibrate to make one") from None
-    except (OSError, ValueError) as err:
-        raise ConfigError(f"calibration file {path} is not readable JSON ({err}); re-run laps-calibrate") from None
-    return HysteresisParams.from_dict(data.get("params", data))
 
 
 def _make_tracker(kind: str, grid: int, margin: float, model=None, providers: str = "auto",

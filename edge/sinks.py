@@ -1,19 +1,17 @@
 """Sinks of the frame loop (`edge.loop.Sink`) that any caller can plug in.
 
 - `JsonlSink`: finished segments appended to a JSONL file (`edge.segments.SegmentWriter`).
-- `EnergyTraceSink`: the per-frame energy trace that `laps-calibrate` reads (`energy.npz`).
 - `FrameLimit`: stops the loop after the frames of the first N seconds.
 - `ProgressBar`: a tqdm bar over the frames (stderr).
 
-The device's own sink (outbox, upload spool, metrics) is `edge.service_loop.DevicePublisher`.
+The device's own sink (outbox, upload spool, metrics) is `edge.service_loop.DevicePublisher`; the
+energy trace `laps-calibrate` reads is gathered by `edge.energy_trace.EnergyTraceRecorder`.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-
-import numpy as np
 
 from edge.loop import FinishedSegment, FrameStep, SinkBase
 from edge.segments import SegmentWriter
@@ -30,21 +28,6 @@ class JsonlSink(SinkBase):
 
     def close(self) -> None:
         self.writer.close()
-
-
-class EnergyTraceSink(SinkBase):
-    """Keeps one row per frame: raw energy, smoothed energy, FSQ code (-1 none), velocity-energy
-    proxy, frame index and timestamp (s); `array()` gives them as an (T, 6) float64 array."""
-
-    def __init__(self) -> None:
-        self.rows: list[tuple[float, float, int, float, int, float]] = []
-
-    def frame(self, step: FrameStep) -> None:
-        self.rows.append((step.raw_energy, step.smoothed_energy, step.code, step.proxy_energy, step.index,
-                          step.timestamp_s))
-
-    def array(self) -> np.ndarray:
-        return np.asarray(self.rows, dtype=np.float64).reshape(-1, 6)
 
 
 class FrameLimit(SinkBase):

@@ -38,7 +38,7 @@ from typing import Callable
 
 
 from edge.errors import LapsError
-from edge.messages import batch_announcement, batch_manifest, clip_file, keyframe_file, utc_now_iso
+from edge.messages import BatchFile, BatchManifest, BatchSegment, MessageError, clip_file, keyframe_file, utc_now_iso
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +57,11 @@ class SealedBatch:
     sha256: str
     path: Path
     size: int
-    manifest: dict
+    manifest: BatchManifest
 
     @property
     def segment_ids(self) -> list[str]:
-        return [s["segment_id"] for s in self.manifest.get("segments", [])]
+        return self.manifest.segment_ids
 
 
 class BatchSpool:
@@ -134,14 +134,13 @@ class BatchSpool:
                 files = []
                 for f in sorted(d.iterdir()):
                     data = f.read_bytes()
-                    entry = {"file": f"{d.name}/{f.name}", "kind": "clip" if f.suffix == ".avi" else "keyframe",
-                             "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
-                    if entry["kind"] == "keyframe":
-                        entry["frame"] = int(f.stem.rsplit("_", 1)[-1])
-                    files.append(entry)
-                segments.append({"segment_id": d.name, "files": files})
-            manifest = batch_manifest(device_id=self.device_id, site=self.site, created=utc_now_iso(),
-                                      segments=segments)
+                    clip = f.suffix == ".avi"
+                    files.append(BatchFile(f"{d.name}/{f.name}", "clip" if clip else "keyframe",
+                                           hashlib.sha256(data).hexdigest(), len(data),
+                                           None if clip else int(f.stem.rsplit("_", 1)[-1])))
+                segments.append(BatchSegment(d.name, tuple(files)))
+            manifest = BatchManifest(device_id=self.device_id, site=self.site, created=utc_now_iso(),
+                                     segments=tuple(segments))
             digest = hashlib.sha256()
             try:
                 fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", suffix=".tar", dir=self.sealed)
@@ -152,10 +151,10 @@ class BatchSpool:
                 with os.fdopen(fd, "wb") as raw:
                     sink = _HashingWriter(raw, digest)
                     with tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-                        _add_member(tar, MANIFEST_MEMBER, json.dumps(manifest, indent=1).encode())
+                        _add_member(tar, MANIFEST_MEMBER, manifest.to_json(indent=1))
                         for seg in segments:
-                            for entry in seg["files"]:
-                                _add_member(tar, entry["file"], (self.incoming / entry["file"]).read_bytes())
+                            for entry in seg.files:
+                                _add_member(tar, entry.file, (self.incoming / entry.file).read_bytes())
                     raw.flush()
                     os.fsync(raw.fileno())
             except OSError as err:
@@ -186,8 +185,10 @@ class BatchSpool:
             try:
                 with tarfile.open(p, "r") as tar:
                     member = tar.extractfile(MANIFEST_MEMBER)
-                    manifest = json.loads(member.read()) if member else {}
-            except (OSError, tarfile.TarError, ValueError, KeyError) as err:
+                    if member is None:
+                        raise KeyError(f"{MANIFEST_MEMBER} is not a file")
+                    manifest = BatchManifest.from_json(member.read())
+            except (OSError, tarfile.TarError, ValueError, KeyError, MessageError) as err:
                 log.error("batch %s is unreadable (%s); moving it aside to %s.bad", p.name, err, p.name)
                 p.replace(p.with_suffix(".bad"))
                 continue
@@ -332,7 +333,7 @@ class UploadWorker:
     acknowledged one through `announce(message)` (the service puts it in the outbox)."""
 
     def __init__(self, spool: BatchSpool, uploader: BatchUploader, interval_s: float,
-                 announce: Callable[[dict], None]) -> None:
+                 announce: Callable[[BatchManifest], None]) -> None:
         self.spool, self.uploader, self.interval_s = spool, uploader, interval_s
         self.announce = announce
         self.last_error = ""
@@ -389,8 +390,8 @@ class UploadWorker:
                     log.error("%s", err)
                 self.last_error = str(err)
                 break  # the receiver is unhappy: try again next interval, oldest first
-            self.announce(batch_announcement(batch.manifest, archive_sha256=batch.sha256,
-                                             archive_size=batch.size, path=self.uploader.path_for(batch.sha256)))
+            self.announce(batch.manifest.announced(archive_sha256=batch.sha256, archive_size=batch.size,
+                                                   path=self.uploader.path_for(batch.sha256)))
             self.spool.remove(batch)
             delivered += 1
             self.last_error = ""

@@ -9,20 +9,20 @@ verification live in `edge.ota.manifest`; this module only writes.
 from __future__ import annotations
 
 import base64
-import json
 import os
 import shutil
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Iterable
 
-from edge.errors import LapsError
-from edge.model import CALIBRATION_NAME, MANIFEST_NAME, load_model_directory, sha256_file
+from edge.calibration_file import CalibrationFile
+from edge.errors import ConfigError, LapsError
+from edge.model import CALIBRATION_NAME, MANIFEST_NAME, load_model_directory, save_manifest
+from edge.model.directory import file_listing
 from edge.ota.manifest import (
     SIGNATURE_NAME,
     BundleManifest,
     load_trusted_keys,
-    manifest_bytes,
     parse_manifest,
     parse_signatures,
     sign_manifest,
@@ -65,12 +65,9 @@ def build_bundle(
         raise BundleError(f"bundle folder {dest} exists and is not empty; pick a new --out")
     cal_path = Path(calibration)
     try:
-        cal = json.loads(cal_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise BundleError(f"calibration {cal_path} is not readable JSON ({err}); pass the calibration.json "
-                          "written by laps-calibrate") from None
-    if not isinstance(cal, dict) or "theta_on" not in cal.get("params", cal):
-        raise BundleError(f"calibration {cal_path} has no params.theta_on; pass a laps-calibrate calibration.json")
+        cal = CalibrationFile.read(cal_path)  # one the device would refuse is refused now
+    except ConfigError as err:
+        raise BundleError(f"{err} (pass the calibration.json written by laps-calibrate)") from None
     version = default_version() if version is None else int(version)
     rollback = sorted({int(v) for v in rollback_from})
     if version <= 0:
@@ -83,9 +80,8 @@ def build_bundle(
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src / rel, target)
-    shutil.copy2(cal_path, dest / CALIBRATION_NAME)
-    listing = {rel: {"sha256": sha256_file(dest / rel), "size": (dest / rel).stat().st_size}
-               for rel in sorted(files + [CALIBRATION_NAME])}
+    cal.write(dest / CALIBRATION_NAME)  # an older file shape ships in the current one
+    listing = file_listing(dest, files + [CALIBRATION_NAME])
     now = datetime.now(timezone.utc)
     manifest = dict(md.manifest)
     manifest.update({
@@ -98,7 +94,7 @@ def build_bundle(
     manifest.pop("rollback_from", None)
     if rollback:
         manifest["rollback_from"] = rollback
-    (dest / MANIFEST_NAME).write_bytes(manifest_bytes(manifest))
+    save_manifest(dest, manifest)
     parse_manifest((dest / MANIFEST_NAME).read_bytes())  # what the device will check, checked now
     return dest
 

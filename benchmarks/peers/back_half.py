@@ -46,13 +46,17 @@ DEVICE_FPS = 10.0
 
 def at_device_rate(features: np.ndarray, fps: float) -> tuple[np.ndarray, float]:
     """(features every k-th frame, fps / k) with k = round(fps / DEVICE_FPS) (k = 1 at <= 10 fps)."""
-    k = max(1, int(round(float(fps) / DEVICE_FPS)))
+    k = _frames_per_step(fps)
     return features[::k], float(fps) / k
 
 
+def _frames_per_step(fps: float) -> int:
+    return max(1, int(round(float(fps) / DEVICE_FPS)))
+
+
 def _device_pool(pool_features, fps: float) -> tuple[list[np.ndarray], float]:
-    out = [at_device_rate(f, fps)[0] for f in pool_features]
-    return out, at_device_rate(pool_features[0], fps)[1]
+    """(every feature matrix at the device rate, that rate)."""
+    return [at_device_rate(f, fps)[0] for f in pool_features], float(fps) / _frames_per_step(fps)
 
 
 def feature_energy(features: np.ndarray) -> np.ndarray:
@@ -75,13 +79,14 @@ def unsupervised_params(pool_features, fps: float) -> HysteresisParams:
     return calibrate_unsupervised(_recordings(pool_features, fps), criterion=DEFAULT_CRITERION_VELOCITY).params
 
 
-def labelled_params(context: Context) -> HysteresisParams:
-    """Thresholds from `calibrate_labelled` on the context's other (labelled) videos."""
+def labelled_params(context: Context, others: tuple[list[np.ndarray], float] | None = None) -> HysteresisParams:
+    """Thresholds from `calibrate_labelled` on the context's other (labelled) videos; `others`:
+    their features already at the device rate and that rate (`_device_pool`), when the caller has them."""
     from calibration.labelled import RecordingLabels, calibrate_labelled
     from calibration.unsupervised import DEFAULT_CRITERION_VELOCITY, calibrate_unsupervised
 
-    others = [at_device_rate(v.features, context.fps) for v in context.others]
-    recs = _recordings([f for f, _ in others], others[0][1], [v.name for v in context.others])
+    features, rate = others or _device_pool([v.features for v in context.others], context.fps)
+    recs = _recordings(features, rate, [v.name for v in context.others])
     labels = {
         r.name: RecordingLabels(name=r.name, path=f"leave-one-out:{r.name}", segments=v.segments(),
                                 duration_s=v.duration_s)
@@ -103,9 +108,9 @@ def labelled_split_params(context: Context) -> HysteresisParams:
     """`labelled_params` plus the split step from `calibrate_split_labelled` on the other videos."""
     from calibration.split import calibrate_split_labelled
 
-    others = [at_device_rate(v.features, context.fps) for v in context.others]
-    return calibrate_split_labelled([f for f, _ in others], [v.segments() for v in context.others],
-                                    others[0][1], labelled_params(context)).params
+    others = _device_pool([v.features for v in context.others], context.fps)  # once, for both calibrations
+    return calibrate_split_labelled(others[0], [v.segments() for v in context.others], others[1],
+                                    labelled_params(context, others)).params
 
 
 def split_only_params(context: Context) -> HysteresisParams:

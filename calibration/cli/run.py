@@ -104,7 +104,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 def handle(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from calibration.calibration_file import calibration_record, install_into_model, write_calibration
     from calibration.comparison import activity_mismatch_warning, compare_thresholds, current_params
     from calibration.labelled import LABELLED_SPACE, calibrate_labelled, match_labels
     from calibration.recordings import data_hash, find_inputs, load_recordings, resolve_model
@@ -113,6 +112,7 @@ def handle(args: argparse.Namespace) -> int:
     from calibration.sweep import SweepSpace
     from calibration.unsupervised import DEFAULT_SPACE, calibrate_unsupervised
     from edge.errors import ConfigError
+    from edge.model import CALIBRATION_NAME, install_calibration
 
     space = _space(args, SweepSpace() if args.full_grid else DEFAULT_SPACE)
     labelled_space = _space(args, SweepSpace() if args.full_grid else LABELLED_SPACE)
@@ -165,12 +165,12 @@ def handle(args: argparse.Namespace) -> int:
     mismatch = activity_mismatch_warning(comparison[-1].on_fraction, cal.quality.active_fraction)
     if mismatch:
         cal.warnings.append(mismatch)
-    record = calibration_record(cal, recordings, model, data_hash(recordings, extra))
+    cal_file = cal.to_file(recordings, model, data_hash(recordings, extra))
     out = Path(args.out)
-    cal_path = write_calibration(out / "calibration.json", record)
-    report = write_report(out, cal, recordings, labels, record, comparison=comparison,
+    cal_path = cal_file.write(out / CALIBRATION_NAME)
+    report = write_report(out, cal, recordings, labels, cal_file.to_dict(), comparison=comparison,
                           current_source=current[1] if current is not None else "", model_dir=model.model_dir)
-    installed = install_into_model(model.model_dir, record) if args.into_model else None
+    installed = install_calibration(model.model_dir, cal_file) if args.into_model else None
     _print_summary(cal, recordings, model, cal_path, report, installed, comparison)
     return 0
 

@@ -351,7 +351,6 @@ def _source(cfg) -> Check:
 
 
 def _broker(cfg, timeout_s: float) -> list[Check]:
-    from edge.config import read_credentials
     from edge.errors import LapsError
     from edge.mqtt_link import probe_broker
 
@@ -367,7 +366,7 @@ def _broker(cfg, timeout_s: float) -> list[Check]:
                       "check mqtt.host/mqtt.port, the network and that the broker runs")]
     checks = [Check("broker", "ok", f"{host}:{port} reachable over TCP")]
     try:
-        creds = read_credentials(cfg.mqtt, cfg.origin)
+        creds = cfg.mqtt.credentials(cfg.origin)
     except LapsError as err:
         return checks + [Check("broker auth", "fail", str(err), "fix mqtt.credentials_file")]
     ok, text = probe_broker(cfg.mqtt, cfg.client_id, creds, timeout_s=timeout_s)

@@ -80,12 +80,14 @@ def run_once(args: argparse.Namespace) -> int:
     from dataclasses import replace
     from datetime import datetime, timezone
 
+    from edge.energy_trace import FILE_NAME as ENERGY_TRACE_NAME
+    from edge.energy_trace import EnergyTraceRecorder
     from edge.errors import SourceError
     from edge.loop import StreamLoop
     from edge.model import resolve_model_spec
     from edge.pipeline import build_pipeline
     from edge.segments import stream_origin
-    from edge.sinks import EnergyTraceSink, FrameLimit, JsonlSink
+    from edge.sinks import FrameLimit, JsonlSink
     from edge.sources.factory import open_source
 
     from edge.config import load_roi
@@ -103,7 +105,10 @@ def run_once(args: argparse.Namespace) -> int:
     t_start = time.perf_counter()
     failure: SourceError | None = None
     progress = _Progress(quiet=args.quiet)
-    trace = EnergyTraceSink() if args.record_energy else None
+    trace = None
+    if args.record_energy:
+        trace = EnergyTraceRecorder(fps=pipe.fps, model_version=pipe.model_version, params=pipe.params,
+                                    source=args.source)
     try:
         jsonl = JsonlSink(out / "segments.jsonl")
         loop = StreamLoop(pipe, [s for s in (jsonl, progress, trace) if s is not None])
@@ -155,7 +160,7 @@ def run_once(args: argparse.Namespace) -> int:
         if workstation is not None:
             summary.update(_score_against_ground_truth(workstation, segments, duration_s, out))
         if trace is not None:
-            write_energy_trace(out / "energy.npz", trace, pipe, args.source)
+            trace.trace().write(out / ENERGY_TRACE_NAME)
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     except OSError as err:
         raise output_error(out, err) from None
@@ -226,19 +231,6 @@ def output_error(out: Path, err: OSError) -> Exception:
         err.errno, err.strerror or str(err))
     return ConfigError(f"cannot write {where} ({reason}); free space there, fix its permissions or "
                        "choose another --out")
-
-
-def write_energy_trace(path: Path, trace, pipe, source: str) -> None:
-    """energy.npz for laps-calibrate: per step raw/smoothed energy, FSQ code, velocity-energy proxy."""
-    import numpy as np
-
-    rows = trace.array()
-    np.savez_compressed(
-        path, energy=rows[:, 0], smoothed=rows[:, 1],
-        codes=rows[:, 2].astype(np.int64), velocity_energy=rows[:, 3],
-        fps=pipe.fps, model_version=pipe.model_version,
-        params=json.dumps(pipe.params.to_dict()), source=source,
-    )
 
 
 def _find_workstation(source):

@@ -50,45 +50,38 @@ def handle(args: argparse.Namespace) -> int:
     import os
     import ssl
     import threading
+    from dataclasses import replace
 
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
-
-    from edge.config import load_config, read_credentials
+    from edge.broker import BrokerConfig, Credentials, new_client
+    from edge.config import load_config
     from edge.errors import LapsError
     from edge.messages import subscription
 
-    host, port, site, device, ca, cert, key, tls = "localhost", 0, "+", "+", "", "", "", False
-    user = password = ""
+    broker, site, device, creds = BrokerConfig(), "+", "+", Credentials("", "")
     if args.config:
         cfg = load_config(args.config)
-        host, port = cfg.mqtt.host, cfg.mqtt.effective_port
-        site, device = cfg.device.site, cfg.device.id
-        tls, ca, cert, key = cfg.mqtt.tls.active, cfg.mqtt.tls.ca, cfg.mqtt.tls.cert, cfg.mqtt.tls.key
-        creds = read_credentials(cfg.mqtt, cfg.origin)
-        user, password = creds.username, creds.password
-    host = args.host or host
+        broker, site, device = cfg.mqtt, cfg.device.site, cfg.device.id
+        creds = cfg.mqtt.credentials(cfg.origin)
+    if args.host:
+        broker = replace(broker, host=args.host)
+    if args.tls_ca:
+        broker = replace(broker, tls=replace(broker.tls, enabled=True, ca=args.tls_ca))
+    if args.port:
+        broker = replace(broker, port=args.port)
+    host, port = broker.host, broker.effective_port
     site = args.site or site
     device = args.device or device
-    if args.tls_ca:
-        tls, ca = True, args.tls_ca
-    port = args.port or port or (8883 if tls else 1883)
     if args.username:
-        user = args.username
+        creds = Credentials(args.username, creds.password)
     if args.password_file:
         try:
             password = open(args.password_file, encoding="utf-8").read().splitlines()[0]
         except (OSError, IndexError) as err:
             raise LapsError(f"--password-file {args.password_file} cannot be read ({err}); give a file "
                             "whose first line is the password") from None
+        creds = Credentials(creds.username, password)
 
-    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
-                         client_id=f"laps-edge-tail-{os.getpid()}", protocol=mqtt.MQTTv5)
-    if user:
-        client.username_pw_set(user, password or None)
-    if tls:
-        client.tls_set(ca_certs=ca or None, certfile=cert or None, keyfile=key or None,
-                       cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+    client = new_client(broker, f"laps-edge-tail-{os.getpid()}", credentials=creds)
     kinds = set(args.kind or [])
     seen = 0
     done = threading.Event()
@@ -147,8 +140,8 @@ def _kind(topic: str) -> str:
 def format_message(topic: str, payload: bytes, retained: bool = False, as_json: bool = False,
                    now: float | None = None) -> str | None:
     """One readable line for a message on `laps/v1/...` (None for an empty retained clear)."""
-    from edge.messages import (MessageError, decode, parse_ack_message, parse_topic, validate_batch_manifest,
-                               validate_metrics_message, validate_segment_message, validate_state_message)
+    from edge.messages import (AckMessage, BatchManifest, MessageError, MetricsMessage, SegmentMessage, StateMessage,
+                               decode, parse_topic)
 
     if not payload:
         return None
@@ -166,37 +159,37 @@ def format_message(topic: str, payload: bytes, retained: bool = False, as_json: 
         return json.dumps({"topic": topic, "retained": retained, "payload": msg}, separators=(",", ":"))
     try:
         if kind == "segments":
-            m = validate_segment_message(msg)
-            s, e, fps = m["start"]["frame"], m["end"]["frame"], m["fps"]
-            return (f"{stamp} {who} segment {m['segment_id'][:13]} seq {m['seq']}  frames {s}-{e} "
-                    f"({(e - s) / fps:.1f} s at {fps:g} fps)  ended {m['end']['utc']}  codes {len(m['codes'])}  "
-                    f"energy mean {m['energy']['mean']:.3g} max {m['energy']['max']:.3g}  "
-                    f"keyframes {len(m['keyframes'])}  model {m['model_version']}")
+            sm = SegmentMessage.from_dict(msg)
+            s, e, fps = sm.start_frame, sm.end_frame, sm.fps
+            return (f"{stamp} {who} segment {sm.segment_id[:13]} seq {sm.seq}  frames {s}-{e} "
+                    f"({(e - s) / fps:.1f} s at {fps:g} fps)  ended {sm.end_utc}  codes {len(sm.codes)}  "
+                    f"energy mean {sm.energy_mean:.3g} max {sm.energy_max:.3g}  "
+                    f"keyframes {len(sm.keyframes)}  model {sm.model_version}")
         if kind == "state":
-            m = validate_state_message(msg)
-            detail = f"  {m['detail']}" if m["detail"] else ""
-            return (f"{stamp} {who} state {m['state'].upper()}{' (retained)' if retained else ''}{detail}  "
-                    f"since {m['time']}  boot {m['boot_id'][:8]}")
+            st = StateMessage.from_dict(msg)
+            detail = f"  {st.detail}" if st.detail else ""
+            return (f"{stamp} {who} state {st.state.upper()}{' (retained)' if retained else ''}{detail}  "
+                    f"since {st.time}  boot {st.boot_id[:8]}")
         if kind == "metrics":
-            m = validate_metrics_message(msg)
-            lat = m["stage_latency_ms"]
+            mm = MetricsMessage.from_dict(msg)
+            lat = mm.stage_latency_ms
             stages = ", ".join(f"{k} {v:.1f}" for k, v in lat.items() if k != "total")
-            ob = m["outbox"]
-            link = "connected" if m.get("mqtt", {}).get("connected") else "?"
-            return (f"{stamp} {who} metrics {m['fps']:.1f} fps  latency {lat.get('total', 0.0):.1f} ms"
+            ob = mm.outbox
+            link = "connected" if mm.mqtt.get("connected") else "?"
+            return (f"{stamp} {who} metrics {mm.fps:.1f} fps  latency {lat.get('total', 0.0):.1f} ms"
                     f"{' (' + stages + ')' if stages else ''}  outbox {ob['depth']} (evicted {ob['evicted_total']})"
-                    f"  mqtt {link}  source {m.get('source_state', '?')}  model {m['model_version']}  "
-                    f"providers {','.join(m['providers']) or '-'}")
+                    f"  mqtt {link}  source {mm.source_state}  model {mm.model_version}  "
+                    f"providers {','.join(mm.providers) or '-'}")
         if kind == "acks":
-            m = parse_ack_message(payload)
-            refused = "".join(f"  QUARANTINED {q['segment_id'][:13]}: {q['reason']}" for q in m["quarantined"])
-            return f"{stamp} {who} ack from central: {len(m['segment_ids'])} segment(s) committed{refused}"
+            ack = AckMessage.from_dict(msg)
+            refused = "".join(f"  QUARANTINED {q.segment_id[:13]}: {q.reason}" for q in ack.quarantined)
+            return f"{stamp} {who} ack from central: {len(ack.segment_ids)} segment(s) committed{refused}"
         if kind == "batches":
-            m = validate_batch_manifest(msg)
-            files = sum(len(s["files"]) for s in m["segments"])
-            arch = m.get("archive", {})
-            return (f"{stamp} {who} batch {str(arch.get('sha256', '?'))[:12]}  {len(m['segments'])} segments, "
-                    f"{files} files, {arch.get('size', 0) / 1024:.1f} KiB  at {arch.get('path', '?')}")
+            bm = BatchManifest.from_dict(msg)
+            files = sum(len(seg.files) for seg in bm.segments)
+            arch = bm.archive
+            return (f"{stamp} {who} batch {arch.sha256[:12] if arch else '?'}  {len(bm.segments)} segments, "
+                    f"{files} files, {(arch.size if arch else 0) / 1024:.1f} KiB  at {arch.path if arch else '?'}")
     except MessageError as err:
         return f"{stamp} {who} {kind} INVALID: {err}"
     return f"{stamp} {who} {kind}{' (retained)' if retained else ''} {json.dumps(msg, separators=(',', ':'))}"

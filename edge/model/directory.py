@@ -10,7 +10,10 @@ Layout (docs/formats.md#model-bundle):
     trt-cache/         TensorRT engines built on this device (never shipped, never in the manifest)
 
 `load_model_directory` verifies every listed file's size and sha256 before anything reads it,
-so a tampered or truncated file is a one-line `ModelError`, never a wrong answer.
+so a tampered or truncated file is a one-line `ModelError`, never a wrong answer. It is the one
+reader of a model directory; `save_manifest` is the one writer of its manifest (`write_manifest`
+for a new directory, `update_manifest` after a deliberate change such as an added tracker or
+`install_calibration`; the OTA bundler writes its manifests through it too).
 """
 
 from __future__ import annotations
@@ -21,16 +24,25 @@ import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
-from edge.errors import ModelError
+from edge.errors import ConfigError, ModelError
 from edge.model.metadata import ModelMetadata
+
+if TYPE_CHECKING:  # imported where used: it pulls in the energy kernel (numba), which a manifest does not need
+    from edge.calibration_file import CalibrationFile
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_SCHEMA = "laps.bundle-manifest/1"
 TOKENIZER_NAME = "tokenizer.onnx"
-CALIBRATION_NAME = "calibration.json"
+CALIBRATION_NAME = "calibration.json"  # its format: edge.calibration_file
 GOLDEN_DIR = "golden"
+#: Never listed in a manifest: its signature, and the engines a device builds for itself.
+SIGNATURE_NAME = "manifest.sig"
+TRT_CACHE_DIR = "trt-cache"
+#: The manifest's own fields; every other top-level key is a record kept across rewrites
+#: (e.g. "tracker", a bundle's "expires").
+MANIFEST_FIELDS = ("schema", "bundle_id", "version", "created", "files", "model")
 
 
 @dataclass(frozen=True)
@@ -40,14 +52,14 @@ class ModelDirectory:
     path:           the directory.
     metadata:       the tokenizer's `ModelMetadata` (from manifest.json).
     tokenizer_path: path of tokenizer.onnx.
-    calibration:    parsed calibration.json, or None when the directory has none.
+    calibration:    its calibration.json, or None when the directory has none.
     manifest:       the parsed manifest.json.
     """
 
     path: Path
     metadata: ModelMetadata
     tokenizer_path: Path
-    calibration: dict | None
+    calibration: CalibrationFile | None
     manifest: dict
 
     @property
@@ -81,32 +93,60 @@ def load_model_directory(path: str | os.PathLike) -> ModelDirectory:
         raise ModelError(f"model directory {root} does not exist; pass the folder that holds manifest.json")
     if not root.is_dir():
         raise ModelError(f"model path {root} is not a directory; pass the folder that holds manifest.json")
-    manifest_path = root / MANIFEST_NAME
-    if not manifest_path.is_file():
-        raise ModelError(f"{manifest_path} is missing; re-export the model with `laps-export onnx`")
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ModelError(f"{manifest_path} is unreadable ({err}); re-export the model") from None
-    if not isinstance(manifest, dict) or manifest.get("schema") != MANIFEST_SCHEMA:
-        found = manifest.get("schema") if isinstance(manifest, dict) else type(manifest).__name__
-        raise ModelError(f"{manifest_path} has schema {found!r}, expected {MANIFEST_SCHEMA!r}; re-export the model")
-    files = manifest.get("files")
-    if not isinstance(files, dict) or TOKENIZER_NAME not in files:
-        raise ModelError(f"{manifest_path} does not list {TOKENIZER_NAME}; re-export the model")
-    for rel, entry in files.items():
+    manifest = read_manifest(root)
+    for rel, entry in manifest["files"].items():
         _verify_file(root, rel, entry)
     metadata = ModelMetadata.from_dict(manifest.get("model"))
     calibration = None
-    if CALIBRATION_NAME in files:
+    if CALIBRATION_NAME in manifest["files"]:
+        from edge.calibration_file import CalibrationFile
+
         try:
-            calibration = json.loads((root / CALIBRATION_NAME).read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise ModelError(f"{root / CALIBRATION_NAME} is not valid JSON ({err}); re-run calibration") from None
+            calibration = CalibrationFile.read(root / CALIBRATION_NAME)
+        except ConfigError as err:
+            raise ModelError(str(err)) from None
     return ModelDirectory(
         path=root, metadata=metadata, tokenizer_path=root / TOKENIZER_NAME,
         calibration=calibration, manifest=manifest,
     )
+
+
+def read_manifest(path: str | os.PathLike) -> dict:
+    """The parsed manifest.json of the directory `path`, its schema and file listing checked but
+    not the files (`load_model_directory` verifies them); one-line `ModelError` otherwise."""
+    manifest_path = Path(path) / MANIFEST_NAME
+    if not manifest_path.is_file():
+        raise ModelError(f"{manifest_path} is missing; re-export the model with `laps-export onnx`")
+    try:
+        raw = manifest_path.read_bytes()
+    except OSError as err:
+        raise ModelError(f"{manifest_path} is unreadable ({err}); re-export the model") from None
+    return parse_manifest(raw, str(manifest_path))
+
+
+def parse_manifest(raw: bytes, where: str = MANIFEST_NAME, fix: str = "re-export the model") -> dict:
+    """The one reader of manifest.json bytes (a model directory's, or a signed OTA bundle's before
+    it is unpacked): JSON, the schema, a file listing that names the tokenizer, and every entry a
+    plain relative path with a sha256/size pair. One-line `ModelError` ending in `fix` otherwise."""
+    try:
+        manifest = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ModelError(f"{where} is not JSON ({err}); {fix}") from None
+    if not isinstance(manifest, dict) or manifest.get("schema") != MANIFEST_SCHEMA:
+        found = manifest.get("schema") if isinstance(manifest, dict) else type(manifest).__name__
+        raise ModelError(f"{where} has schema {found!r}, expected {MANIFEST_SCHEMA!r}; {fix}")
+    files = manifest.get("files")
+    if not isinstance(files, dict) or TOKENIZER_NAME not in files:
+        raise ModelError(f"{where} does not list {TOKENIZER_NAME}; {fix}")
+    for rel, entry in files.items():
+        p = Path(rel)
+        if not rel or p.is_absolute() or ".." in p.parts or rel == MANIFEST_NAME:
+            raise ModelError(f"{where} lists {rel!r}, which is not a plain path inside the model directory; {fix}")
+        digest, size = (entry.get("sha256"), entry.get("size")) if isinstance(entry, dict) else (None, None)
+        if (not isinstance(digest, str) or len(digest) != 64 or isinstance(size, bool)
+                or not isinstance(size, int) or size < 0):
+            raise ModelError(f"{where} entry {rel!r} lacks a sha256/size pair; {fix}")
+    return manifest
 
 
 def _verify_file(root: Path, rel: str, entry: Any) -> None:
@@ -141,35 +181,106 @@ def write_manifest(
     files: Iterable[str] | None = None,
     extra: dict | None = None,
 ) -> Path:
-    """Write `manifest.json` for the directory `path`, hashing each file.
+    """Write `manifest.json` for a new directory `path`, hashing each file.
 
     `files`: paths relative to `path`; default every regular file under it except the
-    manifest and its signature. `version` is the monotonic bundle version (an int).
-    Returns the manifest's path.
+    manifest, its signature and the TensorRT engine cache. `version` is the monotonic bundle
+    version (an int). `extra`: further top-level records (e.g. "tracker"). Returns the
+    manifest's path.
     """
     root = Path(path)
-    if files is None:
-        files = sorted(
-            p.relative_to(root).as_posix() for p in root.rglob("*")
-            if p.is_file() and p.name not in (MANIFEST_NAME, "manifest.sig")
-        )
-    listing = {}
-    for rel in files:
-        target = root / rel
-        listing[rel] = {"sha256": sha256_file(target), "size": target.stat().st_size}
     manifest = {
         "schema": MANIFEST_SCHEMA,
         "bundle_id": bundle_id,
         "version": int(version),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
-        "files": listing,
+        "files": file_listing(root, files),
         "model": metadata.to_dict(),
     }
     if extra:
         manifest.update(extra)
-    out = root / MANIFEST_NAME
-    out.write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
-    return out
+    save_manifest(root, manifest)
+    return root / MANIFEST_NAME
+
+
+def update_manifest(
+    path: str | os.PathLike,
+    *,
+    files: Iterable[str] | None = None,
+    version: int | None = None,
+    records: dict | None = None,
+) -> ModelDirectory:
+    """Re-write the manifest of an existing directory after a deliberate change, and return the
+    directory loaded and verified.
+
+    Keeps its bundle id, model metadata and every other record; re-hashes `files` (default:
+    every file, as `write_manifest`); `version`: the new bundle version (default unchanged);
+    `records`: top-level records to add or replace (e.g. {"tracker": ...}).
+    """
+    root = Path(path)
+    current = read_manifest(root)
+    extra = {k: v for k, v in current.items() if k not in MANIFEST_FIELDS}
+    extra.update(records or {})
+    write_manifest(root, ModelMetadata.from_dict(current.get("model")), bundle_id=str(current.get("bundle_id", "")),
+                   version=int(current.get("version", 0)) if version is None else version, files=files, extra=extra)
+    return load_model_directory(root)
+
+
+def install_calibration(path: str | os.PathLike, calibration: CalibrationFile) -> Path:
+    """Put `calibration` into a model directory (its calibration.json and the manifest's file
+    list), so the device picks it up with the model; returns the file's path. Refuses a
+    calibration made for another model version, and a signed directory (changing it would
+    break the signature: re-bundle with `laps-export bundle build` instead)."""
+    root = Path(path)
+    model = load_model_directory(root)
+    if calibration.model_version != model.metadata.model_version:
+        raise ModelError(
+            f"calibration is for model {calibration.model_version!r} but {root} holds "
+            f"{model.metadata.model_version!r}; calibrate with --model {root}"
+        )
+    if (root / SIGNATURE_NAME).exists():
+        raise ModelError(
+            f"{root} is signed ({SIGNATURE_NAME}); adding {CALIBRATION_NAME} would break the signature, "
+            f"re-bundle the model with its calibration using laps-export"
+        )
+    target = calibration.write(root / CALIBRATION_NAME)
+    update_manifest(root, files=sorted(set(model.manifest["files"]) | {CALIBRATION_NAME}))
+    return target
+
+
+def file_listing(root: Path, files: Iterable[str] | None = None) -> dict[str, dict]:
+    """{relpath: {"sha256", "size"}} of `files` under `root` (default: every regular file but the
+    manifest, its signature and the TensorRT engine cache), sorted by path."""
+    if files is None:
+        files = [
+            p.relative_to(root).as_posix() for p in root.rglob("*")
+            if p.is_file() and p.name not in (MANIFEST_NAME, SIGNATURE_NAME)
+            and p.relative_to(root).parts[0] != TRT_CACHE_DIR
+        ]
+    listing = {}
+    for rel in sorted(files):
+        target = root / rel
+        listing[rel] = {"sha256": sha256_file(target), "size": target.stat().st_size}
+    return listing
+
+
+def manifest_bytes(manifest: dict) -> bytes:
+    """The one encoding of a manifest (sorted keys, one-space indent, newline): signatures cover
+    these bytes, and verification never re-encodes."""
+    return (json.dumps(manifest, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def save_manifest(path: str | os.PathLike, manifest: dict) -> bytes:
+    """Write `manifest` as `<path>/manifest.json` atomically (a reader never sees half of it) and
+    return the bytes written. The one place a manifest is written."""
+    if manifest.get("schema") != MANIFEST_SCHEMA:
+        raise ModelError(f"a manifest needs schema {MANIFEST_SCHEMA!r}, not {manifest.get('schema')!r}")
+    root = Path(path)
+    raw = manifest_bytes(manifest)
+    tmp = root / (MANIFEST_NAME + ".tmp")
+    tmp.write_bytes(raw)
+    os.replace(tmp, root / MANIFEST_NAME)
+    return raw
 
 
 #: Model specs every command and the configuration accept besides a path.

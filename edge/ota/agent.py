@@ -53,7 +53,7 @@ from edge.ota.manifest import (
     verify_files,
     verify_signatures,
 )
-from edge.ota.messages import parse_desired
+from edge.ota.messages import DesiredMessage
 from edge.ota.selftest import SelfTestReport, run_self_test
 from edge.ota.store import OtaStore
 
@@ -186,14 +186,14 @@ class OtaAgent:
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
-        self._queue.put({})
+        self._queue.put(None)
         if self._thread is not None:
             self._thread.join(timeout)
 
     def on_desired(self, topic: str, payload: bytes, retained: bool) -> None:
         """MQTT callback (link thread): validate and queue; the newest desired wins."""
         try:
-            desired = parse_desired(payload)
+            desired = DesiredMessage.from_json_or_none(payload)
         except LapsError as err:
             log.error("ignoring a malformed OTA desired message on %s: %s", topic, err)
             return
@@ -202,7 +202,7 @@ class OtaAgent:
             return
         self._queue.put(desired)
 
-    def submit(self, desired: dict) -> None:
+    def submit(self, desired: DesiredMessage) -> None:
         """Queue a desired message directly (tests, and anything that is not MQTT)."""
         self._queue.put(desired)
 
@@ -218,12 +218,12 @@ class OtaAgent:
             try:
                 self._handle(desired)
             except Exception:  # a bug must not kill the agent thread silently; the device runs on
-                log.exception("OTA agent: unexpected error while handling version %s", desired.get("version"))
+                log.exception("OTA agent: unexpected error while handling version %s", desired.version)
             finally:
                 self.busy.clear()
 
-    def _handle(self, desired: dict) -> None:
-        version, rollout = int(desired["version"]), str(desired.get("rollout_id", ""))
+    def _handle(self, desired: DesiredMessage) -> None:
+        version, rollout = desired.version, desired.rollout_id
         state = self.store.load()
         if version == state.committed:
             self._answer_once(version, "committed", rollout, "already installed and committed")
@@ -251,12 +251,12 @@ class OtaAgent:
         self.report(state, version, detail, rollout_id=rollout)
 
     # -- one update ----------------------------------------------------------------------------------
-    def _update(self, desired: dict) -> None:
+    def _update(self, desired: DesiredMessage) -> None:
         """Turn one `desired` message into a committed model, stage by stage (the module doc's
         state machine): verify and stage the manifest, download and self-test, swap and watch the
         health window, commit. Each stage reports its state; a failure before the swap refuses
         the version, one after it rolls back."""
-        version, url, rollout = int(desired["version"]), desired["url"].rstrip("/"), str(desired.get("rollout_id", ""))
+        version, url, rollout = desired.version, desired.url.rstrip("/"), desired.rollout_id
         clock = _StageClock()
         self.report("downloading", version, "fetching the signed manifest", rollout_id=rollout, progress=0.0)
         try:
@@ -272,7 +272,7 @@ class OtaAgent:
         if self._swap_and_watch(version, rollout, selftest, clock):
             self._commit(version, rollout, expiry_note, clock)
 
-    def _verify_and_stage_manifest(self, desired: dict, url: str, version: int, rollout: str
+    def _verify_and_stage_manifest(self, desired: DesiredMessage, url: str, version: int, rollout: str
                                    ) -> tuple[BundleManifest, Path, str]:
         """Fetch the manifest and its signatures, check hash, signatures, version rule, size and
         disk space, and write both into the staging folder. Returns (manifest, staging folder,
@@ -282,10 +282,10 @@ class OtaAgent:
         sig = fetch_bytes(f"{url}/{SIGNATURE_NAME}", timeout_s=s.download_timeout_s, ca_file=s.ca, missing_ok=True)
         self.report("verifying", version, "checking signatures and the version rule", rollout_id=rollout)
         got = hashlib.sha256(raw).hexdigest()
-        if got != desired["manifest_sha256"]:
+        if got != desired.manifest_sha256:
             raise BundleRejected(
                 f"manifest at {url} has sha256 {got[:12]}…, the desired message says "
-                f"{desired['manifest_sha256'][:12]}…; the manifest was changed after the rollout was published"
+                f"{desired.manifest_sha256[:12]}…; the manifest was changed after the rollout was published"
             )
         verify_signatures(raw, sig, list(s.trusted_keys), s.threshold)
         manifest = parse_manifest(raw, f"{url}/manifest.json")

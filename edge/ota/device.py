@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import Callable
 
 from edge.errors import ConfigError
-from edge.messages import encode
 from edge.model import resolve_model_spec
 from edge.ota.agent import AgentSettings, OtaAgent, PipelineSwitch
 from edge.ota.manifest import load_trusted_keys
-from edge.ota.messages import status_message
+from edge.ota.messages import StatusMessage
 from edge.ota.store import OtaStore
 
 log = logging.getLogger(__name__)
@@ -81,11 +80,11 @@ class OtaRuntime:
 
     def report(self, state: str, version: int | None, detail: str = "", **extra) -> None:
         """Queue a `laps.ota-status/1` message in the outbox (survives restarts, QoS 1)."""
-        msg = status_message(state, device_id=self.cfg.device.id, site=self.cfg.device.site,
-                             boot_id=self.rt.boot_id, version=version, installed=self.store.load().committed,
-                             detail=detail, **extra)
-        log.info("OTA status: %s %s %s", state, version, msg["detail"])
-        self.rt.ota_state, self.rt.ota_installed_version = state, msg.get("installed")
-        self.rt.outbox.put(f"ota:{uuid.uuid4()}", self.rt.topics.ota_status, encode(msg))
+        msg = StatusMessage(state, device_id=self.cfg.device.id, site=self.cfg.device.site,
+                            boot_id=self.rt.boot_id, version=version, installed=self.store.load().committed,
+                            detail=detail, **extra)
+        log.info("OTA status: %s %s %s", state, version, msg.detail)
+        self.rt.ota_state, self.rt.ota_installed_version = state, msg.installed
+        self.rt.outbox.put(f"ota:{uuid.uuid4()}", self.rt.topics.ota_status, msg.to_json())
         if self.rt.link is not None:
             self.rt.link.wake()

@@ -39,10 +39,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable
 
-from edge.model.directory import MANIFEST_NAME, MANIFEST_SCHEMA, TOKENIZER_NAME
+from edge.errors import ModelError
+from edge.model.directory import MANIFEST_NAME, SIGNATURE_NAME
+from edge.model.directory import parse_manifest as parse_model_manifest
 from edge.ota.errors import BundleRejected
 
-SIGNATURE_NAME = "manifest.sig"
 SIGNATURES_SCHEMA = "laps.bundle-signatures/1"
 #: domain separation: what an Ed25519 signature over a bundle manifest actually signs
 SIGNING_CONTEXT = b"laps.bundle-manifest/1 signature\n"
@@ -87,40 +88,18 @@ class TrustedKey:
     origin: str = ""
 
 
-def manifest_bytes(manifest: dict) -> bytes:
-    """The deterministic encoding the exporter writes (sorted keys, one-space indent, newline).
-
-    Verification never re-encodes: it checks the bytes as stored and downloaded."""
-    return (json.dumps(manifest, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
-
-
 def parse_manifest(raw: bytes, where: str = MANIFEST_NAME) -> BundleManifest:
     """Parse manifest bytes into a `BundleManifest`; anything malformed is `BundleRejected`."""
     try:
-        data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise BundleRejected(f"{where} is not JSON ({err}); the bundle is corrupt, rebuild it") from None
-    if not isinstance(data, dict) or data.get("schema") != MANIFEST_SCHEMA:
-        found = data.get("schema") if isinstance(data, dict) else type(data).__name__
-        raise BundleRejected(f"{where} has schema {found!r}, expected {MANIFEST_SCHEMA!r}; rebuild the bundle")
+        data = parse_model_manifest(raw, where, fix="the bundle is corrupt, rebuild it")
+    except ModelError as err:
+        raise BundleRejected(str(err)) from None
     version = data.get("version")
     if isinstance(version, bool) or not isinstance(version, int) or version <= 0:
         raise BundleRejected(f"{where} has version {version!r}; a bundle needs an integer version > 0")
-    listing = data.get("files")
-    if not isinstance(listing, dict) or TOKENIZER_NAME not in listing:
-        raise BundleRejected(f"{where} does not list {TOKENIZER_NAME}; rebuild the bundle")
-    files: dict[str, tuple[str, int]] = {}
-    for rel, entry in listing.items():
-        p = Path(rel)
-        if p.is_absolute() or ".." in p.parts or rel in (MANIFEST_NAME, SIGNATURE_NAME) or not rel:
-            raise BundleRejected(f"{where} lists {rel!r}, which is not a plain path inside the bundle; rebuild it")
-        if not isinstance(entry, dict):
-            raise BundleRejected(f"{where} entry {rel!r} is not an object; rebuild the bundle")
-        digest, size = entry.get("sha256"), entry.get("size")
-        if (not isinstance(digest, str) or len(digest) != 64 or isinstance(size, bool)
-                or not isinstance(size, int) or size < 0):
-            raise BundleRejected(f"{where} entry {rel!r} lacks a sha256/size pair; rebuild the bundle")
-        files[rel] = (digest.lower(), size)
+    if SIGNATURE_NAME in data["files"]:
+        raise BundleRejected(f"{where} lists {SIGNATURE_NAME!r}, which is not a plain path inside the bundle; rebuild it")
+    files = {rel: (entry["sha256"].lower(), entry["size"]) for rel, entry in data["files"].items()}
     expires = None
     if data.get("expires"):
         try:

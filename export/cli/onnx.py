@@ -90,7 +90,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="monotonic bundle version for OTA (default 1 for a new tokenizer directory; the current "
                         "version + 1 when a tracker is added or a directory is overwritten)")
     p.add_argument("--calibration", metavar="FILE",
-                   help="calibration.json to ship ({'params': HysteresisParams fields, 'provenance': ...})")
+                   help="calibration.json to ship (from laps-calibrate, or an earlier export)")
     p.add_argument("--calibrate-seeds", metavar="LIST",
                    help="search theta_on, then the within-activity split step's window and threshold, on these "
                         "labelled synthetic VALIDATION seeds (500-599), e.g. 500-503")
@@ -118,13 +118,15 @@ def handler(args: argparse.Namespace) -> int:
 
     import numpy as np
 
+    from calibration.labelled import latent_energy, search_theta_on
+    from edge.calibration_file import CalibrationFile, tool_version, utc_now
     from edge.energy import HysteresisParams
     from edge.errors import ConfigError
-    from edge.model import CALIBRATION_NAME, GOLDEN_DIR
+    from edge.model import CALIBRATION_NAME, GOLDEN_DIR, update_manifest
     from edge.tokenizer import TokenizerRuntime
+    from edge.tracking.onnx_student import TRACKER_NAME
     from export.tokenizer.dataset import cached_tracks, parse_seed_range, synthetic_spec
-    from export.tokenizer.onnx import rewrite_manifest, write_model_directory
-    from export.tokenizer.threshold_search import latent_energy, search_theta_on
+    from export.tokenizer.onnx import write_model_directory
     from export.tokenizer.train import load_checkpoint
     from export.tokenizer.windows import make_windows
     from export.verify import make_golden
@@ -150,14 +152,13 @@ def handler(args: argparse.Namespace) -> int:
         runtime.reset()
         return np.stack([runtime.step(v, m).z_q for v, m in zip(rec.velocity, rec.valid)])
 
-    calibration: dict | None = None
+    calibration: CalibrationFile | None = None
     cal_specs: list[str] = []
     if args.calibration:
         path = Path(args.calibration)
         if not path.is_file():
             raise ConfigError(f"calibration file {path} does not exist; give a calibration.json or use --calibrate-seeds")
-        calibration = json.loads(path.read_text(encoding="utf-8"))
-        HysteresisParams.from_dict(calibration.get("params", calibration))  # validate before shipping
+        calibration = CalibrationFile.read(path)  # validated before shipping
     elif args.calibrate_seeds:
         seeds = parse_seed_range(args.calibrate_seeds)
         bad = [s for s in seeds if not 500 <= s <= 599]
@@ -179,14 +180,13 @@ def handler(args: argparse.Namespace) -> int:
             split = calibrate_split_labelled(latents, [np.asarray(g) for g in gts], conventions.fps, params)
             params, f1 = split.params, split.score
             method += "; then the split window and threshold with the best boundary F1@2s (calibration.split)"
-        calibration = {
-            "params": params.to_dict(),
-            "provenance": {
-                "method": method, "sources": cal_specs, "tracker": args.tracker,
-                "energy": "newest-token latent energy ||z_q,t - z_q,t-1||", "f1_at_2s": f1,
-                "model_version": args.model_version,
-            },
-        }
+        calibration = CalibrationFile(
+            params=params, model_version=args.model_version, fps=float(conventions.fps), mode="labelled",
+            criterion="boundary_f1@2s", score=float(f1),
+            details={"method": method, "sources": cal_specs, "tracker": args.tracker,
+                     "energy": "newest-token latent energy ||z_q,t - z_q,t-1||"},
+            created=utc_now(), tool="laps-export", tool_version=tool_version(),
+        )
         split_text = (f", split window {params.split_window} threshold {params.split_theta:.4g}" if params.splits
                       else ", no split")
         print(f"calibration: theta_on {params.theta_on:.4g}{split_text}, F1@2s {f1:.3f} on seeds {args.calibrate_seeds}")
@@ -197,7 +197,7 @@ def handler(args: argparse.Namespace) -> int:
     clip_v, clip_m = rec.velocity[:n], rec.valid[:n]
     wv, wm = make_windows([rec], conventions.window, conventions.window)
     if calibration is not None:
-        golden_params = HysteresisParams.from_dict(calibration.get("params", calibration))
+        golden_params = calibration.params
     else:
         # No thresholds to ship: the golden segments still pin the kernel path, at the median energy.
         golden_params = HysteresisParams(theta_on=float(np.median(latent_energy(tokenize(rec)[:n]))))
@@ -210,8 +210,14 @@ def handler(args: argparse.Namespace) -> int:
         f"and {n} frames of tracks of `{golden_spec}` ({args.tracker} tracker) with expected per-frame codes and "
         f"{len(golden['clip_segments'])} expected segments. Checked by `laps-export verify`.\n", encoding="utf-8")
     if calibration is not None:
-        (md.path / CALIBRATION_NAME).write_text(json.dumps(calibration, indent=1) + "\n", encoding="utf-8")
-    md = rewrite_manifest(md) if kept_tracker is None else _put_tracker_back(md, kept_tracker)
+        calibration.write(md.path / CALIBRATION_NAME)
+    records = None
+    if kept_tracker is not None:
+        # The kept tracker goes back with its manifest record; loading the directory again checks
+        # it against the new tokenizer's conventions.
+        (md.path / TRACKER_NAME).write_bytes(kept_tracker["bytes"])
+        records = {"tracker": kept_tracker["record"]}
+    md = update_manifest(md.path, records=records)
     size = sum(p.stat().st_size for p in md.path.rglob("*") if p.is_file())
     print(json.dumps({"model_dir": str(md.path), "version": args.model_version, "bytes": size,
                       "golden_segments": int(len(golden["clip_segments"])),
@@ -223,30 +229,16 @@ def _tracker_to_keep(out) -> dict | None:
     """The distilled tracker of the model directory about to be overwritten (its file's bytes, its
     manifest record and the directory's bundle version), so a re-exported tokenizer keeps it;
     None when there is none."""
-    import json
-
-    from edge.model import MANIFEST_NAME
+    from edge.model import MANIFEST_NAME, read_manifest
     from edge.tracking.onnx_student import TRACKER_NAME
 
     manifest_path, tracker_path = out / MANIFEST_NAME, out / TRACKER_NAME
     if not (manifest_path.is_file() and tracker_path.is_file()):
         return None
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    manifest = read_manifest(out)
     if "tracker" not in manifest:
         return None
     return {"bytes": tracker_path.read_bytes(), "record": manifest["tracker"], "version": int(manifest.get("version", 0))}
-
-
-def _put_tracker_back(md, kept: dict):
-    """Write the kept tracker into the new directory and the manifest with its record; the
-    directory is loaded again, which checks the tracker against the tokenizer's conventions."""
-    from edge.model import load_model_directory, write_manifest
-    from edge.tracking.onnx_student import TRACKER_NAME
-
-    (md.path / TRACKER_NAME).write_bytes(kept["bytes"])
-    write_manifest(md.path, md.metadata, bundle_id=md.bundle_id, version=int(md.manifest["version"]),
-                   extra={"tracker": kept["record"]})
-    return load_model_directory(md.path)
 
 
 def synthetic_ground_truth(spec: str) -> list[tuple[float, float]]:
@@ -269,7 +261,7 @@ def _export_tracker(args: argparse.Namespace) -> int:
     import math
     from pathlib import Path
 
-    from edge.model import MANIFEST_NAME
+    from edge.model import MANIFEST_NAME, read_manifest
     from edge.tracking.onnx_student import TRACKER_NAME
     from export.tracker.onnx import add_tracker_to_model_directory, build_metadata, export_tracker
     from export.tracker.model import SUBPIXEL_FIELDS, trim_passes
@@ -321,7 +313,7 @@ def _export_tracker(args: argparse.Namespace) -> int:
                 **ckpt.get("provenance", {})}
     out = Path(args.out)
     if (out / MANIFEST_NAME).is_file():
-        current = int(json.loads((out / MANIFEST_NAME).read_text(encoding="utf-8")).get("version", 0))
+        current = int(read_manifest(out).get("version", 0))
         version = current + 1 if args.bundle_version is None else args.bundle_version
         path = add_tracker_to_model_directory(model, out, model_version=args.model_version, bundle_version=version,
                                               training=training, **thresholds)

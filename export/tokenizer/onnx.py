@@ -8,7 +8,6 @@ metadata_props under `laps.metadata` (plus a few flat keys for people reading it
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import warnings
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from edge.calibration_file import CalibrationFile
 from edge.errors import ConfigError
 from edge.model import (
     CALIBRATION_NAME,
@@ -103,13 +103,13 @@ def write_model_directory(
     model_version: str,
     bundle_version: int = 1,
     training_data_hash: str = "",
-    calibration: dict | None = None,
+    calibration: CalibrationFile | None = None,
     golden: dict[str, np.ndarray] | None = None,
     overwrite: bool = False,
 ) -> ModelDirectory:
     """Export `model` into a fresh model directory and return it, loaded and verified.
 
-    calibration: the calibration.json content ({"params": HysteresisParams dict, "provenance": ...}).
+    calibration: the thresholds to ship as calibration.json.
     golden: arrays for golden/golden.npz (see `export.verify.make_golden`); codes are checked by
     `laps-export verify` and the device self-test.
     """
@@ -122,17 +122,9 @@ def write_model_directory(
     metadata = build_metadata(model, conventions, model_version=model_version, training_data_hash=training_data_hash)
     export_encoder(model, metadata, out / TOKENIZER_NAME)
     if calibration is not None:
-        (out / CALIBRATION_NAME).write_text(json.dumps(calibration, indent=1) + "\n", encoding="utf-8")
+        calibration.write(out / CALIBRATION_NAME)
     if golden is not None:
         (out / GOLDEN_DIR).mkdir()
         np.savez_compressed(out / GOLDEN_DIR / "golden.npz", **golden)
     write_manifest(out, metadata, bundle_id=f"laps-tokenizer-{model_version}", version=bundle_version)
     return load_model_directory(out)
-
-
-def rewrite_manifest(model_dir: ModelDirectory) -> ModelDirectory:
-    """Re-hash every file after a deliberate change (a new calibration.json, golden data)."""
-    write_manifest(
-        model_dir.path, model_dir.metadata, bundle_id=model_dir.bundle_id, version=int(model_dir.manifest["version"]),
-    )
-    return load_model_directory(model_dir.path)

@@ -10,6 +10,7 @@ files are left byte for byte as they were.
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from datetime import datetime, timezone
@@ -18,7 +19,7 @@ from pathlib import Path
 import torch
 
 from edge.errors import ConfigError
-from edge.model import MANIFEST_NAME, load_model_directory, write_manifest
+from edge.model import load_model_directory, update_manifest
 from edge.tracking.onnx_student import (
     TRACKER_METADATA_KEY,
     TRACKER_NAME,
@@ -141,13 +142,6 @@ def add_tracker_to_model_directory(model: StudentTracker, model_dir: str | os.Pa
                            input_size=tuple(meta.input_size), fps=meta.fps, model_version=model_version,
                            training=training, **thresholds)
     path = export_tracker(model, tmeta, md.path / TRACKER_NAME)
-    extra = {k: v for k, v in md.manifest.items()
-             if k not in ("schema", "bundle_id", "version", "created", "files", "model")}
-    import json
-
-    extra["tracker"] = json.loads(tmeta.to_json())
-    files = sorted(set(md.manifest["files"]) | {TRACKER_NAME})
-    write_manifest(md.path, md.metadata, bundle_id=md.bundle_id, version=bundle_version, files=files, extra=extra)
-    load_model_directory(md.path)  # re-verify what was written
-    assert (md.path / MANIFEST_NAME).is_file()
+    update_manifest(md.path, files=sorted(set(md.manifest["files"]) | {TRACKER_NAME}), version=bundle_version,
+                    records={"tracker": json.loads(tmeta.to_json())})  # loads and re-verifies what was written
     return path

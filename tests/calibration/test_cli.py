@@ -7,7 +7,7 @@ import sys
 import numpy as np
 
 from calibration.cli import main
-from edge.pipeline import load_calibration
+from edge.calibration_file import CalibrationFile
 
 from .makers import active_segments_s, bursty_series, write_trace
 
@@ -20,7 +20,7 @@ def test_run_on_traces_writes_calibration_and_report(tmp_path, capsys):
     assert main(["run", str(tmp_path / "traces"), "--out", str(out), "--model", "none", "--quiet",
                  "--max-theta", "32", "--alpha", "0.7,1.0"]) == 0
     data = json.loads((out / "calibration.json").read_text())
-    assert load_calibration(str(out / "calibration.json")).theta_on == data["params"]["theta_on"]
+    assert CalibrationFile.read(out / "calibration.json").params.theta_on == data["params"]["theta_on"]
     assert [r["name"] for r in data["data"]["recordings"]] == ["cam0", "cam1"]
     assert data["sweep"]["parameter_sets"] == 32 * 2  # theta_on x the two alphas given
     assert (out / "report.html").is_file()
@@ -108,7 +108,7 @@ def test_run_with_a_tokenizer_calibrates_the_split_step(tmp_path, capsys, tiny_m
     data = json.loads((out / "calibration.json").read_text())
     assert data["split"]["mode"] == "unsupervised" and data["params"]["split_window"] == 8
     assert data["params"]["split_theta"] > 0 and data["split"]["peaks"] > 0
-    assert load_calibration(str(out / "calibration.json")).splits
+    assert CalibrationFile.read(out / "calibration.json").params.splits
     assert "split step: window 8 steps" in capsys.readouterr().out
 
 

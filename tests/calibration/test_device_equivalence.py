@@ -15,7 +15,7 @@ from edge.assembler import segments_from_features
 from edge.energy import HysteresisParams, run_series, run_sweep, stack_params
 from edge.pipeline import build_pipeline
 from edge.loop import run_stream
-from edge.sinks import EnergyTraceSink
+from edge.energy_trace import EnergyTraceRecorder
 from edge.sources.factory import open_source
 
 from .makers import bursty_series
@@ -54,10 +54,10 @@ def test_the_pipeline_frame_by_frame_and_the_sweep_over_its_recorded_energy_agre
     params = cal.params
     # The device: a fresh pipeline with the calibrated parameters, one frame at a time.
     pipe = build_pipeline(conv.model_dir, params=params, keep_keyframes=False, providers="cpu")
-    trace = EnergyTraceSink()
+    trace = EnergyTraceRecorder(fps=pipe.fps, model_version=pipe.model_version)
     segments = run_stream(open_source(spec, fps=pipe.fps, size=pipe.input_size), pipe, [trace])
     mask = run_sweep(rec.energy, stack_params([params]))[0]
-    assert len(trace.rows) == rec.n_steps
+    assert len(trace) == rec.n_steps
     assert len(segments) >= 1
     assert [(s.start_frame, s.end_frame) for s in segments] == _mask_runs(mask)
 

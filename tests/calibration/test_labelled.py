@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from calibration.labelled import calibrate_labelled, match_labels, read_labels
+from calibration.labelled import calibrate_labelled, match_labels, read_labels, search_theta_on
 from calibration.recordings import EnergyRecording
 from calibration.sweep import SweepSpace
 from calibration.unsupervised import calibrate_unsupervised
@@ -79,3 +79,24 @@ def test_ground_truth_json_beside_a_trace_belongs_to_that_run_folder(tmp_path):
     (tmp_path / "run1").mkdir()
     (tmp_path / "run1" / "ground_truth.json").write_text(json.dumps({"segments": [[1.0, 2.0]]}))
     assert list(match_labels([str(tmp_path / "run1" / "ground_truth.json")], [rec, other])) == ["run1"]
+
+
+def test_the_theta_on_search_keeps_the_best_boundary_f1_and_the_lower_theta_on_a_tie():
+    from edge.energy import HysteresisParams, run_series
+    from edge.evaluation import boundary_f1
+
+    energies, truth = [], []
+    for seed in (1, 2):
+        energy, _, active = bursty_series(seed, 400)
+        energies.append(energy)
+        truth.append([tuple(s) for s in active_segments_s(active)])
+    base = HysteresisParams(theta_on=0.0, alpha=0.5)
+    params, summary = search_theta_on(energies, truth, 10.0, base=base, n_candidates=16)
+    curve = np.asarray(summary["curve"])
+    best = curve[:, 1].max()
+    assert params == HysteresisParams(theta_on=summary["theta_on"], alpha=0.5)
+    assert summary["f1"] == best and summary["theta_on"] == curve[curve[:, 1] == best, 0].min()
+    # The curve is the scorer's own figure for each candidate (checked for the chosen one).
+    preds = [run_series(e, params).segments / 10.0 for e in energies]
+    gts = [np.asarray(t, np.float64).reshape(-1, 2) for t in truth]
+    assert boundary_f1(preds, gts, 2.0, [len(e) / 10.0 for e in energies]) == summary["f1"]

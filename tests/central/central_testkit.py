@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.messages import Topics, encode, segment_message
+from edge.messages import SegmentMessage, Topics
 from edge.segments import Segment, utc_iso, uuid7
 from tests.service.helpers import Mosquitto, Subscriber, free_port, wait_until
 
@@ -46,7 +46,7 @@ def make_segments(n: int, *, seed: int = 0, steps: int = 12, codes: list[list[in
 def segment_payloads(segments: list[Segment], site: str = "site-a", device: str = "dev-1") -> list[tuple[str, bytes]]:
     """(topic, payload) per segment exactly as the device publishes them."""
     topics = Topics(site, device)
-    return [(topics.segments, encode(segment_message(s, device_id=device, site=site, boot_id="boot-1", seq=i)))
+    return [(topics.segments, SegmentMessage.from_segment(s, device_id=device, site=site, boot_id="boot-1", seq=i).to_json())
             for i, s in enumerate(segments)]
 
 

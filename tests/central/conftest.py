@@ -24,6 +24,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     tiny untrained tokenizer: 160x120 frames, a 4x4 grid, T = 6, FSQ levels [8, 8, 6, 5]."""
     import torch
 
+    from edge.calibration_file import CalibrationFile
     from edge.energy import HysteresisParams
     from export.tokenizer.model import MotionTokenizer, TokenizerConfig
     from export.tokenizer.onnx import write_model_directory
@@ -42,7 +43,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     # theta_on picked from this model's energy on a synthetic clip (median 0.11, p90 0.26).
     params = HysteresisParams(theta_on=0.12, min_steps=3)
     write_model_directory(model.eval(), conv, out, model_version=MODEL_VERSION,
-                          calibration={"params": params.to_dict()})
+                          calibration=CalibrationFile(params, model_version=MODEL_VERSION))
     return out
 
 

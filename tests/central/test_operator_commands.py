@@ -14,7 +14,7 @@ from central.config import load_central_config
 from central.ingest import run_ingest
 from central.store import Store
 from central_testkit import Publisher, make_segments, segment_payloads, wait_until, write_central_config
-from edge.messages import Topics, encode, state_message
+from edge.messages import StateMessage, Topics
 from library_data import fill_store
 
 
@@ -88,8 +88,8 @@ def test_status_shows_each_device_state_last_seen_segments_batches_and_quarantin
         items.append((Topics("plant-a", "ws-02").segments, b"not json"))
         pub.publish_all(items)
         for device, state in (("ws-01", "online"), ("ws-02", "offline")):
-            msg = state_message(state, device_id=device, site="plant-a", boot_id="b1", model_version="m1")
-            pub.client.publish(Topics("plant-a", device).state, encode(msg), qos=1, retain=True).wait_for_publish(5)
+            msg = StateMessage(state, device_id=device, site="plant-a", boot_id="b1", model_version="m1")
+            pub.client.publish(Topics("plant-a", device).state, msg.to_json(), qos=1, retain=True).wait_for_publish(5)
         with Store(cfg.store.path) as store:
             assert wait_until(lambda: len(store.device_summary()) == 2 and all(
                 d.state for d in store.device_summary()), 15.0)

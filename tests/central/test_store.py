@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timezone
 
 from central.ingest import validate_segment
@@ -47,7 +48,6 @@ def test_reingesting_a_segment_keeps_the_first_copy(tmp_path):
         seg = make_segments(1)[0]
         topic, payload = segment_payloads([seg])[0]
         store.ingest([(validate_segment(topic, payload), topic)], [])
-        other = validate_segment(topic, payload)
-        other["energy"]["max"] = 99.0
+        other = dataclasses.replace(validate_segment(topic, payload), energy_max=99.0)
         assert store.ingest([(other, topic)], []) == (0, 1)
         assert store.segments()[0].energy_max == 2.0

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.messages import Topics, encode
-from edge.ota.messages import desired_message
+from edge.messages import Topics
+from edge.ota.messages import DesiredMessage
 from tests.service.helpers import Mosquitto, Subscriber, wait_until
 
 __all__ = ["Mosquitto", "Subscriber", "wait_until"]  # re-exported for the OTA tests and benchmark
@@ -195,12 +195,12 @@ class DesiredPublisher:
         self.client.loop_start()
 
     def desire(self, device: str, bundle: Path, url: str, *, version: int | None = None,
-               sha256: str | None = None) -> dict:
+               sha256: str | None = None) -> DesiredMessage:
         from edge.ota.manifest import parse_manifest
 
         v = version if version is not None else parse_manifest((bundle / "manifest.json").read_bytes()).version
-        msg = desired_message(v, url, sha256 or manifest_sha256(bundle), rollout_id="test")
-        self.client.publish(Topics(SITE, device).ota_desired, encode(msg), qos=1, retain=True).wait_for_publish(5)
+        msg = DesiredMessage(v, url, sha256 or manifest_sha256(bundle), rollout_id="test")
+        self.client.publish(Topics(SITE, device).ota_desired, msg.to_json(), qos=1, retain=True).wait_for_publish(5)
         return msg
 
     def close(self) -> None:

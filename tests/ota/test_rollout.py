@@ -113,11 +113,11 @@ def test_rollout_abort_without_a_live_rollout_process_clears_the_desired_it_had_
     sent = DesiredPublisher(broker.port)
     (tmp_path / "central.toml").write_text(
         f'[paths]\ndata_dir = "{tmp_path / "data"}"\n[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\n')
-    from edge.messages import Topics, encode
-    from edge.ota.messages import desired_message
+    from edge.messages import Topics
+    from edge.ota.messages import DesiredMessage
 
-    msg = desired_message(2, "http://127.0.0.1:1/bundles/2", "a" * 64, rollout_id="r2-dead")
-    sent.client.publish(Topics(SITE, "sent-one").ota_desired, encode(msg), qos=1, retain=True).wait_for_publish(5)
+    msg = DesiredMessage(2, "http://127.0.0.1:1/bundles/2", "a" * 64, rollout_id="r2-dead")
+    sent.client.publish(Topics(SITE, "sent-one").ota_desired, msg.to_json(), qos=1, retain=True).wait_for_publish(5)
     sent.close()
     RolloutState(tmp_path / "data" / "rollout" / "state.json").save({
         "rollout_id": "r2-dead", "version": 2, "state": "running", "pid": 2**22 + 12345, "stage": 1, "stages": 1,

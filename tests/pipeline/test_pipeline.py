@@ -9,23 +9,23 @@ from edge.energy import HysteresisParams, run_series
 from edge.errors import ConfigError
 from edge.loop import SegmentList, StreamLoop
 from edge.pipeline import build_pipeline, velocity_energy
-from edge.sinks import EnergyTraceSink
+from edge.energy_trace import EnergyTraceRecorder
 from edge.sources.factory import open_source
 
 
 def _run(pipe, spec):
-    """(finished segments, per-frame energy trace (T, 6)) of `spec` through the frame loop."""
-    found, trace = SegmentList(), EnergyTraceSink()
+    """(finished segments, per-frame `EnergyTrace`) of `spec` through the frame loop."""
+    found, trace = SegmentList(), EnergyTraceRecorder(fps=pipe.fps, model_version=pipe.model_version)
     with open_source(spec, fps=pipe.fps, size=pipe.input_size) as src:
         StreamLoop(pipe, [found, trace]).run(src)
-    return found.items, trace.array()
+    return found.items, trace.trace()
 
 
 def test_pipeline_segments_equal_the_series_runner_on_the_recorded_energy():
     pipe = build_pipeline(model_dir=None, params=HysteresisParams(theta_on=0.3), keep_keyframes=False)
     finished, trace = _run(pipe, "synthetic://assembly?seed=903&minutes=0.4")
     segments = [f.segment for f in finished]
-    expected = run_series(trace[:, 0], pipe.params).segments
+    expected = run_series(trace.energy, pipe.params).segments
     got = np.array([(s.start_frame, s.end_frame) for s in segments], dtype=np.int64).reshape(-1, 2)
     np.testing.assert_array_equal(got, expected)
     assert len(segments) > 0

@@ -31,9 +31,12 @@ def test_run_writes_segments_and_summary_for_a_synthetic_source(tmp_path, capsys
     assert "segments.jsonl" in printed and "F1@2s" in printed
     import numpy as np
 
-    with np.load(out / "energy.npz") as trace:
-        assert trace["energy"].shape == (300,)
-        assert np.all(trace["smoothed"][1:] >= 0)
+    from edge.energy_trace import EnergyTrace
+
+    trace = EnergyTrace.read(out / "energy.npz")
+    assert trace.energy.shape == (300,) and trace.model_version == "velocity-energy" and trace.fps == 10.0
+    assert np.all(trace.smoothed[1:] >= 0)
+    np.testing.assert_array_equal(trace.frame_index, np.arange(300))
 
 
 def test_run_without_source_names_the_missing_options(tmp_path, capsys):

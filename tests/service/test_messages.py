@@ -8,22 +8,18 @@ import pytest
 
 from edge.messages import (
     SEGMENT_SCHEMA,
+    BatchFile,
+    BatchManifest,
+    BatchSegment,
     MessageError,
+    MetricsMessage,
+    SegmentMessage,
+    StateMessage,
     Topics,
-    batch_announcement,
-    batch_manifest,
     decode,
     encode,
-    metrics_message,
-    parse_segment_message,
     parse_topic,
-    segment_message,
-    state_message,
     subscription,
-    validate_batch_manifest,
-    validate_metrics_message,
-    validate_segment_message,
-    validate_state_message,
 )
 from edge.segments import Segment, uuid7
 
@@ -58,7 +54,7 @@ def test_parse_topic_splits_site_device_and_kind():
 
 def test_segment_message_carries_every_design_field():
     seg = a_segment()
-    msg = segment_message(seg, device_id="ws-07", site="plant-a", boot_id="b-1", seq=4)
+    msg = SegmentMessage.from_segment(seg, device_id="ws-07", site="plant-a", boot_id="b-1", seq=4).to_dict()
     assert msg["schema"] == SEGMENT_SCHEMA == "laps.segment/1"
     assert msg["segment_id"] == seg.segment_id
     assert (msg["device_id"], msg["site"], msg["boot_id"], msg["seq"]) == ("ws-07", "plant-a", "b-1", 4)
@@ -72,47 +68,49 @@ def test_segment_message_carries_every_design_field():
 
 
 def test_segment_message_round_trips_through_bytes_and_validation():
-    msg = segment_message(a_segment(), device_id="d", site="s", boot_id="b", seq=0)
-    assert parse_segment_message(encode(msg)) == msg
+    msg = SegmentMessage.from_segment(a_segment(), device_id="d", site="s", boot_id="b", seq=0).to_dict()
+    assert SegmentMessage.from_json(encode(msg)).to_dict() == msg
 
 
 def test_segment_message_without_upload_has_no_dangling_keyframe_references():
-    msg = segment_message(a_segment(), device_id="d", site="s", boot_id="b", seq=0, keyframes=[])
+    msg = SegmentMessage.from_segment(a_segment(), device_id="d", site="s", boot_id="b", seq=0,
+                                      keyframes=[]).to_dict()
     assert msg["keyframes"] == []
 
 
 def test_validator_names_the_missing_field():
-    msg = segment_message(a_segment(), device_id="d", site="s", boot_id="b", seq=0)
+    msg = SegmentMessage.from_segment(a_segment(), device_id="d", site="s", boot_id="b", seq=0).to_dict()
     del msg["boot_id"]
     with pytest.raises(MessageError, match="field boot_id is missing"):
-        validate_segment_message(msg)
+        SegmentMessage.from_dict(msg)
 
 
 def test_validator_rejects_a_wrong_schema_version():
-    msg = segment_message(a_segment(), device_id="d", site="s", boot_id="b", seq=0)
+    msg = SegmentMessage.from_segment(a_segment(), device_id="d", site="s", boot_id="b", seq=0).to_dict()
     msg["schema"] = "laps.segment/2"
     with pytest.raises(MessageError, match="laps.segment/2"):
-        validate_segment_message(msg)
+        SegmentMessage.from_dict(msg)
 
 
 def test_validator_rejects_float_latents_in_codes():
-    msg = segment_message(a_segment(), device_id="d", site="s", boot_id="b", seq=0)
+    msg = SegmentMessage.from_segment(a_segment(), device_id="d", site="s", boot_id="b", seq=0).to_dict()
     msg["codes"] = [0.5, 1.2]
     with pytest.raises(MessageError, match="codes"):
-        validate_segment_message(msg)
+        SegmentMessage.from_dict(msg)
 
 
 def test_validator_rejects_end_before_start():
-    msg = segment_message(a_segment(), device_id="d", site="s", boot_id="b", seq=0)
+    msg = SegmentMessage.from_segment(a_segment(), device_id="d", site="s", boot_id="b", seq=0).to_dict()
     msg["end"]["frame"] = 10
     with pytest.raises(MessageError, match="before start.frame"):
-        validate_segment_message(msg)
+        SegmentMessage.from_dict(msg)
 
 
 def test_validator_rejects_non_utc_times():
-    msg = segment_message(a_segment(start_utc="2026-01-02 03:04:05"), device_id="d", site="s", boot_id="b", seq=0)
+    msg = SegmentMessage.from_segment(a_segment(start_utc="2026-01-02 03:04:05"), device_id="d", site="s", boot_id="b",
+                                      seq=0).to_dict()
     with pytest.raises(MessageError, match="start.utc"):
-        validate_segment_message(msg)
+        SegmentMessage.from_dict(msg)
 
 
 def test_decode_rejects_non_objects():
@@ -123,52 +121,52 @@ def test_decode_rejects_non_objects():
 
 
 def test_state_message_validates_and_refuses_unknown_states():
-    msg = state_message("online", device_id="d", site="s", boot_id="b", detail="camera ok")
-    assert validate_state_message(json.loads(encode(msg)))["state"] == "online"
+    msg = StateMessage("online", device_id="d", site="s", boot_id="b", detail="camera ok")
+    assert StateMessage.from_dict(json.loads(msg.to_json())).state == "online"
     with pytest.raises(MessageError, match="sleeping"):
-        state_message("sleeping", device_id="d", site="s", boot_id="b")
+        StateMessage("sleeping", device_id="d", site="s", boot_id="b")
 
 
 def test_metrics_message_reports_outbox_evictions_and_providers():
-    msg = metrics_message(device_id="d", site="s", boot_id="b", fps=9.87654, stage_latency_ms={"total": 12.3456},
-                          outbox={"depth": 3, "evicted_total": 2, "bytes": 10}, model_version="m",
-                          providers=["CPUExecutionProvider"], source_state="online", uptime_s=5,
-                          frames_total=50, segments_total=2)
-    validate_metrics_message(msg)
+    msg = MetricsMessage(device_id="d", site="s", boot_id="b", fps=9.87654, stage_latency_ms={"total": 12.3456},
+                         outbox={"depth": 3, "evicted_total": 2, "bytes": 10}, model_version="m",
+                         providers=["CPUExecutionProvider"], source_state="online", uptime_s=5,
+                         frames_total=50, segments_total=2).to_dict()
+    MetricsMessage.from_dict(msg)
     assert msg["outbox"]["evicted_total"] == 2 and msg["fps"] == 9.877
     assert msg["providers"] == ["CPUExecutionProvider"]
 
 
 def test_batch_manifest_and_announcement_validate():
     sid = str(uuid7())
-    manifest = batch_manifest(device_id="d", site="s", created="2026-01-01T00:00:00.000Z", segments=[
-        {"segment_id": sid, "files": [{"file": f"{sid}/keyframe_00000001.jpg", "kind": "keyframe", "frame": 1,
-                                       "sha256": "a" * 64, "size": 10}]}])
-    validate_batch_manifest(manifest)
-    ann = batch_announcement(manifest, archive_sha256="b" * 64, archive_size=2048, path="/v1/batches/d/" + "b" * 64)
-    assert validate_batch_manifest(ann)["archive"]["path"].endswith("b" * 64)
+    built = BatchManifest(device_id="d", site="s", created="2026-01-01T00:00:00.000Z", segments=(
+        BatchSegment(sid, (BatchFile(f"{sid}/keyframe_00000001.jpg", "keyframe", "a" * 64, 10, frame=1),)),))
+    manifest = built.to_dict()
+    BatchManifest.from_dict(manifest)
+    ann = built.announced(archive_sha256="b" * 64, archive_size=2048, path="/v1/batches/d/" + "b" * 64).to_json()
+    assert BatchManifest.from_json(ann).archive.path.endswith("b" * 64)
     manifest["segments"][0]["files"][0]["sha256"] = "xyz"
     with pytest.raises(MessageError, match="sha256"):
-        validate_batch_manifest(manifest)
+        BatchManifest.from_dict(manifest)
 
 
 def _valid() -> dict:
-    return segment_message(a_segment(), device_id="d", site="s", boot_id="b", seq=0)
+    return SegmentMessage.from_segment(a_segment(), device_id="d", site="s", boot_id="b", seq=0).to_dict()
 
 
 def test_a_time_that_matches_the_pattern_but_is_no_date_is_refused():
     msg = _valid()
     msg["start"]["utc"] = "2026-13-45T99:99:99Z"
     with pytest.raises(MessageError, match="start.utc .* is not a valid time"):
-        validate_segment_message(msg)
+        SegmentMessage.from_dict(msg)
 
 
 def test_nan_and_infinity_are_refused_when_decoding():
     text = encode(_valid()).decode().replace('"mean":0.25', '"mean":NaN')
     with pytest.raises(MessageError, match="NaN"):
-        parse_segment_message(text)
+        SegmentMessage.from_json(text)
     with pytest.raises(MessageError, match="Infinity"):
-        parse_segment_message(encode(_valid()).decode().replace('"fps":10.0', '"fps":-Infinity'))
+        SegmentMessage.from_json(encode(_valid()).decode().replace('"fps":10.0', '"fps":-Infinity'))
 
 
 def test_caps_refuse_oversize_fields_without_echoing_them():
@@ -177,20 +175,20 @@ def test_caps_refuse_oversize_fields_without_echoing_them():
     msg = _valid()
     msg["model_version"] = "v" * (MAX_TEXT_CHARS + 1)
     with pytest.raises(MessageError, match="model_version has 129 characters") as err:
-        validate_segment_message(msg)
+        SegmentMessage.from_dict(msg)
     assert len(str(err.value)) < 200
     msg = _valid()
     msg["codes"] = [1] * (MAX_CODES + 1)
     with pytest.raises(MessageError, match=f"at most {MAX_CODES}"):
-        validate_segment_message(msg)
+        SegmentMessage.from_dict(msg)
     msg = _valid()
     msg["pad"] = "x" * MAX_SEGMENT_PAYLOAD_BYTES
     with pytest.raises(MessageError, match="exceeds the cap"):
-        parse_segment_message(encode(msg))
+        SegmentMessage.from_json(encode(msg)).to_dict()
     msg = _valid()
     msg["seq"] = 2**63
     with pytest.raises(MessageError, match="seq"):
-        validate_segment_message(msg)
+        SegmentMessage.from_dict(msg)
 
 
 def test_segment_ids_have_one_canonical_spelling():
@@ -204,14 +202,74 @@ def test_segment_ids_have_one_canonical_spelling():
 
 
 def test_ack_message_round_trips_and_is_bounded():
-    from edge.messages import MAX_ACK_IDS, ack_message, parse_ack_message
+    from edge.messages import MAX_ACK_IDS, AckMessage, QuarantinedSegment
 
     ids = [str(uuid7()) for _ in range(3)]
-    msg = ack_message(site="s", device_id="d", segment_ids=ids[:2], quarantined=[(ids[2], "bad time")])
-    back = parse_ack_message(encode(msg))
+    msg = AckMessage(site="s", device_id="d", segment_ids=ids[:2], quarantined=[QuarantinedSegment(ids[2], "bad time")])
+    back = AckMessage.from_json(msg.to_json()).to_dict()
     assert back["segment_ids"] == ids[:2]
     assert back["quarantined"] == [{"segment_id": ids[2], "reason": "bad time"}]
     with pytest.raises(MessageError, match=f"at most {MAX_ACK_IDS}"):
-        ack_message(site="s", device_id="d", segment_ids=ids * MAX_ACK_IDS)
+        AckMessage(site="s", device_id="d", segment_ids=ids * MAX_ACK_IDS)
     assert Topics("s", "d").acks == "laps/v1/s/d/acks"
     assert parse_topic("laps/v1/s/d/acks") == ("s", "d", "acks")
+
+
+def test_every_message_class_reads_back_what_it_writes():
+    from edge.messages import AckMessage, QuarantinedSegment
+    from edge.ota.messages import DesiredMessage, StatusMessage
+
+    sid = str(uuid7())
+    messages = [
+        SegmentMessage.from_segment(a_segment(), device_id="d", site="s", boot_id="b", seq=1),
+        StateMessage("online", device_id="d", site="s", boot_id="b", detail="ok", model_version="m", software="x"),
+        MetricsMessage(device_id="d", site="s", boot_id="b", fps=9.5, stage_latency_ms={"total": 1.0},
+                       outbox={"depth": 0, "evicted_total": 0}, model_version="m", providers=["cpu"],
+                       source_state="online", uptime_s=1, frames_total=10, segments_total=1, disk={"at_floor": False}),
+        AckMessage(site="s", device_id="d", segment_ids=[sid], quarantined=[QuarantinedSegment(sid, "bad")]),
+        BatchManifest(device_id="d", site="s", created="2026-01-01T00:00:00.000Z", segments=(
+            BatchSegment(sid, (BatchFile(f"{sid}/clip.avi", "clip", "c" * 64, 99),)),)),
+        DesiredMessage(3, "https://central/bundles/3/", "d" * 64, rollout_id="r"),
+        StatusMessage("downloading", device_id="d", site="s", boot_id="b", version=3, installed=2, progress=0.5,
+                      timings_s={"download": 1.25}),
+    ]
+    for msg in messages:
+        assert type(msg).from_json(msg.to_json()) == msg, type(msg).__name__
+
+
+def test_fields_that_older_writers_left_out_still_load():
+    state = StateMessage("online", device_id="d", site="s", boot_id="b").to_dict()
+    del state["model_version"], state["software"]
+    assert StateMessage.from_dict(state).model_version == ""
+    metrics = MetricsMessage(device_id="d", site="s", boot_id="b", fps=1, stage_latency_ms={}, outbox={"depth": 0,
+                             "evicted_total": 0}, model_version="m", providers=[], source_state="online",
+                             uptime_s=1, frames_total=1, segments_total=0).to_dict()
+    del metrics["disk"]  # written since the free-space floor only
+    assert MetricsMessage.from_dict(metrics).disk == {}
+
+
+def test_the_state_reader_checks_every_field_the_writer_writes():
+    state = StateMessage("online", device_id="d", site="s", boot_id="b").to_dict()
+    state["software"] = 7
+    with pytest.raises(MessageError, match="field software = 7"):
+        StateMessage.from_dict(state)
+
+
+def test_a_manifest_keyframe_without_its_frame_index_is_refused():
+    sid = str(uuid7())
+    manifest = BatchManifest(device_id="d", site="s", created="2026-01-01T00:00:00.000Z", segments=(
+        BatchSegment(sid, (BatchFile(f"{sid}/keyframe_00000001.jpg", "keyframe", "a" * 64, 10, frame=1),)),)).to_dict()
+    del manifest["segments"][0]["files"][0]["frame"]
+    with pytest.raises(MessageError, match=r"segments\[0\].files\[0\].frame is missing"):
+        BatchManifest.from_dict(manifest)
+
+
+def test_ota_messages_refuse_a_bad_field_when_built_and_when_read():
+    from edge.ota.messages import DesiredMessage, StatusMessage
+
+    with pytest.raises(MessageError, match="url"):
+        DesiredMessage(2, "ftp://x", "a" * 64)
+    status = StatusMessage("committed", device_id="d", site="s", boot_id="b", version=2, installed=2).to_dict()
+    status["progress"] = 7
+    with pytest.raises(MessageError, match="progress"):
+        StatusMessage.from_dict(status)

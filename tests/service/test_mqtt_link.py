@@ -13,7 +13,7 @@ import time
 import pytest
 
 from edge.config import MqttConfig
-from edge.messages import Topics, state_message
+from edge.messages import AckMessage, MetricsMessage, QuarantinedSegment, StateMessage, Topics
 from edge.mqtt_link import MqttLink
 from edge.outbox import Outbox
 
@@ -31,7 +31,7 @@ def mqtt_cfg(port: int, **kw) -> MqttConfig:
 
 
 def state(s: str) -> dict:
-    return state_message(s, device_id="dev-1", site="site-a", boot_id="boot-1")
+    return StateMessage(s, device_id="dev-1", site="site-a", boot_id="boot-1")
 
 
 @pytest.fixture
@@ -139,14 +139,16 @@ def test_metrics_go_out_at_qos0_without_the_outbox(broker, subscriber_factory, o
     link = MqttLink(mqtt_cfg(broker.port), client_id="dev-1", topics=TOPICS, outbox=outbox)
     link.start()
     assert link.wait_connected(5)
-    link.publish_metrics({"schema": "laps.metrics/1", "fps": 10.0})
+    link.publish_metrics(MetricsMessage(device_id="dev-1", site="site-a", boot_id="boot-1", fps=10.0,
+                                        stage_latency_ms={}, outbox={"depth": 0, "evicted_total": 0}, model_version="m",
+                                        providers=[], source_state="online", uptime_s=0, frames_total=0,
+                                        segments_total=0))
     assert wait_until(lambda: sub.payloads("metrics"), 5)
     assert outbox.stats().put_total == 0
     link.stop()
 
 
 def test_end_to_end_rows_leave_only_on_centrals_ack_and_are_resent_until_then(broker, subscriber_factory, outbox):
-    from edge.messages import ack_message, encode
     from edge.segments import uuid7
 
     sub = subscriber_factory(broker.port, topic=TOPICS.segments)
@@ -164,9 +166,9 @@ def test_end_to_end_rows_leave_only_on_centrals_ack_and_are_resent_until_then(br
     assert wait_until(lambda: link.counters["resent"] >= 3, 10)
     assert wait_until(lambda: all(sum(1 for m in sub.payloads("segments") if m["segment_id"] == s) >= 2
                                   for s in ids), 10)
-    ack = ack_message(site="site-a", device_id="dev-1", segment_ids=[ids[0].upper(), ids[1]],
-                      quarantined=[(ids[2], "field start.utc is not a valid time")])
-    central.client.publish(TOPICS.acks, encode(ack), qos=1).wait_for_publish(5)
+    ack = AckMessage(site="site-a", device_id="dev-1", segment_ids=[ids[0].upper(), ids[1]],
+                     quarantined=[QuarantinedSegment(ids[2], "field start.utc is not a valid time")])
+    central.client.publish(TOPICS.acks, ack.to_json(), qos=1).wait_for_publish(5)
     # the link thread counts after the outbox commit: wait for both, not for the rows alone
     assert wait_until(lambda: outbox.depth == 0 and link.counters["confirmed"] == 3, 10)
     assert link.counters["quarantined_by_central"] == 1
@@ -175,7 +177,6 @@ def test_end_to_end_rows_leave_only_on_centrals_ack_and_are_resent_until_then(br
 
 
 def test_an_ack_for_another_device_deletes_nothing(broker, subscriber_factory, outbox):
-    from edge.messages import ack_message, encode
     from edge.segments import uuid7
 
     central = subscriber_factory(broker.port, topic="nothing/here")
@@ -185,8 +186,8 @@ def test_an_ack_for_another_device_deletes_nothing(broker, subscriber_factory, o
     outbox.put(sid, TOPICS.segments, b"{}", end_to_end=True)
     link.wake()
     assert wait_until(lambda: outbox.unconfirmed() == 1, 10)
-    wrong = ack_message(site="site-a", device_id="dev-2", segment_ids=[sid])
-    central.client.publish(TOPICS.acks, encode(wrong), qos=1).wait_for_publish(5)
+    wrong = AckMessage(site="site-a", device_id="dev-2", segment_ids=[sid])
+    central.client.publish(TOPICS.acks, wrong.to_json(), qos=1).wait_for_publish(5)
     time.sleep(0.5)
     assert outbox.depth == 1
     link.stop(drain_timeout_s=0.0)

@@ -125,7 +125,7 @@ def test_tls_with_the_right_password_delivers(tmp_path, subscriber_factory):
         sub = subscriber_factory(broker.port, tls_ca=ca, username="dev-1", password="right-password")
         rt = DeviceRuntime(tls_config(tmp_path, broker.port, ca, "right-password"))
         rt.start(model_version="synthetic", providers=[])
-        ids = [rt.emit(seg)["segment_id"] for seg in synthetic_segments(5)]
+        ids = [rt.emit(seg).segment_id for seg in synthetic_segments(5)]
         assert wait_until(lambda: set(ids) <= sub.segment_ids(), 10)
         rt.close()
     finally:
@@ -159,7 +159,8 @@ def test_tls_with_a_wrong_password_gives_one_clear_error_and_backs_off(tmp_path,
 def test_tls_without_the_ca_says_the_certificate_is_not_trusted(tmp_path):
     broker, ca = tls_broker(tmp_path)
     try:
-        from edge.config import MqttConfig, TlsConfig
+        from edge.broker import TlsConfig
+        from edge.config import MqttConfig
         from edge.mqtt_link import probe_broker
 
         cfg = MqttConfig(host="127.0.0.1", port=broker.port, tls=TlsConfig(enabled=True))

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.messages import validate_segment_message
+from edge.messages import SegmentMessage
 
 from .helpers import wait_until, write_config, write_video
 
@@ -95,7 +95,7 @@ def test_service_is_ready_when_warm_pings_the_watchdog_and_stops_cleanly_on_sigt
     states = [m["state"] for m in sub.payloads("state")]
     assert states[0] == "online" and states[-1] == "stopped" and "offline" not in states
     for msg in sub.payloads("segments"):
-        validate_segment_message(msg)
+        SegmentMessage.from_dict(msg)
         assert msg["model_version"] == shipped_version() and msg["device_id"] == "dev-1"
     assert [m["seq"] for m in sub.payloads("segments")] == list(range(len(sub.payloads("segments"))))
     metrics = sub.payloads("metrics")[-1]

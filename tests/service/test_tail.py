@@ -10,7 +10,7 @@ import pytest
 
 from edge.cli.tail import format_message
 from edge.config import load_config
-from edge.messages import encode, metrics_message, segment_message, state_message
+from edge.messages import AckMessage, MetricsMessage, QuarantinedSegment, SegmentMessage, StateMessage
 from edge.segments import Segment, uuid7
 from edge.device_runtime import DeviceRuntime
 from tests.service.publisher import synthetic_segments
@@ -25,31 +25,29 @@ def test_segment_line_shows_span_codes_energy_and_keyframes():
                   start_utc="2026-01-01T00:00:01.000Z", end_utc="2026-01-01T00:00:04.000Z", codes=[1, 2, 3],
                   energy_mean=0.5, energy_max=1.5, keyframes=[10, 25], model_version="m7")
     line = format_message("laps/v1/s/d/segments",
-                          encode(segment_message(seg, device_id="d", site="s", boot_id="b", seq=3)))
+                          SegmentMessage.from_segment(seg, device_id="d", site="s", boot_id="b", seq=3).to_json())
     assert "s/d segment" in line and "seq 3" in line and "frames 10-40 (3.0 s at 10 fps)" in line
     assert "codes 3" in line and "energy mean 0.5 max 1.5" in line and "keyframes 2" in line
 
 
 def test_state_line_is_upper_case_and_marks_retained():
-    msg = state_message("source_lost", device_id="d", site="s", boot_id="b", detail="camera /dev/video0 unplugged")
-    line = format_message("laps/v1/s/d/state", encode(msg), retained=True)
+    msg = StateMessage("source_lost", device_id="d", site="s", boot_id="b", detail="camera /dev/video0 unplugged")
+    line = format_message("laps/v1/s/d/state", msg.to_json(), retained=True)
     assert "state SOURCE_LOST (retained)" in line and "unplugged" in line
 
 
 def test_metrics_line_shows_fps_latency_outbox_and_evictions():
-    msg = metrics_message(device_id="d", site="s", boot_id="b", fps=9.9, stage_latency_ms={"track": 4.0, "total": 6.5},
+    msg = MetricsMessage(device_id="d", site="s", boot_id="b", fps=9.9, stage_latency_ms={"track": 4.0, "total": 6.5},
                           outbox={"depth": 7, "evicted_total": 2}, model_version="m7", providers=["cpu"],
                           source_state="online", uptime_s=1, frames_total=1, segments_total=0)
-    line = format_message("laps/v1/s/d/metrics", encode(msg))
+    line = format_message("laps/v1/s/d/metrics", msg.to_json())
     assert "9.9 fps" in line and "latency 6.5 ms (track 4.0)" in line and "outbox 7 (evicted 2)" in line
 
 
 def test_ack_line_counts_committed_segments_and_names_quarantined_ones():
-    from edge.messages import ack_message
-
     sid = str(uuid7())
-    msg = ack_message(site="s", device_id="d", segment_ids=[str(uuid7())], quarantined=[(sid, "bad time")])
-    line = format_message("laps/v1/s/d/acks", encode(msg))
+    msg = AckMessage(site="s", device_id="d", segment_ids=[str(uuid7())], quarantined=[QuarantinedSegment(sid, "bad time")])
+    line = format_message("laps/v1/s/d/acks", msg.to_json())
     assert "ack from central: 1 segment(s) committed" in line and f"QUARANTINED {sid[:13]}: bad time" in line
 
 

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.messages import validate_batch_manifest
+from edge.messages import BatchManifest
 from edge.segments import uuid7
 from edge.recent_frames import ClipRecorder
 from edge.upload import BatchSpool, BatchUploader, UploadError, UploadWorker
@@ -25,7 +25,8 @@ def jpeg(value: int, size: int = 32) -> bytes:
 
 
 def make_worker(spool: BatchSpool, url: str, announced: list) -> UploadWorker:
-    return UploadWorker(spool, BatchUploader(url, "dev-1", timeout_s=5.0), interval_s=3600, announce=announced.append)
+    return UploadWorker(spool, BatchUploader(url, "dev-1", timeout_s=5.0), interval_s=3600,
+                        announce=lambda m: announced.append(m.to_dict()))
 
 
 @pytest.fixture
@@ -43,7 +44,7 @@ def test_sealed_batch_is_a_tar_with_a_manifest_of_ids_files_and_hashes(spool):
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         names = tar.getnames()
         manifest = json.loads(tar.extractfile("manifest.json").read())
-        validate_batch_manifest(manifest)
+        BatchManifest.from_dict(manifest)
         assert names[0] == "manifest.json"
         assert [s["segment_id"] for s in manifest["segments"]] == ids
         for seg in manifest["segments"]:

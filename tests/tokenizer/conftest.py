@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from edge.calibration_file import CalibrationFile
 from edge.energy import HysteresisParams
 from export.tokenizer.model import MotionTokenizer, TokenizerConfig
 from export.tokenizer.onnx import write_model_directory
@@ -69,5 +70,6 @@ def model_dir(tmp_path_factory, model, conventions):
     golden = make_golden(model, conventions, windows_v, windows_m, vel, vis, params)
     out = tmp_path_factory.mktemp("models") / "tiny"
     return write_model_directory(
-        model, conventions, out, model_version="tiny-test", calibration={"params": params.to_dict()}, golden=golden,
+        model, conventions, out, model_version="tiny-test", calibration=CalibrationFile(params, model_version="tiny-test"),
+        golden=golden,
     )

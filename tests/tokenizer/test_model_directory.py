@@ -20,7 +20,7 @@ def copy(model_dir, tmp_path):
 def test_layout_has_manifest_onnx_calibration_and_golden(model_dir):
     files = set(model_dir.manifest["files"])
     assert {"tokenizer.onnx", "calibration.json", "golden/golden.npz"} <= files
-    assert model_dir.calibration["params"]["theta_on"] == 0.05
+    assert model_dir.calibration.params.theta_on == 0.05
     assert model_dir.manifest["model"]["window"] == 6
 
 
@@ -66,3 +66,36 @@ def test_manifest_metadata_that_differs_from_the_onnx_file_is_refused(copy):
     (copy / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ModelError, match="differs from manifest.json"):
         TokenizerRuntime(copy, providers="cpu")
+
+
+def test_update_manifest_keeps_the_records_and_bumps_only_what_it_is_asked(copy):
+    from edge.model import read_manifest, update_manifest
+
+    before = read_manifest(copy)
+    (copy / "notes.txt").write_text("a deliberate change\n")
+    md = update_manifest(copy, version=before["version"] + 1, records={"tracker": {"kind": "test"}})
+    after = read_manifest(copy)
+    assert after["version"] == before["version"] + 1 and after["bundle_id"] == before["bundle_id"]
+    assert after["model"] == before["model"] and after["tracker"] == {"kind": "test"}
+    assert set(after["files"]) == set(before["files"]) | {"notes.txt"}
+    # A later rewrite keeps the record it was not told about.
+    update_manifest(copy)
+    assert read_manifest(copy)["tracker"] == {"kind": "test"} and md.version == str(before["version"] + 1)
+
+
+def test_a_model_directory_manifest_is_a_valid_bundle_manifest_byte_for_byte(copy):
+    from edge.model.directory import manifest_bytes
+    from edge.ota.manifest import parse_manifest
+
+    raw = (copy / "manifest.json").read_bytes()
+    assert manifest_bytes(json.loads(raw)) == raw  # the one encoding: signatures can cover these bytes
+    assert parse_manifest(raw).files.keys() == set(json.loads(raw)["files"])
+
+
+def test_the_engine_cache_never_enters_the_manifest(copy):
+    from edge.model import read_manifest, update_manifest
+
+    (copy / "trt-cache").mkdir()
+    (copy / "trt-cache" / "tokenizer.engine").write_bytes(b"engine")
+    update_manifest(copy)
+    assert not any(rel.startswith("trt-cache/") for rel in read_manifest(copy)["files"])

@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 import torch
 
+from edge.calibration_file import CalibrationFile
+from edge.energy import HysteresisParams
 from edge.errors import ConfigError
 from edge.inference import create_backend
 from edge.model import load_model_directory
@@ -42,7 +44,7 @@ def test_signed_sqrt_input_separates_sub_pixel_motion_more_than_linear(conventio
 def test_signed_sqrt_is_part_of_the_exported_graph(conventions, tmp_path):
     model = _model(conventions, input_transform="signed_sqrt")
     directory = write_model_directory(model, conventions, tmp_path / "m", model_version="sqrt-test",
-                                      calibration={"params": {"theta_on": 0.05}})
+                                      calibration=CalibrationFile(HysteresisParams(theta_on=0.05)))
     x = np.random.default_rng(2).normal(0, 0.3, (32, conventions.steps, conventions.n_points, 2)).astype(np.float32)
     ref = torch_latents(model, x)
     got = ort_latents(create_backend(load_model_directory(directory.path).tokenizer_path, providers="cpu"), x)

@@ -154,10 +154,10 @@ def test_the_pipeline_runs_end_to_end_with_the_student_and_never_imports_torch()
         "assert isinstance(pipe.tracker, OnnxStudentTracker)\n"
         "from edge.sources.factory import open_source\n"
         "from edge.loop import run_stream\n"
-        "from edge.sinks import EnergyTraceSink\n"
-        "trace = EnergyTraceSink()\n"
+        "from edge.energy_trace import EnergyTraceRecorder\n"
+        "trace = EnergyTraceRecorder(fps=pipe.fps, model_version=pipe.model_version)\n"
         "segs = run_stream(open_source('synthetic://assembly?seed=7&minutes=0.25&size=320x240', fps=10), pipe, [trace])\n"
-        "assert len(trace.rows) == 150, len(trace.rows)\n"
+        "assert len(trace) == 150, len(trace)\n"
         "assert 'torch' not in sys.modules\n"
         "print(len(segs))\n"
     )
