@@ -35,7 +35,8 @@ from typing import ClassVar
 
 from edge.broker import BrokerConfig
 from edge.config_schema import (Checks, ConfigSection, build_section, origin_field, path_setting, read_toml,
-                                setting)
+                                setting, where)
+from edge.errors import ConfigError
 from edge.model.directory import DEFAULT_MODEL_SPEC, NO_MODEL_SPEC, shipped_model_dir
 from edge.tracking import TRACKER_BACKENDS as TRACKERS  # one list, shared with the pipeline
 from edge.tracking.roi import ROI_SYNTAX, RegionOfInterest, polygon_problem
@@ -365,7 +366,7 @@ def load_roi(spec: str) -> RegionOfInterest:
         table = data.get("roi")
         roi = build_section(RoiConfig, {} if table is None else table, origin=str(p), prefix="roi").region
         if roi is None:
-            raise ConfigError(f"{_where(str(p))}has no [roi] polygons; add e.g. polygons = [\"0,0.2 1,0.2 1,1 0,1\"]")
+            raise ConfigError(f"{where(str(p))}has no [roi] polygons; add e.g. polygons = [\"0,0.2 1,0.2 1,1 0,1\"]")
         return roi
     return RegionOfInterest.parse(spec)
 
