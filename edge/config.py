@@ -18,6 +18,7 @@ Sections (see the example for every key and its default):
     [outbox]   path, max_bytes, max_age_s
     [upload]   endpoint, interval_s, disk cap, clips
     [metrics]  interval_s, prometheus_port (0 = off), prometheus_host
+    [roi]      polygons (regions of interest: only grid points inside them are tracked)
     [paths]    state_dir, cache_dir
     [ota]      enabled, root, trusted keys + threshold, health window, latency budget, limits
 """
@@ -34,9 +35,11 @@ from typing import ClassVar
 
 from edge.broker import BrokerConfig
 from edge.config_schema import (Checks, ConfigSection, build_section, origin_field, path_setting, read_toml,
-                                setting)
+                                setting, where)
+from edge.errors import ConfigError
 from edge.model.directory import DEFAULT_MODEL_SPEC, NO_MODEL_SPEC, shipped_model_dir
 from edge.tracking import TRACKER_BACKENDS as TRACKERS  # one list, shared with the pipeline
+from edge.tracking.roi import ROI_SYNTAX, RegionOfInterest, polygon_problem
 
 #: Device and site ids become MQTT topic levels and URL path segments: no '/', '+', '#'.
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -229,6 +232,28 @@ class MetricsConfig(ConfigSection):
 
 
 @dataclass(frozen=True)
+class RoiConfig(ConfigSection):
+    """Regions of interest (edge.tracking.roi): polygons = one string per polygon, "x,y x,y x,y ..."
+    in normalised image coordinates (0..1 of the width and height, y down; so a region survives a
+    change of camera resolution). Only the grid points inside one of them are tracked; the others
+    count as never visible. Empty (the default): the whole frame. Check one with `laps-edge roi`."""
+
+    SECTION: ClassVar[str] = "roi"
+    polygons: list[str] = field(default_factory=list)
+
+    @property
+    def region(self) -> RegionOfInterest | None:
+        """The region to track in, or None for the whole frame."""
+        return RegionOfInterest.parse(self.polygons) if self.polygons else None
+
+    def _check(self, checks: Checks) -> None:
+        for k, text in enumerate(self.polygons):
+            _, problem = polygon_problem(text)
+            if problem:
+                checks.fail(f"polygons[{k}]", text, f"{ROI_SYNTAX} ({problem})")
+
+
+@dataclass(frozen=True)
 class PathsConfig(ConfigSection):
     """state_dir: outbox, upload spool (systemd StateDirectory; left out of the file under systemd,
     $STATE_DIRECTORY, see `systemd_directory_defaults`). cache_dir: Numba cache and
@@ -297,6 +322,7 @@ class EdgeConfig(ConfigSection):
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
     upload: UploadConfig = field(default_factory=UploadConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    roi: RoiConfig = field(default_factory=RoiConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     ota: OtaConfig = field(default_factory=OtaConfig)
     #: the file this was loaded from (for messages), "" when built in code
@@ -328,6 +354,21 @@ def load_config(path: str | os.PathLike) -> EdgeConfig:
     p = Path(path)
     data = read_toml(p, "copy examples/laps-edge.toml there and edit it")
     return config_from_dict(data, origin=str(p), base_dir=p.resolve().parent)
+
+
+def load_roi(spec: str) -> RegionOfInterest:
+    """The region of interest a `--roi` option names: the path of a TOML file with a [roi] table
+    (a device config, or a file holding only that table), else inline polygons "x,y x,y x,y ..."
+    (normalised, several separated by ';'). A one-line `ConfigError` on any mistake."""
+    p = Path(spec)
+    if p.suffix.lower() == ".toml" or p.is_file():
+        data = read_toml(p, "give an existing TOML file with a [roi] table, or the polygon inline")
+        table = data.get("roi")
+        roi = build_section(RoiConfig, {} if table is None else table, origin=str(p), prefix="roi").region
+        if roi is None:
+            raise ConfigError(f"{where(str(p))}has no [roi] polygons; add e.g. polygons = [\"0,0.2 1,0.2 1,1 0,1\"]")
+        return roi
+    return RegionOfInterest.parse(spec)
 
 
 def config_from_dict(data: dict, origin: str = "", base_dir: str | os.PathLike | None = None) -> EdgeConfig:

@@ -32,7 +32,8 @@ from edge.recent_frames import ClipRecorder, KeyframeRing
 from edge.segments import Segment
 from edge.sources.base import Frame
 from edge.tracking import TRACKER_BACKENDS
-from edge.tracking.base import PointTracker, TrackStep
+from edge.tracking.base import PointTracker, TrackStep, grid_points
+from edge.tracking.roi import RegionOfInterest
 
 #: Defaults of the pipeline when no model directory is given (the velocity-energy proxy).
 DEFAULT_FPS = 10.0
@@ -251,8 +252,14 @@ def build_pipeline(
     calibration_path: str | None = None,
     energy_mode: str = "newest",
     keep_keyframes: bool = True,
+    roi: RegionOfInterest | None = None,
 ) -> Pipeline:
     """Assemble the pipeline from a model directory (LAPS) or, with none, the velocity proxy.
+
+    roi: a region of interest (normalised polygons, `edge.tracking.roi`): the tracker follows
+    only the grid points inside it; the others are reported invisible with zero velocity, so
+    the model still gets its N points in grid order. A region that holds none of the grid
+    points is refused.
 
     Thresholds come from, in order: `params`, `calibration_path`, the model directory's
     `calibration.json`, the built-in default for the velocity proxy. A model without any
@@ -288,8 +295,13 @@ def build_pipeline(
                     "or pass thresholds explicitly"
                 )
             params = model.calibration.params
+    if roi is not None:
+        inside = int(roi.mask(grid_points(int(size[0]), int(size[1]), grid, margin), int(size[0]), int(size[1])).sum())
+        if inside == 0:
+            raise ConfigError(f"the region of interest {'; '.join(roi.to_texts())!r} holds none of the {grid}x{grid} "
+                              "grid points; draw it larger (`laps-edge roi` shows the points it keeps)")
     trk = _make_tracker(tracker, grid, margin, model=None if model_dir is None else model, providers=providers,
-                        input_size=(int(size[0]), int(size[1])))
+                        input_size=(int(size[0]), int(size[1])), roi=roi)
     if getattr(trk, "n_points", grid * grid) != grid * grid:
         raise ConfigError(f"tracker gives {trk.n_points} points but the model expects {grid * grid}")
     return Pipeline(
@@ -300,7 +312,8 @@ def build_pipeline(
 
 
 def _make_tracker(kind: str, grid: int, margin: float, model=None, providers: str = "auto",
-                  input_size: tuple[int, int] = DEFAULT_INPUT_SIZE) -> PointTracker:
+                  input_size: tuple[int, int] = DEFAULT_INPUT_SIZE,
+                  roi: RegionOfInterest | None = None) -> PointTracker:
     """One branch per backend in TRACKER_BACKENDS.
 
     "onnx" takes tracker.onnx from `model` (the pipeline's already verified `ModelDirectory`),
@@ -315,7 +328,7 @@ def _make_tracker(kind: str, grid: int, margin: float, model=None, providers: st
         if source is None:
             raise ConfigError("tracker 'onnx' needs tracker.onnx, but there is no model directory and this "
                               "installation ships no default model; pass --model DIR or use --tracker lk")
-        trk = OnnxStudentTracker(source, grid=grid, margin=margin, providers=providers)
+        trk = OnnxStudentTracker(source, grid=grid, margin=margin, providers=providers, roi=roi)
         if tuple(trk.input_size) != tuple(input_size):
             raise ConfigError(
                 f"tracker {trk.path} takes {trk.input_size[0]}x{trk.input_size[1]} frames but the model works at "
@@ -324,4 +337,4 @@ def _make_tracker(kind: str, grid: int, margin: float, model=None, providers: st
         return trk
     from edge.tracking.lk import LucasKanadeTracker
 
-    return LucasKanadeTracker(grid=grid, margin=margin)
+    return LucasKanadeTracker(grid=grid, margin=margin, roi=roi)

@@ -96,6 +96,7 @@ def make_pipeline(config: EdgeConfig, model_dir: str | None, keep_keyframes: boo
         params=_threshold_params(config),
         calibration_path=config.model.calibration or None,
         keep_keyframes=config.upload.enabled if keep_keyframes is None else keep_keyframes,
+        roi=config.roi.region,
     )
     if config.upload.enabled and config.upload.clips:
         from edge.recent_frames import ClipRecorder

@@ -42,6 +42,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_pipeline_options(p, "model directory with tokenizer.onnx; 'default' = the shipped model; 'none' = the "
                             "velocity-energy proxy without a tokenizer")
     p.add_argument("--calibration", help="calibration.json with thresholds (overrides the model's)")
+    p.add_argument("--roi", help="region of interest: track only grid points inside it. Inline polygons "
+                                 "'x,y x,y x,y ...' in fractions of the width and height (0..1, y down; several "
+                                 "separated by ';'), or a TOML file with a [roi] table (e.g. the device config). "
+                                 "Check it with `laps-edge roi`")
     p.add_argument("--theta-on", type=float, help="override the ON threshold of the hysteresis")
     p.add_argument("--max-seconds", type=float, help="stop after this much source time (seconds, > 0)")
     p.add_argument("--allow-truncated", action="store_true",
@@ -86,11 +90,14 @@ def run_once(args: argparse.Namespace) -> int:
     from edge.sinks import FrameLimit, JsonlSink
     from edge.sources.factory import open_source
 
+    from edge.config import load_roi
+
     model_dir = resolve_model_spec(args.model)
+    roi = load_roi(args.roi) if args.roi else None
     pipe = build_pipeline(
         model_dir=model_dir, tracker=args.tracker, providers=args.providers,
         calibration_path=args.calibration, energy_mode=args.energy_mode,
-        keep_keyframes=False,
+        keep_keyframes=False, roi=roi,
     )
     if args.theta_on is not None:
         pipe.set_params(replace(pipe.params, theta_on=args.theta_on))
@@ -138,6 +145,7 @@ def run_once(args: argparse.Namespace) -> int:
             "model": model_dir or "velocity-energy (no tokenizer)",
             "model_version": pipe.model_version,
             "params": pipe.params.to_dict(),
+            "roi": roi.to_texts() if roi is not None else None,
             "frames": progress.frames,
             "fps": pipe.fps,
             "duration_s": duration_s,

@@ -17,6 +17,10 @@ that step (the track was lost, so this step's motion is not a measurement), trac
 the next frame. On the first frame (and after `reset()`) the grid is seeded: velocity 0 and
 visible True (the points are exactly where they were placed).
 
+With a region of interest (`edge.tracking.roi`), only the grid points inside it are tracked
+(the LK calls see only those, so a small region is also cheaper); the others stay at their grid
+position, invisible, velocity 0, on every step including the seeding one.
+
 Coordinates follow `edge.tracking.base`: (x, y) pixels of the image given to `step`.
 """
 
@@ -29,6 +33,7 @@ import numpy as np
 
 from edge.errors import ConfigError
 from edge.tracking.base import PointTracker, TrackStep, grid_points
+from edge.tracking.roi import RegionOfInterest
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +47,7 @@ class LucasKanadeTracker(PointTracker):
     max_iterations, epsilon: LK termination criteria per level.
     min_eig_threshold: LK's minimum normalised eigenvalue; points on flat, textureless patches
     below it fail (and are re-seeded) instead of drifting.
+    roi: a `RegionOfInterest`; grid points outside it are never tracked (None: all are).
 
     After each `step`, `last_fb_error` holds the forward-backward error per point, (N,) float32
     pixels: NaN on a seeding step, +inf where LK itself failed (no convergence, left the image).
@@ -58,6 +64,7 @@ class LucasKanadeTracker(PointTracker):
         max_iterations: int = 30,
         epsilon: float = 0.01,
         min_eig_threshold: float = 1e-4,
+        roi: RegionOfInterest | None = None,
     ) -> None:
         _check(isinstance(grid, (int, np.integer)) and grid >= 1, "grid", grid, "a whole number >= 1, e.g. 20")
         _check(0.0 <= margin < 0.5, "margin", margin, "a fraction in [0, 0.5), e.g. 0.05")
@@ -75,6 +82,7 @@ class LucasKanadeTracker(PointTracker):
         self.max_level = int(max_level)
         self.fb_threshold_px = float(fb_threshold_px)
         self.min_eig_threshold = float(min_eig_threshold)
+        self.roi = roi
         self.criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, int(max_iterations), float(epsilon))
         self.n_points = self.grid * self.grid
         self.last_fb_error = np.full(self.n_points, np.nan, dtype=np.float32)
@@ -86,6 +94,7 @@ class LucasKanadeTracker(PointTracker):
         self._size: tuple[int, int] | None = None
         self._seeds: np.ndarray | None = None
         self._points: np.ndarray | None = None
+        self._active: np.ndarray | None = None  # (N,) bool: inside the region (all without one)
 
     def step(self, image: np.ndarray) -> TrackStep:
         """Advance by one frame. `image`: (H, W, 3) uint8 BGR or (H, W) uint8 grey."""
@@ -97,49 +106,60 @@ class LucasKanadeTracker(PointTracker):
                             *self._size, *size)
             return self._seed(grey, size)
 
-        assert self._points is not None and self._seeds is not None
-        p0 = self._points.reshape(-1, 1, 2)
-        win = (self.win_size, self.win_size)
-        p1, st_fwd, _ = cv2.calcOpticalFlowPyrLK(
-            self._prev_grey, grey, p0, None, winSize=win, maxLevel=self.max_level,
-            criteria=self.criteria, minEigThreshold=self.min_eig_threshold,
-        )
-        p0_back, st_bwd, _ = cv2.calcOpticalFlowPyrLK(
-            grey, self._prev_grey, p1, None, winSize=win, maxLevel=self.max_level,
-            criteria=self.criteria, minEigThreshold=self.min_eig_threshold,
-        )
-        p0 = p0.reshape(-1, 2)
-        p1 = p1.reshape(-1, 2)
-        converged = (st_fwd.ravel() == 1) & (st_bwd.ravel() == 1)
-        fb_error = np.linalg.norm(p0_back.reshape(-1, 2) - p0, axis=1).astype(np.float32)
-        fb_error[~converged] = np.inf
-        w, h = size
-        inside = (
-            np.isfinite(p1).all(axis=1)
-            & (p1[:, 0] >= 0) & (p1[:, 0] <= w - 1)
-            & (p1[:, 1] >= 0) & (p1[:, 1] <= h - 1)
-        )
-        visible = converged & inside & (fb_error <= self.fb_threshold_px)
+        assert self._points is not None and self._seeds is not None and self._active is not None
+        active = self._active
+        n = self.n_points
+        fb_error = np.full(n, np.nan, dtype=np.float32)  # NaN: not measured (outside the region)
+        visible = np.zeros(n, dtype=bool)
+        p0_all = self._points
+        p1_all = self._seeds.copy()
+        if active.any():
+            p0 = p0_all[active].reshape(-1, 1, 2)
+            win = (self.win_size, self.win_size)
+            p1, st_fwd, _ = cv2.calcOpticalFlowPyrLK(
+                self._prev_grey, grey, p0, None, winSize=win, maxLevel=self.max_level,
+                criteria=self.criteria, minEigThreshold=self.min_eig_threshold,
+            )
+            p0_back, st_bwd, _ = cv2.calcOpticalFlowPyrLK(
+                grey, self._prev_grey, p1, None, winSize=win, maxLevel=self.max_level,
+                criteria=self.criteria, minEigThreshold=self.min_eig_threshold,
+            )
+            p0 = p0.reshape(-1, 2)
+            p1 = p1.reshape(-1, 2)
+            converged = (st_fwd.ravel() == 1) & (st_bwd.ravel() == 1)
+            err = np.linalg.norm(p0_back.reshape(-1, 2) - p0, axis=1).astype(np.float32)
+            err[~converged] = np.inf
+            w, h = size
+            inside = (
+                np.isfinite(p1).all(axis=1)
+                & (p1[:, 0] >= 0) & (p1[:, 0] <= w - 1)
+                & (p1[:, 1] >= 0) & (p1[:, 1] <= h - 1)
+            )
+            fb_error[active] = err
+            visible[active] = converged & inside & (err <= self.fb_threshold_px)
+            p1_all[active] = p1
 
-        points = np.where(visible[:, None], p1, self._seeds).astype(np.float32)
-        velocity = np.where(visible[:, None], p1 - p0, 0.0).astype(np.float32)
+        points = np.where(visible[:, None], p1_all, self._seeds).astype(np.float32)
+        velocity = np.where(visible[:, None], p1_all - p0_all, 0.0).astype(np.float32)
         self._points = points
         self._prev_grey = grey
         self.last_fb_error = fb_error
-        self.last_reseeded = ~visible
+        self.last_reseeded = active & ~visible
         return TrackStep(points=points.copy(), visible=visible, velocity=velocity)
 
     def _seed(self, grey: np.ndarray, size: tuple[int, int]) -> TrackStep:
-        """Place the grid on this frame: zero velocity, every point visible."""
+        """Place the grid on this frame: zero velocity, every point (inside the region) visible."""
         self._size = size
         self._seeds = grid_points(size[0], size[1], self.grid, self.margin)
+        self._active = (self.roi.mask(self._seeds, size[0], size[1]) if self.roi is not None
+                        else np.ones(self.n_points, dtype=bool))
         self._points = self._seeds.copy()
         self._prev_grey = grey
         self.last_fb_error = np.full(self.n_points, np.nan, dtype=np.float32)
-        self.last_reseeded = np.ones(self.n_points, dtype=bool)
+        self.last_reseeded = self._active.copy()
         return TrackStep(
             points=self._seeds.copy(),
-            visible=np.ones(self.n_points, dtype=bool),
+            visible=self._active.copy(),
             velocity=np.zeros((self.n_points, 2), dtype=np.float32),
         )
 

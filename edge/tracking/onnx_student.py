@@ -26,6 +26,10 @@ An invisible point is re-seeded at its grid position: velocity 0, visible False,
 on the next call (its anchor is taken again and its hidden state restarts). A frame whose size
 differs from the model's is refused (the graph's shapes are fixed; the pipeline resizes frames).
 
+With a region of interest (`edge.tracking.roi`), the grid points outside it are invisible on
+every step (so re-seeded every step: grid position, velocity 0, fresh state). The graph's shapes
+are fixed at N points, so it still computes them: unlike LK, a region saves no time here.
+
 The graph runs through `edge.inference.create_backend` (TensorRT -> CUDA -> CPU).
 """
 
@@ -43,6 +47,7 @@ import numpy as np
 from edge.errors import ConfigError, ModelError
 from edge.tracking.base import PointTracker, TrackStep, grid_points
 from edge.tracking.lk import to_grey
+from edge.tracking.roi import RegionOfInterest
 
 if TYPE_CHECKING:
     from edge.model import ModelDirectory
@@ -181,7 +186,7 @@ class OnnxStudentTracker(PointTracker):
     `edge.inference.create_backend`. visibility_threshold: logit cut; residual_threshold: match
     residual cut (0: none); moving_residual_threshold: the cut for points that moved more than the
     model's `moving_px` this step (0: residual_threshold for all); None: the model's own, from its
-    metadata.
+    metadata. roi: a `RegionOfInterest`; grid points outside it are always invisible (None: none).
 
     After each `step`: `last_visibility_logit` (the raw logit the keep rule reads; its sigmoid is
     `last_visibility_prob`) and `last_match_residual` (N,) float32 (NaN on a seeding step, and the
@@ -191,7 +196,7 @@ class OnnxStudentTracker(PointTracker):
     def __init__(self, model: "str | os.PathLike | ModelDirectory", grid: int | None = None, margin: float | None = None,
                  providers: str = "auto", visibility_threshold: float | None = None,
                  residual_threshold: float | None = None, moving_residual_threshold: float | None = None,
-                 **backend_options: Any) -> None:
+                 roi: RegionOfInterest | None = None, **backend_options: Any) -> None:
         from edge.inference import create_backend
 
         path = find_tracker_model(model)
@@ -234,6 +239,9 @@ class OnnxStudentTracker(PointTracker):
         self.providers_in_use = list(self.backend.providers_in_use)
         w, h = self.input_size
         self._seeds = grid_points(w, h, self.grid, self.margin)
+        self.roi = roi
+        #: (N,) bool: grid points inside the region (all without one)
+        self.active = roi.mask(self._seeds, w, h) if roi is not None else np.ones(self.n_points, bool)
         self._zero_feats = {f"prev_feat{i}": np.zeros(self.backend.input_shapes[f"prev_feat{i}"], np.float32)
                             for i in range(self.n_maps)}
         self.last_visibility_logit = np.full(self.n_points, np.nan, np.float32)
@@ -275,7 +283,7 @@ class OnnxStudentTracker(PointTracker):
         residual = out[RESIDUAL_OUTPUT].reshape(n) if self.has_residual else np.full(n, np.nan, np.float32)
         moved = p1 - p0  # this step's displacement: the velocity of kept points, and the moving cut's motion
         motion = np.hypot(moved[:, 0], moved[:, 1]) if self.moving_residual_threshold > 0 else None
-        visible = inside & self.keeps(logit, residual, motion)
+        visible = inside & self.keeps(logit, residual, motion) & self.active
         points = np.where(visible[:, None], p1, self._seeds).astype(np.float32)
         velocity = np.where(visible[:, None], moved, 0.0).astype(np.float32)
         self._state = {
@@ -289,7 +297,7 @@ class OnnxStudentTracker(PointTracker):
         }
         self.last_visibility_logit = logit.astype(np.float32, copy=False)
         self.last_match_residual = residual.astype(np.float32)
-        self.last_reseeded = ~visible
+        self.last_reseeded = ~visible & self.active
         return TrackStep(points=points.copy(), visible=visible, velocity=velocity)
 
     def keeps(self, logit: np.ndarray, residual: np.ndarray | None, motion: np.ndarray | None = None) -> np.ndarray:
@@ -326,8 +334,9 @@ class OnnxStudentTracker(PointTracker):
                        "points": self._seeds.copy(), **blank}
         self.last_visibility_logit = np.full(n, np.nan, np.float32)
         self.last_match_residual = np.full(n, np.nan, np.float32)
-        self.last_reseeded = np.ones(n, bool)
-        return TrackStep(points=self._seeds.copy(), visible=np.ones(n, bool), velocity=np.zeros((n, 2), np.float32))
+        self.last_reseeded = self.active.copy()
+        return TrackStep(points=self._seeds.copy(), visible=self.active.copy(),
+                         velocity=np.zeros((n, 2), np.float32))
 
     def _blank_point_state(self) -> dict[str, np.ndarray]:
         """Per-point state of freshly seeded points: no motion, no history, anchors still to take."""
