@@ -63,3 +63,21 @@ def publisher(broker):
     p.close()
 
 
+@pytest.fixture
+def configured_central(tmp_path, registry_dir):
+    """configured_central(n) -> the path of a central config whose store holds `n` library
+    segments with keyframes (no broker contacted)."""
+    from central.config import load_central_config
+    from central.store import Store
+    from central_testkit import write_central_config
+    from library_data import fill_store
+
+    def make(n: int) -> Path:
+        cfg_path = write_central_config(tmp_path / "central.toml", port=1883, data_dir=tmp_path / "data",
+                                        models_dir=registry_dir)
+        cfg = load_central_config(cfg_path)
+        with Store(cfg.store.path) as store:
+            fill_store(store, cfg.media_dir, tmp_path / "spool", n=n)
+        return cfg_path
+
+    return make

@@ -19,7 +19,7 @@ from central.ingest import validate_segment
 from central.lerobot_export import IMAGE_BLANK, IMAGE_NEAREST, IMAGE_OWN, VIDEO_KEY, export_lerobot
 from central.registry import ModelRegistry, add_model
 from central.store import Store
-from central_testkit import make_segments, segment_payloads, write_central_config
+from central_testkit import make_segments, segment_payloads
 from edge.errors import ConfigError
 from edge.recent_frames import ClipRecorder
 from edge.upload import BatchSpool
@@ -238,15 +238,8 @@ def save_run(store: Store, assigned) -> None:
 
 # -- command line -------------------------------------------------------------------------------------
 @pytest.fixture
-def configured(tmp_path, registry_dir):
-    cfg_path = write_central_config(tmp_path / "central.toml", port=1883, data_dir=tmp_path / "data",
-                                    models_dir=registry_dir)
-    from central.config import load_central_config
-
-    cfg = load_central_config(cfg_path)
-    with Store(cfg.store.path) as store:
-        fill_store(store, cfg.media_dir, tmp_path / "spool", n=12)
-    return cfg_path
+def configured(configured_central):
+    return configured_central(12)
 
 
 def test_export_dataset_format_lerobot_from_the_command_line(configured, tmp_path, capsys):

@@ -19,13 +19,8 @@ from library_data import fill_store
 
 
 @pytest.fixture
-def configured(tmp_path, registry_dir):
-    cfg_path = write_central_config(tmp_path / "central.toml", port=1883, data_dir=tmp_path / "data",
-                                    models_dir=registry_dir)
-    cfg = load_central_config(cfg_path)
-    with Store(cfg.store.path) as store:
-        fill_store(store, cfg.media_dir, tmp_path / "spool", n=24)
-    return cfg_path
+def configured(configured_central):
+    return configured_central(24)
 
 
 def test_a_k_range_beyond_the_segments_is_a_one_line_error(configured, tmp_path, capsys):

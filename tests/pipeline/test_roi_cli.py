@@ -13,23 +13,17 @@ from edge.cli import main
 from edge.cli.roi import KEPT, LEFT_OUT, OUTLINE
 from edge.tracking.base import grid_points
 from edge.tracking.roi import RegionOfInterest
+from tests.service.helpers import MINIMAL_EDGE_TOML
 
 SOURCE = "synthetic://assembly?seed=901&minutes=0.1"
 POLYGON = "0.1,0.3 0.9,0.3 0.9,0.9 0.1,0.9"
-CONFIG = f"""
-[device]
-site = "plant-a"
-id = "ws-07"
-
-[source]
-spec = "/dev/video0"
-
+CONFIG = MINIMAL_EDGE_TOML + f'''
 [model]
 dir = "none"
 
 [roi]
 polygons = ["{POLYGON}"]
-"""
+'''
 
 
 def test_roi_command_draws_the_polygon_and_which_points_are_kept(tmp_path, capsys):

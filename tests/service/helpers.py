@@ -7,6 +7,8 @@ production broker would), and always ended by its own pid — never by name.
 
 from __future__ import annotations
 
+import textwrap
+
 import datetime as dt
 import getpass
 import ipaddress
@@ -459,3 +461,21 @@ def write_video(path: Path, seconds: float, fps: float = 10.0, size: tuple[int, 
         writer.write(img)
     writer.release()
     return path
+
+
+#: The smallest valid device configuration (no broker contacted, a camera that may be absent).
+MINIMAL_EDGE_TOML = """
+[device]
+site = "plant-a"
+id = "ws-07"
+
+[source]
+spec = "/dev/video0"
+"""
+
+
+def write_toml(tmp_path: Path, text: str, name: str = "edge.toml") -> Path:
+    """Write `text` (dedented) to tmp_path/name; returns the path."""
+    p = tmp_path / name
+    p.write_text(textwrap.dedent(text))
+    return p

@@ -2,29 +2,17 @@
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from edge.config import EdgeConfig, load_config
 from edge.errors import ConfigError
+from .helpers import MINIMAL_EDGE_TOML, write_toml
 
 REPO = Path(__file__).resolve().parents[2]
-MINIMAL = """
-[device]
-site = "plant-a"
-id = "ws-07"
-
-[source]
-spec = "/dev/video0"
-"""
-
-
-def write(tmp_path: Path, text: str, name: str = "edge.toml") -> Path:
-    p = tmp_path / name
-    p.write_text(textwrap.dedent(text))
-    return p
+MINIMAL = MINIMAL_EDGE_TOML
+write = write_toml
 
 
 def error_of(tmp_path: Path, text: str) -> str:

@@ -3,8 +3,6 @@ naming the key and the fix, and the region reaching the service's pipeline."""
 
 from __future__ import annotations
 
-import textwrap
-from pathlib import Path
 
 import pytest
 
@@ -12,24 +10,10 @@ from edge.config import load_config, load_roi
 from edge.errors import ConfigError
 from edge.service import make_pipeline
 from edge.tracking.roi import RegionOfInterest
+from .helpers import MINIMAL_EDGE_TOML, write_toml
 
-MINIMAL = """
-[device]
-site = "plant-a"
-id = "ws-07"
-
-[source]
-spec = "/dev/video0"
-
-[model]
-dir = "none"
-"""
-
-
-def write(tmp_path: Path, text: str, name: str = "edge.toml") -> Path:
-    p = tmp_path / name
-    p.write_text(textwrap.dedent(text))
-    return p
+MINIMAL = MINIMAL_EDGE_TOML + '\n[model]\ndir = "none"\n'
+write = write_toml
 
 
 def test_roi_polygons_in_the_config_file_become_the_pipelines_region(tmp_path):
