@@ -39,8 +39,10 @@ def test_broker_restarted_five_times_while_publishing_loses_nothing(broker, subs
 def test_broker_frozen_longer_than_keepalive_loses_nothing(broker, subscriber_factory, tmp_path):
     sub = subscriber_factory(broker.port)
     cfg = write_config(tmp_path / "edge.toml", port=broker.port, state_dir=tmp_path / "state", keepalive=2)
-    device = DeviceProcess(cfg, segments=50, interval_s=0.06, until_drained_s=25)
-    time.sleep(0.8)
+    # 150 segments take ~9 s to publish: the freeze comes while the device is still sending.
+    device = DeviceProcess(cfg, segments=150, interval_s=0.06, until_drained_s=25)
+    # Freeze only once the device is connected (a segment arrived), however slow its start-up.
+    assert wait_until(lambda: sub.segment_ids(), 30), device.stderr[-2000:]
     broker.freeze()
     # paho pings after one keepalive of silence and gives up one keepalive later: 2 x 2 s < 5 s
     time.sleep(5.0)
