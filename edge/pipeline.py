@@ -57,6 +57,7 @@ class StepFeatures:
     energy: float | None = None
     latent: np.ndarray | None = None
     code: int | None = None
+    proxy: float | None = None  # the velocity-energy proxy when the extractor already computed it
 
 
 class FeatureExtractor(Protocol):
@@ -75,7 +76,8 @@ class VelocityEnergy:
     latent_dim = 0
 
     def features(self, track: TrackStep) -> StepFeatures:
-        return StepFeatures(energy=velocity_energy(track.velocity, track.visible))
+        energy = velocity_energy(track.velocity, track.visible)
+        return StepFeatures(energy=energy, proxy=energy)
 
     def reset(self) -> None:
         pass
@@ -210,7 +212,7 @@ class Pipeline:
             raw_energy=float(kernel.raw_energy(self._state)),
             smoothed_energy=float(kernel.smoothed_energy(self._state)),
             code=-1 if feats.code is None else int(feats.code),
-            proxy_energy=velocity_energy(track.velocity, track.visible),
+            proxy_energy=feats.proxy if feats.proxy is not None else velocity_energy(track.velocity, track.visible),
             latency_ms={"track": (t1 - t0) * 1e3, "features": (t2 - t1) * 1e3, "kernel": (t3 - t2) * 1e3,
                         "total": (time.perf_counter() - t0) * 1e3},
             finished=finished,

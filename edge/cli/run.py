@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from edge.loop import SinkBase
+from edge.sinks import ProgressBar
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -104,16 +104,13 @@ def run_once(args: argparse.Namespace) -> int:
     out = prepare_out_dir(args.out)
     t_start = time.perf_counter()
     failure: SourceError | None = None
-    progress = _Progress(quiet=args.quiet)
     trace = None
     if args.record_energy:
         trace = EnergyTraceRecorder(fps=pipe.fps, model_version=pipe.model_version, params=pipe.params,
                                     source=args.source)
+    progress: _Progress | None = None
     try:
         jsonl = JsonlSink(out / "segments.jsonl")
-        loop = StreamLoop(pipe, [s for s in (jsonl, progress, trace) if s is not None])
-        if args.max_seconds is not None:
-            loop.sinks.append(FrameLimit(args.max_seconds, loop.stop, pipe.fps))
         try:
             with open_source(args.source, fps=pipe.fps, size=pipe.input_size,
                              allow_truncated=args.allow_truncated) as source:
@@ -121,7 +118,10 @@ def run_once(args: argparse.Namespace) -> int:
                 if args.max_seconds is not None:
                     limit = int(args.max_seconds * pipe.fps)
                     total = min(total, limit) if total is not None else limit
-                progress.start(total)
+                progress = _Progress(args.quiet, total)  # only once the source opened: no bar before an error
+                loop = StreamLoop(pipe, [s for s in (jsonl, progress, trace) if s is not None])
+                if args.max_seconds is not None:
+                    loop.sinks.append(FrameLimit(args.max_seconds, loop.stop, pipe.fps))
                 # Same clock as the service: a file processed faster than real time is stamped as
                 # recorded just before now, never in the future (edge.segments.stream_origin).
                 origin = stream_origin(datetime.now(timezone.utc), frame_count=source.frame_count,
@@ -134,7 +134,8 @@ def run_once(args: argparse.Namespace) -> int:
                     failure = err  # keep what the frames before the damage gave, then report it
                 workstation = _find_workstation(source)
         finally:
-            progress.close()
+            if progress is not None:
+                progress.close()
             jsonl.close()
         elapsed = time.perf_counter() - t_start
         segments = progress.segments
@@ -170,27 +171,20 @@ def run_once(args: argparse.Namespace) -> int:
     return 0
 
 
-class _Progress(SinkBase):
-    """A progress bar over the frames and a line per finished segment (stderr); keeps the segments."""
+class _Progress(ProgressBar):
+    """The frame bar plus a line per finished segment (stderr); keeps the segments and the last
+    frame's timestamp (the run's duration in the source's own time)."""
 
-    def __init__(self, quiet: bool) -> None:
+    def __init__(self, quiet: bool, total: int | None) -> None:
+        super().__init__(total, desc="segmenting", disable=quiet)
         self.quiet = quiet
-        self.bar = None
-        self.frames = 0
         self.last_timestamp_s = 0.0
         self.segments = []
 
-    def start(self, total: int | None) -> None:
-        from tqdm import tqdm
-
-        self.bar = tqdm(total=total, unit="frame", desc="segmenting", disable=self.quiet, file=sys.stderr)
-
     def frame(self, step) -> None:
-        self.frames += 1
+        super().frame(step)
         self.last_timestamp_s = step.timestamp_s
-        if self.bar is not None:
-            self.bar.update(1)
-            self.bar.set_postfix(segments=len(self.segments), refresh=False)
+        self.bar.set_postfix(segments=len(self.segments), refresh=False)
 
     def segment(self, finished) -> None:
         from tqdm import tqdm
@@ -198,10 +192,6 @@ class _Progress(SinkBase):
         self.segments.append(finished.segment)
         if not self.quiet:
             tqdm.write(_describe(finished.segment), file=sys.stderr)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 def prepare_out_dir(path: str) -> Path:
