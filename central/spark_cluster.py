@@ -319,18 +319,12 @@ def cluster_export(spark, export: Export, embedder: SegmentEmbedder, options: Cl
     n = export.n
     methods = embedder.methods
     step = _Steps(progress)
-    sc = spark.sparkContext
-    shared = sc.broadcast(embedder)
     emb_path = work / "embeddings"
     step.start(f"embedding {n:,} segments ({', '.join(methods)})")
     t0 = time.perf_counter()
-    schema = "row long, " + ", ".join(f"{m} array<float>" for m in methods)
-    (spark.read.parquet(str(export.path)).select("chunk", "chunk_rows", "row", "codes")
-     .mapInPandas(_embed_chunks(shared, methods), schema).write.parquet(str(emb_path)))
+    emb = embed_export(spark, export, embedder, emb_path)
     embed_s = time.perf_counter() - t0
     step.done()
-    shared.unpersist()
-    emb = spark.read.parquet(str(emb_path))
     step.start("feature statistics (Summarizer)")
     stats = _global_stats(emb, methods, n)
     step.done()
@@ -371,6 +365,17 @@ def cluster_export(spark, export: Export, embedder: SegmentEmbedder, options: Cl
         results[m] = MethodResult(m, x_sample, clustering, {}, embed_s, clustering.seconds,
                                   None if mrows.size == n else mrows)
     return results
+
+
+def embed_export(spark, export: Export, embedder: SegmentEmbedder, out: Path):
+    """Step 2: every exported chunk embedded whole by the broadcast `embedder` in a pandas UDF ->
+    Parquet at `out` (row, one array<float> column per method); returns it as a DataFrame."""
+    shared = spark.sparkContext.broadcast(embedder)
+    schema = "row long, " + ", ".join(f"{m} array<float>" for m in embedder.methods)
+    (spark.read.parquet(str(export.path / "part-*.parquet")).select("chunk", "chunk_rows", "row", "codes")
+     .mapInPandas(_embed_chunks(shared, embedder.methods), schema).write.parquet(str(out)))
+    shared.unpersist()
+    return spark.read.parquet(str(out))
 
 
 # --- steps -----------------------------------------------------------------------------------------
