@@ -28,7 +28,7 @@ import numpy as np
 
 from central.clustering import (ClusterOptions, Clustering, cluster_embeddings, cluster_metrics, max_k,
                                progress_bar)
-from central.embedding import METHODS, EmbeddingConfig, FrozenTransformerEmbedder, embedding_dim, mean_pool, norm_weighted_pool
+from central.embedding import DEFAULT_METHODS, METHODS, EmbeddingConfig, FrozenTransformerEmbedder, embed_sequences, embedding_dim
 from central.registry import ModelRegistry
 from central.store import Selection, Store
 from edge.errors import ConfigError
@@ -117,7 +117,7 @@ def run_clustering(
     registry: ModelRegistry,
     selection: Selection = Selection(),
     *,
-    methods: tuple[str, ...] = METHODS,
+    methods: tuple[str, ...] = DEFAULT_METHODS,
     options: ClusterOptions = ClusterOptions(),
     embedding: EmbeddingConfig = EmbeddingConfig(),
     truth: Mapping[str, object] | None = None,
@@ -176,10 +176,8 @@ def run_clustering(
                     t0 = time.perf_counter()
                     if m == "transformer":
                         emb = embedder.embed(seqs)  # type: ignore[union-attr]
-                    elif m == "mean":
-                        emb = mean_pool(seqs)
                     else:
-                        emb = norm_weighted_pool(seqs)
+                        emb = embed_sequences(seqs, m, d_in)
                     arrays[m][row:row + len(usable)] = emb
                     timing[m] += time.perf_counter() - t0
                 ids.extend(s.segment_id for s in usable)

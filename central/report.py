@@ -49,7 +49,8 @@ _SCORE_COLUMNS = (
     ("nmi", "NMI &uarr;", "{:.3f}"), ("ari", "ARI &uarr;", "{:.3f}"), ("hungarian_accuracy", "Hungarian acc. &uarr;", "{:.3f}"),
 )
 _METHOD_NAMES = {"transformer": "LAPS: frozen Transformer", "mean": "baseline: mean pooling",
-                 "norm_weighted": "baseline: norm-weighted pooling"}
+                 "norm_weighted": "baseline: norm-weighted pooling",
+                 "statistics": "statistics pooling"}
 
 
 def write_report(run: ClusterRun, out_dir: str | os.PathLike, store: Store | None = None,
