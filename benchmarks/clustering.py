@@ -232,6 +232,8 @@ def ceiling_rows(segments: list[LabelledSegment], oracle: list[LabelledSegment],
 
     - The true spans again with tokens that skip the tokenizer (the 4x4-pooled velocity field
       of the same LK tracks): if these cluster no better, the tokens are not what limits NMI.
+    - Segment length alone (log of the token count), clustered with k-means: what an embedding
+      scores by encoding duration only.
     - A supervised reference: 5-fold logistic-regression accuracy on the same frozen-Transformer
       embeddings (z-scored, L2). High probe accuracy with low NMI means the primitives are
       linearly present but not the dominant structure k-means finds (it groups by direction and
@@ -248,6 +250,18 @@ def ceiling_rows(segments: list[LabelledSegment], oracle: list[LabelledSegment],
         _, raw_oracle, raw_stats, raw_desc = held_out_segments(seeds, minutes, None, progress=False)
         rows += accuracy_rows(raw_oracle, raw_stats, raw_desc, what="ceiling: true spans, raw pooled velocity",
                               choose_k=False)[:1]
+    from sklearn.metrics import normalized_mutual_info_score
+
+    from central.clustering import kmeans
+
+    # Duration alone: true spans of a primitive have a typical length, so any embedding that
+    # encodes the number of tokens scores this much without seeing the motion.
+    for what, segs in (("pipeline segments", segments), ("oracle: true spans", oracle)):
+        labels = [s.label for s in segs]
+        length = np.log([[float(s.tokens.shape[0])] for s in segs]).astype(np.float32)
+        nmis = [normalized_mutual_info_score(labels, kmeans(length, len(set(labels)), seed=seed)[0]) for seed in range(3)]
+        rows.append({"name": f"ceiling: {what}, segment length alone (log tokens), k-means, k=true classes",
+                     "segments": len(segs), "k": len(set(labels)), "nmi": float(np.mean(nmis))})
     for what, segs in (("pipeline segments", segments), ("oracle: true spans", oracle)):
         seqs = [s.tokens for s in segs]
         x = normalize(FrozenTransformerEmbedder(seqs[0].shape[1], input_mean=stats[0], input_std=stats[1]).embed(seqs))
