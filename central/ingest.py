@@ -324,21 +324,23 @@ class IngestWorker:
             stored, duplicates = self.store.ingest([(m, i.topic) for m, i in good],
                                                    [(i.topic, r, i.payload) for r, i in bad])
             return stored, duplicates, bad
+        except StoreUnavailableError as err:  # the store, not a message: retrying one by one would only wait longer
+            raise _StoreDown(err) from None
         except Exception as err:  # noqa: BLE001 - find out whether one message or the store is at fault
             if not good:
                 raise _StoreDown(err) from None
-            first_error = err
         stored = duplicates = 0
         failed: list[tuple[Exception, _Received]] = []
         for msg, item in good:
             try:
                 s, d = self.store.ingest([(msg, item.topic)], [])
                 stored, duplicates = stored + s, duplicates + d
+            except StoreUnavailableError as err:
+                # The store went away meanwhile: hold the whole batch (what committed already is a
+                # duplicate on the retry), never quarantine a message for the store's failure.
+                raise _StoreDown(err) from None
             except Exception as err:  # noqa: BLE001
                 failed.append((err, item))
-        operational = any(isinstance(e, StoreUnavailableError) for e, _ in failed)
-        if failed and len(failed) == len(good) and operational:
-            raise _StoreDown(first_error)  # nothing commits: the store, not a message, is at fault
         poison = [(f"the store refused it at commit ({type(e).__name__}: {e})", item) for e, item in failed]
         for reason, item in poison:
             log.error("poison message on %s quarantined: %s", item.topic[:200], reason)

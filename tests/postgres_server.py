@@ -63,8 +63,9 @@ class PostgresServer:
     def start(self) -> "PostgresServer":
         if self._user is not None:
             os.chown(self.dir, self._user.pw_uid, self._user.pw_gid)
-        self._run("initdb", "-D", str(self.data), "-U", SUPERUSER, "--auth=trust", "--no-locale", "-E", "UTF8",
-                  "--no-sync")
+        if not self.data.exists():  # a restart after `stop(remove=False)` keeps its databases
+            self._run("initdb", "-D", str(self.data), "-U", SUPERUSER, "--auth=trust", "--no-locale", "-E", "UTF8",
+                      "--no-sync")
         options = [f"-p {self.port}", "-c listen_addresses=127.0.0.1", "-c unix_socket_directories=''",
                    "-c max_connections=200"]
         if not self.durable:
@@ -76,8 +77,9 @@ class PostgresServer:
             raise RuntimeError(f"postgres did not accept connections on port {self.port}: {self.log_text()[-2000:]}")
         return self
 
-    def stop(self) -> None:
-        """pg_ctl stop (fast: open sessions are ended); if the postmaster still runs, kill its own pid."""
+    def stop(self, remove: bool = True) -> None:
+        """pg_ctl stop (fast: open sessions are ended); if the postmaster still runs, kill its own
+        pid. remove: delete the data folder too (False: `start()` brings the same server back)."""
         pid = self.pid()
         if self.data.exists():
             try:
@@ -91,7 +93,8 @@ class PostgresServer:
                 time.sleep(0.05)
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if remove:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
     def pid(self) -> int | None:
         """The postmaster's pid from its postmaster.pid (None when it is not running)."""
