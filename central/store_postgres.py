@@ -12,9 +12,9 @@ What PostgreSQL changes:
   once however many times the broker or the device delivers it. Each batch's rows are inserted
   in segment_id order, so two overlapping batches never deadlock.
 - "Acknowledge only after commit" holds as on SQLite: the worker acks after `COMMIT` returned.
-  store.synchronous = "full" keeps PostgreSQL's `synchronous_commit = on` (the commit is
-  flushed to the server's WAL before it returns); "normal" sets it off for this store's
-  sessions (faster; a server crash may lose the last commits, never corrupt).
+  store.synchronous = "full" sets `synchronous_commit = on` for this store's sessions (the
+  commit is flushed to the server's WAL before it returns, whatever the server's default);
+  "normal" sets it off (faster; a server crash may lose the last commits, never corrupt).
 - The schema is created and migrated by whichever process opens the database first, under a
   transaction-scoped advisory lock, so hosts starting together do not race.
 - Text columns compare byte-wise (`COLLATE "C"`), as SQLite does: one segment order on both.
@@ -36,7 +36,6 @@ from edge.errors import ConfigError
 
 #: pg_advisory_xact_lock key of schema migrations ("LAPS" in ASCII)
 _SCHEMA_LOCK_KEY = 0x4C415053
-POSTGRES_SCHEMES = ("postgresql", "postgres")
 
 
 class PostgresStore(SqlStore):
@@ -61,9 +60,10 @@ class PostgresStore(SqlStore):
         self.location = redact_url(url)
         self.scratch_dir = None
         self._operational = psycopg.OperationalError
-        kwargs = {"connect_timeout": max(1, int(round(connect_timeout_s))), "application_name": "laps-central"}
-        if synchronous.lower() == "normal":
-            kwargs["options"] = "-c synchronous_commit=off"
+        # Set for our sessions either way: a server whose default is off must not void "full".
+        commit = "on" if synchronous.lower() == "full" else "off"
+        kwargs = {"connect_timeout": max(1, int(round(connect_timeout_s))), "application_name": "laps-central",
+                  "options": f"-c synchronous_commit={commit}"}
         # One direct connection first: libpq's own words when the server is away or refuses us
         # (a pool would only say that it timed out).
         try:
@@ -137,10 +137,6 @@ class _PostgresTransaction:
 def _psycopg_sql(sql: str) -> str:
     """The shared SQL's `?` placeholders as psycopg's `%s` (the shared SQL holds no '?' or '%' otherwise)."""
     return sql.replace("?", "%s")
-
-
-def is_postgres_url(url: str) -> bool:
-    return urlsplit(url).scheme.lower() in POSTGRES_SCHEMES
 
 
 def redact_url(url: str) -> str:

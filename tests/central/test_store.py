@@ -276,3 +276,13 @@ def test_the_cli_reports_an_unreachable_store_in_one_line(tmp_path, capsys):
     assert main(["status", "--config", str(cfg)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: PostgreSQL store") and "cannot be reached" in err and "\n" not in err
+
+
+def test_synchronous_normal_turns_postgresql_synchronous_commit_off(postgres_server):
+    url = postgres_server.create_database()
+    try:
+        for setting, expected in (("full", "on"), ("normal", "off")):
+            with open_store(StoreConfig(url=url, synchronous=setting)) as store:
+                assert store._query("SHOW synchronous_commit") == [(expected,)]
+    finally:
+        postgres_server.drop_database(url)
