@@ -36,17 +36,13 @@ def _host(tmp_path, name: str, broker_port: int, url: str) -> IngestProcess:
     return IngestProcess(cfg, tmp_path / f"{name}.log")
 
 
-def _count(url: str) -> int:
-    with open_store(StoreConfig(url=url, pool_size=1)) as store:
-        return store.count()
-
-
 def test_three_hosts_store_each_of_10000_segments_once_with_one_killed_mid_stream(
         broker, publisher, shared_database, tmp_path):
     segs = make_segments(N_SEGMENTS, seed=11, steps=8)
     items = [item for i, device in enumerate(DEVICES)
              for item in segment_payloads(segs[i::len(DEVICES)], device=device)]
     hosts = [_host(tmp_path, f"host-{c}", broker.port, shared_database) for c in "abc"]
+    observer = open_store(StoreConfig(url=shared_database, pool_size=1))  # the test's own view of the database
     try:
         assert wait_until(lambda: broker.log_text().count("$share/laps-central") >= 3, 60.0), \
             "not every host subscribed: " + " | ".join(h.log_text()[-300:] for h in hosts)
@@ -58,24 +54,24 @@ def test_three_hosts_store_each_of_10000_segments_once_with_one_killed_mid_strea
 
         streaming = threading.Thread(target=publish, daemon=True)
         streaming.start()
-        assert wait_until(lambda: _count(shared_database) >= N_SEGMENTS // 5, 60.0, interval=0.05)
+        assert wait_until(lambda: observer.count() >= N_SEGMENTS // 5, 60.0, interval=0.05)
         hosts[1].kill()  # SIGKILL: whatever it received and had not committed was never acknowledged
-        killed_at = _count(shared_database)
+        killed_at = observer.count()
         assert not done.is_set() and killed_at < N_SEGMENTS, "the stream ended before the kill"
         streaming.join(120.0)
         assert done.is_set(), "the publisher did not finish"
         # The killed host comes back (as systemd restarts it) and resumes its broker session: the
         # messages the broker held for it, and those it never acknowledged, arrive again.
         hosts[1].start()
-        assert wait_until(lambda: _count(shared_database) >= N_SEGMENTS, 90.0, interval=0.2), \
-            f"stored {_count(shared_database)} of {N_SEGMENTS}"
-        with open_store(StoreConfig(url=shared_database, pool_size=1)) as store:
-            ids = store.segment_ids()
-            counters = store.counters()
+        assert wait_until(lambda: observer.count() >= N_SEGMENTS, 90.0, interval=0.2), \
+            f"stored {observer.count()} of {N_SEGMENTS}"
+        ids = observer.segment_ids()
+        counters = observer.counters()
         assert len(ids) == len(set(ids)) == N_SEGMENTS
         assert set(ids) == {s.segment_id for s in segs}
         assert counters["stored"] == N_SEGMENTS and counters["quarantined"] == 0
     finally:
+        observer.close()
         codes = [h.stop() for h in hosts]
     assert codes == [0, 0, 0], [h.log_text()[-500:] for h in hosts]
 
