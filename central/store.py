@@ -127,3 +127,7 @@ class _SqliteTransaction:
 
     def query(self, sql: str, args: Sequence = ()) -> list[tuple]:
         return self._db.execute(sql, tuple(args)).fetchall()
+
+    def insert_many(self, table: str, columns: Sequence[str], rows: Sequence[Sequence]) -> int:
+        sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+        return self._db.executemany(sql, rows).rowcount

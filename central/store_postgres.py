@@ -132,6 +132,12 @@ class _PostgresTransaction:
         self._cur.execute(_psycopg_sql(sql), tuple(args))
         return self._cur.fetchall()
 
+    def insert_many(self, table: str, columns: Sequence[str], rows: Sequence[Sequence]) -> int:
+        with self._cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        return len(rows)
+
 
 @functools.lru_cache(maxsize=512)
 def _psycopg_sql(sql: str) -> str:

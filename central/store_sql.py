@@ -330,6 +330,9 @@ class Transaction(Protocol):
     def query(self, sql: str, args: Sequence = ()) -> list[tuple]:
         """Run one statement; every row it returns."""
 
+    def insert_many(self, table: str, columns: Sequence[str], rows: Sequence[Sequence]) -> int:
+        """Append rows to a table (no conflict handling) the backend's fastest way; rows written."""
+
 
 class SqlStore(ABC):
     """Every store operation, written once over a backend's connection (see the module docstring).
@@ -608,18 +611,16 @@ class SqlStore(ABC):
     # -- cluster runs -------------------------------------------------------------------------------------
     def save_cluster_run(self, run_id: str, *, model_version: str, method: str, k: int, params: dict,
                          metrics: dict, assignments: Iterable[tuple[str, int, float]]) -> int:
-        """Record a clustering run and its (segment_id, cluster, distance) rows; returns rows written."""
+        """Record a clustering run and its (segment_id, cluster, distance) rows; returns rows written.
+        Saving a run_id again replaces the run and all of its assignments."""
         created = datetime.now().astimezone().isoformat(timespec="seconds")
         n = 0
         with self._transaction() as tx:
+            tx.execute("DELETE FROM cluster_assignments WHERE run_id = ?", (run_id,))
             for chunk in _chunks(assignments, 10000):
-                tx.executemany(
-                    "INSERT INTO cluster_assignments (run_id, segment_id, cluster, distance) VALUES (?, ?, ?, ?)"
-                    " ON CONFLICT (run_id, segment_id) DO UPDATE SET cluster = excluded.cluster,"
-                    " distance = excluded.distance",
-                    [(run_id, s, int(c), float(d)) for s, c, d in chunk],
-                )
-                n += len(chunk)
+                # Bulk (PostgreSQL: COPY): a run of millions of segments is written in one go.
+                n += tx.insert_many("cluster_assignments", ("run_id", "segment_id", "cluster", "distance"),
+                                    [(run_id, s, int(c), float(d)) for s, c, d in chunk])
             tx.execute(
                 "INSERT INTO cluster_runs (run_id, created, model_version, method, k, n_segments, params, metrics)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id) DO UPDATE SET created = excluded.created,"

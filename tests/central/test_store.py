@@ -164,6 +164,10 @@ def test_clustering_runs_are_listed_newest_first_with_their_members(store):
     members = store.run_members("run-a")
     assert [m.cluster for m in members] == [0] * 10 + [1] * 10
     assert members[0].segment_id == ids[0] and members[0].duration_s == pytest.approx(1.2)
+    store.save_cluster_run("run-a", model_version="m", method="laps", k=2, params={}, metrics={},
+                           assignments=[(ids[0], 1, 0.5)])  # saved again: replaced, assignments too
+    assert [(m.segment_id, m.cluster) for m in store.run_members("run-a")] == [(ids[0], 1)]
+    assert len(store.cluster_runs()) == 2
 
 
 def test_the_newest_device_state_is_kept_and_an_older_one_changes_nothing(store):
