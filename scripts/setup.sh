@@ -26,5 +26,5 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
 # torch==2.13.0 (in [train]) is the CPU build; a looser pin would pull a multi-GB CUDA build.
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[train,dev,central]'
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[train,dev,central,postgres]'
 echo "set up: $(.venv/bin/python --version) in .venv" >&2

@@ -65,7 +65,8 @@ def handle(args: argparse.Namespace) -> int:
     from central.embedding import EmbeddingConfig
     from central.registry import ModelRegistry, register_shipped_model
     from central.report import write_report
-    from central.store import Selection, Store
+    from central.store import Selection
+    from central.store_protocol import open_store
     from edge.errors import ConfigError
 
     config = load_central_config(args.config)
@@ -82,7 +83,7 @@ def handle(args: argparse.Namespace) -> int:
                              k_range_given=args.k_range is not None)
     register_shipped_model(config.paths.models_dir)  # a store filled before the ingest registered it
     registry = ModelRegistry(config.paths.models_dir)
-    with Store(config.store.path, synchronous=config.store.synchronous) as store:
+    with open_store(config.store) as store:
         run = run_clustering(store, registry, selection, methods=methods, options=options,
                              embedding=EmbeddingConfig(seed=args.seed), truth=truth,
                              memory_budget_bytes=args.memory_budget_mb * 1024 * 1024, save=not args.no_save,
