@@ -2,8 +2,8 @@
 
 Three parts, one table (`benchmarks/results/clustering.json`):
 
-1. Accuracy on HELD-OUT synthetic workstation videos (seeds 900-909, 2 minutes each, all
-   nuisances; never used for training or tuning). Each video's Lucas-Kanade tracks (the
+1. Accuracy on HELD-OUT synthetic workstation videos (seeds 950-959, 2 minutes each, all
+   nuisances; never used for training or tuning; 900-949 are retired). Each video's Lucas-Kanade tracks (the
    shared `.cache/tracks` cache of the segmentation benchmark) go through the device's own
    `Pipeline` (feature extractor, Numba kernel, segment assembler) via a replay tracker. With
    the shipped default tokenizer (`edge/shipped_models/default`) segments carry FSQ codes and their
@@ -16,7 +16,14 @@ Three parts, one table (`benchmarks/results/clustering.json`):
    cosine silhouette; NMI, ARI, Hungarian accuracy and the unsupervised scores per row, and
    `label_purity`, the mean fraction of a segment its label covers. The same three methods
    then run on the TRUE primitive spans ("oracle" rows, tokens the device produced inside
-   each span): what clustering reaches when segmentation is perfect.
+   each span): what clustering reaches when segmentation is perfect. "statistics pooling"
+   (central/embedding.py) is a row beside them. Choosing k: per held-out video, the k the
+   default criterion (cosine silhouette, 2-12) picks for its segments against the true number
+   of classes in them ("within +-1" counts the videos). Real labelled data (the corpus of
+   benchmarks/real_segmentation.py, when built: `scripts/build_real_labelled.py`): each
+   dataset's TRUE segments (per-frame features as tokens), every method with k = its number of
+   actions, beside the NMI of random labels (mean of 20 draws; NMI of few, small clusters is
+   far above 0 by chance) computed in the same run.
 2. Ingest rate: segment messages published by several device clients (QoS 1) through a real
    Mosquitto into the SQLite store (synchronous=FULL, acknowledged after commit), with 1 and 2
    ingest workers on the shared subscription, against the baseline of inserting the same
@@ -48,7 +55,7 @@ import numpy as np
 
 from benchmarks.common import print_table, write_results
 
-HELD_OUT_SEEDS = tuple(range(900, 910))
+HELD_OUT_SEEDS = tuple(range(950, 960))
 MINUTES = 2.0
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "edge" / "shipped_models" / "default"
 SCALES = (10_000, 100_000, 1_000_000)
@@ -181,7 +188,7 @@ def accuracy_rows(segments: list[LabelledSegment], stats, desc: str, what: str =
     """LAPS and both baselines with k = the number of true classes (and LAPS with k chosen by
     cosine silhouette when `choose_k`), scored against the labels."""
     from central.clustering import ClusterOptions, cluster_embeddings, cluster_metrics
-    from central.embedding import FrozenTransformerEmbedder, mean_pool, norm_weighted_pool
+    from central.embedding import FrozenTransformerEmbedder, mean_pool, norm_weighted_pool, statistics_pool
 
     labels = [s.label for s in segments]
     k_true = len(set(labels))
@@ -192,6 +199,7 @@ def accuracy_rows(segments: list[LabelledSegment], stats, desc: str, what: str =
         "LAPS frozen Transformer": lambda: FrozenTransformerEmbedder(dim, input_mean=stats[0], input_std=stats[1]).embed(seqs),
         "baseline: mean pooling": lambda: mean_pool(seqs),
         "baseline: norm-weighted pooling": lambda: norm_weighted_pool(seqs),
+        "statistics pooling": lambda: statistics_pool(seqs),
     }
     cached = {}
     for name, fn in embedders.items():
@@ -224,6 +232,8 @@ def ceiling_rows(segments: list[LabelledSegment], oracle: list[LabelledSegment],
 
     - The true spans again with tokens that skip the tokenizer (the 4x4-pooled velocity field
       of the same LK tracks): if these cluster no better, the tokens are not what limits NMI.
+    - Segment length alone (log of the token count), clustered with k-means: what an embedding
+      scores by encoding duration only.
     - A supervised reference: 5-fold logistic-regression accuracy on the same frozen-Transformer
       embeddings (z-scored, L2). High probe accuracy with low NMI means the primitives are
       linearly present but not the dominant structure k-means finds (it groups by direction and
@@ -240,6 +250,18 @@ def ceiling_rows(segments: list[LabelledSegment], oracle: list[LabelledSegment],
         _, raw_oracle, raw_stats, raw_desc = held_out_segments(seeds, minutes, None, progress=False)
         rows += accuracy_rows(raw_oracle, raw_stats, raw_desc, what="ceiling: true spans, raw pooled velocity",
                               choose_k=False)[:1]
+    from sklearn.metrics import normalized_mutual_info_score
+
+    from central.clustering import kmeans
+
+    # Duration alone: true spans of a primitive have a typical length, so any embedding that
+    # encodes the number of tokens scores this much without seeing the motion.
+    for what, segs in (("pipeline segments", segments), ("oracle: true spans", oracle)):
+        labels = [s.label for s in segs]
+        length = np.log([[float(s.tokens.shape[0])] for s in segs]).astype(np.float32)
+        nmis = [normalized_mutual_info_score(labels, kmeans(length, len(set(labels)), seed=seed)[0]) for seed in range(3)]
+        rows.append({"name": f"ceiling: {what}, segment length alone (log tokens), k-means, k=true classes",
+                     "segments": len(segs), "k": len(set(labels)), "nmi": float(np.mean(nmis))})
     for what, segs in (("pipeline segments", segments), ("oracle: true spans", oracle)):
         seqs = [s.tokens for s in segs]
         x = normalize(FrozenTransformerEmbedder(seqs[0].shape[1], input_mean=stats[0], input_std=stats[1]).embed(seqs))
@@ -248,6 +270,80 @@ def ceiling_rows(segments: list[LabelledSegment], oracle: list[LabelledSegment],
         rows.append({"name": f"ceiling: {what}, supervised linear probe on the LAPS embedding (5-fold)",
                      "segments": len(segs), "probe_accuracy": float(acc),
                      "majority_class_accuracy": max(_count(labels).values()) / len(labels)})
+    return rows
+
+
+def k_choice_rows(segments: list[LabelledSegment], oracle: list[LabelledSegment], stats) -> list[dict]:
+    """Per held-out video: the k that cosine silhouette over 2-12 (the default criterion of
+    `laps-central cluster`) picks for that video's segments, against the number of true classes
+    among them; for the LAPS embedding and statistics pooling, device segments and true spans."""
+    from central.clustering import choose_k, normalize
+    from central.embedding import FrozenTransformerEmbedder, statistics_pool
+
+    rows = []
+    for what, segs in (("pipeline segments", segments), ("oracle: true spans", oracle)):
+        dim = segs[0].tokens.shape[1]
+        embedders = {"LAPS frozen Transformer": FrozenTransformerEmbedder(dim, input_mean=stats[0], input_std=stats[1]).embed,
+                     "statistics pooling": statistics_pool}
+        for name, embed in embedders.items():
+            errors = []
+            for seed in sorted({s.seed for s in segs}):
+                mine = [s for s in segs if s.seed == seed]
+                k_true = len({s.label for s in mine})
+                k, _ = choose_k(normalize(embed([s.tokens for s in mine])), 2, min(12, len(mine) // 2))
+                errors.append(k - k_true)
+            err = np.array(errors)
+            rows.append({"name": f"choose k: {what}, {name}, cosine silhouette 2-12, per video",
+                         "videos": len(err), "within_1": int((np.abs(err) <= 1).sum()),
+                         "mean_error": float(err.mean()), "mean_abs_error": float(np.abs(err).mean()),
+                         "errors": errors})
+    return rows
+
+
+def real_labelled_rows(root: Path | None = None) -> list[dict]:
+    """NMI of every embedding on the TRUE segments of each real labelled dataset (k = its number
+    of actions), and of random labels; a row saying so when the corpus is not built."""
+    from sklearn.metrics import normalized_mutual_info_score
+
+    from benchmarks.real_labelled.corpus import DEFAULT_ROOT, CorpusError, load_corpus
+    from central.clustering import kmeans, normalize
+    from central.embedding import FrozenTransformerEmbedder, mean_pool, norm_weighted_pool, statistics_pool
+
+    try:
+        videos = load_corpus(root or DEFAULT_ROOT)
+    except CorpusError as err:
+        return [{"name": f"real labelled: not run ({err})"}]
+    rows = []
+    for dataset in sorted({v.dataset for v in videos}):
+        seqs, labels, names = [], [], []
+        for v in (v for v in videos if v.dataset == dataset):
+            for start_s, end_s in v.segments():
+                a, b = int(round(start_s * v.fps)), min(int(round(end_s * v.fps)), v.n_frames)
+                if b - a >= 2:
+                    seqs.append(v.features[a:b].astype(np.float32))
+                    labels.append(int(v.labels[a]))
+                    names.append(v.name)
+        k = len(set(labels))
+        every = np.concatenate(seqs)
+        mean, std = every.mean(axis=0), np.maximum(every.std(axis=0), 1e-6)
+        embedders = {
+            "LAPS frozen Transformer (features standardised)": lambda: FrozenTransformerEmbedder(
+                seqs[0].shape[1], input_mean=mean, input_std=std).embed(seqs),
+            "baseline: mean pooling": lambda: mean_pool(seqs),
+            "baseline: norm-weighted pooling": lambda: norm_weighted_pool(seqs),
+            "statistics pooling": lambda: statistics_pool(seqs),
+        }
+        rng = np.random.default_rng(0)
+        chance = float(np.mean([normalized_mutual_info_score(labels, rng.integers(0, k, len(labels))) for _ in range(20)]))
+        rows.append({"name": f"real labelled {dataset}: random labels (mean of 20)", "segments": len(labels), "k": k,
+                     "nmi": chance})
+        for name, fn in embedders.items():
+            x = normalize(fn())
+            nmis = [normalized_mutual_info_score(labels, kmeans(x, k, seed=seed)[0]) for seed in range(5)]
+            video_nmi = normalized_mutual_info_score(names, kmeans(x, k, seed=0)[0])
+            rows.append({"name": f"real labelled {dataset}: {name}, k={k} true actions, true segments",
+                         "segments": len(labels), "k": k, "nmi": float(np.mean(nmis)), "nmi_min": float(np.min(nmis)),
+                         "nmi_vs_video": video_nmi, "videos": len(set(names))})
     return rows
 
 
@@ -393,19 +489,23 @@ def peak_rss_mib() -> float:
 
 
 def scale_rows(sizes, lengths: np.ndarray, embed_n: int, work: Path, stats_dim: int | None) -> list[dict]:
-    from central.embedding import FrozenTransformerEmbedder
+    from central.embedding import FrozenTransformerEmbedder, mean_pool, norm_weighted_pool, statistics_pool
 
     rng = np.random.default_rng(1)
     d_in = stats_dim or 256
     seq_lengths = rng.choice(lengths, size=embed_n)
-    embedder = FrozenTransformerEmbedder(d_in)
     seqs = [rng.normal(size=(int(L), d_in)).astype(np.float32) for L in seq_lengths]
-    t0 = time.perf_counter()
-    embedder.embed(seqs)
-    embed_s = time.perf_counter() - t0
-    rate = embed_n / embed_s
-    rows = [{"name": f"scale: frozen Transformer embedding, {embed_n} sequences (median {int(np.median(seq_lengths))}"
-                     f" tokens, D_in={d_in})", "sequences": embed_n, "embed_s": embed_s, "sequences_per_s": rate}]
+    rows = []
+    rate = None
+    for name, embed in (("frozen Transformer", FrozenTransformerEmbedder(d_in).embed), ("mean pooling", mean_pool),
+                        ("norm-weighted pooling", norm_weighted_pool), ("statistics pooling", statistics_pool)):
+        t0 = time.perf_counter()
+        embed(seqs)
+        embed_s = time.perf_counter() - t0
+        rate = rate or embed_n / embed_s  # the frozen Transformer's: the baseline of the ratio
+        rows.append({"name": f"scale: {name} embedding, {embed_n} sequences (median {int(np.median(seq_lengths))}"
+                             f" tokens, D_in={d_in})", "sequences": embed_n, "embed_s": embed_s,
+                     "sequences_per_s": embed_n / embed_s, "ratio_vs_transformer": (embed_n / embed_s) / rate})
     for n in sizes:
         out = work / f"scale-{n}.json"
         subprocess.run([sys.executable, "-m", "benchmarks.clustering", "--scale-worker", str(n), "--scale-out", str(out)],
@@ -422,14 +522,14 @@ def scale_rows(sizes, lengths: np.ndarray, embed_n: int, work: Path, stats_dim: 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--seeds", default="900-909", help="HELD-OUT seeds (default: %(default)s)")
+    p.add_argument("--seeds", default="950-959", help="HELD-OUT seeds, 950-999 (default: %(default)s)")
     p.add_argument("--minutes", type=float, default=MINUTES)
     p.add_argument("--model", default=str(DEFAULT_MODEL), help="model directory ('none': velocity fallback)")
     p.add_argument("--ingest-messages", type=int, default=20000)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--scales", default=",".join(str(s) for s in SCALES))
     p.add_argument("--embed-n", type=int, default=10000, help="sequences for the embedding throughput row")
-    p.add_argument("--skip", default="", help="comma list of parts to skip: accuracy, ingest, scale")
+    p.add_argument("--skip", default="", help="comma list of parts to skip: accuracy, real, ingest, scale")
     p.add_argument("--scale-worker", type=int, help=argparse.SUPPRESS)
     p.add_argument("--scale-out", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -439,8 +539,8 @@ def main(argv: list[str] | None = None) -> int:
     from export.tokenizer.dataset import parse_seed_range
 
     seeds = parse_seed_range(args.seeds)
-    if any(not 900 <= s <= 999 for s in seeds):
-        raise SystemExit(f"seeds {args.seeds} are not all HELD-OUT seeds (900-999)")
+    if any(not 950 <= s <= 999 for s in seeds):
+        raise SystemExit(f"seeds {args.seeds} are not all HELD-OUT seeds (950-999; 900-949 are retired)")
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     model = Path(args.model) if args.model != "none" and (Path(args.model) / "manifest.json").is_file() else None
     rows: list[dict] = []
@@ -460,6 +560,9 @@ def main(argv: list[str] | None = None) -> int:
             # segmentation is perfect (separates segmentation error from embedding error).
             rows += accuracy_rows(oracle, stats, desc, what="oracle: true spans", choose_k=False)
             rows += ceiling_rows(segments, oracle, stats, seeds, args.minutes, model)
+            rows += k_choice_rows(segments, oracle, stats)
+        if "real" not in skip:
+            rows += real_labelled_rows()
         if "ingest" not in skip:
             rows += ingest_rows(args.ingest_messages, args.repeats, work)
         if "scale" not in skip:

@@ -27,7 +27,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from central.store import MediaFile, Store
+from central.store import MediaFile
+from central.store_protocol import CentralStore
 from edge.errors import LapsError
 from edge.messages import BatchFile, BatchManifest, MessageError, canonical_segment_id
 
@@ -64,7 +65,7 @@ def check_batch_name(device_id: str, sha256: str) -> None:
         raise BatchError(f"batch name {sha256!r} is not a sha256 (64 lowercase hex digits)")
 
 
-def receive_batch(store: Store, media_dir: str | os.PathLike, device_id: str, sha256: str,
+def receive_batch(store: CentralStore, media_dir: str | os.PathLike, device_id: str, sha256: str,
                   archive: str | os.PathLike, actual_sha256: str | None = None) -> BatchReceipt:
     """Check, unpack and link the batch archive at `archive` named `sha256` from `device_id`.
 
@@ -112,7 +113,7 @@ def receive_batch(store: Store, media_dir: str | os.PathLike, device_id: str, sh
     return BatchReceipt(device_id, sha256, created, len(files), len({f.segment_id for f in files}))
 
 
-def _check_ownership(store: Store, device_id: str, segment_ids: set[str]) -> None:
+def _check_ownership(store: CentralStore, device_id: str, segment_ids: set[str]) -> None:
     """403 when any of `segment_ids` is stored as another device's segment."""
     for sid, owner in sorted(store.segment_devices(segment_ids).items()):
         if owner != device_id:

@@ -28,9 +28,10 @@ import numpy as np
 
 from central.clustering import (ClusterOptions, Clustering, cluster_embeddings, cluster_metrics, max_k,
                                progress_bar)
-from central.embedding import METHODS, EmbeddingConfig, FrozenTransformerEmbedder, embed_sequences, embedding_dim
+from central.embedding import DEFAULT_METHODS, METHODS, EmbeddingConfig, FrozenTransformerEmbedder, embed_sequences, embedding_dim
 from central.registry import ModelRegistry, codes_to_z_q
-from central.store import Selection, Store
+from central.store import Selection
+from central.store_protocol import CentralStore
 from edge.errors import ConfigError
 from edge.segments import uuid7
 
@@ -98,7 +99,7 @@ def saved_method(results: Mapping[str, "MethodResult"], rule: str = "laps") -> s
     return PRIMARY_METHOD if PRIMARY_METHOD in results else next(iter(results))
 
 
-def pick_model_version(store: Store, selection: Selection) -> str:
+def pick_model_version(store: CentralStore, selection: Selection) -> str:
     """The selection's model version: the one given, or the only one present.
     Several versions without a choice is a `ConfigError` listing them (their latent spaces
     differ, so they are clustered separately)."""
@@ -115,11 +116,11 @@ def pick_model_version(store: Store, selection: Selection) -> str:
 
 
 def run_clustering(
-    store: Store,
+    store: CentralStore,
     registry: ModelRegistry,
     selection: Selection = Selection(),
     *,
-    methods: tuple[str, ...] = METHODS,
+    methods: tuple[str, ...] = DEFAULT_METHODS,
     options: ClusterOptions = ClusterOptions(),
     embedding: EmbeddingConfig = EmbeddingConfig(),
     truth: Mapping[str, object] | None = None,
@@ -154,7 +155,7 @@ def run_clustering(
     need = n_max * sum(dims.values()) * 4
     own_workdir = None
     if need > memory_budget_bytes:
-        own_workdir = Path(tempfile.mkdtemp(prefix="laps-cluster-", dir=workdir or store.path.parent))
+        own_workdir = Path(tempfile.mkdtemp(prefix="laps-cluster-", dir=workdir or store.scratch_dir))
         log.info("embeddings need %.1f GiB > budget %.1f GiB: using disk-backed arrays in %s and mini-batch k-means",
                  need / 1024**3, memory_budget_bytes / 1024**3, own_workdir)
     try:
@@ -280,7 +281,7 @@ def _fit_k_range(options: ClusterOptions, n: int) -> ClusterOptions:
     return replace(options, k_min=min(options.k_min, limit), k_max=limit)
 
 
-def save_run(store: Store, run: ClusterRun) -> None:
+def save_run(store: CentralStore, run: ClusterRun) -> None:
     """Record the primary method's assignments and every method's scores as one run."""
     primary = run.primary
     metrics = {m: r.metrics for m, r in run.results.items()}

@@ -7,11 +7,12 @@ machinery is `edge.config_schema`, shared with the device). Every mistake is a o
 keys are rejected (a typo must not fall back to a default silently). Relative paths are resolved against the config file's folder.
 
 Sections (every key optional; defaults shown in `central_config_example()`):
-    [paths]  data_dir (keyframes/clips unpacked from batches live in <data_dir>/media),
-             models_dir (the model registry: one model directory per version)
-    [store]  path (SQLite, WAL), synchronous ("full": fsync on every commit, the promise
-             behind "acknowledge only after commit"; "normal": faster, may lose the last
-             commits on power loss)
+    [paths]  data_dir (keyframes/clips unpacked from batches live in <data_dir>/media, or in
+             media_dir when set: a folder shared by several ingest hosts), models_dir (the model registry: one model directory per version)
+    [store]  url ("" = SQLite at path; "postgresql://user@host:5432/db" = PostgreSQL, shared by
+             several ingest hosts), path (SQLite, WAL), synchronous ("full": fsync on every
+             commit, the promise behind "acknowledge only after commit"; "normal": faster, may
+             lose the last commits on power loss), pool_size, connect_timeout_s (PostgreSQL)
     [mqtt]   host, port, group (the shared-subscription group), topic, client_id, keepalive,
              session_expiry_s, receive_maximum, batch_max, username/password or
              credentials_file, reconnect back-off, [mqtt.tls] ca/cert/key
@@ -45,21 +46,74 @@ _GROUP_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 @dataclass(frozen=True)
 class PathsConfig(ConfigSection):
     """data_dir: unpacked keyframes and clips (`<data_dir>/media/<device>/<segment>/...`).
-    models_dir: the model registry (one model directory per version, any folder names)."""
+    models_dir: the model registry (one model directory per version, any folder names).
+    media_dir: where keyframes and clips go instead of <data_dir>/media; several ingest hosts
+    sharing one PostgreSQL store point it at one shared folder (NFS, ...) so that every host's
+    dashboard and exports find every batch's files."""
 
     SECTION: ClassVar[str] = "paths"
     data_dir: str = path_setting("laps-central-data", nonempty=True, allowed="a directory path")
     models_dir: str = path_setting("laps-central-data/models", nonempty=True, allowed="a directory path")
+    media_dir: str = path_setting(allowed="a directory path, or empty for <data_dir>/media")
 
 
 @dataclass(frozen=True)
 class StoreConfig(ConfigSection):
-    """path: the SQLite file (WAL). synchronous: "full" (fsync per commit) or "normal"."""
+    """Where the segments go (`central.store_protocol.open_store`).
+
+    url: empty = the SQLite file at `path` (the embedded default); "postgresql://user@host:5432/db"
+    (or postgres://) = a PostgreSQL database, which several ingest hosts may share (the password
+    in the URL, or better in ~/.pgpass or PGPASSWORD); "sqlite:///abs/path" or an absolute path
+    = a SQLite file there. path: the SQLite file (WAL) when url is empty. synchronous: "full"
+    (fsync per commit; PostgreSQL: synchronous_commit on) or "normal" (faster; the last commits
+    may be lost on power loss). pool_size: PostgreSQL connections one process may hold (ingest
+    workers + batch endpoint threads share them). connect_timeout_s: one PostgreSQL connection
+    attempt at most this long.
+    """
 
     SECTION: ClassVar[str] = "store"
+    url: str = ""
     path: str = path_setting("laps-central-data/central.sqlite", nonempty=True,
                              allowed="a file path for the SQLite store")
     synchronous: str = setting("full", choices=("full", "normal"))
+    pool_size: int = setting(8, lo=1, hi=1000)
+    connect_timeout_s: float = setting(10.0, lo=1.0, hi=600.0)
+
+    def _check(self, checks: Checks) -> None:
+        url = self.url.strip()
+        scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+        if scheme in ("postgresql", "postgres"):
+            if not url.split("://", 1)[1].strip("/"):
+                checks.fail("url", self.url, "postgresql://user@host:5432/dbname (host and database are missing)")
+        elif scheme == "sqlite":
+            if not url[len("sqlite://"):].startswith("/") or len(url) <= len("sqlite:///"):
+                checks.fail("url", self.url, "sqlite:///absolute/path/central.sqlite, a postgresql://user@host:5432/dbname "
+                            "URL, or empty for the SQLite file at store.path (which may be relative)")
+        elif url and (scheme or not os.path.isabs(url)):
+            checks.fail("url", self.url, "postgresql://user@host:5432/dbname, sqlite:///absolute/path, an absolute "
+                        "SQLite path, or empty for the SQLite file at store.path")
+
+    @property
+    def backend(self) -> str:
+        """"postgresql" or "sqlite"."""
+        return "postgresql" if self.url.strip().lower().startswith(("postgresql://", "postgres://")) else "sqlite"
+
+    @property
+    def sqlite_path(self) -> str:
+        """The SQLite file (for the sqlite backend): url's path when url is set, else `path`."""
+        url = self.url.strip()
+        if not url:
+            return self.path
+        return url[len("sqlite://"):] if url.lower().startswith("sqlite://") else url
+
+    @property
+    def location(self) -> str:
+        """The store for messages: the SQLite file, or the PostgreSQL URL without its password."""
+        if self.backend == "sqlite":
+            return self.sqlite_path
+        from central.store_postgres import redact_url
+
+        return redact_url(self.url.strip())
 
 
 @dataclass(frozen=True)
@@ -74,7 +128,7 @@ class MqttConfig(BrokerConfig):
     session and its queued messages across restarts); set, workers after the first get
     "<client_id>-<worker>". receive_maximum: unacknowledged
     messages the broker may have in flight to this worker. batch_max: messages committed in
-    one SQLite transaction (then acknowledged together).
+    one store transaction (then acknowledged together).
     """
 
     group: str = "laps-central"
@@ -222,7 +276,7 @@ class CentralConfig(ConfigSection):
 
     @property
     def media_dir(self) -> Path:
-        return Path(self.paths.data_dir) / "media"
+        return Path(self.paths.media_dir) if self.paths.media_dir else Path(self.paths.data_dir) / "media"
 
     @property
     def devices_dir(self) -> Path:
@@ -248,10 +302,14 @@ def central_config_example() -> str:
 [paths]
 data_dir = "laps-central-data"          # keyframes/clips from batches: <data_dir>/media
 models_dir = "laps-central-data/models" # the model registry: one model directory per version
+media_dir = ""                          # "" = <data_dir>/media; one shared folder for several ingest hosts
 
 [store]
+url = ""                                # "" = SQLite at path; "postgresql://laps@db-host:5432/laps" = PostgreSQL
 path = "laps-central-data/central.sqlite"
 synchronous = "full"                    # full: fsync per commit (ack only after a durable commit)
+pool_size = 8                           # PostgreSQL connections per process
+connect_timeout_s = 10.0
 
 [mqtt]
 host = "localhost"
@@ -300,6 +358,6 @@ members_per_page = 50
 # -- validation: the device's machinery, with the central's path keys ---------------------------
 #: keys whose string values are file or folder paths, resolved against the config's folder
 _PATH_KEYS = frozenset({
-    "paths.data_dir", "paths.models_dir", "store.path", "mqtt.tls.ca", "mqtt.tls.cert", "mqtt.tls.key",
+    "paths.data_dir", "paths.models_dir", "paths.media_dir", "store.path", "mqtt.tls.ca", "mqtt.tls.cert", "mqtt.tls.key",
     "http.token_file", "http.cert", "http.key", "http.client_ca", "devices.dir", "dashboard.password_file",
 })

@@ -42,7 +42,8 @@ from central.fleet import ago, describe_state, device_rows
 from central.http_server import HttpService
 from central.report import SHORT_SEGMENT_S, animate, keyframe_montage, member_frames, pick_pictured
 from central.rollout import RolloutError, RolloutState, state_path
-from central.store import RunMember, Store, ms_to_iso
+from central.store import RunMember, ms_to_iso
+from central.store_protocol import open_store
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ class Dashboard:
         self.service = HttpService(_handler(self), host=host or self.settings.host,
                                    port=self.settings.port if port is None else port,
                                    workers=4, queue=32, timeout_s=30.0, name="dashboard")
-        self.store = Store(config.store.path, synchronous=config.store.synchronous)
+        self.store = open_store(config.store)
 
     @property
     def url(self) -> str:

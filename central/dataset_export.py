@@ -37,7 +37,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
-from central.store import Selection, Store, StoredSegment
+from central.store import Selection, StoredSegment
+from central.store_protocol import CentralStore
 from edge.errors import ConfigError
 
 SCHEMA_NAME = "laps.primitive-dataset/1"
@@ -63,21 +64,21 @@ def arrow_schema(media_root: str = ""):
     )
 
 
-def resolve_run(store: Store, run_id: str = "latest") -> dict:
+def resolve_run(store: CentralStore, run_id: str = "latest") -> dict:
     """The stored run `run_id` ('latest' = the newest); `ConfigError` if there is none."""
     runs = store.cluster_runs()
     if not runs:
-        raise ConfigError(f"store {store.path} holds no clustering run; run `laps-central cluster` first")
+        raise ConfigError(f"store {store.location} holds no clustering run; run `laps-central cluster` first")
     if run_id in ("", "latest"):
         return runs[0]
     for run in runs:
         if run["run_id"] == run_id:
             return run
     known = ", ".join(r["run_id"] for r in runs[:5])
-    raise ConfigError(f"clustering run {run_id!r} is not in {store.path}; known runs (newest first): {known}")
+    raise ConfigError(f"clustering run {run_id!r} is not in {store.location}; known runs (newest first): {known}")
 
 
-def export_dataset(store: Store, media_dir: str | os.PathLike, out_dir: str | os.PathLike, *, run_id: str = "latest",
+def export_dataset(store: CentralStore, media_dir: str | os.PathLike, out_dir: str | os.PathLike, *, run_id: str = "latest",
                    formats: tuple[str, ...] = FORMATS, clustered_only: bool = False, absolute_paths: bool = False,
                    chunk: int = 5000, progress: bool = False) -> dict:
     """Write `segments.parquet` and/or `segments.jsonl` and `dataset.json` into `out_dir`.
@@ -143,7 +144,7 @@ def export_dataset(store: Store, media_dir: str | os.PathLike, out_dir: str | os
     return info
 
 
-def _records(store: Store, run_id: str, sel: Selection, media_root: Path, absolute: bool, clustered_only: bool,
+def _records(store: CentralStore, run_id: str, sel: Selection, media_root: Path, absolute: bool, clustered_only: bool,
              chunk: int) -> Iterator[list[dict]]:
     for segs in store.iter_segments(sel, chunk=chunk):
         ids = [s.segment_id for s in segs]

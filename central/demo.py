@@ -192,9 +192,9 @@ def _cluster_report_export(root: Path, config, names: list[str], k_range: tuple[
     from central.embedding import EmbeddingConfig
     from central.registry import ModelRegistry
     from central.report import write_report
-    from central.store import Store
+    from central.store_protocol import open_store
 
-    with Store(config.store.path) as store:
+    with open_store(config.store) as store:
         summary = {d.device_id: d for d in store.device_summary()}
         missing = [n for n in names if not summary.get(n) or not summary[n].segments]
         if missing:

@@ -10,14 +10,15 @@ from dataclasses import asdict
 from pathlib import Path
 
 from central.devices import read_registry
-from central.store import Store, ms_to_iso
+from central.store import ms_to_iso
+from central.store_protocol import CentralStore
 
 #: a device's newest laps.state/1 in words (online and source_lost = running)
 STATE_WORDS = {"online": "online", "source_lost": "online, source lost", "stopped": "offline (stopped)",
                "offline": "offline (connection lost)"}
 
 
-def device_rows(store: Store, registry_path: str | Path) -> list[dict]:
+def device_rows(store: CentralStore, registry_path: str | Path) -> list[dict]:
     """One dict per device: the fields of `central.store.DeviceSummary` plus "online" (True,
     False, None = no state yet), "registered" (True/False; None while the registry lists no
     device, when central accepts every device) and "last_seen" (ISO-8601 UTC, "" = never).

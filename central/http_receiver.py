@@ -47,7 +47,7 @@ from central.batches import BatchError, check_batch_name, receive_batch
 from central.config import HttpConfig
 from central.devices import RegistryView
 from central.http_server import HttpService, server_tls_context
-from central.store import Store
+from central.store_protocol import CentralStore
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class BatchServer:
     """The endpoint as a background thread. `url` is its base URL once started.
     registry: the device registry (per-device tokens, who may write where); None = none."""
 
-    def __init__(self, cfg: HttpConfig, store: Store, media_dir: str | os.PathLike,
+    def __init__(self, cfg: HttpConfig, store: CentralStore, media_dir: str | os.PathLike,
                  registry: RegistryView | None = None) -> None:
         self.cfg = cfg
         self.store = store

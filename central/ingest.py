@@ -13,11 +13,12 @@ split the load. Per message:
    (lower-case, no braces) before anything else uses it. A message that fails goes to the
    `quarantine` table with the reason; the worker keeps going.
 2. store: valid messages are inserted by `segment_id` (the at-least-once duplicates a device or
-   the broker re-sends are dropped and counted), several per SQLite transaction (WAL, fsync
-   per commit by default). If a transaction fails, its messages are committed one by one: one
-   that still fails while the others commit is poison and is quarantined with the store's
-   reason; only when nothing can be committed (disk full, I/O error) is the batch held
-   unacknowledged and retried with back-off.
+   the broker re-sends are dropped and counted), several per store transaction (SQLite WAL or
+   PostgreSQL, durable per commit by default). If a transaction fails, its messages are
+   committed one by one: one that still fails while the others commit is poison and is
+   quarantined with the store's reason; only when nothing can be committed (disk full, I/O
+   error, database server gone: `StoreUnavailableError`) is the batch held unacknowledged and
+   retried with back-off.
 3. acknowledge: the client runs with `manual_ack=True`; PUBACK goes out (`client.ack(mid, qos)`)
    only after the transaction holding the message has committed. A worker killed between
    receipt and commit never acknowledged, so the broker re-delivers to the group.
@@ -45,7 +46,6 @@ import logging
 import queue
 import re
 import signal
-import sqlite3
 import threading
 import time
 from collections import defaultdict
@@ -58,7 +58,9 @@ from paho.mqtt.properties import Properties
 
 from central.config import CentralConfig, MqttConfig
 from central.devices import REGISTRY_FILE, RegistrySnapshot, RegistryView
-from central.store import Store, segment_row
+from central.store import segment_row
+from central.store_protocol import CentralStore, open_store
+from central.store_sql import StoreUnavailableError
 from edge.broker import new_client
 from edge.messages import (MAX_ACK_IDS, AckMessage, MessageError, QuarantinedSegment, SegmentMessage, StateMessage,
                            Topics, canonical_segment_id, parse_topic)
@@ -116,7 +118,7 @@ class IngestWorker:
     the newest per device in the store (`laps-central status`); one worker per process does.
     """
 
-    def __init__(self, cfg: MqttConfig, store: Store, worker: int = 0,
+    def __init__(self, cfg: MqttConfig, store: CentralStore, worker: int = 0,
                  on_commit: Callable[[int, int, int], None] | None = None,
                  registry: RegistryView | None = None, track_state: bool = False) -> None:
         self.cfg = cfg
@@ -266,7 +268,7 @@ class IngestWorker:
                 break
             except _StoreDown as err:  # disk full, I/O error: retry, never ack uncommitted data
                 self.stats["store_errors"] += 1
-                self._report(f"store {self.store.path} cannot commit ({err}); holding {len(batch)} message(s) "
+                self._report(f"store {self.store.location} cannot commit ({err}); holding {len(batch)} message(s) "
                              "unacknowledged and retrying")
                 if self._stop.wait(delay):
                     return  # stopping: the broker re-delivers what we never acknowledged
@@ -322,21 +324,23 @@ class IngestWorker:
             stored, duplicates = self.store.ingest([(m, i.topic) for m, i in good],
                                                    [(i.topic, r, i.payload) for r, i in bad])
             return stored, duplicates, bad
+        except StoreUnavailableError as err:  # the store, not a message: retrying one by one would only wait longer
+            raise _StoreDown(err) from None
         except Exception as err:  # noqa: BLE001 - find out whether one message or the store is at fault
             if not good:
                 raise _StoreDown(err) from None
-            first_error = err
         stored = duplicates = 0
         failed: list[tuple[Exception, _Received]] = []
         for msg, item in good:
             try:
                 s, d = self.store.ingest([(msg, item.topic)], [])
                 stored, duplicates = stored + s, duplicates + d
+            except StoreUnavailableError as err:
+                # The store went away meanwhile: hold the whole batch (what committed already is a
+                # duplicate on the retry), never quarantine a message for the store's failure.
+                raise _StoreDown(err) from None
             except Exception as err:  # noqa: BLE001
                 failed.append((err, item))
-        operational = any(isinstance(e, sqlite3.OperationalError) for e, _ in failed)
-        if failed and len(failed) == len(good) and operational:
-            raise _StoreDown(first_error)  # nothing commits: the store, not a message, is at fault
         poison = [(f"the store refused it at commit ({type(e).__name__}: {e})", item) for e, item in failed]
         for reason, item in poison:
             log.error("poison message on %s quarantined: %s", item.topic[:200], reason)
@@ -367,7 +371,7 @@ class IngestWorker:
                 log.warning("ignored a state message on %s: %s", item.topic[:200], err)
         try:
             self.stats["states"] += self.store.record_states(good)
-        except sqlite3.Error as err:  # a status table must never stop the segments
+        except Exception as err:  # noqa: BLE001 - a status table must never stop the segments
             log.warning("could not record %d device state(s): %s", len(good), err)
         with self._gen_lock:
             gen = self._generation
@@ -423,7 +427,7 @@ def state_topic(segment_topic: str) -> str:
 def stats_line(counters: dict[str, int], links: dict[str, int]) -> str:
     """The ingest's periodic log line, for a person: what arrived and what became of it.
 
-    counters: `Store.counters()` (totals since the store was created); links: `Store.link_counts()`."""
+    counters: `CentralStore.counters()` (totals since the store was created); links: `CentralStore.link_counts()`."""
     return (f"ingest totals: {counters['stored']:,} segments stored of {counters['received']:,} messages received "
             f"({counters['duplicates']:,} duplicates dropped, {counters['quarantined']:,} quarantined); "
             f"{links['linked']:,} keyframe/clip files linked to their segments, "
@@ -443,7 +447,7 @@ def run_ingest(config: CentralConfig, workers: int = 1, http: bool | None = None
     shipped = register_shipped_model(config.paths.models_dir)
     if shipped:
         log.info("model registry %s holds the shipped model %s", config.paths.models_dir, shipped)
-    store = Store(config.store.path, synchronous=config.store.synchronous)
+    store = open_store(config.store)
     registry = RegistryView(config.devices_dir / REGISTRY_FILE)
     if registry.current().enforced:
         log.info("device registry %s: only its %d registered device(s) are accepted",
@@ -474,7 +478,7 @@ def run_ingest(config: CentralConfig, workers: int = 1, http: bool | None = None
         for w in group:
             w.start()
         log.info("ingest: %d worker(s) in group %r on %s:%d, store %s", workers, config.mqtt.group,
-                 config.mqtt.host, config.mqtt.effective_port, config.store.path)
+                 config.mqtt.host, config.mqtt.effective_port, config.store.location)
         # 0 (or less): no counter lines; still wake now and then, never spin on a zero wait.
         while not stop.wait(stats_interval_s if stats_interval_s > 0 else 3600.0):
             if stats_interval_s <= 0:

@@ -39,7 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
-from central.store import MediaFile, Selection, Store, StoredSegment
+from central.store import MediaFile, Selection, StoredSegment
+from central.store_protocol import CentralStore
 from edge.errors import ConfigError
 
 CODEBASE_VERSION = "v3.0"
@@ -68,7 +69,7 @@ def task_text(cluster_id: int) -> str:
     return f"primitive {int(cluster_id)}"
 
 
-def export_lerobot(store: Store, media_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
+def export_lerobot(store: CentralStore, media_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
                    run_id: str = "latest", codec: str = "mpeg4", data_file_mb: float = DATA_FILE_MB,
                    video_file_mb: float = VIDEO_FILE_MB, chunk: int = 2000, progress: bool = False) -> dict:
     """Write the run's assigned segments as a LeRobotDataset v3.0 into `out_dir` (empty or new).
@@ -362,7 +363,7 @@ def _whole(x: float) -> int | float:
     return int(x) if float(x).is_integer() else x
 
 
-def _integer_fps(store: Store, sel: Selection) -> int:
+def _integer_fps(store: CentralStore, sel: Selection) -> int:
     """The selection's one model fps as an integer (LeRobot's info.json fps is an int)."""
     rates = {round(float(s.fps), 6) for segs in store.iter_segments(sel, chunk=5000) for s in segs}
     if len(rates) != 1:
@@ -375,7 +376,7 @@ def _integer_fps(store: Store, sel: Selection) -> int:
     return int(round(fps))
 
 
-def _first_picture_size(store: Store, sel: Selection, media_root: Path, chunk: int) -> tuple[int, int] | None:
+def _first_picture_size(store: CentralStore, sel: Selection, media_root: Path, chunk: int) -> tuple[int, int] | None:
     """(width, height) of the first readable keyframe (else clip) in the selection; None if none."""
     for segs in store.iter_segments(sel, chunk=chunk):
         for files in store.media([s.segment_id for s in segs]).values():

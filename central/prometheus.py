@@ -30,13 +30,13 @@ from edge.prometheus import MetricsServer
 
 if TYPE_CHECKING:  # pragma: no cover
     from central.ingest import IngestWorker
-    from central.store import Store
+    from central.store_protocol import CentralStore
 
 
 class IngestCollector:
     """Reads the ingest workers of this process and their store at scrape time."""
 
-    def __init__(self, workers: Sequence["IngestWorker"], store: "Store") -> None:
+    def __init__(self, workers: Sequence["IngestWorker"], store: "CentralStore") -> None:
         self.workers = list(workers)
         self.store = store
 
@@ -74,17 +74,12 @@ class IngestCollector:
                                 value=counters.get("stored", 0))
         yield GaugeMetricFamily("laps_central_store_quarantined_messages", "Messages quarantined in the store.",
                                 value=counters.get("quarantined", 0))
-        size = 0
-        for suffix in ("", "-wal", "-shm"):
-            try:
-                size += os.stat(f"{self.store.path}{suffix}").st_size
-            except OSError:
-                pass
-        yield GaugeMetricFamily("laps_central_store_size_bytes", "Bytes of the SQLite store (with -wal and -shm).",
-                                value=size)
+        yield GaugeMetricFamily("laps_central_store_size_bytes",
+                                "Bytes of the store: the SQLite file with -wal and -shm, or the PostgreSQL database.",
+                                value=self.store.size_bytes())
 
 
-def serve_ingest_metrics(host: str, port: int, workers: Sequence["IngestWorker"], store: "Store",
+def serve_ingest_metrics(host: str, port: int, workers: Sequence["IngestWorker"], store: "CentralStore",
                          origin: str = "") -> MetricsServer | None:
     """Expose the ingest on host:port (None when port is 0)."""
     if port == 0:

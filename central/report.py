@@ -30,7 +30,7 @@ import numpy as np
 
 from central.cluster_run import ClusterRun
 from central.clustering import normalize_rows
-from central.store import Store
+from central.store_protocol import CentralStore
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +49,11 @@ _SCORE_COLUMNS = (
     ("nmi", "NMI &uarr;", "{:.3f}"), ("ari", "ARI &uarr;", "{:.3f}"), ("hungarian_accuracy", "Hungarian acc. &uarr;", "{:.3f}"),
 )
 _METHOD_NAMES = {"transformer": "LAPS: frozen Transformer", "mean": "baseline: mean pooling",
-                 "norm_weighted": "baseline: norm-weighted pooling"}
+                 "norm_weighted": "baseline: norm-weighted pooling",
+                 "statistics": "statistics pooling"}
 
 
-def write_report(run: ClusterRun, out_dir: str | os.PathLike, store: Store | None = None,
+def write_report(run: ClusterRun, out_dir: str | os.PathLike, store: CentralStore | None = None,
                  media_dir: str | os.PathLike | None = None, representatives: int = 4, randoms: int = 4,
                  keyframes_per_member: int = 3, seed: int = 0) -> Path:
     """Write `<out_dir>/report.html` and `<out_dir>/figures/*.png`; returns the HTML path.
@@ -158,7 +159,7 @@ def write_report(run: ClusterRun, out_dir: str | os.PathLike, store: Store | Non
     return path
 
 
-def pick_pictured(segment_ids: Sequence[str], candidates: np.ndarray, count: int, store: Store | None, media: dict,
+def pick_pictured(segment_ids: Sequence[str], candidates: np.ndarray, count: int, store: CentralStore | None, media: dict,
                   scan: int = 1000) -> np.ndarray:
     """The first `count` candidates (indices into `segment_ids`) (in the given order) that have keyframes, looking at most
     `scan` deep (a cluster may hold a million segments); the first `count` if none has any.

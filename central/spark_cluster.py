@@ -50,9 +50,10 @@ import numpy as np
 from central.cluster_run import (SAVE_RULES, ClusterRun, MethodResult, SegmentEmbedder,
                                  _fit_k_range, pick_model_version, save_run)
 from central.clustering import ClusterOptions, Clustering, choose_k, cluster_metrics, kmeans, normalize_rows, progress_bar
-from central.embedding import METHODS, EmbeddingConfig
+from central.embedding import DEFAULT_METHODS, METHODS, EmbeddingConfig
 from central.registry import ModelRegistry
 from central.store import Selection
+from central.store_protocol import CentralStore
 from edge.errors import ConfigError
 from edge.segments import uuid7
 
@@ -176,14 +177,14 @@ class Export:
 
 
 def run_clustering_spark(
-    store,
+    store: CentralStore,
     registry: ModelRegistry,
     selection: Selection = Selection(),
     *,
     spark=None,
     master: str = DEFAULT_MASTER,
     spark_conf: Mapping[str, str] | None = None,
-    methods: tuple[str, ...] = METHODS,
+    methods: tuple[str, ...] = DEFAULT_METHODS,
     options: ClusterOptions = ClusterOptions(),
     embedding: EmbeddingConfig = EmbeddingConfig(),
     truth: Mapping[str, object] | None = None,
@@ -197,7 +198,7 @@ def run_clustering_spark(
 
     spark: an existing SparkSession (kept open); None = start one on `master` with
     `spark_conf` and stop it at the end. workdir: where the export and intermediate Parquet go
-    (a fresh sub-folder, removed at the end; default: beside the store, else the system temp).
+    (a fresh sub-folder, removed at the end; default: the store's scratch folder).
     Raises `ConfigError` like `run_clustering` (empty selection, several model versions, too few
     segments), and when pyspark or Java is missing.
     """
@@ -214,7 +215,7 @@ def run_clustering_spark(
     if n_max < 2:
         raise ConfigError(f"only {n_max} segment(s) match ({selection.describe()}); clustering needs at least 2")
     embedder = SegmentEmbedder(registry, version, methods, embedding)
-    base = workdir or (Path(store.path).parent if getattr(store, "path", None) else None)
+    base = workdir or store.scratch_dir
     work = Path(tempfile.mkdtemp(prefix="laps-cluster-spark-", dir=base))
     try:
         export = export_segments(store, selection, work / "segments", chunk_segments, progress)
@@ -250,7 +251,7 @@ def run_clustering_spark(
         shutil.rmtree(work, ignore_errors=True)
 
 
-def export_segments(store, selection: Selection, out: Path, chunk_segments: int = 4096,
+def export_segments(store: CentralStore, selection: Selection, out: Path, chunk_segments: int = 4096,
                     progress: bool = False) -> Export:
     """The selected segments (with codes) -> `out/part-<chunk>.parquet`, one file per store
     chunk, one row group each, so Spark never splits a chunk across tasks. Columns: chunk,

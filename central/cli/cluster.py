@@ -49,7 +49,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     k.add_argument("--seed", type=int, default=0,
                    help="seed of the frozen encoder's weights and of k-means (default: %(default)s)")
     k.add_argument("--methods", default="transformer,mean,norm_weighted",
-                   help="embeddings to compare; the run saves the transformer clustering when listed, else the first (default: %(default)s)")
+                   help="embeddings to compare, of transformer, mean, norm_weighted, statistics (statistics pooling: "
+                        "no network, > 10k segments/s); the run saves the transformer clustering when listed, else the first (default: %(default)s)")
     k.add_argument("--save-method", default="laps", choices=("laps", "best"),
                    help="which method's clustering the run saves (for export-dataset): laps = the LAPS frozen "
                         "Transformer, the method under study; best = the best cosine silhouette of those compared "
@@ -81,7 +82,8 @@ def handle(args: argparse.Namespace) -> int:
     from central.embedding import EmbeddingConfig
     from central.registry import ModelRegistry, register_shipped_model
     from central.report import write_report
-    from central.store import Selection, Store
+    from central.store import Selection
+    from central.store_protocol import open_store
     from edge.errors import ConfigError
 
     config = load_central_config(args.config)
@@ -99,7 +101,7 @@ def handle(args: argparse.Namespace) -> int:
     register_shipped_model(config.paths.models_dir)  # a store filled before the ingest registered it
     registry = ModelRegistry(config.paths.models_dir)
     spark_conf = parse_spark_conf(args.spark_conf)
-    with Store(config.store.path, synchronous=config.store.synchronous) as store:
+    with open_store(config.store) as store:
         if args.engine == "spark":
             from central.spark_cluster import run_clustering_spark
 

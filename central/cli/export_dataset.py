@@ -43,7 +43,7 @@ def handle(args: argparse.Namespace) -> int:
     from central.config import load_central_config
     from central.dataset_export import FORMATS, export_dataset
     from central.lerobot_export import export_lerobot
-    from central.store import Store
+    from central.store_protocol import open_store
     from edge.errors import ConfigError
 
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
@@ -53,7 +53,7 @@ def handle(args: argparse.Namespace) -> int:
                           f"use parquet, jsonl and/or lerobot, comma-separated")
     config = load_central_config(args.config)
     tables = tuple(f for f in formats if f != "lerobot")
-    with Store(config.store.path, synchronous=config.store.synchronous) as store:
+    with open_store(config.store) as store:
         if "lerobot" in formats:
             ds = export_lerobot(store, config.media_dir, args.out, run_id=args.run, codec=args.video_codec,
                                 progress=not args.quiet)

@@ -10,7 +10,8 @@ Subscribe to every device's segment topic with an MQTT v5 shared subscription
 same [mqtt] group) split the messages between them. Each message is validated against the
 laps.segment/1 schema and its caps (a bad one goes to the quarantine table with the reason, the
 worker keeps going; so does one the store refuses at commit), de-duplicated by its canonical
-segment_id, committed to SQLite (WAL), and only then acknowledged to the broker and, with a
+segment_id, committed to the store (SQLite, or PostgreSQL shared by several ingest hosts:
+[store] url), and only then acknowledged to the broker and, with a
 laps.ack/1 on laps/v1/<site>/<device>/acks, to the device, which keeps each segment until
 then. Broker restarts are survived (persistent session, reconnect, the devices' re-sends).
 Once `laps-central devices add` has registered devices, only they are accepted, each on its

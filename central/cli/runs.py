@@ -24,17 +24,18 @@ def handle(args: argparse.Namespace) -> int:
     import json
 
     from central.config import load_central_config
-    from central.store import Selection, Store
+    from central.store import Selection
+    from central.store_protocol import open_store
 
     config = load_central_config(args.config)
-    with Store(config.store.path, synchronous=config.store.synchronous) as store:
+    with open_store(config.store) as store:
         runs = store.cluster_runs()
     if args.json:
         for r in runs:
             print(json.dumps(r))
         return 0
     if not runs:
-        print(f"no clustering run in {config.store.path}; make one with laps-central cluster --config "
+        print(f"no clustering run in {config.store.location}; make one with laps-central cluster --config "
               f"{args.config} --out report/")
         return 0
     table = [("RUN", "CREATED", "MODEL", "METHOD", "K", "SEGMENTS", "SILHOUETTE", "SELECTION")]

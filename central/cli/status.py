@@ -29,17 +29,17 @@ def handle(args: argparse.Namespace) -> int:
 
     from central.config import load_central_config
     from central.fleet import ago, describe_state, device_rows
-    from central.store import Store
+    from central.store_protocol import open_store
 
     config = load_central_config(args.config)
-    with Store(config.store.path, synchronous=config.store.synchronous) as store:
+    with open_store(config.store) as store:
         rows = device_rows(store, config.devices_dir / "registry.json")
         counters = store.counters()
         links = store.link_counts()
         runs = store.cluster_runs()
     seen = {r["device_id"] for r in rows if r.get("last_seen_ms")}
     now_ms = int(time.time() * 1000)
-    totals = {"store": str(config.store.path), "devices": len(rows), "segments": counters["stored"],
+    totals = {"store": config.store.location, "devices": len(rows), "segments": counters["stored"],
               "received": counters["received"], "duplicates": counters["duplicates"],
               "quarantined": counters["quarantined"], "media_linked": links["linked"],
               "media_waiting": links["waiting_for_segment"], "clustering_runs": len(runs),
@@ -50,7 +50,7 @@ def handle(args: argparse.Namespace) -> int:
         print(json.dumps({"totals": totals}))
         return 0
     if not rows:
-        print(f"no device has sent anything to {config.store.path} yet, and none is registered; start the ingest "
+        print(f"no device has sent anything to {config.store.location} yet, and none is registered; start the ingest "
               "(laps-central ingest) and point devices at its broker")
     else:
         table = [("SITE", "DEVICE", "STATE", "LAST SEEN", "SEGMENTS", "BATCHES", "QUARANTINED", "MODEL")]
@@ -61,7 +61,7 @@ def handle(args: argparse.Namespace) -> int:
         widths = [max(len(t[i]) for t in table) for i in range(len(table[0]))]
         for t in table:
             print("  ".join(v.ljust(w) for v, w in zip(t, widths)).rstrip())
-    print(f"\nstore {config.store.path}: {counters['stored']:,} segments from {len(seen)} device(s); "
+    print(f"\nstore {config.store.location}: {counters['stored']:,} segments from {len(seen)} device(s); "
           f"{counters['received']:,} messages received, {counters['duplicates']:,} duplicates dropped, "
           f"{counters['quarantined']:,} quarantined; {links['linked']:,} keyframe/clip files linked, "
           f"{links['waiting_for_segment']:,} waiting for their segment")

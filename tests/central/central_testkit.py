@@ -75,7 +75,9 @@ class Publisher:
 
 def write_central_config(path: Path, *, port: int, data_dir: Path, models_dir: Path | None = None,
                          http_port: int = 0, group: str = "laps-central", extra: str = "",
-                         reconnect_min_s: float = 0.1, reconnect_max_s: float = 0.5) -> Path:
+                         reconnect_min_s: float = 0.1, reconnect_max_s: float = 0.5, store_url: str = "",
+                         client_id: str = "") -> Path:
+    """A central config: SQLite in data_dir, or the store at `store_url`; `extra` lands in [http]."""
     path.write_text(f"""
 [paths]
 data_dir = "{data_dir}"
@@ -83,11 +85,13 @@ models_dir = "{models_dir or data_dir / 'models'}"
 
 [store]
 path = "{data_dir / 'central.sqlite'}"
+url = "{store_url}"
 
 [mqtt]
 host = "127.0.0.1"
 port = {port}
 group = "{group}"
+client_id = "{client_id}"
 keepalive = 2
 reconnect_min_s = {reconnect_min_s}
 reconnect_max_s = {reconnect_max_s}

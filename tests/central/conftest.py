@@ -1,5 +1,6 @@
-"""Fixtures of the central tests: a REAL Mosquitto (the service tests' helper, reused), a real
-tiny tokenizer model directory in a registry, and a QoS 1 publisher (see central_testkit.py)."""
+"""Fixtures of the central tests: a REAL Mosquitto (the service tests' helper, reused), a REAL
+PostgreSQL server (tests/postgres_server.py), the store on either backend, a real tiny tokenizer
+model directory in a registry, and a QoS 1 publisher (see central_testkit.py)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,45 @@ def broker(tmp_path):
     b = Mosquitto(tmp_path / "broker").start()
     yield b
     b.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One PostgreSQL server for the session (each test gets a database of its own); skipped,
+    with the reason, where no PostgreSQL binaries or no psycopg are installed."""
+    from tests.postgres_server import MISSING, PostgresServer, find_binaries
+
+    bindir = find_binaries()
+    if bindir is None:
+        pytest.skip(MISSING)
+    pytest.importorskip("psycopg", reason="psycopg is not installed: pip install -e '.[postgres]'")
+    server = PostgresServer(bindir).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store_config(request, tmp_path):
+    """A [store] section on each backend in turn: a SQLite file, or a fresh PostgreSQL database.
+    The store tests take it (or `store`) to run once per backend: one suite, two implementations."""
+    from central.config import StoreConfig
+
+    if request.param == "sqlite":
+        yield StoreConfig(path=str(tmp_path / "c.sqlite"))
+        return
+    server = request.getfixturevalue("postgres_server")
+    url = server.create_database()
+    yield StoreConfig(url=url, pool_size=4)
+    server.drop_database(url)
+
+
+@pytest.fixture
+def store(store_config):
+    """The store of `store_config`, open (closed after the test)."""
+    from central.store_protocol import open_store
+
+    with open_store(store_config) as s:
+        yield s
 
 
 @pytest.fixture(scope="session")

@@ -76,3 +76,18 @@ def test_sections_built_in_code_or_replaced_are_checked_like_a_file():
     with pytest.raises(ConfigError, match=r"key mqtt\.group = 'a/b' "):
         MqttConfig(group="a/b")
     assert StoreConfig(path="x.sqlite").path == "x.sqlite"
+
+
+def test_a_media_dir_set_apart_from_the_data_dir_is_where_batches_go(tmp_path):
+    path = tmp_path / "etc" / "central.toml"
+    path.parent.mkdir()
+    path.write_text('[paths]\ndata_dir = "data"\nmedia_dir = "../shared/media"\n'
+                    '[store]\nurl = "postgresql://laps@db:5432/laps"\n')
+    cfg = load_central_config(path)
+    assert cfg.media_dir.resolve() == tmp_path / "shared" / "media"  # several hosts mount one folder here
+    assert cfg.store.backend == "postgresql" and cfg.store.location == "postgresql://laps@db:5432/laps"
+
+
+def test_a_password_in_the_store_url_never_shows_in_its_location():
+    cfg = central_config_from_dict({"store": {"url": "postgresql://laps:s3cret@db:5432/laps"}})
+    assert cfg.store.location == "postgresql://laps:***@db:5432/laps"

@@ -94,3 +94,31 @@ def test_sinusoidal_positions_follow_the_transformer_formula():
     np.testing.assert_allclose(pe[0], [0, 1, 0, 1, 0, 1, 0, 1], atol=1e-7)
     np.testing.assert_allclose(pe[3, 0], np.sin(3.0), rtol=1e-6)
     np.testing.assert_allclose(pe[3, 3], np.cos(3.0 / 10000 ** (2 / 8)), rtol=1e-5)
+
+
+def test_statistics_pooling_gives_mean_spread_ends_change_and_length():
+    z = np.array([[0.0, 1.0], [2.0, 1.0], [4.0, 1.0], [6.0, 3.0], [8.0, 1.0], [10.0, 1.0]], np.float32)
+    out = embed_sequences([z], "statistics", 2)
+    assert out.shape == (1, 11) and out.dtype == np.float32
+    mean, std, first, last, change, log_len = out[0, 0:2], out[0, 2:4], out[0, 4:6], out[0, 6:8], out[0, 8:10], out[0, 10]
+    assert np.allclose(mean, [5.0, 8 / 6]) and np.allclose(std, z.std(axis=0))
+    assert np.allclose(first, [1.0, 1.0]) and np.allclose(last, [9.0, 1.0])  # thirds of 6 steps: 2 steps each
+    assert np.allclose(change, [2.0, 4 / 5]) and np.isclose(log_len, np.log(6))
+
+
+def test_statistics_pooling_tells_a_sweep_from_an_oscillation_with_the_same_mean():
+    t = np.arange(12, dtype=np.float32)
+    sweep = np.stack([t / 11 - 0.5, np.zeros(12, np.float32)], axis=1)
+    wiggle = np.stack([np.where(t % 2 == 0, -0.5, 0.5).astype(np.float32), np.zeros(12, np.float32)], axis=1)
+    a, b = embed_sequences([sweep, wiggle], "statistics", 2)
+    assert np.allclose(mean_pool([sweep]), mean_pool([wiggle]), atol=1e-6)  # the mean cannot tell them apart
+    assert b[8] > 5 * a[8]  # the wiggle changes every step
+    assert a[4] < 0 < a[6] and abs(b[4] - b[6]) < 0.2  # the sweep starts low and ends high
+
+
+def test_statistics_pooling_handles_one_and_two_step_segments():
+    out = embed_sequences([np.ones((1, 3), np.float32), np.arange(6, dtype=np.float32).reshape(2, 3)], "statistics", 3)
+    assert out.shape == (2, 16) and np.all(np.isfinite(out))
+    assert np.allclose(out[0, 3:6], 0) and np.allclose(out[0, 12:15], 0) and out[0, 15] == 0.0
+    assert np.allclose(out[1, 12:15], 3.0)
+    assert embed_sequences([], "statistics", 3).shape == (0, 16)

@@ -1,4 +1,5 @@
-"""MQTT ingest against a real Mosquitto: exactly once, shared load, quarantine, restarts."""
+"""MQTT ingest against a real Mosquitto: exactly once, shared load, quarantine, restarts; the store-level
+tests run on both backends (`store_config`: SQLite and a real PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -13,13 +14,14 @@ import pytest
 from central.config import MqttConfig
 from central.ingest import IngestWorker, validate_segment
 from central.store import Store
+from central.store_protocol import CentralStore, open_store
 from edge.messages import MessageError
 from central_testkit import Publisher, make_segments, segment_payloads, wait_until, write_central_config
 
 pytestmark = pytest.mark.broker
 
 
-def _worker(port: int, store: Store, worker: int = 0, group: str = "laps-central", client_id: str = "") -> IngestWorker:
+def _worker(port: int, store: CentralStore, worker: int = 0, group: str = "laps-central", client_id: str = "") -> IngestWorker:
     cfg = MqttConfig(host="127.0.0.1", port=port, group=group, keepalive=2, reconnect_min_s=0.1,
                      reconnect_max_s=0.5, client_id=client_id)
     w = IngestWorker(cfg, store, worker=worker)
@@ -28,8 +30,8 @@ def _worker(port: int, store: Store, worker: int = 0, group: str = "laps-central
     return w
 
 
-def test_each_segment_is_stored_once_and_duplicates_are_dropped(broker, publisher, tmp_path):
-    store = Store(tmp_path / "c.sqlite")
+def test_each_segment_is_stored_once_and_duplicates_are_dropped(broker, publisher, tmp_path, store_config):
+    store = open_store(store_config)
     w = _worker(broker.port, store)
     try:
         items = segment_payloads(make_segments(30))
@@ -43,8 +45,8 @@ def test_each_segment_is_stored_once_and_duplicates_are_dropped(broker, publishe
         store.close()
 
 
-def test_stored_segment_keeps_codes_times_and_device(broker, publisher, tmp_path):
-    store = Store(tmp_path / "c.sqlite")
+def test_stored_segment_keeps_codes_times_and_device(broker, publisher, tmp_path, store_config):
+    store = open_store(store_config)
     w = _worker(broker.port, store)
     try:
         seg = make_segments(1, codes=[[5, 1919, 0, 77]])[0]
@@ -59,8 +61,8 @@ def test_stored_segment_keeps_codes_times_and_device(broker, publisher, tmp_path
         store.close()
 
 
-def test_two_workers_in_one_group_split_the_messages_and_store_each_once(broker, publisher, tmp_path):
-    store = Store(tmp_path / "c.sqlite")
+def test_two_workers_in_one_group_split_the_messages_and_store_each_once(broker, publisher, tmp_path, store_config):
+    store = open_store(store_config)
     a, b = _worker(broker.port, store, worker=0), _worker(broker.port, store, worker=1)
     try:
         items = segment_payloads(make_segments(200))
@@ -75,8 +77,8 @@ def test_two_workers_in_one_group_split_the_messages_and_store_each_once(broker,
         store.close()
 
 
-def test_malformed_messages_go_to_quarantine_and_the_worker_keeps_going(broker, publisher, tmp_path):
-    store = Store(tmp_path / "c.sqlite")
+def test_malformed_messages_go_to_quarantine_and_the_worker_keeps_going(broker, publisher, tmp_path, store_config):
+    store = open_store(store_config)
     w = _worker(broker.port, store)
     try:
         good = segment_payloads(make_segments(2))
@@ -109,8 +111,8 @@ def test_validation_names_the_field_that_is_wrong():
         validate_segment(topic.replace("/segments", "/nonsense"), payload)
 
 
-def test_a_broker_restart_loses_nothing(broker, publisher, tmp_path):
-    store = Store(tmp_path / "c.sqlite")
+def test_a_broker_restart_loses_nothing(broker, publisher, tmp_path, store_config):
+    store = open_store(store_config)
     w = _worker(broker.port, store)
     try:
         segs = make_segments(60)
@@ -129,8 +131,8 @@ def test_a_broker_restart_loses_nothing(broker, publisher, tmp_path):
         store.close()
 
 
-def test_messages_published_while_the_ingest_is_away_arrive_when_it_returns(broker, publisher, tmp_path):
-    store = Store(tmp_path / "c.sqlite")
+def test_messages_published_while_the_ingest_is_away_arrive_when_it_returns(broker, publisher, tmp_path, store_config):
+    store = open_store(store_config)
     w = _worker(broker.port, store, client_id="ingest-persistent")
     w.stop()  # persistent session: the broker keeps the subscription and queues for it
     try:
@@ -175,6 +177,18 @@ def test_a_killed_ingest_process_loses_nothing_it_had_not_committed(broker, publ
     assert proc.returncode == 0
 
 
+def _refuse_model_version(store: CentralStore, version: str) -> None:
+    """Make the store refuse rows of `version` at commit, as a schema constraint or a full column would."""
+    with store._transaction() as tx:
+        if isinstance(store, Store):
+            tx.execute(f"CREATE TRIGGER poison BEFORE INSERT ON segments WHEN NEW.model_version = '{version}' "
+                       "BEGIN SELECT RAISE(ABORT, 'poisoned row'); END")
+        else:
+            tx.execute(f"CREATE FUNCTION poison() RETURNS trigger AS $$ BEGIN IF NEW.model_version = '{version}' THEN "
+                       "RAISE EXCEPTION 'poisoned row'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql")
+            tx.execute("CREATE TRIGGER poison BEFORE INSERT ON segments FOR EACH ROW EXECUTE FUNCTION poison()")
+
+
 def _stored(tmp_path) -> int:
     path = tmp_path / "data" / "central.sqlite"
     if not path.exists():
@@ -203,12 +217,12 @@ def _set(path: str, value):
 
 
 def test_the_malformed_message_matrix_is_quarantined_with_reasons_and_valid_ones_still_stored(
-        broker, publisher, subscriber_factory, tmp_path):
+        broker, publisher, subscriber_factory, tmp_path, store_config):
     from central.store import QUARANTINE_PAYLOAD_BYTES
     from edge.messages import MAX_CODES, MAX_SEGMENT_PAYLOAD_BYTES
 
     acks = subscriber_factory(broker.port, topic="laps/v1/+/+/acks")
-    store = Store(tmp_path / "c.sqlite")
+    store = open_store(store_config)
     w = _worker(broker.port, store)
     segs = make_segments(14, seed=3)
     huge = "x" * (MAX_SEGMENT_PAYLOAD_BYTES + 100)
@@ -251,12 +265,10 @@ def test_the_malformed_message_matrix_is_quarantined_with_reasons_and_valid_ones
 
 
 def test_a_message_that_fails_at_commit_is_quarantined_acknowledged_and_never_redelivered(
-        broker, publisher, subscriber_factory, tmp_path):
+        broker, publisher, subscriber_factory, tmp_path, store_config):
     acks = subscriber_factory(broker.port, topic="laps/v1/+/+/acks")
-    store = Store(tmp_path / "c.sqlite")
-    # A store that refuses one row at commit, as a schema constraint or a full column would.
-    store._db.execute("CREATE TRIGGER poison BEFORE INSERT ON segments WHEN NEW.model_version = 'poison' "
-                      "BEGIN SELECT RAISE(ABORT, 'poisoned row'); END")
+    store = open_store(store_config)
+    _refuse_model_version(store, "poison")
     w = _worker(broker.port, store, client_id="ingest-poison")
     segs = make_segments(4, seed=9)
     poison = _variant(segs[1], _set("model_version", "poison"))
@@ -283,8 +295,8 @@ def test_a_message_that_fails_at_commit_is_quarantined_acknowledged_and_never_re
         store.close()
 
 
-def test_one_segment_spelled_three_ways_is_stored_once(broker, publisher, tmp_path):
-    store = Store(tmp_path / "c.sqlite")
+def test_one_segment_spelled_three_ways_is_stored_once(broker, publisher, tmp_path, store_config):
+    store = open_store(store_config)
     w = _worker(broker.port, store)
     seg = make_segments(1)[0]
     try:
@@ -298,12 +310,12 @@ def test_one_segment_spelled_three_ways_is_stored_once(broker, publisher, tmp_pa
         store.close()
 
 
-def test_with_a_registry_only_registered_devices_on_their_own_site_are_stored(broker, publisher, tmp_path):
+def test_with_a_registry_only_registered_devices_on_their_own_site_are_stored(broker, publisher, tmp_path, store_config):
     from central.devices import DeviceRegistry, RegistryView
 
     registry = DeviceRegistry(tmp_path / "devices")
     registry.add("dev-1", site="site-a", hasher="builtin")
-    store = Store(tmp_path / "c.sqlite")
+    store = open_store(store_config)
     cfg = MqttConfig(host="127.0.0.1", port=broker.port, keepalive=2, reconnect_min_s=0.1, reconnect_max_s=0.5)
     w = IngestWorker(cfg, store, registry=RegistryView(registry.registry_path))
     w.start()

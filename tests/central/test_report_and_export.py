@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -125,3 +126,17 @@ def test_large_selections_switch_to_disk_backed_mini_batch_clustering(tmp_path, 
         assert run.primary.clustering.mini_batch
         assert run.primary.metrics["nmi"] > 0.9
         assert not list(tmp_path.glob("laps-cluster-*"))  # the work folder is gone
+
+
+def test_statistics_pooling_runs_as_a_method_of_its_own_and_is_named_in_the_report(tmp_path, registry_dir):
+    with Store(tmp_path / "s.sqlite") as store:
+        truth = fill_store(store, tmp_path / "media", tmp_path / "spool")
+        run = run_clustering(store, ModelRegistry(registry_dir), methods=("statistics", "mean"),
+                             options=ClusterOptions(k=3, n_init=4), truth=truth)
+        stats = run.results["statistics"]
+        assert stats.embeddings.shape[1] == 5 * ModelRegistry(registry_dir).latent_dim(run.model_version) + 1
+        assert stats.metrics["nmi"] > 0.5  # the three motifs are told apart
+        d = run.results["mean"].embeddings.shape[1]
+        assert np.allclose(stats.embeddings[:, :d], run.results["mean"].embeddings, atol=1e-5)  # same z_q, same order
+        html = write_report(run, tmp_path / "r", store=store).read_text()
+        assert "statistics pooling" in html
