@@ -154,3 +154,28 @@ def test_missing_pyspark_is_an_error_naming_the_extra(monkeypatch):
 ])
 def test_the_java_major_version_is_read_from_java_version_output(text, major):
     assert java_major(text) == major
+
+
+@pytest.mark.postgres
+def test_spark_clusters_a_postgresql_store_like_the_single_process_run(spark, postgres_server, tmp_path,
+                                                                       registry_dir):
+    from central.config import StoreConfig
+    from central.store_protocol import open_store
+
+    registry = ModelRegistry(registry_dir)
+    rng = np.random.default_rng(4)
+    motifs = [rng.integers(0, 1920, size=3) for _ in range(3)]
+    segments = make_segments(60, codes=[np.resize(motifs[i % 3], int(rng.integers(3, 30))).tolist() for i in range(60)])
+    url = postgres_server.create_database()
+    try:
+        with open_store(StoreConfig(url=url, pool_size=2)) as store:
+            store.ingest([(validate_segment(t, p), t) for t, p in segment_payloads(segments)], [])
+            options = ClusterOptions(k=3, n_init=2)
+            single = run_clustering(store, registry, methods=("transformer",), options=options, chunk_segments=CHUNK)
+            on_spark = run_clustering_spark(store, registry, spark=spark, methods=("transformer",), options=options,
+                                            chunk_segments=CHUNK, workdir=tmp_path)
+            assert np.array_equal(on_spark.primary.embeddings, single.primary.embeddings)
+            assert evaluation.ari(single.primary.clustering.labels, on_spark.primary.clustering.labels) == pytest.approx(1.0)
+            assert {r["run_id"] for r in store.cluster_runs()} == {single.run_id, on_spark.run_id}
+    finally:
+        postgres_server.drop_database(url)
