@@ -29,7 +29,7 @@ import numpy as np
 from central.clustering import (ClusterOptions, Clustering, cluster_embeddings, cluster_metrics, max_k,
                                progress_bar)
 from central.embedding import DEFAULT_METHODS, METHODS, EmbeddingConfig, FrozenTransformerEmbedder, embed_sequences, embedding_dim
-from central.registry import ModelRegistry
+from central.registry import ModelRegistry, codes_to_z_q
 from central.store import Selection
 from central.store_protocol import CentralStore
 from edge.errors import ConfigError
@@ -77,6 +77,8 @@ class ClusterRun:
     embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
     #: the rule that picked the saved method (SAVE_RULES)
     save_rule: str = "laps"
+    #: what clustered: "single-process", or "spark <master URL>" (central/spark_cluster.py)
+    engine: str = "single-process"
 
     @property
     def primary(self) -> MethodResult:
@@ -148,8 +150,8 @@ def run_clustering(
                           f"--model-version against the stored versions: {', '.join(store.model_versions()) or 'none'}")
     if n_max < 2:
         raise ConfigError(f"only {n_max} segment(s) match ({selection.describe()}); clustering needs at least 2")
-    d_in = registry.latent_dim(version)
-    dims = {m: embedding_dim(m, d_in, embedding) for m in methods}
+    embedder = SegmentEmbedder(registry, version, methods, embedding)
+    dims = embedder.dims
     need = n_max * sum(dims.values()) * 4
     own_workdir = None
     if need > memory_budget_bytes:
@@ -158,9 +160,6 @@ def run_clustering(
                  need / 1024**3, memory_budget_bytes / 1024**3, own_workdir)
     try:
         arrays = {m: _allocate(own_workdir, m, n_max, dims[m]) for m in methods}
-        embedder = None
-        if "transformer" in methods:
-            embedder = FrozenTransformerEmbedder(d_in, embedding, *registry.codebook_stats(version))
         ids: list[str] = []
         devices: list[str] = []
         durations: list[float] = []
@@ -171,16 +170,9 @@ def run_clustering(
             usable = [s for s in chunk if s.codes.size > 0]
             skipped += len(chunk) - len(usable)
             if usable:
-                seqs = [registry.z_q(s.codes, version) for s in usable]
                 row = len(ids)
-                for m in methods:
-                    t0 = time.perf_counter()
-                    if m == "transformer":
-                        emb = embedder.embed(seqs)  # type: ignore[union-attr]
-                    else:
-                        emb = embed_sequences(seqs, m, d_in)
+                for m, emb in embedder.embed([s.codes for s in usable], timing).items():
                     arrays[m][row:row + len(usable)] = emb
-                    timing[m] += time.perf_counter() - t0
                 ids.extend(s.segment_id for s in usable)
                 devices.extend(s.device_id for s in usable)
                 durations.extend(s.duration_s for s in usable)
@@ -224,6 +216,49 @@ def run_clustering(
             shutil.rmtree(own_workdir, ignore_errors=True)
 
 
+class SegmentEmbedder:
+    """Codes -> z_q -> each method's embedding, one chunk of segments at a time: the embedding
+    step of both engines. `run_clustering` calls it per store chunk; the Spark engine
+    (central/spark_cluster.py) broadcasts it (FSQ projection, codebook statistics, the frozen
+    encoder's weights) and calls it per exported chunk inside a pandas UDF. Both feed it the same
+    chunks (`iter_segments` with the same chunk size) because the Transformer batches a chunk's
+    sequences by length, and batch composition changes float32 summation order: same chunks,
+    same bits. Methods other than the Transformer go through `embed_sequences`, so a method
+    added there works in both engines. Picklable; holds no model files."""
+
+    def __init__(self, registry: ModelRegistry, version: str, methods: tuple[str, ...] = METHODS,
+                 embedding: EmbeddingConfig = EmbeddingConfig()) -> None:
+        self.version = version
+        self.methods = tuple(methods)
+        self.embedding = embedding
+        self.fsq = registry.fsq(version)
+        self.input_dim = self.fsq.dim
+        self.input_stats = registry.codebook_stats(version)
+        # Built once (its weights are the bulk of the broadcast), not once per chunk.
+        self.transformer = (FrozenTransformerEmbedder(self.input_dim, embedding, *self.input_stats)
+                            if "transformer" in self.methods else None)
+
+    @property
+    def dims(self) -> dict[str, int]:
+        """Embedding width of each method."""
+        return {m: embedding_dim(m, self.input_dim, self.embedding) for m in self.methods}
+
+    def embed(self, codes: list[np.ndarray], timing: dict[str, float] | None = None) -> dict[str, np.ndarray]:
+        """(S_i,) code arrays of one chunk (each S_i >= 1) -> {method: (n, dim) float32}.
+        timing: method -> seconds, accumulated when given."""
+        seqs = [codes_to_z_q(self.fsq, c, self.version) for c in codes]
+        out: dict[str, np.ndarray] = {}
+        for m in self.methods:
+            t0 = time.perf_counter()
+            if m == "transformer":
+                out[m] = self.transformer.embed(seqs)  # type: ignore[union-attr]
+            else:
+                out[m] = embed_sequences(seqs, m, self.input_dim, self.embedding, input_stats=self.input_stats)
+            if timing is not None:
+                timing[m] = timing.get(m, 0.0) + time.perf_counter() - t0
+        return out
+
+
 def _fit_k_range(options: ClusterOptions, n: int) -> ClusterOptions:
     """The k range to search over `n` segments: the operator's range must fit (one-line
     `ConfigError` otherwise: 2-500 over 136 segments ran two minutes of degenerate k-means);
@@ -254,7 +289,7 @@ def save_run(store: CentralStore, run: ClusterRun) -> None:
         "selection": asdict(run.selection), "options": asdict(run.options), "embedding": asdict(run.embedding),
         "methods": list(run.results), "primary": primary.method, "k_curve": primary.clustering.k_curve,
         "mini_batch": primary.clustering.mini_batch, "skipped_no_codes": run.skipped_no_codes,
-        "save_rule": run.save_rule,
+        "save_rule": run.save_rule, "engine": run.engine,
     }
     store.save_cluster_run(
         run.run_id, model_version=run.model_version, method=primary.method, k=primary.clustering.k, params=params,

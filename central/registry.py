@@ -117,13 +117,19 @@ class ModelRegistry:
         A code outside the version's codebook is a `ModelError` naming it (the segment came
         from a different model than its message says).
         """
-        fsq = self.fsq(version)
-        c = np.asarray(codes, dtype=np.int64)
-        if c.size and (c.min() < 0 or c.max() >= fsq.codebook_size):
-            bad = int(c[(c < 0) | (c >= fsq.codebook_size)][0])
-            raise ModelError(f"code {bad} is outside the codebook of model {version!r} (size {fsq.codebook_size}); "
-                             "the segment was not produced by this model version")
-        return fsq.z_q_from_codes(c)
+        return codes_to_z_q(self.fsq(version), codes, version)
+
+
+def codes_to_z_q(fsq: FSQ, codes: np.ndarray | list[int], version: str) -> np.ndarray:
+    """`ModelRegistry.z_q` with the version's FSQ in hand: (S,) codes -> (S, D) float32 z_q, a
+    code outside the codebook a `ModelError`. Needs no model files, so a Spark executor that
+    received the FSQ by broadcast rebuilds z_q exactly as the registry does."""
+    c = np.asarray(codes, dtype=np.int64)
+    if c.size and (c.min() < 0 or c.max() >= fsq.codebook_size):
+        bad = int(c[(c < 0) | (c >= fsq.codebook_size)][0])
+        raise ModelError(f"code {bad} is outside the codebook of model {version!r} (size {fsq.codebook_size}); "
+                         "the segment was not produced by this model version")
+    return fsq.z_q_from_codes(c)
 
 
 def add_model(registry_root: str | os.PathLike, model_dir: str | os.PathLike) -> Path:

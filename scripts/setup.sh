@@ -26,5 +26,10 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
 # torch==2.13.0 (in [train]) is the CPU build; a looser pin would pull a multi-GB CUDA build.
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[train,dev,central,postgres]'
+# [spark]: `laps-central cluster --engine spark` and its tests. pyspark is a ~430 MB source
+# package; pip caches the wheel it builds (~/.cache/pip/wheels), so a re-install takes seconds.
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[train,dev,central,postgres,spark]'
+# Spark runs on a JVM: the --engine spark tests need Java 17 (.ci/run installs it).
+command -v java >/dev/null 2>&1 || [ -n "${JAVA_HOME:-}" ] \
+  || echo "note: no java found; --engine spark and its tests need Java 17: apt-get install openjdk-17-jre-headless" >&2
 echo "set up: $(.venv/bin/python --version) in .venv" >&2

@@ -19,7 +19,12 @@ as a run (for export-dataset; `laps-central runs` lists them) and described in
 its central members animated, a flag on clusters of implausibly short segments), the scores,
 why the saved method was saved, the silhouette-vs-k curve and a 2-D map. --k-range may reach at
 most half the number of segments. When the embeddings exceed --memory-budget-mb they go to
-disk and k-means runs in mini-batches."""
+disk and k-means runs in mini-batches.
+
+--engine spark runs the same steps on Apache Spark (--master local[*] or any Spark master URL;
+needs `pip install 'laps-edge[spark]'` and Java 17): the segments are exported from the store in
+chunks to Parquet under --work-dir, embedded in a pandas UDF, standardised with global
+aggregates and clustered with Spark MLlib k-means; the run and report are the same."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -52,6 +57,18 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(default: %(default)s; the report says why)")
     k.add_argument("--memory-budget-mb", type=int, default=2048,
                    help="RAM for embeddings before switching to disk + mini-batch k-means (default: %(default)s)")
+    eng = p.add_argument_group("engine")
+    eng.add_argument("--engine", choices=("single", "spark"), default="single",
+                     help="single = this process (default); spark = Apache Spark, for selections that outgrow one "
+                          "machine (needs the [spark] extra and Java 17)")
+    eng.add_argument("--master", default="local[*]",
+                     help="Spark master URL with --engine spark: local[N], spark://host:7077, yarn, k8s://... "
+                          "(default: %(default)s)")
+    eng.add_argument("--spark-conf", action="append", default=[], metavar="KEY=VALUE",
+                     help="a Spark setting with --engine spark, e.g. spark.driver.memory=8g (repeatable)")
+    eng.add_argument("--work-dir", default=None,
+                     help="folder for --engine spark's Parquet export and intermediates (default: beside the store; "
+                          "on a cluster, a path every executor can read)")
     p.add_argument("--labels", help="ground truth for scoring: CSV (segment_id,label), JSONL or JSON mapping")
     p.add_argument("--no-save", action="store_true", help="do not record the run in the store")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -83,15 +100,24 @@ def handle(args: argparse.Namespace) -> int:
                              k_range_given=args.k_range is not None)
     register_shipped_model(config.paths.models_dir)  # a store filled before the ingest registered it
     registry = ModelRegistry(config.paths.models_dir)
+    spark_conf = parse_spark_conf(args.spark_conf)
     with open_store(config.store) as store:
-        run = run_clustering(store, registry, selection, methods=methods, options=options,
-                             embedding=EmbeddingConfig(seed=args.seed), truth=truth,
-                             memory_budget_bytes=args.memory_budget_mb * 1024 * 1024, save=not args.no_save,
-                             save_rule=args.save_method,
-                             progress=not args.quiet)
+        if args.engine == "spark":
+            from central.spark_cluster import run_clustering_spark
+
+            run = run_clustering_spark(store, registry, selection, master=args.master, spark_conf=spark_conf,
+                                       methods=methods, options=options, embedding=EmbeddingConfig(seed=args.seed),
+                                       truth=truth, save=not args.no_save, save_rule=args.save_method,
+                                       workdir=args.work_dir, progress=not args.quiet)
+        else:
+            run = run_clustering(store, registry, selection, methods=methods, options=options,
+                                 embedding=EmbeddingConfig(seed=args.seed), truth=truth,
+                                 memory_budget_bytes=args.memory_budget_mb * 1024 * 1024, save=not args.no_save,
+                                 save_rule=args.save_method,
+                                 progress=not args.quiet)
         report = write_report(run, args.out, store=store, media_dir=config.media_dir, seed=args.seed)
     print(f"{len(run.segment_ids)} segments of model {run.model_version} -> k = {run.primary.clustering.k} "
-          f"with {run.primary.method}"
+          f"with {run.primary.method}" + ("" if run.engine == "single-process" else f" on {run.engine}")
           + ("" if args.no_save else f" (run {run.run_id}: export-dataset --run latest now takes it; "
                                      "laps-central runs lists every run)"))
     for m, r in run.results.items():
@@ -101,6 +127,20 @@ def handle(args: argparse.Namespace) -> int:
               f"DB {s['davies_bouldin']:.3f}{extra}")
     print(f"report: {report}")
     return 0
+
+
+def parse_spark_conf(items: list[str]) -> dict[str, str]:
+    """['spark.driver.memory=8g', ...] -> {key: value}; a one-line ConfigError otherwise."""
+    from edge.errors import ConfigError
+
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip().startswith("spark."):
+            raise ConfigError(f"--spark-conf {item!r} is not KEY=VALUE with a spark.* key; write e.g. "
+                              "--spark-conf spark.driver.memory=8g")
+        out[key.strip()] = value.strip()
+    return out
 
 
 def parse_k_range(text: str) -> tuple[int, int]:
