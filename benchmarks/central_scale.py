@@ -1,4 +1,10 @@
-"""Central at fleet scale: ingest segments/s into SQLite and into PostgreSQL with several ingest processes.
+"""Central at fleet scale: ingest segments/s into SQLite and into PostgreSQL with several ingest
+processes, and clustering 1M-10M segments single-process against Apache Spark.
+
+Clustering part (`benchmarks/central_scale_clustering.py`, its docstring says what each row is):
+Spark local[2] against the single-process engine in the same run (agreement on held-out seeds
+950-959, then time and peak memory at each size). `--skip ingest` or `--skip clustering` runs one
+part; each part writes its own results file (`central_scale.json`, `central_scale_clustering.json`).
 
 Ingest part (`ingest_rows`, `benchmarks/results/central_scale.json`): segment messages (the
 clustering benchmark's `fleet_payloads`: 10 devices, 20 codes each) published by 4 device
@@ -146,15 +152,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3, help="runs per row; the median is reported (default: %(default)s)")
     p.add_argument("--workers", default=",".join(map(str, WORKERS)),
                    help="ingest process counts for the PostgreSQL rows (default: %(default)s)")
+    p.add_argument("--skip", default="", help="comma list of parts to skip: ingest, clustering")
+    p.add_argument("--sizes", default=None,
+                   help="segments per clustering scale row (default: the clustering part's, 1M and 10M)")
     args = p.parse_args(argv)
-    workers = tuple(int(w) for w in args.workers.split(",") if w.strip())
-    work = Path(tempfile.mkdtemp(prefix="bench-central-scale-"))
-    try:
-        rows = ingest_rows(args.ingest_messages, args.repeats, work, workers)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    print_table(rows, title="central at scale: ingest")
-    write_results("central_scale", rows, extra={"ingest_messages": args.ingest_messages, "repeats": args.repeats})
+    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    if skip - {"ingest", "clustering"}:
+        raise SystemExit(f"--skip {args.skip!r}: the parts are ingest and clustering")
+    if "ingest" not in skip:
+        workers = tuple(int(w) for w in args.workers.split(",") if w.strip())
+        work = Path(tempfile.mkdtemp(prefix="bench-central-scale-"))
+        try:
+            rows = ingest_rows(args.ingest_messages, args.repeats, work, workers)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        print_table(rows, title="central at scale: ingest")
+        write_results("central_scale", rows, extra={"ingest_messages": args.ingest_messages, "repeats": args.repeats})
+    if "clustering" not in skip:
+        from benchmarks import central_scale_clustering
+
+        central_scale_clustering.main([] if args.sizes is None else ["--sizes", args.sizes])
     return 0
 
 
