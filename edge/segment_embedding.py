@@ -1,5 +1,9 @@
 """Segment embeddings: a frozen, randomly initialised Transformer encoder over z_q (LAPS), and
-the two pooling baselines. NumPy only (no torch on the fleet side).
+the two pooling baselines. NumPy only (no torch on the fleet side or on the device).
+
+Why in `edge`: central clusters these embeddings, and a device that carries the resulting
+primitive library (`edge.primitive_library`) labels its own segments with the SAME embedding,
+so there is one copy of the arithmetic. `central.embedding` re-exports every name here.
 
 docs/method.md#clustering: per segment its sequence of z_q tokens (S, D) -> Linear(D, 256)
 -> + sinusoidal positions -> 4 encoder layers (d = 256, 4 heads, feed-forward 512, GELU) ->
