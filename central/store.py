@@ -8,7 +8,9 @@ only after the transaction holding it has committed.
 Tables
     segments             one row per segment_id (the de-duplication key); codes as a BLOB of
                          little-endian uint32; times as ISO-8601 text and as Unix milliseconds
-                         (indexed, for time-range selections)
+                         (indexed, for time-range selections); the device's primitive label
+                         (primitive_library, primitive_cluster, primitive_distance; NULL when
+                         the device carried no library, added by `_migrate` in schema 4)
     quarantine           messages refused for good (validation, or a commit that failed for that
                          message alone), with the reason, the payload's size and its first
                          QUARANTINE_PAYLOAD_BYTES bytes (a 5 MB poison message keeps 4 KiB)
@@ -41,8 +43,9 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from edge.messages import SegmentMessage, StateMessage
+from edge.segments import PrimitiveLabel
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: a quarantined payload keeps this many leading bytes (and its full size)
 QUARANTINE_PAYLOAD_BYTES = 4096
 _REASON_CHARS = 1000
@@ -137,14 +140,18 @@ CREATE TABLE IF NOT EXISTS device_states (
 COUNTERS = ("received", "stored", "duplicates", "quarantined")
 _SEGMENT_COLUMNS = (
     "segment_id, site, device_id, model_version, boot_id, seq, start_utc, end_utc, start_ms, end_ms, "
-    "start_frame, end_frame, fps, n_codes, codes, energy_mean, energy_max, keyframes, topic, received_ms"
+    "start_frame, end_frame, fps, n_codes, codes, energy_mean, energy_max, keyframes, topic, received_ms, "
+    "primitive_library, primitive_cluster, primitive_distance"
 )
+#: the device's primitive label (laps.segment/2), nullable; added to older stores by `_migrate`
+_PRIMITIVE_COLUMNS = (("primitive_library", "TEXT"), ("primitive_cluster", "INTEGER"), ("primitive_distance", "REAL"))
 
 
 @dataclass(frozen=True)
 class StoredSegment:
     """One segment as stored. Times: ISO-8601 UTC text and Unix ms; frames at `fps`, end
-    exclusive; codes (S,) int64 FSQ codes; keyframes [{"frame", "file"}] as sent."""
+    exclusive; codes (S,) int64 FSQ codes; keyframes [{"frame", "file"}] as sent; primitive:
+    the device's primitive-library label, None when it sent none."""
 
     segment_id: str
     site: str
@@ -163,6 +170,7 @@ class StoredSegment:
     energy_mean: float
     energy_max: float
     keyframes: list[dict]
+    primitive: PrimitiveLabel | None = None
 
     @property
     def duration_s(self) -> float:
@@ -313,7 +321,7 @@ class Store:
                now_ms: int | None = None) -> tuple[int, int]:
         """Insert validated segment messages and quarantine rows in ONE transaction.
 
-        segments: (validated laps.segment/1 message, topic). quarantined: (topic, reason,
+        segments: (validated segment message, topic). quarantined: (topic, reason,
         payload); the payload is kept up to QUARANTINE_PAYLOAD_BYTES. Returns (stored,
         duplicates): a segment_id already present is kept as it was (at-least-once delivery:
         the first copy wins); any other failure (a NOT NULL or CHECK violation) raises and
@@ -328,7 +336,7 @@ class Store:
                 # ON CONFLICT names the one conflict that is a duplicate; OR IGNORE would also
                 # swallow a NOT NULL violation (a NaN stored as NULL) and call it a duplicate.
                 self._db.executemany(
-                    f"INSERT INTO segments ({_SEGMENT_COLUMNS}) VALUES ({', '.join('?' * 20)})"
+                    f"INSERT INTO segments ({_SEGMENT_COLUMNS}) VALUES ({', '.join('?' * 23)})"
                     " ON CONFLICT(segment_id) DO NOTHING", rows
                 )
                 stored = self._db.total_changes - before
@@ -615,6 +623,14 @@ class Store:
     # -- internals --------------------------------------------------------------------------------------
     def _migrate(self) -> None:
         """Bring a store written by an older release up to SCHEMA_VERSION (additive changes only)."""
+        segment_columns = {row[1] for row in self._db.execute("PRAGMA table_info(segments)")}
+        for name, kind in _PRIMITIVE_COLUMNS:  # schema 4: the device's primitive label
+            if name not in segment_columns:
+                try:
+                    self._db.execute(f"ALTER TABLE segments ADD COLUMN {name} {kind}")
+                except sqlite3.OperationalError as err:  # another process migrated it first
+                    if "duplicate column" not in str(err):
+                        raise
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(quarantine)")}
         if "size" not in columns:
             try:
@@ -633,7 +649,7 @@ class Store:
 
 
 def segment_row(msg: SegmentMessage, topic: str, received_ms: int) -> tuple:
-    """The `segments` row of a validated laps.segment/1 message."""
+    """The `segments` row of a validated segment message (laps.segment/1 or /2)."""
     codes = np.asarray(msg.codes, dtype="<u4")
     keyframes = [{"frame": k.frame, "file": k.file} for k in msg.keyframes]
     return (
@@ -642,6 +658,8 @@ def segment_row(msg: SegmentMessage, topic: str, received_ms: int) -> tuple:
         int(msg.start_frame), int(msg.end_frame), float(msg.fps), int(codes.size), codes.tobytes(),
         float(msg.energy_mean), float(msg.energy_max),
         json.dumps(keyframes, separators=(",", ":")), topic, int(received_ms),
+        *((msg.primitive.library, int(msg.primitive.cluster), float(msg.primitive.distance))
+          if msg.primitive is not None else (None, None, None)),
     )
 
 
@@ -662,6 +680,7 @@ def _segment_from_row(r: tuple) -> StoredSegment:
         start_utc=r[6], end_utc=r[7], start_ms=int(r[8]), end_ms=int(r[9]), start_frame=int(r[10]),
         end_frame=int(r[11]), fps=float(r[12]), codes=np.frombuffer(r[14], dtype="<u4").astype(np.int64),
         energy_mean=float(r[15]), energy_max=float(r[16]), keyframes=json.loads(r[17]),
+        primitive=PrimitiveLabel(r[20], int(r[21]), float(r[22])) if r[20] is not None else None,
     )
 
 

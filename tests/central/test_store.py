@@ -51,3 +51,25 @@ def test_reingesting_a_segment_keeps_the_first_copy(tmp_path):
         other = dataclasses.replace(validate_segment(topic, payload), energy_max=99.0)
         assert store.ingest([(other, topic)], []) == (0, 1)
         assert store.segments()[0].energy_max == 2.0
+
+
+def test_a_store_from_before_primitive_labels_gains_the_columns_and_keeps_its_segments(tmp_path):
+    import sqlite3
+
+    from edge.segments import PrimitiveLabel
+
+    old, labelled = make_segments(2)
+    path = tmp_path / "c.sqlite"
+    with Store(path) as store:
+        store.ingest([(validate_segment(t, p), t) for t, p in segment_payloads([old])], [])
+    db = sqlite3.connect(path)  # make it the schema-3 file an older release wrote
+    for column in ("primitive_library", "primitive_cluster", "primitive_distance"):
+        db.execute(f"ALTER TABLE segments DROP COLUMN {column}")
+    db.execute("UPDATE meta SET value = '3' WHERE name = 'schema_version'")
+    db.commit()
+    db.close()
+    labelled.primitive = PrimitiveLabel("run-1", 2, 0.25)
+    with Store(path) as store:
+        store.ingest([(validate_segment(t, p), t) for t, p in segment_payloads([labelled], device="dev-2")], [])
+        got = {s.segment_id: s.primitive for s in store.segments()}
+    assert got == {old.segment_id: None, labelled.segment_id: PrimitiveLabel("run-1", 2, 0.25)}
