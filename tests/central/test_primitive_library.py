@@ -152,3 +152,35 @@ def test_run_to_library_to_device_to_ingest_carries_the_label_end_to_end(cluster
     finally:
         worker.stop()
         store.close()
+
+
+def test_the_dashboard_segment_page_shows_the_devices_label(configured_central, tmp_path):
+    from central.dashboard import Dashboard
+    from central.ingest import validate_segment
+    from central_testkit import make_segments
+    from edge.segments import PrimitiveLabel
+
+    cfg = load_central_config(configured_central(4))
+    seg = make_segments(1, seed=9)[0]
+    seg.primitive = PrimitiveLabel("run-xyz", 5, 0.125)
+    with Store(cfg.store.path) as store:
+        store.ingest([(validate_segment(t, p), t) for t, p in segment_payloads([seg], device="dev-9")], [])
+    dash = Dashboard(cfg, port=0).start()  # stop() waits for the serving loop, so it must have started
+    try:
+        page = dash.segment_page(seg.segment_id)
+    finally:
+        dash.stop()
+    assert "primitive (the device&#x27;s label)" in page or "primitive (the device's label)" in page
+    assert "cluster 5, distance 0.125, library run-xyz" in page
+
+
+def test_runs_json_leaves_out_the_centres(configured_central, tmp_path, capsys):
+    import json
+
+    cfg_path = configured_central(60)
+    assert main(["cluster", "--config", str(cfg_path), "--out", str(tmp_path / "r"), "--k", "3", "--n-init", "2",
+                 "--methods", "mean", "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["runs", "--config", str(cfg_path), "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert listed["k"] == 3 and "primitives" not in listed["params"]
