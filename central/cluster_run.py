@@ -282,7 +282,8 @@ def _fit_k_range(options: ClusterOptions, n: int) -> ClusterOptions:
 
 
 def save_run(store: CentralStore, run: ClusterRun) -> None:
-    """Record the primary method's assignments and every method's scores as one run."""
+    """Record the primary method's assignments and every method's scores as one run, with its
+    centres and z-score statistics in the parameters (for `laps-central library export`)."""
     primary = run.primary
     metrics = {m: r.metrics for m, r in run.results.items()}
     params = {
@@ -290,6 +291,11 @@ def save_run(store: CentralStore, run: ClusterRun) -> None:
         "methods": list(run.results), "primary": primary.method, "k_curve": primary.clustering.k_curve,
         "mini_batch": primary.clustering.mini_batch, "skipped_no_codes": run.skipped_no_codes,
         "save_rule": run.save_rule, "engine": run.engine,
+        # What a primitive library needs besides the model (`central.library_export`): the
+        # centres and the z-score statistics the run assigned with (floats round-trip exactly).
+        "primitives": {"centers": primary.clustering.centers.tolist(),
+                       "feature_mean": np.asarray(primary.clustering.mean, np.float64).tolist(),
+                       "feature_std": np.asarray(primary.clustering.std, np.float64).tolist()},
     }
     store.save_cluster_run(
         run.run_id, model_version=run.model_version, method=primary.method, k=primary.clustering.k, params=params,

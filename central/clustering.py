@@ -14,6 +14,10 @@ Two paths, same arithmetic:
   that sample and refined by `MiniBatchKMeans.partial_fit` over shuffled chunks for a few
   epochs; labels assigned chunk by chunk. Memory stays O(chunk x dim + sample x dim).
 The unsupervised scores of a large run are computed on a random sample (stated in the result).
+
+Both paths assign every row with `edge.primitive_library.nearest_centre` on rows normalised by
+`edge.primitive_library.normalize_rows`: the arithmetic a device runs to label its own segments
+with the exported library, so a run's assignment and the device's label are one computation.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from typing import Sequence
 import numpy as np
 
 from edge import evaluation
+from edge.primitive_library import nearest_centre as _nearest
+from edge.primitive_library import normalize_rows
 
 log = logging.getLogger(__name__)
 
@@ -108,16 +114,6 @@ def zscore_stats(x: np.ndarray, chunk_rows: int = 65536) -> tuple[np.ndarray, np
     return mean, std
 
 
-def normalize_rows(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    """z-score with (mean, std), then L2-normalise each row -> float32 (rows of norm 1; an
-    all-zero row stays zero)."""
-    z = np.asarray(x, np.float32) - mean.astype(np.float32)  # float32 throughout: n x dim is the big array
-    z /= std.astype(np.float32)
-    norms = np.linalg.norm(z, axis=1, keepdims=True)
-    np.divide(z, norms, out=z, where=norms > 0)
-    return z
-
-
 def normalize(x: np.ndarray) -> np.ndarray:
     """z-score over rows, then L2 per row (the in-memory form of the two steps)."""
     mean, std = zscore_stats(x)
@@ -171,8 +167,10 @@ def cluster_embeddings(x: np.ndarray, options: ClusterOptions = ClusterOptions()
         k = options.k
         if k is None:
             k, curve = choose_k(xn, options.k_min, options.k_max, options.seed, options.n_init, options.silhouette_sample)
-        labels, centers = kmeans(xn, k, options.seed, options.n_init)
-        distances = np.linalg.norm(xn - centers[labels], axis=1).astype(np.float32)
+        _, centers = kmeans(xn, k, options.seed, options.n_init)
+        # Assign with the device's arithmetic (not k-means' own labels), so a device holding
+        # these centres labels a segment exactly as the run did.
+        labels, distances = _nearest(xn, centers)
         return Clustering(labels, centers, distances, k, curve, mean, std, False, time.perf_counter() - t0)
     return _cluster_mini_batch(x, mean, std, options, progress, t0)
 
@@ -251,15 +249,6 @@ def cluster_metrics(x: np.ndarray, clustering: Clustering, truth: Sequence[int] 
             out["ari"] = evaluation.ari(t_idx, pred)
             out["hungarian_accuracy"] = evaluation.hungarian_accuracy_pooled([pred], [t_idx])
     return out
-
-
-def _nearest(block: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Nearest centre (Euclidean) of each row -> (labels int32, distances float32)."""
-    d2 = (np.einsum("ij,ij->i", block, block)[:, None] - 2.0 * block @ centers.T
-          + np.einsum("ij,ij->i", centers, centers)[None, :])
-    lab = np.argmin(d2, axis=1).astype(np.int32)
-    dist = np.sqrt(np.maximum(d2[np.arange(block.shape[0]), lab], 0.0)).astype(np.float32)
-    return lab, dist
 
 
 class _NoBar:

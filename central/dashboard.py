@@ -271,6 +271,9 @@ class Dashboard:
                 link = f"/clusters/{quote(runs[0]['run_id'])}/{hit[0]}"
                 cluster = (f"<tr><th>cluster (newest run)</th><td><a href='{link}'>cluster {hit[0]}</a>, distance "
                            f"{hit[1]:.3f}</td></tr>")
+        if s.primitive is not None:
+            cluster += (f"<tr><th>primitive (the device's label)</th><td>cluster {s.primitive.cluster}, distance "
+                        f"{s.primitive.distance:.3f}, library {_e(s.primitive.library)}</td></tr>")
         files = self.store.media([segment_id]).get(segment_id, [])
         pictures = "".join(f"<figure style='display:inline-block;margin:4px'><img class='keyframe' "
                            f"src='/media/{quote(f.path)}' alt='keyframe {f.frame}' width='240'>"

@@ -7,8 +7,9 @@ split the load. Per message:
 
 1. validate: the topic is `laps/v1/<site>/<device>/segments`, the device is registered for
    that site (once `central.devices` lists any device), the payload is a valid
-   `laps.segment/1` message within the caps (`edge.messages.SegmentMessage.from_json`, the same
-   code the device builds with) and names the same site and device as its topic, and the
+   `laps.segment/2` (or /1) message within the caps (`edge.messages.SegmentMessage.from_json`,
+   the same code the device builds with; the device's primitive label, when it sends one, is
+   stored with the segment) and names the same site and device as its topic, and the
    store's row can be built from it (times, integer ranges). The segment id is made canonical
    (lower-case, no braces) before anything else uses it. A message that fails goes to the
    `quarantine` table with the reason; the worker keeps going.
@@ -81,8 +82,8 @@ class _Received:
 
 
 def validate_segment(topic: str, payload: bytes, registry: RegistrySnapshot | None = None) -> SegmentMessage:
-    """The validated `laps.segment/1` message of one MQTT message, its segment id canonical,
-    or `MessageError` naming what is wrong (then the message belongs in quarantine).
+    """The validated segment message (`laps.segment/2` or /1) of one MQTT message, its segment
+    id canonical, or `MessageError` naming what is wrong (then the message belongs in quarantine).
     registry: when it lists devices, the topic's device must be registered for the topic's site."""
     site, device, kind = parse_topic(topic)
     if kind != "segments":

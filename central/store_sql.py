@@ -7,7 +7,9 @@ Tables
     meta                 name -> value; 'schema_version' is the version table the migrations keep
     segments             one row per segment_id (the de-duplication key); codes as bytes of
                          little-endian uint32; times as ISO-8601 text and as Unix milliseconds
-                         (indexed, for time-range selections)
+                         (indexed, for time-range selections); the device's primitive label
+                         (primitive_library, primitive_cluster, primitive_distance; NULL when
+                         the device carried no library; schema 4)
     quarantine           messages refused for good (validation, or a commit that failed for that
                          message alone), with the reason, the payload's size and its first
                          QUARANTINE_PAYLOAD_BYTES bytes (a 5 MB poison message keeps 4 KiB)
@@ -27,7 +29,7 @@ entry of MIGRATIONS in order; an existing store gets the entries newer than its 
 it runs in one transaction under the backend's schema lock (several ingest processes may open a
 store at once), and `meta.schema_version` moves with it. Adding a column later is ONE new entry:
 
-    Migration(4, "segments.roi: the region of interest", ("ALTER TABLE segments ADD COLUMN roi {text} NOT NULL DEFAULT ''",))
+    Migration(5, "segments.roi: the region of interest", ("ALTER TABLE segments ADD COLUMN roi {text} NOT NULL DEFAULT ''",))
 
 (written once with the dialect's type words `{int}`, `{real}`, `{text}`, `{blob}`; both backends run it),
 plus the column in SEGMENT_COLUMNS, `segment_row` and `_segment_from_row`. A store written by a
@@ -54,6 +56,7 @@ import numpy as np
 
 from edge.errors import LapsError
 from edge.messages import SegmentMessage, StateMessage
+from edge.segments import PrimitiveLabel
 
 #: the schema every store starts from (the SQLite store's version 3, the last one before migrations were listed)
 BASELINE_VERSION = 3
@@ -83,7 +86,12 @@ class Migration:
 
 
 #: schema steps after the baseline, oldest first (see the module docstring)
-MIGRATIONS: tuple[Migration, ...] = ()
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(4, "segments.primitive_*: the device's primitive label (laps.segment/2), NULL when it sent none",
+              ("ALTER TABLE segments ADD COLUMN primitive_library {text}",
+               "ALTER TABLE segments ADD COLUMN primitive_cluster {int}",
+               "ALTER TABLE segments ADD COLUMN primitive_distance {real}")),
+)
 SCHEMA_VERSION = BASELINE_VERSION + len(MIGRATIONS)
 
 # The baseline, in the dialect's type words: {int} 64-bit integer, {real} double, {text} text
@@ -178,7 +186,8 @@ BASELINE_TABLES = (
 
 SEGMENT_COLUMNS = (
     "segment_id, site, device_id, model_version, boot_id, seq, start_utc, end_utc, start_ms, end_ms, "
-    "start_frame, end_frame, fps, n_codes, codes, energy_mean, energy_max, keyframes, topic, received_ms"
+    "start_frame, end_frame, fps, n_codes, codes, energy_mean, energy_max, keyframes, topic, received_ms, "
+    "primitive_library, primitive_cluster, primitive_distance"
 )
 _N_SEGMENT_COLUMNS = SEGMENT_COLUMNS.count(",") + 1
 
@@ -187,7 +196,8 @@ _N_SEGMENT_COLUMNS = SEGMENT_COLUMNS.count(",") + 1
 @dataclass(frozen=True)
 class StoredSegment:
     """One segment as stored. Times: ISO-8601 UTC text and Unix ms; frames at `fps`, end
-    exclusive; codes (S,) int64 FSQ codes; keyframes [{"frame", "file"}] as sent."""
+    exclusive; codes (S,) int64 FSQ codes; keyframes [{"frame", "file"}] as sent; primitive:
+    the device's primitive-library label, None when it sent none."""
 
     segment_id: str
     site: str
@@ -206,6 +216,7 @@ class StoredSegment:
     energy_mean: float
     energy_max: float
     keyframes: list[dict]
+    primitive: PrimitiveLabel | None = None
 
     @property
     def duration_s(self) -> float:
@@ -664,7 +675,7 @@ class SqlStore(ABC):
 
 # -- rows ------------------------------------------------------------------------------------------------
 def segment_row(msg: SegmentMessage, topic: str, received_ms: int) -> tuple:
-    """The `segments` row of a validated laps.segment/1 message (ValueError when a store cannot
+    """The `segments` row of a validated laps.segment message (ValueError when a store cannot
     hold it: a NUL character, which PostgreSQL text refuses, is refused for both backends)."""
     codes = np.asarray(msg.codes, dtype="<u4")
     keyframes = [{"frame": k.frame, "file": k.file} for k in msg.keyframes]
@@ -674,10 +685,14 @@ def segment_row(msg: SegmentMessage, topic: str, received_ms: int) -> tuple:
         int(msg.start_frame), int(msg.end_frame), float(msg.fps), int(codes.size), codes.tobytes(),
         float(msg.energy_mean), float(msg.energy_max),
         json.dumps(keyframes, separators=(",", ":")), topic, int(received_ms),
+        *((msg.primitive.library, int(msg.primitive.cluster), float(msg.primitive.distance))
+          if msg.primitive is not None else (None, None, None)),
     )
     for name, value in zip(("segment_id", "site", "device_id", "model_version", "boot_id"), row):
         if "\x00" in value:
             raise ValueError(f"{name} holds a NUL character")
+    if msg.primitive is not None and "\x00" in msg.primitive.library:
+        raise ValueError("primitive.library holds a NUL character")
     return row
 
 
@@ -697,6 +712,7 @@ def _segment_from_row(r: Sequence) -> StoredSegment:
         start_utc=r[6], end_utc=r[7], start_ms=int(r[8]), end_ms=int(r[9]), start_frame=int(r[10]),
         end_frame=int(r[11]), fps=float(r[12]), codes=np.frombuffer(bytes(r[14]), dtype="<u4").astype(np.int64),
         energy_mean=float(r[15]), energy_max=float(r[16]), keyframes=json.loads(r[17]),
+        primitive=PrimitiveLabel(r[20], int(r[21]), float(r[22])) if r[20] is not None else None,
     )
 
 

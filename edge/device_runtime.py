@@ -2,7 +2,7 @@
 
 Everything here is independent of the pipeline: `edge.service_loop` feeds it finished segments
 and per-frame figures, `edge.service` wires the two. Durability: `DeviceRuntime.emit` writes a
-segment's media into the upload spool and its `laps.segment/1` message into the outbox (fsync)
+segment's media into the upload spool and its `laps.segment/2` message into the outbox (fsync)
 before it returns; the link forwards it (QoS 1; central's `laps.ack/1` deletes the row, or the
 PUBACK with `mqtt.delivery = "broker"`). Full disk (`edge.disk_floor`): below
 `paths.min_free_bytes` free, the oldest media, then the oldest unsent segments are evicted

@@ -6,7 +6,7 @@ ingest both use it, so the two ends cannot drift. A change to a payload's shape 
 schema string (`laps.segment/1` -> `laps.segment/2`).
 
 Topics (docs/formats.md#mqtt-topics): `laps/v1/<site>/<device>/<kind>` with kind one of
-    segments   (QoS 1, through the outbox)          laps.segment/1  SegmentMessage
+    segments   (QoS 1, through the outbox)          laps.segment/2  SegmentMessage (laps.segment/1 still read)
     acks       (QoS 1, written by central)          laps.ack/1      AckMessage (segments central has committed)
     state      (QoS 1, retained; birth + last will) laps.state/1    StateMessage
     batches    (QoS 1, through the outbox)          laps.batch/1    BatchManifest (with `archive`: announcement)
@@ -17,7 +17,9 @@ Payloads are compact UTF-8 JSON objects. Times are ISO-8601 UTC with a 'Z' suffi
 
 Old messages still load: a field every earlier writer of a schema wrote is required; a field
 added later (metrics `disk`) or optional in the schema (ack `quarantined`, batch file `frame`
-of a clip) may be absent and takes its default. Unknown extra fields are ignored.
+of a clip, segment `primitive`) may be absent and takes its default. Unknown extra fields are
+ignored. An older schema version still in the field is read too (`laps.segment/1`: a segment
+message without the device's primitive label).
 
 End-to-end delivery: central publishes a `laps.ack/1` on the device's `.../acks` topic once the
 segments it names are committed (stored, already stored, or quarantined), and the device keeps
@@ -42,10 +44,12 @@ from datetime import datetime, timezone
 from typing import Any, ClassVar, Iterable, TypeVar
 
 from edge.errors import LapsError
-from edge.segments import Segment
+from edge.segments import PrimitiveLabel, Segment
 
 TOPIC_ROOT = "laps/v1"
-SEGMENT_SCHEMA = "laps.segment/1"
+SEGMENT_SCHEMA = "laps.segment/2"
+#: every segment schema the reader accepts: /1 is /2 without `primitive` (devices not yet updated)
+SEGMENT_SCHEMAS = ("laps.segment/1", SEGMENT_SCHEMA)
 STATE_SCHEMA = "laps.state/1"
 METRICS_SCHEMA = "laps.metrics/1"
 BATCH_SCHEMA = "laps.batch/1"
@@ -54,7 +58,7 @@ ACK_SCHEMA = "laps.ack/1"
 #: message kinds, i.e. the topic suffixes after `laps/v1/<site>/<device>/`
 KINDS = ("segments", "acks", "state", "batches", "metrics", "ota/desired", "ota/status")
 
-#: Caps of a `laps.segment/1` message. A segment of one hour at 10 fps has 36,000 codes and
+#: Caps of a segment message. A segment of one hour at 10 fps has 36,000 codes and
 #: encodes to about 200 KB; a longer one should be ended by the kernel's `max_steps`.
 MAX_SEGMENT_PAYLOAD_BYTES = 512 * 1024
 MAX_CODES = 36_000
@@ -212,11 +216,14 @@ class KeyframeRef:
 
 @dataclass(frozen=True)
 class SegmentMessage(WireMessage):
-    """`laps.segment/1`: one finished segment (docs/formats.md).
+    """`laps.segment/2`: one finished segment (docs/formats.md).
 
     seq: position of this segment in this boot's stream (0, 1, ...); with boot_id it lets the
     receiver see gaps. start/end: UTC ISO-8601 ('Z') and frame index. fps: frames per second
     of the model. codes: the FSQ codes, one per step. energy_mean/max: the segment's energy.
+    primitive: the device's primitive-library label (`edge.segments.PrimitiveLabel`), None when
+    the device carries no library (then the field is absent on the wire). A `laps.segment/1`
+    payload reads as a message without `primitive`.
     """
 
     schema: ClassVar[str] = SEGMENT_SCHEMA
@@ -236,6 +243,7 @@ class SegmentMessage(WireMessage):
     energy_mean: float
     energy_max: float
     keyframes: tuple[KeyframeRef, ...] = ()
+    primitive: PrimitiveLabel | None = None
 
     @classmethod
     def from_segment(
@@ -262,10 +270,11 @@ class SegmentMessage(WireMessage):
             fps=float(segment.fps), codes=tuple(int(c) for c in segment.codes),
             energy_mean=float(segment.energy_mean), energy_max=float(segment.energy_max),
             keyframes=tuple(KeyframeRef(int(f), keyframe_file(segment.segment_id, int(f))) for f in frames),
+            primitive=segment.primitive,
         )
 
     def to_dict(self) -> dict:
-        return {
+        out = {
             "schema": SEGMENT_SCHEMA,
             "segment_id": self.segment_id,
             "device_id": self.device_id,
@@ -280,6 +289,9 @@ class SegmentMessage(WireMessage):
             "energy": {"mean": self.energy_mean, "max": self.energy_max},
             "keyframes": [{"frame": k.frame, "file": k.file} for k in self.keyframes],
         }
+        if self.primitive is not None:
+            out["primitive"] = self.primitive.to_dict()
+        return out
 
     @classmethod
     def from_json(cls, payload: bytes | str) -> "SegmentMessage":
@@ -295,7 +307,9 @@ class SegmentMessage(WireMessage):
     def from_dict(cls, msg: dict) -> "SegmentMessage":
         """Check every field, caps included; everything the central store needs to hold the
         message is checked here, so a message that passes cannot fail at commit for its content."""
-        _check_schema(msg, SEGMENT_SCHEMA)
+        _expect(msg, "schema", str, SEGMENT_SCHEMA)
+        if msg["schema"] not in SEGMENT_SCHEMAS:
+            raise MessageError(f"schema {_show(msg['schema'])} is not one of {', '.join(SEGMENT_SCHEMAS)}")
         _uuid(msg, "segment_id")
         for key, cap in (("device_id", MAX_ID_CHARS), ("site", MAX_ID_CHARS), ("model_version", MAX_TEXT_CHARS),
                          ("boot_id", MAX_TEXT_CHARS)):
@@ -335,7 +349,24 @@ class SegmentMessage(WireMessage):
             end_utc=msg["end"]["utc"], end_frame=msg["end"]["frame"],
             fps=float(fps), codes=tuple(codes), energy_mean=float(energy["mean"]), energy_max=float(energy["max"]),
             keyframes=tuple(refs),
+            primitive=_primitive(msg) if msg["schema"] != "laps.segment/1" else None,
         )
+
+
+def _primitive(msg: dict) -> PrimitiveLabel | None:
+    """The optional `primitive` of a segment message: {"library", "cluster", "distance"}; absent
+    or null when the device carries no library."""
+    value = msg.get("primitive")
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise MessageError(f"field primitive = {_show(value)}; expected an object with library, cluster, distance")
+    library = _text(value, "library", MAX_TEXT_CHARS, prefix="primitive.")
+    cluster = _int(value, "cluster", 0, prefix="primitive.")
+    distance = _number(value, "distance", prefix="primitive.")
+    if distance < 0:
+        raise MessageError(f"field primitive.distance = {distance!r}; expected a distance >= 0")
+    return PrimitiveLabel(library, cluster, float(distance))
 
 
 def canonical_segment_id(value: str) -> str:

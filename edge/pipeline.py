@@ -11,6 +11,11 @@ Two feature sources feed the one kernel:
   used when no tokenizer model is given.
 - `TokenizerFeatures`: the motion tokenizer's newest FSQ token per frame -> z_q -> the
   kernel's latent step (LAPS), or the paper-code window-mean energy.
+
+When the model directory carries a primitive library (`edge.primitive_library`, shipped by
+central in the OTA bundle), every finished segment with codes is labelled with its nearest
+primitive and the distance (`Segment.primitive`), from z_q rebuilt from its codes with the
+model's own FSQ: what central computes from the same codes.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import cv2
 import numpy as np
@@ -28,12 +33,16 @@ from edge.calibration_file import CalibrationFile
 from edge.energy import HysteresisParams, kernel
 from edge.errors import ConfigError
 from edge.loop import FinishedSegment, FrameStep
+from edge.primitive_library import PrimitiveLibrary
 from edge.recent_frames import ClipRecorder, KeyframeRing
 from edge.segments import Segment
 from edge.sources.base import Frame
 from edge.tracking import TRACKER_BACKENDS
 from edge.tracking.base import PointTracker, TrackStep, grid_points
 from edge.tracking.roi import RegionOfInterest
+
+if TYPE_CHECKING:  # edge.tokenizer pulls in the inference backends; a velocity-only pipeline needs none
+    from edge.tokenizer import FSQ
 
 #: Defaults of the pipeline when no model directory is given (the velocity-energy proxy).
 DEFAULT_FPS = 10.0
@@ -123,6 +132,8 @@ class Pipeline:
     keep_keyframes: keep JPEG stills of recent frames so finished segments carry their keyframes.
     clips: optional `edge.recent_frames.ClipRecorder`: finished segments carry an MJPEG clip.
     origin_utc: wall-clock time of timestamp 0 until `start_stream` sets another.
+    library: the model's primitive library; with it every finished segment that has codes is
+    labelled (`Segment.primitive`) through `fsq`, the model's FSQ (`edge.tokenizer.FSQ`).
     """
 
     fps: float
@@ -135,8 +146,13 @@ class Pipeline:
     keep_keyframes: bool = True
     clips: ClipRecorder | None = None
     origin_utc: datetime | None = None
+    library: PrimitiveLibrary | None = None
+    fsq: FSQ | None = None
 
     def __post_init__(self) -> None:
+        if self.library is not None and self.fsq is None:
+            raise ConfigError("a primitive library needs the model's FSQ to rebuild z_q; build the pipeline "
+                              "from the model directory that carries it")
         self._params_arr = self.params.to_array()
         self._keyframes = KeyframeRing() if self.keep_keyframes else None
         self._stream_origin: datetime | None = None
@@ -236,6 +252,9 @@ class Pipeline:
         )
 
     def _finished(self, segments: list[Segment]) -> tuple[FinishedSegment, ...]:
+        if self.library is not None:
+            for seg in segments:
+                seg.primitive = self.library.label_codes(seg.codes, self.fsq)
         return tuple(
             FinishedSegment(
                 seg,
@@ -278,6 +297,7 @@ def build_pipeline(
         fps, size, grid, margin = DEFAULT_FPS, DEFAULT_INPUT_SIZE, DEFAULT_GRID, 1.0 / DEFAULT_GRID
         extractor: FeatureExtractor = VelocityEnergy()
         version, providers_in_use = "velocity-energy", ["cpu"]
+        library = fsq = None
         if params is None:
             params = HysteresisParams(theta_on=DEFAULT_VELOCITY_THETA_ON)
     else:
@@ -290,6 +310,7 @@ def build_pipeline(
         runtime = TokenizerRuntime(model, providers=providers, energy_mode=energy_mode)
         extractor = TokenizerFeatures(runtime)
         version, providers_in_use = meta.model_version, list(runtime.providers_in_use)
+        library, fsq = model.library, runtime.fsq
         if params is None:
             if model.calibration is None:
                 raise ConfigError(
@@ -309,7 +330,7 @@ def build_pipeline(
     return Pipeline(
         fps=fps, input_size=(int(size[0]), int(size[1])), tracker=trk, extractor=extractor,
         params=params, model_version=version, providers_in_use=providers_in_use,
-        keep_keyframes=keep_keyframes,
+        keep_keyframes=keep_keyframes, library=library, fsq=fsq,
     )
 
 

@@ -35,6 +35,26 @@ def uuid7(unix_ms: int | None = None) -> uuid.UUID:
     return uuid.UUID(int=value)
 
 
+@dataclass(frozen=True)
+class PrimitiveLabel:
+    """The primitive a device's library assigns a segment (`edge.primitive_library`).
+
+    library: the library's id (the central cluster run it came from). cluster: the cluster id
+    in that run (0 .. k-1). distance: Euclidean distance to the cluster's centre in the
+    run's normalised embedding space (unit rows, so 0 to 2), as central stores it."""
+
+    library: str
+    cluster: int
+    distance: float
+
+    def to_dict(self) -> dict:
+        return {"library": self.library, "cluster": int(self.cluster), "distance": float(self.distance)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "PrimitiveLabel":
+        return cls(str(data["library"]), int(data["cluster"]), float(data["distance"]))
+
+
 @dataclass
 class Segment:
     """One detected segment.
@@ -48,6 +68,7 @@ class Segment:
     origin plus those seconds). `codes`: one FSQ code per step inside the segment (empty when
     the features were not FSQ codes). `energy_mean`/`energy_max`: statistics of the smoothed
     energy inside the segment. `keyframes`: `Frame.index` values chosen as representative stills.
+    `primitive`: the label of the device's primitive library, None when it carries none.
     """
 
     segment_id: str
@@ -63,6 +84,7 @@ class Segment:
     energy_max: float = 0.0
     keyframes: list[int] = field(default_factory=list)
     model_version: str = ""
+    primitive: PrimitiveLabel | None = None
 
     @property
     def duration_s(self) -> float:
@@ -73,11 +95,17 @@ class Segment:
         return self.end_frame - self.start_frame
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """JSON-ready fields; `primitive` only when there is a label (older files have none)."""
+        out = asdict(self)
+        if self.primitive is None:
+            del out["primitive"]
+        return out
 
     @classmethod
     def from_dict(cls, data: dict) -> "Segment":
         known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        if known.get("primitive") is not None:
+            known["primitive"] = PrimitiveLabel.from_dict(known["primitive"])
         return cls(**known)
 
 

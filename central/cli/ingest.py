@@ -8,7 +8,7 @@ DESCRIPTION = """\
 Subscribe to every device's segment topic with an MQTT v5 shared subscription
 ($share/<group>/laps/v1/+/+/segments): several ingest workers (processes or machines with the
 same [mqtt] group) split the messages between them. Each message is validated against the
-laps.segment/1 schema and its caps (a bad one goes to the quarantine table with the reason, the
+laps.segment/2 schema (or /1) and its caps (a bad one goes to the quarantine table with the reason, the
 worker keeps going; so does one the store refuses at commit), de-duplicated by its canonical
 segment_id, committed to the store (SQLite, or PostgreSQL shared by several ingest hosts:
 [store] url), and only then acknowledged to the broker and, with a

@@ -31,8 +31,8 @@ def handle(args: argparse.Namespace) -> int:
     with open_store(config.store) as store:
         runs = store.cluster_runs()
     if args.json:
-        for r in runs:
-            print(json.dumps(r))
+        for r in runs:  # the centres (for `library export`) are numbers for a program, not a listing
+            print(json.dumps({**r, "params": {k: v for k, v in r["params"].items() if k != "primitives"}}))
         return 0
     if not runs:
         print(f"no clustering run in {config.store.location}; make one with laps-central cluster --config "

@@ -236,7 +236,9 @@ def _describe(seg) -> str:
     codes = seg.codes[:8]
     more = "…" if len(seg.codes) > 8 else ""
     return (f"segment {seg.start_s:7.1f}s - {seg.end_s:7.1f}s  ({seg.duration_s:4.1f}s)  "
-            f"energy mean {seg.energy_mean:.3g} max {seg.energy_max:.3g}  codes {codes}{more}")
+            f"energy mean {seg.energy_mean:.3g} max {seg.energy_max:.3g}  codes {codes}{more}"
+            + (f"  primitive {seg.primitive.cluster} (distance {seg.primitive.distance:.3f})"
+               if seg.primitive is not None else ""))
 
 
 def _score_against_ground_truth(workstation, segments, duration_s: float, out: Path) -> dict:

@@ -164,7 +164,9 @@ def format_message(topic: str, payload: bytes, retained: bool = False, as_json: 
             return (f"{stamp} {who} segment {sm.segment_id[:13]} seq {sm.seq}  frames {s}-{e} "
                     f"({(e - s) / fps:.1f} s at {fps:g} fps)  ended {sm.end_utc}  codes {len(sm.codes)}  "
                     f"energy mean {sm.energy_mean:.3g} max {sm.energy_max:.3g}  "
-                    f"keyframes {len(sm.keyframes)}  model {sm.model_version}")
+                    f"keyframes {len(sm.keyframes)}  model {sm.model_version}"
+                    + (f"  primitive {sm.primitive.cluster} (distance {sm.primitive.distance:.3f}, library "
+                       f"{sm.primitive.library[:13]})" if sm.primitive is not None else ""))
         if kind == "state":
             st = StateMessage.from_dict(msg)
             detail = f"  {st.detail}" if st.detail else ""

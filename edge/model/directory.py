@@ -5,6 +5,8 @@ Layout (docs/formats.md#model-bundle):
                        model metadata (the same JSON the ONNX file embeds)
     tokenizer.onnx     encoder up to the pre-quantisation latent
     calibration.json   HysteresisParams dict + provenance (thresholds belong to one tokenizer)
+    primitives.npz     optional: the primitive library of a central clustering run of this
+                       tokenizer (edge.primitive_library); the device labels its segments with it
     golden/            input windows with expected codes; a golden clip with expected segments
     manifest.sig       Ed25519 signatures over the manifest bytes (a signed OTA bundle; edge/ota)
     trt-cache/         TensorRT engines built on this device (never shipped, never in the manifest)
@@ -31,12 +33,14 @@ from edge.model.metadata import ModelMetadata
 
 if TYPE_CHECKING:  # imported where used: it pulls in the energy kernel (numba), which a manifest does not need
     from edge.calibration_file import CalibrationFile
+    from edge.primitive_library import PrimitiveLibrary
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_SCHEMA = "laps.bundle-manifest/1"
 TOKENIZER_NAME = "tokenizer.onnx"
 CALIBRATION_NAME = "calibration.json"  # its format: edge.calibration_file
 GOLDEN_DIR = "golden"
+LIBRARY_NAME = "primitives.npz"  # its format: edge.primitive_library
 #: Never listed in a manifest: its signature, and the engines a device builds for itself.
 SIGNATURE_NAME = "manifest.sig"
 TRT_CACHE_DIR = "trt-cache"
@@ -54,6 +58,7 @@ class ModelDirectory:
     tokenizer_path: path of tokenizer.onnx.
     calibration:    its calibration.json, or None when the directory has none.
     manifest:       the parsed manifest.json.
+    library:        its primitive library (primitives.npz), or None when it has none.
     """
 
     path: Path
@@ -61,6 +66,7 @@ class ModelDirectory:
     tokenizer_path: Path
     calibration: CalibrationFile | None
     manifest: dict
+    library: PrimitiveLibrary | None = None
 
     @property
     def golden_dir(self) -> Path:
@@ -105,9 +111,15 @@ def load_model_directory(path: str | os.PathLike) -> ModelDirectory:
             calibration = CalibrationFile.read(root / CALIBRATION_NAME)
         except ConfigError as err:
             raise ModelError(str(err)) from None
+    library = None
+    if LIBRARY_NAME in manifest["files"]:
+        from edge.primitive_library import PrimitiveLibrary
+
+        library = PrimitiveLibrary.read(root / LIBRARY_NAME)
+        library.check_model(metadata.model_version, metadata.fsq_projection()[0].shape[0])
     return ModelDirectory(
         path=root, metadata=metadata, tokenizer_path=root / TOKENIZER_NAME,
-        calibration=calibration, manifest=manifest,
+        calibration=calibration, manifest=manifest, library=library,
     )
 
 

@@ -192,9 +192,9 @@ def test_the_store_reports_its_size(store):
 def test_a_migration_step_adds_a_column_to_an_existing_store_on_both_backends(store_config, monkeypatch):
     with open_store(store_config) as store:
         _fill(store)
-    step = store_sql.Migration(store_sql.BASELINE_VERSION + 1, "segments.roi for a test",
+    step = store_sql.Migration(store_sql.SCHEMA_VERSION + 1, "segments.roi for a test",
                                ("ALTER TABLE segments ADD COLUMN roi {text} NOT NULL DEFAULT ''",))
-    monkeypatch.setattr(store_sql, "MIGRATIONS", (step,))
+    monkeypatch.setattr(store_sql, "MIGRATIONS", store_sql.MIGRATIONS + (step,))
     monkeypatch.setattr(store_sql, "SCHEMA_VERSION", step.version)
     with open_store(store_config) as store, open_store(store_config) as again:
         assert store.schema_version() == again.schema_version() == step.version
@@ -290,3 +290,23 @@ def test_synchronous_normal_turns_postgresql_synchronous_commit_off(postgres_ser
                 assert store._query("SHOW synchronous_commit") == [(expected,)]
     finally:
         postgres_server.drop_database(url)
+
+
+def test_a_store_from_before_primitive_labels_gains_the_columns_and_keeps_its_segments(tmp_path):
+    from edge.segments import PrimitiveLabel
+
+    old, labelled = make_segments(2)
+    path = tmp_path / "c.sqlite"
+    with Store(path) as store:
+        store.ingest([(validate_segment(t, p), t) for t, p in segment_payloads([old])], [])
+    db = sqlite3.connect(path)  # make it the schema-3 file an older release wrote
+    for column in ("primitive_library", "primitive_cluster", "primitive_distance"):
+        db.execute(f"ALTER TABLE segments DROP COLUMN {column}")
+    db.execute("UPDATE meta SET value = '3' WHERE name = 'schema_version'")
+    db.commit()
+    db.close()
+    labelled.primitive = PrimitiveLabel("run-1", 2, 0.25)
+    with Store(path) as store:
+        store.ingest([(validate_segment(t, p), t) for t, p in segment_payloads([labelled], device="dev-2")], [])
+        got = {s.segment_id: s.primitive for s in store.segments()}
+    assert got == {old.segment_id: None, labelled.segment_id: PrimitiveLabel("run-1", 2, 0.25)}

@@ -21,7 +21,7 @@ from edge.messages import (
     parse_topic,
     subscription,
 )
-from edge.segments import Segment, uuid7
+from edge.segments import PrimitiveLabel, Segment, uuid7
 
 
 def a_segment(**kw) -> Segment:
@@ -55,7 +55,8 @@ def test_parse_topic_splits_site_device_and_kind():
 def test_segment_message_carries_every_design_field():
     seg = a_segment()
     msg = SegmentMessage.from_segment(seg, device_id="ws-07", site="plant-a", boot_id="b-1", seq=4).to_dict()
-    assert msg["schema"] == SEGMENT_SCHEMA == "laps.segment/1"
+    assert msg["schema"] == SEGMENT_SCHEMA == "laps.segment/2"
+    assert "primitive" not in msg  # a device without a primitive library sends none
     assert msg["segment_id"] == seg.segment_id
     assert (msg["device_id"], msg["site"], msg["boot_id"], msg["seq"]) == ("ws-07", "plant-a", "b-1", 4)
     assert msg["model_version"] == "tok-7"
@@ -70,6 +71,37 @@ def test_segment_message_carries_every_design_field():
 def test_segment_message_round_trips_through_bytes_and_validation():
     msg = SegmentMessage.from_segment(a_segment(), device_id="d", site="s", boot_id="b", seq=0).to_dict()
     assert SegmentMessage.from_json(encode(msg)).to_dict() == msg
+
+
+def test_segment_message_v2_carries_the_devices_primitive_label_through_bytes():
+    label = PrimitiveLabel("0190a1b2-run", 3, 0.4375)
+    msg = SegmentMessage.from_segment(a_segment(primitive=label), device_id="d", site="s", boot_id="b", seq=0)
+    wire = msg.to_dict()
+    assert wire["primitive"] == {"library": "0190a1b2-run", "cluster": 3, "distance": 0.4375}
+    back = SegmentMessage.from_json(encode(wire))
+    assert back.primitive == label and back.to_dict() == wire
+
+
+def test_a_laps_segment_1_message_is_still_accepted_without_a_label():
+    wire = SegmentMessage.from_segment(a_segment(), device_id="d", site="s", boot_id="b", seq=0).to_dict()
+    wire["schema"] = "laps.segment/1"
+    msg = SegmentMessage.from_json(encode(wire))
+    assert msg.primitive is None and msg.codes == (3, 17, 17, 1900)
+    assert msg.to_dict()["schema"] == "laps.segment/2"  # the reader upgrades; nothing is lost
+
+
+@pytest.mark.parametrize("primitive, match", [
+    ({"library": "r", "cluster": -1, "distance": 0.1}, "primitive.cluster"),
+    ({"library": "r", "cluster": 2, "distance": -0.5}, "primitive.distance"),
+    ({"library": "r", "cluster": 2}, "primitive.distance is missing"),
+    ({"cluster": 2, "distance": 0.1}, "primitive.library is missing"),
+    ([2, 0.1], "field primitive"),
+])
+def test_validator_names_a_malformed_primitive_label(primitive, match):
+    wire = SegmentMessage.from_segment(a_segment(), device_id="d", site="s", boot_id="b", seq=0).to_dict()
+    wire["primitive"] = primitive
+    with pytest.raises(MessageError, match=match):
+        SegmentMessage.from_dict(wire)
 
 
 def test_segment_message_without_upload_has_no_dangling_keyframe_references():
@@ -87,8 +119,8 @@ def test_validator_names_the_missing_field():
 
 def test_validator_rejects_a_wrong_schema_version():
     msg = SegmentMessage.from_segment(a_segment(), device_id="d", site="s", boot_id="b", seq=0).to_dict()
-    msg["schema"] = "laps.segment/2"
-    with pytest.raises(MessageError, match="laps.segment/2"):
+    msg["schema"] = "laps.segment/3"
+    with pytest.raises(MessageError, match="laps.segment/3"):
         SegmentMessage.from_dict(msg)
 
 

@@ -30,6 +30,17 @@ def test_segment_line_shows_span_codes_energy_and_keyframes():
     assert "codes 3" in line and "energy mean 0.5 max 1.5" in line and "keyframes 2" in line
 
 
+def test_segment_line_shows_the_devices_primitive_label():
+    from edge.segments import PrimitiveLabel
+
+    seg = Segment(segment_id=str(uuid7()), start_frame=10, end_frame=40, start_s=1, end_s=4, fps=10.0,
+                  start_utc="2026-01-01T00:00:01.000Z", end_utc="2026-01-01T00:00:04.000Z", codes=[1, 2, 3],
+                  model_version="m7", primitive=PrimitiveLabel("0190a1b2-c3d4", 4, 0.3125))
+    line = format_message("laps/v1/s/d/segments",
+                          SegmentMessage.from_segment(seg, device_id="d", site="s", boot_id="b", seq=3).to_json())
+    assert "primitive 4 (distance 0.312, library 0190a1b2-c3d4)" in line
+
+
 def test_state_line_is_upper_case_and_marks_retained():
     msg = StateMessage("source_lost", device_id="d", site="s", boot_id="b", detail="camera /dev/video0 unplugged")
     line = format_message("laps/v1/s/d/state", msg.to_json(), retained=True)
