@@ -28,7 +28,7 @@ tokens) and `norm_weighted_pool` (tokens weighted by ||z_q,t||, the paper's comp
 Ours, a cheap alternative: `statistics_pool` (per-dimension mean, spread, beginning, end and
 rate of change of the sequence, and its length) — no network, > 10k segments/s on 2 cores.
 Which method clusters real primitives best, and on what data, is measured in
-`benchmarks/clustering.py` (README "Primitive library").
+`benchmarks/clustering.py` (README, "Central: ingest, primitive library, dataset").
 """
 
 from __future__ import annotations
