@@ -28,7 +28,7 @@ import numpy as np
 
 from central.clustering import (ClusterOptions, Clustering, cluster_embeddings, cluster_metrics, max_k,
                                progress_bar)
-from central.embedding import DEFAULT_METHODS, METHODS, EmbeddingConfig, FrozenTransformerEmbedder, embed_sequences, embedding_dim
+from central.embedding import DEFAULT_METHODS, METHODS, EmbeddingConfig, MethodEmbedder, embedding_dim
 from central.registry import ModelRegistry, codes_to_z_q
 from central.store import Selection
 from central.store_protocol import CentralStore
@@ -223,7 +223,7 @@ class SegmentEmbedder:
     encoder's weights) and calls it per exported chunk inside a pandas UDF. Both feed it the same
     chunks (`iter_segments` with the same chunk size) because the Transformer batches a chunk's
     sequences by length, and batch composition changes float32 summation order: same chunks,
-    same bits. Methods other than the Transformer go through `embed_sequences`, so a method
+    same bits. Each method is an `edge.segment_embedding.MethodEmbedder`, so a method
     added there works in both engines. Picklable; holds no model files."""
 
     def __init__(self, registry: ModelRegistry, version: str, methods: tuple[str, ...] = METHODS,
@@ -234,9 +234,8 @@ class SegmentEmbedder:
         self.fsq = registry.fsq(version)
         self.input_dim = self.fsq.dim
         self.input_stats = registry.codebook_stats(version)
-        # Built once (its weights are the bulk of the broadcast), not once per chunk.
-        self.transformer = (FrozenTransformerEmbedder(self.input_dim, embedding, *self.input_stats)
-                            if "transformer" in self.methods else None)
+        # Built once (the Transformer's weights are the bulk of the broadcast), not once per chunk.
+        self.embedders = {m: MethodEmbedder(m, self.input_dim, embedding, self.input_stats) for m in self.methods}
 
     @property
     def dims(self) -> dict[str, int]:
@@ -250,10 +249,7 @@ class SegmentEmbedder:
         out: dict[str, np.ndarray] = {}
         for m in self.methods:
             t0 = time.perf_counter()
-            if m == "transformer":
-                out[m] = self.transformer.embed(seqs)  # type: ignore[union-attr]
-            else:
-                out[m] = embed_sequences(seqs, m, self.input_dim, self.embedding, input_stats=self.input_stats)
+            out[m] = self.embedders[m].embed(seqs)
             if timing is not None:
                 timing[m] = timing.get(m, 0.0) + time.perf_counter() - t0
         return out

@@ -12,6 +12,7 @@ from edge.segment_embedding import (
     METHODS,
     EmbeddingConfig,
     FrozenTransformerEmbedder,
+    MethodEmbedder,
     embed_sequences,
     embedding_dim,
     mean_pool,
@@ -21,6 +22,6 @@ from edge.segment_embedding import (
 )
 
 __all__ = [
-    "DEFAULT_METHODS", "METHODS", "statistics_pool", "EmbeddingConfig", "FrozenTransformerEmbedder", "embed_sequences", "embedding_dim", "mean_pool",
+    "DEFAULT_METHODS", "METHODS", "statistics_pool", "EmbeddingConfig", "FrozenTransformerEmbedder", "MethodEmbedder", "embed_sequences", "embedding_dim", "mean_pool",
     "norm_weighted_pool", "sinusoidal_positions",
 ]

@@ -45,7 +45,7 @@ import numpy as np
 
 from edge.errors import ModelError
 from edge.model.directory import LIBRARY_NAME
-from edge.segment_embedding import METHODS, EmbeddingConfig, FrozenTransformerEmbedder, embed_sequences, embedding_dim
+from edge.segment_embedding import METHODS, EmbeddingConfig, MethodEmbedder, embedding_dim
 from edge.segments import PrimitiveLabel
 
 LIBRARY_SCHEMA = "laps.primitive-library/1"
@@ -123,10 +123,7 @@ class PrimitiveLibrary:
     # -- labelling -------------------------------------------------------------------------------
     def embed(self, sequences: Sequence[np.ndarray]) -> np.ndarray:
         """Raw embeddings (n, dim) float32 of z_q sequences (each (S_i, D)), as central computes them."""
-        if self.method == "transformer":
-            return self._embedder.embed(sequences)
-        stats = None if self.token_mean is None else (self.token_mean, self.token_std)
-        return embed_sequences(sequences, self.method, self.input_dim, self.embedding, input_stats=stats)
+        return self._embedder.embed(sequences)
 
     def label_batch(self, sequences: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Nearest primitive of each z_q sequence -> (clusters (n,) int32, distances (n,) float32),
@@ -165,9 +162,10 @@ class PrimitiveLibrary:
                              f"{model_version!r} produces width {latent_dim}; {_FIX}")
 
     @cached_property
-    def _embedder(self) -> FrozenTransformerEmbedder:
-        # Built once: its seeded weights are the same every time, and a device labels many segments.
-        return FrozenTransformerEmbedder(self.input_dim, self.embedding, self.token_mean, self.token_std)
+    def _embedder(self) -> MethodEmbedder:
+        # Built once: the Transformer's seeded weights are the same every time, and a device labels many segments.
+        stats = None if self.token_mean is None else (self.token_mean, self.token_std)
+        return MethodEmbedder(self.method, self.input_dim, self.embedding, stats)
 
     # -- the file ----------------------------------------------------------------------------------
     def header(self) -> dict:

@@ -231,22 +231,37 @@ def statistics_pool(sequences: Iterable[np.ndarray]) -> np.ndarray:
     return out
 
 
+class MethodEmbedder:
+    """One embedding method with its settings, ready for many calls: `embed(sequences)` ->
+    (n, dim) float32. The frozen Transformer's weights are drawn once here, not per call (the
+    clustering engines and a device's primitive library embed chunk after chunk).
+    input_stats: (mean, std) the Transformer standardises tokens with (the poolings take z_q
+    as it is, as in the paper)."""
+
+    def __init__(self, method: str, input_dim: int, config: EmbeddingConfig = EmbeddingConfig(),
+                 input_stats: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        if method not in METHODS:
+            raise ValueError(f"embedding method {method!r} is not one of {', '.join(METHODS)}")
+        self.method, self.input_dim = method, int(input_dim)
+        mean, std = input_stats if input_stats is not None else (None, None)
+        self.transformer = FrozenTransformerEmbedder(self.input_dim, config, mean, std) if method == "transformer" else None
+        self.dim = embedding_dim(method, self.input_dim, config)
+
+    def embed(self, sequences: Sequence[np.ndarray], progress: bool = False) -> np.ndarray:
+        if self.transformer is not None:
+            return self.transformer.embed(sequences, progress=progress)
+        if not len(sequences):
+            return np.zeros((0, self.dim), np.float32)
+        pool = {"mean": mean_pool, "norm_weighted": norm_weighted_pool, "statistics": statistics_pool}[self.method]
+        return pool(sequences)
+
+
 def embed_sequences(sequences: Sequence[np.ndarray], method: str, input_dim: int,
                     config: EmbeddingConfig = EmbeddingConfig(), progress: bool = False,
                     input_stats: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-    """Embed z_q sequences with `method` (one of METHODS) -> (n, dim) float32.
-    input_stats: (mean, std) the Transformer standardises tokens with (the baselines pool
-    z_q as it is, as in the paper)."""
-    if method == "transformer":
-        mean, std = input_stats if input_stats is not None else (None, None)
-        return FrozenTransformerEmbedder(input_dim, config, mean, std).embed(sequences, progress=progress)
-    if method == "mean":
-        return mean_pool(sequences) if len(sequences) else np.zeros((0, input_dim), np.float32)
-    if method == "norm_weighted":
-        return norm_weighted_pool(sequences) if len(sequences) else np.zeros((0, input_dim), np.float32)
-    if method == "statistics":
-        return statistics_pool(sequences) if len(sequences) else np.zeros((0, 5 * input_dim + 1), np.float32)
-    raise ValueError(f"embedding method {method!r} is not one of {', '.join(METHODS)}")
+    """Embed z_q sequences with `method` (one of METHODS) once -> (n, dim) float32; for many
+    calls keep a `MethodEmbedder`."""
+    return MethodEmbedder(method, input_dim, config, input_stats).embed(sequences, progress=progress)
 
 
 def embedding_dim(method: str, input_dim: int, config: EmbeddingConfig = EmbeddingConfig()) -> int:
