@@ -19,7 +19,7 @@ from typing import Mapping
 
 from central.dataset_export import resolve_run
 from central.registry import ModelRegistry
-from central.store import Store
+from central.store_protocol import CentralStore
 from edge.errors import ConfigError
 from edge.model import LIBRARY_NAME, ModelDirectory, load_model_directory, save_manifest, update_manifest
 from edge.primitive_library import PrimitiveLibrary
@@ -27,7 +27,7 @@ from edge.segment_embedding import EmbeddingConfig
 
 
 def library_of_run(run: dict, registry: ModelRegistry, names: Mapping[int, str] | None = None) -> PrimitiveLibrary:
-    """The primitive library of a stored run (a row of `Store.cluster_runs()`).
+    """The primitive library of a stored run (a row of `CentralStore.cluster_runs()`).
     names: cluster id -> name (the others stay unnamed). `ConfigError` for a run saved
     without centres (before libraries existed) or a name for a cluster the run does not have."""
     run_id, version, method = run["run_id"], run["model_version"], run["method"]
@@ -54,7 +54,7 @@ def library_of_run(run: dict, registry: ModelRegistry, names: Mapping[int, str] 
     )
 
 
-def export_library(store: Store, registry: ModelRegistry, out_dir: str | os.PathLike, *, run_id: str = "latest",
+def export_library(store: CentralStore, registry: ModelRegistry, out_dir: str | os.PathLike, *, run_id: str = "latest",
                    names: Mapping[int, str] | None = None) -> ModelDirectory:
     """Write the model directory of run `run_id` ('latest' = the newest) with its primitive
     library into `out_dir` (which must not exist or be empty), and return it loaded and
