@@ -28,10 +28,11 @@ import numpy as np
 
 from central.clustering import (ClusterOptions, Clustering, cluster_embeddings, cluster_metrics, max_k,
                                progress_bar)
-from central.embedding import DEFAULT_METHODS, METHODS, EmbeddingConfig, MethodEmbedder, embedding_dim
+from central.embedding import DEFAULT_METHODS, METHODS, MOTION_METHODS, EmbeddingConfig, MethodEmbedder, embedding_dim
 from central.registry import ModelRegistry, codes_to_z_q
 from central.store import Selection
 from central.store_protocol import CentralStore
+from central.store_sql import StoredSegment
 from edge.errors import ConfigError
 from edge.segments import uuid7
 
@@ -79,6 +80,8 @@ class ClusterRun:
     save_rule: str = "laps"
     #: what clustered: "single-process", or "spark <master URL>" (central/spark_cluster.py)
     engine: str = "single-process"
+    #: segments left out because a motion method ran and they carry no motion summary
+    skipped_no_motion: int = 0
 
     @property
     def primary(self) -> MethodResult:
@@ -166,12 +169,15 @@ def run_clustering(
         skipped = 0
         timing = {m: 0.0 for m in methods}
         bar = progress_bar(progress, n_max, "embedding", "seg")
+        skipped_motion = 0
         for chunk in store.iter_segments(selection, chunk=chunk_segments):
-            usable = [s for s in chunk if s.codes.size > 0]
-            skipped += len(chunk) - len(usable)
+            usable, no_codes, no_motion = usable_segments(chunk, methods)
+            skipped += no_codes
+            skipped_motion += no_motion
             if usable:
                 row = len(ids)
-                for m, emb in embedder.embed([s.codes for s in usable], timing).items():
+                motions = [s.motion for s in usable] if embedder.needs_motion else None
+                for m, emb in embedder.embed([s.codes for s in usable], timing, motions).items():
                     arrays[m][row:row + len(usable)] = emb
                 ids.extend(s.segment_id for s in usable)
                 devices.extend(s.device_id for s in usable)
@@ -179,10 +185,9 @@ def run_clustering(
             bar.update(len(chunk))
         bar.close()
         n = len(ids)
-        if skipped:
-            log.warning("%d segment(s) carry no codes (velocity-energy devices?) and were left out", skipped)
+        warn_skipped(skipped, skipped_motion)
         if n < 2:
-            raise ConfigError(f"only {n} segment(s) with codes match ({selection.describe()}); clustering needs at least 2")
+            raise ConfigError(too_few_message(n, selection, skipped_motion))
         if options.k is not None and options.k > n:
             raise ConfigError(f"k = {options.k} is more than the {n} segments selected; choose a smaller --k")
         options = _fit_k_range(options, n)
@@ -200,7 +205,7 @@ def run_clustering(
                      scores["calinski_harabasz"], scores["davies_bouldin"],
                      f", NMI {scores['nmi']:.3f}, ARI {scores['ari']:.3f}" if "nmi" in scores else "")
         run = ClusterRun(str(uuid7()), version, selection, ids, devices, np.asarray(durations, np.float64), results,
-                         skipped, truth_list, options, embedding, save_rule)
+                         skipped, truth_list, options, embedding, save_rule, skipped_no_motion=skipped_motion)
         if save:
             save_run(store, run)
         if own_workdir is not None:
@@ -214,6 +219,32 @@ def run_clustering(
     finally:
         if own_workdir is not None:
             shutil.rmtree(own_workdir, ignore_errors=True)
+
+
+def usable_segments(chunk: list[StoredSegment], methods: tuple[str, ...]) -> tuple[list[StoredSegment], int, int]:
+    """The segments of a store chunk both engines embed: with codes and, when a motion method
+    runs, with a motion summary -> (usable, left out for no codes, left out for no motion)."""
+    need_motion = any(m in MOTION_METHODS for m in methods)
+    with_codes = [s for s in chunk if s.codes.size > 0]
+    usable = [s for s in with_codes if s.motion is not None] if need_motion else with_codes
+    return usable, len(chunk) - len(with_codes), len(with_codes) - len(usable)
+
+
+def warn_skipped(no_codes: int, no_motion: int) -> None:
+    """Say what a run left out (never silently)."""
+    if no_codes:
+        log.warning("%d segment(s) carry no codes (velocity-energy devices?) and were left out", no_codes)
+    if no_motion:
+        log.warning("%d segment(s) carry no motion summary (sent by devices older than the motion method) and "
+                    "were left out; drop the motion method to cluster them", no_motion)
+
+
+def too_few_message(n: int, selection: Selection, no_motion: int) -> str:
+    """The one-line error of a run with fewer than 2 usable segments."""
+    if no_motion:
+        return (f"only {n} segment(s) with codes and a motion summary match ({selection.describe()}); "
+                f"{no_motion} lack a motion summary (older devices): drop the motion method from --methods")
+    return f"only {n} segment(s) with codes match ({selection.describe()}); clustering needs at least 2"
 
 
 class SegmentEmbedder:
@@ -238,18 +269,28 @@ class SegmentEmbedder:
         self.embedders = {m: MethodEmbedder(m, self.input_dim, embedding, self.input_stats) for m in self.methods}
 
     @property
+    def needs_motion(self) -> bool:
+        """Whether a method embeds the segments' motion summaries (`edge.motion_summary`)."""
+        return any(m in MOTION_METHODS for m in self.methods)
+
+    @property
     def dims(self) -> dict[str, int]:
         """Embedding width of each method."""
         return {m: embedding_dim(m, self.input_dim, self.embedding) for m in self.methods}
 
-    def embed(self, codes: list[np.ndarray], timing: dict[str, float] | None = None) -> dict[str, np.ndarray]:
+    def embed(self, codes: list[np.ndarray], timing: dict[str, float] | None = None,
+              motions: list[np.ndarray] | None = None) -> dict[str, np.ndarray]:
         """(S_i,) code arrays of one chunk (each S_i >= 1) -> {method: (n, dim) float32}.
-        timing: method -> seconds, accumulated when given."""
+        timing: method -> seconds, accumulated when given. motions: the segments' (MOTION_DIM,)
+        motion summaries, in the same order; needed when a motion method runs."""
+        if self.needs_motion and (motions is None or len(motions) != len(codes)
+                                  or any(m is None for m in motions)):
+            raise ValueError("a motion method needs one motion summary per segment")
         seqs = [codes_to_z_q(self.fsq, c, self.version) for c in codes]
         out: dict[str, np.ndarray] = {}
         for m in self.methods:
             t0 = time.perf_counter()
-            out[m] = self.embedders[m].embed(seqs)
+            out[m] = self.embedders[m].embed(motions if m in MOTION_METHODS else seqs)
             if timing is not None:
                 timing[m] = timing.get(m, 0.0) + time.perf_counter() - t0
         return out
@@ -286,6 +327,7 @@ def save_run(store: CentralStore, run: ClusterRun) -> None:
         "selection": asdict(run.selection), "options": asdict(run.options), "embedding": asdict(run.embedding),
         "methods": list(run.results), "primary": primary.method, "k_curve": primary.clustering.k_curve,
         "mini_batch": primary.clustering.mini_batch, "skipped_no_codes": run.skipped_no_codes,
+        "skipped_no_motion": run.skipped_no_motion,
         "save_rule": run.save_rule, "engine": run.engine,
         # What a primitive library needs besides the model (`central.library_export`): the
         # centres and the z-score statistics the run assigned with (floats round-trip exactly).

@@ -10,6 +10,7 @@ from __future__ import annotations
 from edge.segment_embedding import (
     DEFAULT_METHODS,
     METHODS,
+    MOTION_METHODS,
     EmbeddingConfig,
     FrozenTransformerEmbedder,
     MethodEmbedder,
@@ -22,6 +23,6 @@ from edge.segment_embedding import (
 )
 
 __all__ = [
-    "DEFAULT_METHODS", "METHODS", "statistics_pool", "EmbeddingConfig", "FrozenTransformerEmbedder", "MethodEmbedder", "embed_sequences", "embedding_dim", "mean_pool",
+    "DEFAULT_METHODS", "METHODS", "MOTION_METHODS", "statistics_pool", "EmbeddingConfig", "FrozenTransformerEmbedder", "MethodEmbedder", "embed_sequences", "embedding_dim", "mean_pool",
     "norm_weighted_pool", "sinusoidal_positions",
 ]

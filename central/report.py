@@ -50,7 +50,7 @@ _SCORE_COLUMNS = (
 )
 _METHOD_NAMES = {"transformer": "LAPS: frozen Transformer", "mean": "baseline: mean pooling",
                  "norm_weighted": "baseline: norm-weighted pooling",
-                 "statistics": "statistics pooling"}
+                 "statistics": "statistics pooling", "motion": "device motion summary"}
 
 
 def write_report(run: ClusterRun, out_dir: str | os.PathLike, store: CentralStore | None = None,
@@ -367,6 +367,8 @@ def _head(run: ClusterRun) -> str:
         f"({html.escape(run.selection.describe())}); k = {cl.k} ({how}); {path}; "
         f"n_init = {run.options.n_init}, seed = {run.options.seed}."
         + (f" {run.skipped_no_codes} segment(s) without codes were left out." if run.skipped_no_codes else "")
+        + (f" {run.skipped_no_motion} segment(s) without a motion summary were left out (the motion method ran)."
+           if run.skipped_no_motion else "")
         + "</p><p>Pipeline: codes &rarr; z_q (the model's FSQ projection) &rarr; embedding &rarr; z-score &rarr; "
         "L2 &rarr; k-means. LAPS embedding: frozen random Transformer encoder "
         f"(d = {run.embedding.d_model}, {run.embedding.n_layers} layers, {run.embedding.n_heads} heads, "

@@ -47,14 +47,15 @@ from typing import Iterator, Mapping
 
 import numpy as np
 
-from central.cluster_run import (SAVE_RULES, ClusterRun, MethodResult, SegmentEmbedder,
-                                 _fit_k_range, pick_model_version, save_run)
+from central.cluster_run import (SAVE_RULES, ClusterRun, MethodResult, SegmentEmbedder, _fit_k_range,
+                                 pick_model_version, save_run, too_few_message, usable_segments, warn_skipped)
 from central.clustering import ClusterOptions, Clustering, choose_k, cluster_metrics, kmeans, normalize_rows, progress_bar
 from central.embedding import DEFAULT_METHODS, METHODS, EmbeddingConfig
 from central.registry import ModelRegistry
 from central.store import Selection
 from central.store_protocol import CentralStore
 from edge.errors import ConfigError
+from edge.motion_summary import motion_from_bytes
 from edge.segments import uuid7
 
 log = logging.getLogger(__name__)
@@ -167,13 +168,15 @@ def spark_session(master: str = DEFAULT_MASTER, conf: Mapping[str, str] | None =
 
 @dataclass
 class Export:
-    """The selected segments as Parquet chunk files: `path` (a folder), `n` segments with codes
-    (rows 0..n-1 in run order), `chunks` files, `skipped_no_codes` left out."""
+    """The selected segments as Parquet chunk files: `path` (a folder), `n` usable segments
+    (rows 0..n-1 in run order), `chunks` files, `skipped_no_codes` and `skipped_no_motion` left
+    out (`central.cluster_run.usable_segments`)."""
 
     path: Path
     n: int
     chunks: int
     skipped_no_codes: int
+    skipped_no_motion: int = 0
 
 
 def run_clustering_spark(
@@ -218,13 +221,10 @@ def run_clustering_spark(
     base = workdir or store.scratch_dir
     work = Path(tempfile.mkdtemp(prefix="laps-cluster-spark-", dir=base))
     try:
-        export = export_segments(store, selection, work / "segments", chunk_segments, progress)
-        if export.skipped_no_codes:
-            log.warning("%d segment(s) carry no codes (velocity-energy devices?) and were left out",
-                        export.skipped_no_codes)
+        export = export_segments(store, selection, work / "segments", chunk_segments, progress, methods)
+        warn_skipped(export.skipped_no_codes, export.skipped_no_motion)
         if export.n < 2:
-            raise ConfigError(f"only {export.n} segment(s) with codes match ({selection.describe()}); "
-                              "clustering needs at least 2")
+            raise ConfigError(too_few_message(export.n, selection, export.skipped_no_motion))
         if options.k is not None and options.k > export.n:
             raise ConfigError(f"k = {options.k} is more than the {export.n} segments selected; choose a smaller --k")
         options = _fit_k_range(options, export.n)
@@ -243,7 +243,8 @@ def run_clustering_spark(
                      f", NMI {s['nmi']:.3f}, ARI {s['ari']:.3f}" if "nmi" in s else "")
         run = ClusterRun(str(uuid7()), version, selection, ids, devices, durations, results,
                          export.skipped_no_codes, truth_list, options, embedding, save_rule,
-                         engine=f"spark {master if spark is None else spark.sparkContext.master}")
+                         engine=f"spark {master if spark is None else spark.sparkContext.master}",
+                         skipped_no_motion=export.skipped_no_motion)
         if save:
             save_run(store, run)
         return run
@@ -252,32 +253,36 @@ def run_clustering_spark(
 
 
 def export_segments(store: CentralStore, selection: Selection, out: Path, chunk_segments: int = 4096,
-                    progress: bool = False) -> Export:
-    """The selected segments (with codes) -> `out/part-<chunk>.parquet`, one file per store
+                    progress: bool = False, methods: tuple[str, ...] = DEFAULT_METHODS) -> Export:
+    """The selected segments the `methods` can embed (`usable_segments`: with codes, and with a
+    motion summary when a motion method runs) -> `out/part-<chunk>.parquet`, one file per store
     chunk, one row group each, so Spark never splits a chunk across tasks. Columns: chunk,
-    chunk_rows, row (run order), segment_id, device_id, duration_s, codes (list<int32>)."""
+    chunk_rows, row (run order), segment_id, device_id, duration_s, codes (list<int32>), motion
+    (the summary's float16 bytes; null when the segment has none)."""
     import pyarrow.parquet as pq
 
     out.mkdir(parents=True, exist_ok=True)
     bar = progress_bar(progress, store.count(selection), "export for spark", "seg")
-    n = chunks = skipped = 0
+    n = chunks = skipped = skipped_motion = 0
     for chunk in store.iter_segments(selection, chunk=chunk_segments):
-        usable = [s for s in chunk if s.codes.size > 0]
-        skipped += len(chunk) - len(usable)
+        usable, no_codes, no_motion = usable_segments(chunk, methods)
+        skipped += no_codes
+        skipped_motion += no_motion
         bar.update(len(chunk))
         if not usable:
             continue
         pq.write_table(chunk_table([s.codes for s in usable], chunks, n, [s.segment_id for s in usable],
-                                   [s.device_id for s in usable], [s.duration_s for s in usable]),
+                                   [s.device_id for s in usable], [s.duration_s for s in usable],
+                                   [s.motion for s in usable]),
                        out / f"part-{chunks:06d}.parquet", row_group_size=len(usable) + 1)
         n += len(usable)
         chunks += 1
     bar.close()
-    return Export(out, n, chunks, skipped)
+    return Export(out, n, chunks, skipped, skipped_motion)
 
 
 def chunk_table(codes: list[np.ndarray], chunk: int, first_row: int, segment_ids: list[str],
-                device_ids: list[str], durations_s: list[float]):
+                device_ids: list[str], durations_s: list[float], motions: list[np.ndarray | None] | None = None):
     """One export chunk as a pyarrow Table (the columns `export_segments` documents)."""
     import pyarrow as pa
 
@@ -294,6 +299,9 @@ def chunk_table(codes: list[np.ndarray], chunk: int, first_row: int, segment_ids
         "device_id": pa.array(device_ids, pa.string()),
         "duration_s": pa.array(np.asarray(durations_s, np.float64)),
         "codes": pa.ListArray.from_arrays(pa.array(offsets), pa.array(values)),
+        # float16 exactly as stored: the summary's bits reach the UDF unchanged
+        "motion": pa.array([None if m is None else np.asarray(m, "<f2").tobytes() for m in (motions or [None] * k)],
+                           pa.binary()),
     })
 
 
@@ -373,7 +381,7 @@ def embed_export(spark, export: Export, embedder: SegmentEmbedder, out: Path):
     Parquet at `out` (row, one array<float> column per method); returns it as a DataFrame."""
     shared = spark.sparkContext.broadcast(embedder)
     schema = "row long, " + ", ".join(f"{m} array<float>" for m in embedder.methods)
-    (spark.read.parquet(str(export.path / "part-*.parquet")).select("chunk", "chunk_rows", "row", "codes")
+    (spark.read.parquet(str(export.path / "part-*.parquet")).select("chunk", "chunk_rows", "row", "codes", "motion")
      .mapInPandas(_embed_chunks(shared, embedder.methods), schema).write.parquet(str(out)))
     shared.unpersist()
     return spark.read.parquet(str(out))
@@ -400,7 +408,8 @@ def _embed_chunks(shared, methods: tuple[str, ...]):
                     continue
                 whole = pd.concat(pending.pop(chunk)).sort_values("row", kind="stable")
                 del have[chunk]
-                out = embedder.embed([np.asarray(c, np.int64) for c in whole["codes"]])
+                motions = ([motion_from_bytes(b) for b in whole["motion"]] if embedder.needs_motion else None)
+                out = embedder.embed([np.asarray(c, np.int64) for c in whole["codes"]], None, motions)
                 yield pd.DataFrame({"row": whole["row"].to_numpy(), **{m: list(out[m]) for m in methods}})
         if pending:
             # A chunk split over tasks would be embedded in other batches than the single-process

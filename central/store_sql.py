@@ -9,7 +9,9 @@ Tables
                          little-endian uint32; times as ISO-8601 text and as Unix milliseconds
                          (indexed, for time-range selections); the device's primitive label
                          (primitive_library, primitive_cluster, primitive_distance; NULL when
-                         the device carried no library; schema 4)
+                         the device carried no library; schema 4); its motion summary
+                         (motion: MOTION_DIM float16 values as bytes, NULL when it sent none;
+                         schema 5)
     quarantine           messages refused for good (validation, or a commit that failed for that
                          message alone), with the reason, the payload's size and its first
                          QUARANTINE_PAYLOAD_BYTES bytes (a 5 MB poison message keeps 4 KiB)
@@ -56,6 +58,7 @@ import numpy as np
 
 from edge.errors import LapsError
 from edge.messages import SegmentMessage, StateMessage
+from edge.motion_summary import motion_bytes, motion_from_bytes
 from edge.segments import PrimitiveLabel
 
 #: the schema every store starts from (the SQLite store's version 3, the last one before migrations were listed)
@@ -91,6 +94,8 @@ MIGRATIONS: tuple[Migration, ...] = (
               ("ALTER TABLE segments ADD COLUMN primitive_library {text}",
                "ALTER TABLE segments ADD COLUMN primitive_cluster {int}",
                "ALTER TABLE segments ADD COLUMN primitive_distance {real}")),
+    Migration(5, "segments.motion: the device's motion summary (edge.motion_summary), NULL when it sent none",
+              ("ALTER TABLE segments ADD COLUMN motion {blob}",)),
 )
 SCHEMA_VERSION = BASELINE_VERSION + len(MIGRATIONS)
 
@@ -187,7 +192,7 @@ BASELINE_TABLES = (
 SEGMENT_COLUMNS = (
     "segment_id, site, device_id, model_version, boot_id, seq, start_utc, end_utc, start_ms, end_ms, "
     "start_frame, end_frame, fps, n_codes, codes, energy_mean, energy_max, keyframes, topic, received_ms, "
-    "primitive_library, primitive_cluster, primitive_distance"
+    "primitive_library, primitive_cluster, primitive_distance, motion"
 )
 _N_SEGMENT_COLUMNS = SEGMENT_COLUMNS.count(",") + 1
 
@@ -197,7 +202,8 @@ _N_SEGMENT_COLUMNS = SEGMENT_COLUMNS.count(",") + 1
 class StoredSegment:
     """One segment as stored. Times: ISO-8601 UTC text and Unix ms; frames at `fps`, end
     exclusive; codes (S,) int64 FSQ codes; keyframes [{"frame", "file"}] as sent; primitive:
-    the device's primitive-library label, None when it sent none."""
+    the device's primitive-library label, None when it sent none; motion: its motion summary
+    ((MOTION_DIM,) float32, `edge.motion_summary`), None when it sent none."""
 
     segment_id: str
     site: str
@@ -217,6 +223,7 @@ class StoredSegment:
     energy_max: float
     keyframes: list[dict]
     primitive: PrimitiveLabel | None = None
+    motion: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def duration_s(self) -> float:
@@ -687,6 +694,7 @@ def segment_row(msg: SegmentMessage, topic: str, received_ms: int) -> tuple:
         json.dumps(keyframes, separators=(",", ":")), topic, int(received_ms),
         *((msg.primitive.library, int(msg.primitive.cluster), float(msg.primitive.distance))
           if msg.primitive is not None else (None, None, None)),
+        motion_bytes(msg.motion) if msg.motion is not None else None,
     )
     for name, value in zip(("segment_id", "site", "device_id", "model_version", "boot_id"), row):
         if "\x00" in value:
@@ -713,6 +721,7 @@ def _segment_from_row(r: Sequence) -> StoredSegment:
         end_frame=int(r[11]), fps=float(r[12]), codes=np.frombuffer(bytes(r[14]), dtype="<u4").astype(np.int64),
         energy_mean=float(r[15]), energy_max=float(r[16]), keyframes=json.loads(r[17]),
         primitive=PrimitiveLabel(r[20], int(r[21]), float(r[22])) if r[20] is not None else None,
+        motion=motion_from_bytes(r[23]) if r[23] is not None else None,
     )
 
 

@@ -109,6 +109,17 @@ class SegmentAssembler:
         self._source_clock = False  # True once a step came with the source's timestamp
 
     @property
+    def oldest_frame(self) -> int | None:
+        """The source frame index of the oldest step still held (the open segment's first step,
+        else the oldest step of the look-back ring); None before the first push. A segment
+        finished later cannot start before it, so per-step data of older frames can go."""
+        if self._open_start >= 0 and len(self._open_index):
+            return int(self._open_index[0])
+        if self._ring:
+            return int(self._ring[0][3])
+        return None
+
+    @property
     def buffered_steps(self) -> int:
         """Steps currently held (ring before START plus the open segment)."""
         return len(self._ring) + len(self._open_y)

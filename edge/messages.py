@@ -17,7 +17,7 @@ Payloads are compact UTF-8 JSON objects. Times are ISO-8601 UTC with a 'Z' suffi
 
 Old messages still load: a field every earlier writer of a schema wrote is required; a field
 added later (metrics `disk`) or optional in the schema (ack `quarantined`, batch file `frame`
-of a clip, segment `primitive`) may be absent and takes its default. Unknown extra fields are
+of a clip, segment `primitive` and `motion`) may be absent and takes its default. Unknown extra fields are
 ignored. An older schema version still in the field is read too (`laps.segment/1`: a segment
 message without the device's primitive label).
 
@@ -44,6 +44,7 @@ from datetime import datetime, timezone
 from typing import Any, ClassVar, Iterable, TypeVar
 
 from edge.errors import LapsError
+from edge.motion_summary import MOTION_KIND, MotionError, motion_bytes
 from edge.segments import PrimitiveLabel, Segment
 
 TOPIC_ROOT = "laps/v1"
@@ -223,7 +224,11 @@ class SegmentMessage(WireMessage):
     of the model. codes: the FSQ codes, one per step. energy_mean/max: the segment's energy.
     primitive: the device's primitive-library label (`edge.segments.PrimitiveLabel`), None when
     the device carries no library (then the field is absent on the wire). A `laps.segment/1`
-    payload reads as a message without `primitive`.
+    payload reads as a message without `primitive`. motion: the segment's motion summary
+    (`edge.motion_summary`, base64 float16 text), on the wire {"kind": MOTION_KIND, "values": ...};
+    absent from older devices and from segments not made from point tracks. A summary of a kind
+    this release does not know reads as absent (the segment itself is kept), so a newer device's
+    summary never costs its segment.
     """
 
     schema: ClassVar[str] = SEGMENT_SCHEMA
@@ -244,6 +249,7 @@ class SegmentMessage(WireMessage):
     energy_max: float
     keyframes: tuple[KeyframeRef, ...] = ()
     primitive: PrimitiveLabel | None = None
+    motion: str | None = None
 
     @classmethod
     def from_segment(
@@ -270,7 +276,7 @@ class SegmentMessage(WireMessage):
             fps=float(segment.fps), codes=tuple(int(c) for c in segment.codes),
             energy_mean=float(segment.energy_mean), energy_max=float(segment.energy_max),
             keyframes=tuple(KeyframeRef(int(f), keyframe_file(segment.segment_id, int(f))) for f in frames),
-            primitive=segment.primitive,
+            primitive=segment.primitive, motion=segment.motion,
         )
 
     def to_dict(self) -> dict:
@@ -291,6 +297,8 @@ class SegmentMessage(WireMessage):
         }
         if self.primitive is not None:
             out["primitive"] = self.primitive.to_dict()
+        if self.motion is not None:
+            out["motion"] = {"kind": MOTION_KIND, "values": self.motion}
         return out
 
     @classmethod
@@ -350,7 +358,27 @@ class SegmentMessage(WireMessage):
             fps=float(fps), codes=tuple(codes), energy_mean=float(energy["mean"]), energy_max=float(energy["max"]),
             keyframes=tuple(refs),
             primitive=_primitive(msg) if msg["schema"] != "laps.segment/1" else None,
+            motion=_motion(msg) if msg["schema"] != "laps.segment/1" else None,
         )
+
+
+def _motion(msg: dict) -> str | None:
+    """The optional `motion` of a segment message: {"kind", "values"}; absent, null or of a kind
+    this release does not know -> None. Values of the known kind must decode."""
+    value = msg.get("motion")
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise MessageError(f"field motion = {_show(value)}; expected an object with kind and values")
+    kind = _text(value, "kind", MAX_TEXT_CHARS, prefix="motion.")
+    if kind != MOTION_KIND:
+        return None
+    values = _expect(value, "values", str, "base64 text", prefix="motion.")
+    try:
+        motion_bytes(values)
+    except MotionError as err:
+        raise MessageError(f"field motion.values: {err}") from None
+    return values
 
 
 def _primitive(msg: dict) -> PrimitiveLabel | None:

@@ -16,6 +16,10 @@ When the model directory carries a primitive library (`edge.primitive_library`, 
 central in the OTA bundle), every finished segment with codes is labelled with its nearest
 primitive and the distance (`Segment.primitive`), from z_q rebuilt from its codes with the
 model's own FSQ: what central computes from the same codes.
+
+Every finished segment also carries its motion summary (`edge.motion_summary`: where and how
+the tracked points moved over the segment's own frames, `Segment.motion`), from the same
+tracker steps the features came from; it costs about 20 us per frame.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from edge.calibration_file import CalibrationFile
 from edge.energy import HysteresisParams, kernel
 from edge.errors import ConfigError
 from edge.loop import FinishedSegment, FrameStep
+from edge.motion_summary import MotionSteps, encode_motion
 from edge.primitive_library import PrimitiveLibrary
 from edge.recent_frames import ClipRecorder, KeyframeRing
 from edge.segments import Segment
@@ -132,8 +137,10 @@ class Pipeline:
     keep_keyframes: keep JPEG stills of recent frames so finished segments carry their keyframes.
     clips: optional `edge.recent_frames.ClipRecorder`: finished segments carry an MJPEG clip.
     origin_utc: wall-clock time of timestamp 0 until `start_stream` sets another.
-    library: the model's primitive library; with it every finished segment that has codes is
-    labelled (`Segment.primitive`) through `fsq`, the model's FSQ (`edge.tokenizer.FSQ`).
+    library: the model's primitive library; with it every finished segment is labelled
+    (`Segment.primitive`): a "motion" library from the segment's motion summary, the others from
+    its codes through `fsq`, the model's FSQ (`edge.tokenizer.FSQ`).
+    grid: points per side of the tracker's lattice (the motion summary's cells cut it).
     """
 
     fps: float
@@ -148,13 +155,15 @@ class Pipeline:
     origin_utc: datetime | None = None
     library: PrimitiveLibrary | None = None
     fsq: FSQ | None = None
+    grid: int = DEFAULT_GRID
 
     def __post_init__(self) -> None:
-        if self.library is not None and self.fsq is None:
+        if self.library is not None and self.library.method != "motion" and self.fsq is None:
             raise ConfigError("a primitive library needs the model's FSQ to rebuild z_q; build the pipeline "
                               "from the model directory that carries it")
         self._params_arr = self.params.to_array()
         self._keyframes = KeyframeRing() if self.keep_keyframes else None
+        self._motion = MotionSteps(self.grid)
         self._stream_origin: datetime | None = None
         self.reset()
 
@@ -183,6 +192,7 @@ class Pipeline:
         self._state = kernel.new_state(self.extractor.latent_dim)
         self._stream_origin = None
         self._assembler = self._new_assembler()
+        self._motion.clear()
         if self._keyframes is not None:
             self._keyframes.clear()
         if self.clips is not None:
@@ -208,6 +218,7 @@ class Pipeline:
             image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
         track = self.tracker.step(image)
         t1 = time.perf_counter()
+        self._motion.add(frame.index, track.velocity, track.visible)
         feats = self.extractor.features(track)
         t2 = time.perf_counter()
         if feats.latent is not None:
@@ -252,9 +263,14 @@ class Pipeline:
         )
 
     def _finished(self, segments: list[Segment]) -> tuple[FinishedSegment, ...]:
-        if self.library is not None:
-            for seg in segments:
-                seg.primitive = self.library.label_codes(seg.codes, self.fsq)
+        for seg in segments:
+            summary = self._motion.summary(seg.start_frame, seg.end_frame)
+            if summary is not None:
+                seg.motion = encode_motion(summary)
+            if self.library is not None:
+                seg.primitive = self.library.label_segment(seg, self.fsq)
+        # Rows of frames before the oldest step the assembler holds belong to no future segment.
+        self._motion.forget_before(self._assembler.oldest_frame)
         return tuple(
             FinishedSegment(
                 seg,
@@ -330,7 +346,7 @@ def build_pipeline(
     return Pipeline(
         fps=fps, input_size=(int(size[0]), int(size[1])), tracker=trk, extractor=extractor,
         params=params, model_version=version, providers_in_use=providers_in_use,
-        keep_keyframes=keep_keyframes, library=library, fsq=fsq,
+        keep_keyframes=keep_keyframes, library=library, fsq=fsq, grid=grid,
     )
 
 

@@ -5,12 +5,14 @@ own finished segments with the primitive central would assign them.
 directory, listed in its manifest, so the signed OTA bundle covers it). Central writes it
 (`laps-central library export`, `central.library_export`) from a finished clustering run; the
 device reads it with the model directory (`edge.model.load_model_directory`) and labels every
-finished segment that carries FSQ codes (`edge.pipeline`).
+finished segment that carries FSQ codes, or, for a "motion" library, a motion summary
+(`edge.pipeline`, `label_segment`).
 
 A label is computed exactly as central assigns a run's segments, with the same code:
 
     codes (S,) --FSQ of model_version--> z_q (S, D)        (edge.tokenizer.FSQ.z_q_from_codes)
     z_q --embedding `method`, EmbeddingConfig, token mean/std--> x (dim,)  (edge.segment_embedding)
+        (a "motion" library: x is the segment's motion summary, edge.motion_summary)
     x --z-score with the run's feature mean/std, then L2--> u (dim,)       (`normalize_rows`)
     u --nearest centre (Euclidean on unit rows)--> (cluster, distance)     (`nearest_centre`)
 
@@ -45,8 +47,8 @@ import numpy as np
 
 from edge.errors import ModelError
 from edge.model.directory import LIBRARY_NAME
-from edge.segment_embedding import METHODS, EmbeddingConfig, MethodEmbedder, embedding_dim
-from edge.segments import PrimitiveLabel
+from edge.segment_embedding import METHODS, MOTION_METHODS, EmbeddingConfig, MethodEmbedder, embedding_dim
+from edge.segments import PrimitiveLabel, Segment
 
 LIBRARY_SCHEMA = "laps.primitive-library/1"
 _FIX = "export it again with `laps-central library export`"
@@ -150,6 +152,24 @@ class PrimitiveLibrary:
             return None
         cluster, distance = self.label(fsq.z_q_from_codes(c))
         return PrimitiveLabel(self.library_id, cluster, distance)
+
+    def label_motion(self, motion: str | None) -> PrimitiveLabel | None:
+        """The label of a segment's encoded motion summary (`Segment.motion`) for a motion
+        library; None for a segment without one."""
+        if motion is None:
+            return None
+        from edge.motion_summary import decode_motion
+
+        cluster, distance = self.label(decode_motion(motion)[None, :])
+        return PrimitiveLabel(self.library_id, cluster, distance)
+
+    def label_segment(self, segment: Segment, fsq=None) -> PrimitiveLabel | None:
+        """The label of a finished segment: from its motion summary for a motion library, else
+        from its codes through `fsq` (the device's `edge.tokenizer.FSQ`); None when the segment
+        lacks what the library embeds."""
+        if self.method in MOTION_METHODS:
+            return self.label_motion(segment.motion)
+        return self.label_codes(segment.codes, fsq)
 
     def check_model(self, model_version: str, latent_dim: int) -> None:
         """`ModelError` unless this library was made for `model_version` with z_q width `latent_dim`."""

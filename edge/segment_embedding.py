@@ -27,6 +27,10 @@ tokens) and `norm_weighted_pool` (tokens weighted by ||z_q,t||, the paper's comp
 
 Ours, a cheap alternative: `statistics_pool` (per-dimension mean, spread, beginning, end and
 rate of change of the sequence, and its length) — no network, > 10k segments/s on 2 cores.
+Ours, from the device's point tracks: "motion" takes each segment's motion summary
+(`edge.motion_summary`: `statistics_pool` of a 4x4 grid of mean velocities and speeds per step,
+computed on the device from its tracker) as the embedding. It sees where in the image the
+motion happens, which the FSQ codes mostly lose; it needs segments that carry a summary.
 Which method clusters real primitives best, and on what data, is measured in
 `benchmarks/clustering.py` (README, "Central: ingest, primitive library, dataset").
 """
@@ -41,7 +45,9 @@ from typing import Iterable, Sequence
 import numpy as np
 
 #: embedding methods, by the names the CLI, reports and benchmarks use
-METHODS = ("transformer", "mean", "norm_weighted", "statistics")
+METHODS = ("transformer", "mean", "norm_weighted", "statistics", "motion")
+#: methods whose input is the segment's motion summary (`edge.motion_summary`), not its z_q
+MOTION_METHODS = ("motion",)
 #: what a clustering run compares unless told otherwise: the paper's method and its two baselines
 DEFAULT_METHODS = ("transformer", "mean", "norm_weighted")
 
@@ -236,7 +242,8 @@ class MethodEmbedder:
     (n, dim) float32. The frozen Transformer's weights are drawn once here, not per call (the
     clustering engines and a device's primitive library embed chunk after chunk).
     input_stats: (mean, std) the Transformer standardises tokens with (the poolings take z_q
-    as it is, as in the paper)."""
+    as it is, as in the paper). A method in MOTION_METHODS embeds motion summaries instead: each
+    item of `embed`'s argument is one segment's (MOTION_DIM,) summary."""
 
     def __init__(self, method: str, input_dim: int, config: EmbeddingConfig = EmbeddingConfig(),
                  input_stats: tuple[np.ndarray, np.ndarray] | None = None) -> None:
@@ -252,6 +259,12 @@ class MethodEmbedder:
             return self.transformer.embed(sequences, progress=progress)
         if not len(sequences):
             return np.zeros((0, self.dim), np.float32)
+        if self.method in MOTION_METHODS:
+            rows = [np.asarray(s, np.float32).reshape(-1) for s in sequences]
+            for r in rows:
+                if r.shape != (self.dim,):
+                    raise ValueError(f"a motion summary has {r.size} values; expected {self.dim}")
+            return np.stack(rows)
         pool = {"mean": mean_pool, "norm_weighted": norm_weighted_pool, "statistics": statistics_pool}[self.method]
         return pool(sequences)
 
@@ -265,7 +278,12 @@ def embed_sequences(sequences: Sequence[np.ndarray], method: str, input_dim: int
 
 
 def embedding_dim(method: str, input_dim: int, config: EmbeddingConfig = EmbeddingConfig()) -> int:
-    """Width of the embeddings `method` produces for z_q of width `input_dim`."""
+    """Width of the embeddings `method` produces for z_q of width `input_dim` (a motion
+    method's width is the summary's, whatever `input_dim`)."""
+    if method in MOTION_METHODS:
+        from edge.motion_summary import MOTION_DIM  # that module pools with this one's statistics_pool
+
+        return MOTION_DIM
     if method == "statistics":
         return 5 * int(input_dim) + 1
     return config.d_model if method == "transformer" else int(input_dim)

@@ -69,6 +69,8 @@ class Segment:
     the features were not FSQ codes). `energy_mean`/`energy_max`: statistics of the smoothed
     energy inside the segment. `keyframes`: `Frame.index` values chosen as representative stills.
     `primitive`: the label of the device's primitive library, None when it carries none.
+    `motion`: the summary of where and how the tracked points moved (`edge.motion_summary`,
+    base64 of its float16 values), None when the segment did not come from point tracks.
     """
 
     segment_id: str
@@ -85,6 +87,7 @@ class Segment:
     keyframes: list[int] = field(default_factory=list)
     model_version: str = ""
     primitive: PrimitiveLabel | None = None
+    motion: str | None = None
 
     @property
     def duration_s(self) -> float:
@@ -95,10 +98,11 @@ class Segment:
         return self.end_frame - self.start_frame
 
     def to_dict(self) -> dict:
-        """JSON-ready fields; `primitive` only when there is a label (older files have none)."""
+        """JSON-ready fields; `primitive` and `motion` only when set (older files have neither)."""
         out = asdict(self)
-        if self.primitive is None:
-            del out["primitive"]
+        for name in ("primitive", "motion"):
+            if out[name] is None:
+                del out[name]
         return out
 
     @classmethod

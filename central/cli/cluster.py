@@ -50,7 +50,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="seed of the frozen encoder's weights and of k-means (default: %(default)s)")
     k.add_argument("--methods", default="transformer,mean,norm_weighted",
                    help="embeddings to compare, of transformer, mean, norm_weighted, statistics (statistics pooling: "
-                        "no network, > 10k segments/s); the run saves the transformer clustering when listed, else the first (default: %(default)s)")
+                        "no network, > 10k segments/s), motion (the device's motion summary: where the tracked points "
+                        "moved; segments from devices that send none are left out, and counted); the run saves the transformer clustering when listed, else the first (default: %(default)s)")
     k.add_argument("--save-method", default="laps", choices=("laps", "best"),
                    help="which method's clustering the run saves (for export-dataset): laps = the LAPS frozen "
                         "Transformer, the method under study; best = the best cosine silhouette of those compared "

@@ -43,6 +43,24 @@ def make_segments(n: int, *, seed: int = 0, steps: int = 12, codes: list[list[in
     return out
 
 
+def motif_motion(kind: int, rng: np.random.Generator, steps: int = 12) -> str:
+    """An encoded summary of `steps` steps where the points of one image quadrant (0-3) move
+    right at ~3 px/step and the rest stay still: one 'primitive' per quadrant."""
+    from edge.motion_summary import MotionSummary, encode_motion
+
+    grid = 20
+    summary = MotionSummary(grid)
+    rows, cols = np.divmod(np.arange(grid * grid), grid)
+    inside = ((rows < grid // 2) == (kind < 2)) & ((cols < grid // 2) == (kind % 2 == 0))
+    out = []
+    for _ in range(steps):
+        v = np.zeros((grid * grid, 2), np.float32)
+        v[inside, 0] = 3.0 + rng.normal(0, 0.3)
+        v[inside, 1] = rng.normal(0, 0.3)
+        out.append(summary.step(v, np.ones(grid * grid, bool)))
+    return encode_motion(MotionSummary.segment(np.stack(out)))
+
+
 def segment_payloads(segments: list[Segment], site: str = "site-a", device: str = "dev-1") -> list[tuple[str, bytes]]:
     """(topic, payload) per segment exactly as the device publishes them."""
     topics = Topics(site, device)

@@ -17,7 +17,7 @@ from central.ingest import validate_segment  # noqa: E402
 from central.registry import ModelRegistry, add_model  # noqa: E402
 from central.spark_cluster import check_spark_available, java_major, run_clustering_spark, spark_session  # noqa: E402
 from central.store import Store  # noqa: E402
-from central_testkit import make_segments, segment_payloads  # noqa: E402
+from central_testkit import make_segments, motif_motion, segment_payloads  # noqa: E402
 from edge import evaluation  # noqa: E402
 from edge.errors import ConfigError  # noqa: E402
 
@@ -64,6 +64,27 @@ def test_spark_embeddings_equal_the_single_process_ones_bit_for_bit(both_runs):
     for m, res in single.results.items():
         assert on_spark.results[m].embedding_rows is None  # every row fits the scoring sample
         assert np.array_equal(on_spark.results[m].embeddings, res.embeddings), m
+
+
+def test_the_motion_method_runs_on_spark_as_single_process(spark, tmp_path, tiny_model_dir):
+    registry = ModelRegistry(add_model(tmp_path / "models", tiny_model_dir).parent)
+    rng = np.random.default_rng(8)
+    segments = make_segments(70, seed=8)
+    for i, s in enumerate(segments):
+        s.motion = motif_motion(i % 3, rng) if i % 10 else None  # every tenth from an older device
+    with Store(tmp_path / "c.sqlite") as store:
+        store.ingest([(validate_segment(t, p), t) for t, p in segment_payloads(segments)], [])
+        options = ClusterOptions(k=3, n_init=2, seed=2)
+        single = run_clustering(store, registry, methods=("motion",), options=options, chunk_segments=CHUNK,
+                                save=False)
+        on_spark = run_clustering_spark(store, registry, spark=spark, methods=("motion",), options=options,
+                                        chunk_segments=CHUNK, workdir=tmp_path, save=False)
+    assert on_spark.skipped_no_motion == single.skipped_no_motion == 7
+    assert on_spark.segment_ids == single.segment_ids and len(single.segment_ids) == 63
+    assert np.array_equal(on_spark.results["motion"].embeddings, single.results["motion"].embeddings)
+    labels = single.results["motion"].clustering.labels
+    assert evaluation.ari(labels, on_spark.results["motion"].clustering.labels) == pytest.approx(1.0)
+    assert evaluation.ari(labels, [i % 3 for i in range(70) if i % 10]) == pytest.approx(1.0)  # the motifs
 
 
 def test_batch_composition_changes_float_bits_so_the_chunking_matters(tiny_model_dir):

@@ -300,7 +300,7 @@ def test_a_store_from_before_primitive_labels_gains_the_columns_and_keeps_its_se
     with Store(path) as store:
         store.ingest([(validate_segment(t, p), t) for t, p in segment_payloads([old])], [])
     db = sqlite3.connect(path)  # make it the schema-3 file an older release wrote
-    for column in ("primitive_library", "primitive_cluster", "primitive_distance"):
+    for column in ("primitive_library", "primitive_cluster", "primitive_distance", "motion"):
         db.execute(f"ALTER TABLE segments DROP COLUMN {column}")
     db.execute("UPDATE meta SET value = '3' WHERE name = 'schema_version'")
     db.commit()
