@@ -17,7 +17,9 @@ Three parts, one table (`benchmarks/results/clustering.json`):
    `label_purity`, the mean fraction of a segment its label covers. The same three methods
    then run on the TRUE primitive spans ("oracle" rows, tokens the device produced inside
    each span): what clustering reaches when segmentation is perfect. "statistics pooling"
-   (central/embedding.py) is a row beside them. Choosing k: per held-out video, the k the
+   (central/embedding.py) is a row beside them, and so is "device motion summary" (the
+   `edge.motion_summary` each device segment carries; for a true span, the summary of the same
+   tracker steps at float16, what a device would send). Choosing k: per held-out video, the k the
    default criterion (cosine silhouette, 2-12) picks for its segments against the true number
    of classes in them ("within +-1" counts the videos). Real labelled data (the corpus of
    benchmarks/real_segmentation.py, when built: `scripts/build_real_labelled.py`): each
@@ -70,6 +72,7 @@ class LabelledSegment:
     label: str
     duration_s: float
     purity: float  # fraction of the segment covered by its majority label (rest counts as a label)
+    motion: np.ndarray | None = None  # (MOTION_DIM,) the device's motion summary (edge.motion_summary)
 
 
 class ReplayTracker:
@@ -100,6 +103,7 @@ def held_out_segments(seeds, minutes: float, model_dir: Path | None, progress: b
     from tqdm import tqdm
 
     from edge.loop import run_stream
+    from edge.motion_summary import MotionSummary, decode_motion
     from edge.pipeline import build_pipeline
     from edge.energy_trace import EnergyTraceRecorder
     from edge.sources.blank import BlankSource
@@ -144,11 +148,16 @@ def held_out_segments(seeds, minutes: float, model_dir: Path | None, progress: b
                 continue
             label, purity = overlap_label(seg.start_s, seg.end_s, gt.segments)
             out.append(LabelledSegment(seed, tokens(record, codes, seg.start_frame, seg.end_frame), label,
-                                       seg.duration_s, purity))
+                                       seg.duration_s, purity, decode_motion(seg.motion) if seg.motion else None))
+        summary = MotionSummary(conv.grid)
         for s, e, label in gt.segments:
             a, b = int(round(s * pipe.fps)), min(int(round(e * pipe.fps)), record.n_frames)
             if b - a >= 2:
-                oracle.append(LabelledSegment(seed, tokens(record, codes, a, b), label, (b - a) / pipe.fps, 1.0))
+                # The summary the device would send for this span: the same steps, float16 on the wire.
+                steps = np.stack([summary.step(record.velocity[t], record.valid[t]) for t in range(a, b)])
+                motion = MotionSummary.segment(steps).astype(np.float16).astype(np.float32)
+                oracle.append(LabelledSegment(seed, tokens(record, codes, a, b), label, (b - a) / pipe.fps, 1.0,
+                                              motion))
     if registry is not None:
         stats = registry.codebook_stats(version)
     else:
@@ -201,6 +210,8 @@ def accuracy_rows(segments: list[LabelledSegment], stats, desc: str, what: str =
         "baseline: norm-weighted pooling": lambda: norm_weighted_pool(seqs),
         "statistics pooling": lambda: statistics_pool(seqs),
     }
+    if all(s.motion is not None for s in segments):
+        embedders["device motion summary"] = lambda: np.stack([s.motion for s in segments])
     cached = {}
     for name, fn in embedders.items():
         t0 = time.perf_counter()
@@ -285,12 +296,15 @@ def k_choice_rows(segments: list[LabelledSegment], oracle: list[LabelledSegment]
         dim = segs[0].tokens.shape[1]
         embedders = {"LAPS frozen Transformer": FrozenTransformerEmbedder(dim, input_mean=stats[0], input_std=stats[1]).embed,
                      "statistics pooling": statistics_pool}
+        if all(s.motion is not None for s in segs):
+            embedders["device motion summary"] = lambda mine: np.stack([s.motion for s in mine])
         for name, embed in embedders.items():
             errors = []
             for seed in sorted({s.seed for s in segs}):
                 mine = [s for s in segs if s.seed == seed]
                 k_true = len({s.label for s in mine})
-                k, _ = choose_k(normalize(embed([s.tokens for s in mine])), 2, min(12, len(mine) // 2))
+                x = embed(mine) if name == "device motion summary" else embed([s.tokens for s in mine])
+                k, _ = choose_k(normalize(x), 2, min(12, len(mine) // 2))
                 errors.append(k - k_true)
             err = np.array(errors)
             rows.append({"name": f"choose k: {what}, {name}, cosine silhouette 2-12, per video",
@@ -506,6 +520,24 @@ def scale_rows(sizes, lengths: np.ndarray, embed_n: int, work: Path, stats_dim: 
         rows.append({"name": f"scale: {name} embedding, {embed_n} sequences (median {int(np.median(seq_lengths))}"
                              f" tokens, D_in={d_in})", "sequences": embed_n, "embed_s": embed_s,
                      "sequences_per_s": embed_n / embed_s, "ratio_vs_transformer": (embed_n / embed_s) / rate})
+    # The motion summary: central's whole embedding cost is reading the stored float16 bytes; the
+    # device pays for it per frame (one row per step from the tracker's N points).
+    from edge.motion_summary import MOTION_DIM, MotionSummary, motion_from_bytes
+
+    raw = [rng.normal(size=MOTION_DIM).astype("<f2").tobytes() for _ in range(embed_n)]
+    t0 = time.perf_counter()
+    np.stack([motion_from_bytes(b) for b in raw])
+    embed_s = time.perf_counter() - t0
+    rows.append({"name": f"scale: device motion summary embedding (stored float16 -> float32), {embed_n} segments",
+                 "sequences": embed_n, "embed_s": embed_s, "sequences_per_s": embed_n / embed_s,
+                 "ratio_vs_transformer": (embed_n / embed_s) / rate})
+    summary, steps = MotionSummary(20), 2000
+    v, vis = rng.normal(size=(20 * 20, 2)).astype(np.float32), np.ones(20 * 20, bool)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        summary.step(v, vis)
+    rows.append({"name": "device: motion summary cost per frame (20x20 points -> 48 values)",
+                 "us_per_frame": (time.perf_counter() - t0) / steps * 1e6})
     for n in sizes:
         out = work / f"scale-{n}.json"
         subprocess.run([sys.executable, "-m", "benchmarks.clustering", "--scale-worker", str(n), "--scale-out", str(out)],

@@ -19,7 +19,7 @@ used for training or tuning), with the shipped model (`edge/shipped_models/defau
 Reported per run: the % of segments whose device cluster equals the cluster central saved for
 that segment (target >= 90 %), the largest |device distance - central distance|, how many
 segments matched by (seed, start frame, end frame), and what labelling costs the device: the
-ms of `PrimitiveLibrary.label_codes` per segment (median, p95, mean over every segment), its
+ms of `PrimitiveLibrary.label_segment` per segment (median, p95, mean over every segment), its
 sum spread over every frame of the videos (the average cost per frame), and the pipeline's ms per frame over the
 first seed's video with the library against the same pipeline without it, passes alternating,
 median of `--repeats` each (the baseline in the same run), as a ratio.
@@ -109,10 +109,11 @@ def agreement_rows(seeds=HELD_OUT_SEEDS, minutes: float = MINUTES, model_dir: Pa
             msgs = [SegmentMessage.from_segment(seg, device_id="ws-1", site="bench", boot_id="b", seq=i).to_json()
                     for i, (seg, _) in enumerate(plain.values())]
             store.ingest([(validate_segment(topics.segments, m), topics.segments) for m in msgs], [])
-            runs = [(f"k={k_true} true classes", ClusterOptions(k=k_true)),
-                    ("k by the default criterion (cosine silhouette 2-12)", ClusterOptions())]
-            for how, options in runs:
-                run = run_clustering(store, registry, methods=("transformer",), options=options, truth=truth)
+            runs = [("transformer", f"k={k_true} true classes", ClusterOptions(k=k_true)),
+                    ("transformer", "k by the default criterion (cosine silhouette 2-12)", ClusterOptions()),
+                    ("motion", f"k={k_true} true classes", ClusterOptions(k=k_true))]
+            for method, how, options in runs:
+                run = run_clustering(store, registry, methods=(method,), options=options, truth=truth)
                 out = work / f"model-{run.run_id}"
                 exported = export_library(store, registry, out, run_id=run.run_id)
                 central = store.assignments(run.run_id, [s.segment_id for s, _ in plain.values()])
@@ -144,6 +145,7 @@ def _compare(how: str, run, plain: dict, labelled: dict, central: dict, model, f
     the first pass's segment against the device's label of the same span in the second pass."""
     from edge.tokenizer import FSQ
 
+    method = model.library.method
     same = diff = 0
     worst = 0.0
     for key, (seg, _) in plain.items():
@@ -159,13 +161,13 @@ def _compare(how: str, run, plain: dict, labelled: dict, central: dict, model, f
     meta = model.metadata
     fsq = FSQ(meta.fsq_levels, *meta.fsq_projection())
     times = []
-    for codes in (seg.codes for seg, _ in plain.values()):
+    for seg, _ in plain.values():
         t0 = time.perf_counter()
-        model.library.label_codes(codes, fsq)
+        model.library.label_segment(seg, fsq)
         times.append((time.perf_counter() - t0) * 1e3)
     lib_bytes = (model.path / "primitives.npz").stat().st_size
     return {
-        "name": f"device label vs central assignment: frozen Transformer, {how}",
+        "name": f"device label vs central assignment: {_METHOD_NAMES.get(method, method)}, {how}",
         "k": run.primary.clustering.k, "segments_central": len(plain), "segments_matched": matched,
         "segments_device_only": len(set(labelled) - set(plain)),
         "agreement_pct": 100.0 * same / matched if matched else float("nan"), "disagreements": diff,
@@ -175,6 +177,9 @@ def _compare(how: str, run, plain: dict, labelled: dict, central: dict, model, f
         "device_label_ms_per_segment_mean": float(np.mean(times)),
         "device_label_ms_per_frame_mean": float(np.sum(times)) / frames, "library_bytes": lib_bytes,
     }
+
+
+_METHOD_NAMES = {"transformer": "frozen Transformer", "motion": "device motion summary"}
 
 
 def main(argv: list[str] | None = None) -> int:
