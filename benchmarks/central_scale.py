@@ -7,7 +7,7 @@ Spark local[2] against the single-process engine in the same run (agreement on h
 part; each part writes its own results file (`central_scale.json`, `central_scale_clustering.json`).
 
 Ingest part (`ingest_rows`, `benchmarks/results/central_scale.json`): segment messages (the
-clustering benchmark's `fleet_payloads`: 10 devices, 20 codes each) published by 4 device
+clustering benchmark's `fleet_payloads`: 10 devices, 20 codes and a motion summary each) published by 4 device
 clients (QoS 1) through a real Mosquitto to `laps-central ingest` PROCESSES (each its own
 client in one shared-subscription group, each acknowledging after its commit), into
     - the SQLite store (synchronous=FULL: fsync per commit), one process: the BASELINE;

@@ -29,7 +29,8 @@ Three parts, one table (`benchmarks/results/clustering.json`):
 2. Ingest rate: segment messages published by several device clients (QoS 1) through a real
    Mosquitto into the SQLite store (synchronous=FULL, acknowledged after commit), with 1 and 2
    ingest workers on the shared subscription, against the baseline of inserting the same
-   validated messages into the store directly (no broker); median over repeats.
+   validated messages into the store directly (no broker); median over repeats. Each message
+   carries 20 codes and a motion summary, as a current device sends them.
 3. Scale: the clustering stage (z-score, L2, k-means / mini-batch k-means) on 10k, 100k and 1M
    synthetic 256-d embeddings (an 8-component Gaussian mixture), each in a fresh process for
    its peak RSS (VmHWM; with disk-backed embeddings it includes the file pages the process
@@ -367,6 +368,7 @@ def fleet_payloads(n: int, devices: int = 10, steps: int = 20, seed: int = 0) ->
     from datetime import datetime, timezone
 
     from edge.messages import SegmentMessage, Topics
+    from edge.motion_summary import MOTION_DIM, encode_motion
     from edge.segments import Segment, utc_iso, uuid7
 
     rng = np.random.default_rng(seed)
@@ -376,7 +378,8 @@ def fleet_payloads(n: int, devices: int = 10, steps: int = 20, seed: int = 0) ->
         start = 30 * i
         seg = Segment(str(uuid7()), start, start + steps, start / 10, (start + steps) / 10, 10.0,
                       utc_iso(origin, start / 10), utc_iso(origin, (start + steps) / 10),
-                      rng.integers(0, 1920, size=steps).tolist(), 1.0, 2.0, [start + 5, start + 10], "bench")
+                      rng.integers(0, 1920, size=steps).tolist(), 1.0, 2.0, [start + 5, start + 10], "bench",
+                      motion=encode_motion(rng.normal(size=MOTION_DIM)))  # as a current device sends it
         device = f"ws-{i % devices}"
         out.append((Topics("plant", device).segments,
                     SegmentMessage.from_segment(seg, device_id=device, site="plant", boot_id="b",
@@ -536,7 +539,7 @@ def scale_rows(sizes, lengths: np.ndarray, embed_n: int, work: Path, stats_dim: 
     t0 = time.perf_counter()
     for _ in range(steps):
         summary.step(v, vis)
-    rows.append({"name": "device: motion summary cost per frame (20x20 points -> 48 values)",
+    rows.append({"name": "device: motion summary cost per frame (20x20 points -> 80 values)",
                  "us_per_frame": (time.perf_counter() - t0) / steps * 1e6})
     for n in sizes:
         out = work / f"scale-{n}.json"

@@ -4,9 +4,13 @@ computes from its tracker's velocities and sends with each segment (`Segment.mot
 (`edge.segment_embedding`).
 
 Per step (one model frame) the tracker's grid of points is cut into MOTION_CELLS x MOTION_CELLS
-cells (image rows outer, columns inner); each cell gives its mean x velocity, its mean y velocity
-(pixels per step at the model's input size; a point that is not visible counts as still) and
-log(1 + its mean speed): STEP_DIM values. Per segment, its steps are summarised by
+cells (image rows outer, columns inner); each cell gives CELL_VALUES numbers: its mean x and
+mean y velocity (pixels per step at the model's input size; a point that is not visible counts
+as still), log(1 + its mean speed), its mean divergence (d vx/dx + d vy/dy over the point grid,
+pixels per step per grid spacing: the motion spreads out, as a part lifted towards the camera,
+or draws in, as a push away from it) and log(1 + the spread of its points' speeds) (a cell that
+moves as one, like an arm in transit, against one where only some points move, like fingers):
+STEP_DIM values. Per segment, its steps are summarised by
 `statistics_pool` (mean, spread, first and last third, mean step-to-step change, log length)
 into MOTION_DIM values.
 
@@ -14,7 +18,7 @@ Why the device computes it: the FSQ codes say little about WHERE the hand goes (
 transport and put-aside differ mainly in that) and central never sees the point tracks.
 What it buys is measured in `benchmarks/clustering.py` (README, "Primitive library").
 
-On the wire the summary is MOTION_DIM little-endian float16 values in base64 (644 characters),
+On the wire the summary is MOTION_DIM little-endian float16 values in base64 (1,072 characters),
 tagged with MOTION_KIND; a different summary would get a new kind.
 """
 
@@ -31,8 +35,10 @@ from edge.segment_embedding import statistics_pool
 
 #: cells per side of the motion grid
 MOTION_CELLS = 4
-#: values per step: (mean vx, mean vy, log(1 + mean speed)) per cell
-STEP_DIM = 3 * MOTION_CELLS * MOTION_CELLS
+#: values per cell and step: mean vx, mean vy, log(1 + mean speed), mean divergence, log(1 + speed spread)
+CELL_VALUES = 5
+#: values per step
+STEP_DIM = CELL_VALUES * MOTION_CELLS * MOTION_CELLS
 #: values per segment: `statistics_pool` of the steps
 MOTION_DIM = 5 * STEP_DIM + 1
 #: names this summary and its encoding in messages; a new summary gets a new kind
@@ -65,19 +71,30 @@ class MotionSummary:
         self._count = np.bincount(self._cell, minlength=MOTION_CELLS * MOTION_CELLS).astype(np.float64)
 
     def step(self, velocity: np.ndarray, visible: np.ndarray | None = None) -> np.ndarray:
-        """(N, 2) velocities of one step (pixels/step) and (N,) visibility -> (STEP_DIM,) float32:
-        per cell mean vx, mean vy, log(1 + mean speed); invisible points count as still."""
+        """(N, 2) velocities of one step (pixels/step, row-major grid order) and (N,) visibility
+        -> (STEP_DIM,) float32, per cell (row-major) the CELL_VALUES numbers of the module
+        docstring; invisible points count as still."""
         v = np.asarray(velocity, np.float64)
-        if v.shape != (self.grid * self.grid, 2):
-            raise ValueError(f"velocity has shape {v.shape}, expected ({self.grid * self.grid}, 2)")
+        g = self.grid
+        if v.shape != (g * g, 2):
+            raise ValueError(f"velocity has shape {v.shape}, expected ({g * g}, 2)")
         if visible is not None:
             v = np.where(np.asarray(visible, bool)[:, None], v, 0.0)
         speed = np.sqrt(v[:, 0] * v[:, 0] + v[:, 1] * v[:, 1])
+        # Divergence on the lattice (central differences inside, one-sided at the border).
+        div = (np.gradient(v[:, 0].reshape(g, g), axis=1) + np.gradient(v[:, 1].reshape(g, g), axis=0)).reshape(-1)
         n = MOTION_CELLS * MOTION_CELLS
-        out = np.empty((n, 3), np.float64)
-        out[:, 0] = np.bincount(self._cell, v[:, 0], minlength=n) / self._count
-        out[:, 1] = np.bincount(self._cell, v[:, 1], minlength=n) / self._count
-        out[:, 2] = np.log1p(np.bincount(self._cell, speed, minlength=n) / self._count)
+
+        def mean(x: np.ndarray) -> np.ndarray:
+            return np.bincount(self._cell, x, minlength=n) / self._count
+
+        out = np.empty((n, CELL_VALUES), np.float64)
+        out[:, 0] = mean(v[:, 0])
+        out[:, 1] = mean(v[:, 1])
+        mean_speed = mean(speed)
+        out[:, 2] = np.log1p(mean_speed)
+        out[:, 3] = mean(div)
+        out[:, 4] = np.log1p(np.sqrt(np.maximum(mean(speed * speed) - mean_speed * mean_speed, 0.0)))
         return out.reshape(-1).astype(np.float32)
 
     @staticmethod

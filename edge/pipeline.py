@@ -19,7 +19,7 @@ model's own FSQ: what central computes from the same codes.
 
 Every finished segment also carries its motion summary (`edge.motion_summary`: where and how
 the tracked points moved over the segment's own frames, `Segment.motion`), from the same
-tracker steps the features came from; it costs about 20 us per frame.
+tracker steps the features came from; it costs about 50 us per frame.
 """
 
 from __future__ import annotations

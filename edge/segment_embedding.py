@@ -28,7 +28,7 @@ tokens) and `norm_weighted_pool` (tokens weighted by ||z_q,t||, the paper's comp
 Ours, a cheap alternative: `statistics_pool` (per-dimension mean, spread, beginning, end and
 rate of change of the sequence, and its length) — no network, > 10k segments/s on 2 cores.
 Ours, from the device's point tracks: "motion" takes each segment's motion summary
-(`edge.motion_summary`: `statistics_pool` of a 4x4 grid of mean velocities and speeds per step,
+(`edge.motion_summary`: `statistics_pool` of a 4x4 grid of cell velocities, speeds, divergence and speed spread per step,
 computed on the device from its tracker) as the embedding. It sees where in the image the
 motion happens, which the FSQ codes mostly lose; it needs segments that carry a summary.
 Which method clusters real primitives best, and on what data, is measured in

@@ -42,9 +42,14 @@ def test_cells_split_the_grid_evenly_and_a_step_is_the_cell_means():
     v = np.zeros((GRID * GRID, 2), np.float32)
     v[0] = (4.0, -2.0)  # the top-left point only
     visible = np.ones(GRID * GRID, bool)
-    row = MotionSummary(GRID).step(v, visible).reshape(16, 3)
+    row = MotionSummary(GRID).step(v, visible).reshape(16, 5)
     assert row[0, 0] == pytest.approx(4.0 / 25) and row[0, 1] == pytest.approx(-2.0 / 25)
-    assert row[0, 2] == pytest.approx(np.log1p(np.hypot(4, 2) / 25))
+    speed = np.hypot(4, 2)
+    assert row[0, 2] == pytest.approx(np.log1p(speed / 25))
+    # Divergence: d vx/dx is -4 at the point (one-sided) and -2 right of it (central difference),
+    # d vy/dy is +2 at the point and +1 below it; their cell mean is -3 / 25.
+    assert row[0, 3] == pytest.approx(-3.0 / 25)
+    assert row[0, 4] == pytest.approx(np.log1p(np.sqrt(speed**2 / 25 - (speed / 25) ** 2)))
     assert np.all(row[1:] == 0)
     visible[0] = False  # an invisible point counts as still, whatever velocity it reports
     assert np.all(MotionSummary(GRID).step(v, visible) == 0)
@@ -55,7 +60,7 @@ def test_cells_split_the_grid_evenly_and_a_step_is_the_cell_means():
 def test_encoding_round_trips_at_float16_precision_and_refuses_garbage():
     x = np.random.default_rng(0).normal(size=MOTION_DIM).astype(np.float32)
     text = encode_motion(x)
-    assert len(text) == 644
+    assert len(text) == 1072
     assert np.allclose(decode_motion(text), x, rtol=1e-3, atol=1e-3)
     from edge.motion_summary import MotionError
 
@@ -63,7 +68,7 @@ def test_encoding_round_trips_at_float16_precision_and_refuses_garbage():
         encode_motion(np.full(MOTION_DIM, np.nan))
     with pytest.raises(MotionError, match="base64"):
         decode_motion("not base64 !!")
-    with pytest.raises(MotionError, match="expected 482 \\(241 float16"):
+    with pytest.raises(MotionError, match="expected 802 \\(401 float16"):
         decode_motion(encode_motion(x)[:100])
 
 
@@ -219,7 +224,7 @@ def test_each_device_segment_carries_the_summary_of_its_own_frames():
     for s in segments:
         steps = np.stack([summary.step(velocity[f], None) for f in range(s.start_frame, s.end_frame)])
         assert np.array_equal(decode_motion(s.motion), decode_motion(encode_motion(MotionSummary.segment(steps))))
-    first, second = (decode_motion(s.motion)[:STEP_DIM].reshape(16, 3) for s in segments)
+    first, second = (decode_motion(s.motion)[:STEP_DIM].reshape(16, 5) for s in segments)
     assert first[0, 0] > 1 and first[15, 1] == 0      # mean vx of the top-left cell; bottom-right still
     assert second[15, 1] < -1 and second[0, 0] == 0
     # Only the steps a future segment could still need are kept (the look-back ring).
