@@ -40,6 +40,7 @@ from edge.loop import FinishedSegment, FrameStep
 from edge.motion_summary import MotionSteps, encode_motion
 from edge.primitive_library import PrimitiveLibrary
 from edge.recent_frames import ClipRecorder, KeyframeRing
+from edge.segment_embedding import MOTION_METHODS
 from edge.segments import Segment
 from edge.sources.base import Frame
 from edge.tracking import TRACKER_BACKENDS
@@ -158,7 +159,7 @@ class Pipeline:
     grid: int = DEFAULT_GRID
 
     def __post_init__(self) -> None:
-        if self.library is not None and self.library.method != "motion" and self.fsq is None:
+        if self.library is not None and self.library.method not in MOTION_METHODS and self.fsq is None:
             raise ConfigError("a primitive library needs the model's FSQ to rebuild z_q; build the pipeline "
                               "from the model directory that carries it")
         self._params_arr = self.params.to_array()
