@@ -104,7 +104,7 @@ def held_out_segments(seeds, minutes: float, model_dir: Path | None, progress: b
     from tqdm import tqdm
 
     from edge.loop import run_stream
-    from edge.motion_summary import MotionSummary, decode_motion
+    from edge.motion_summary import MotionSummary, decode_motion, encode_motion
     from edge.pipeline import build_pipeline
     from edge.energy_trace import EnergyTraceRecorder
     from edge.sources.blank import BlankSource
@@ -156,7 +156,7 @@ def held_out_segments(seeds, minutes: float, model_dir: Path | None, progress: b
             if b - a >= 2:
                 # The summary the device would send for this span: the same steps, float16 on the wire.
                 steps = np.stack([summary.step(record.velocity[t], record.valid[t]) for t in range(a, b)])
-                motion = MotionSummary.segment(steps).astype(np.float16).astype(np.float32)
+                motion = decode_motion(encode_motion(MotionSummary.segment(steps)))
                 oracle.append(LabelledSegment(seed, tokens(record, codes, a, b), label, (b - a) / pipe.fps, 1.0,
                                               motion))
     if registry is not None:

@@ -118,6 +118,21 @@ def pick_model_version(store: CentralStore, selection: Selection) -> str:
     return next(iter(versions))
 
 
+def check_run_request(methods: tuple[str, ...], save_rule: str) -> None:
+    """One-line `ConfigError` for an unknown save rule or embedding method (both engines)."""
+    if save_rule not in SAVE_RULES:
+        raise ConfigError(f"--save-method {save_rule!r} is not known; use {' or '.join(SAVE_RULES)}")
+    for m in methods:
+        if m not in METHODS:
+            raise ConfigError(f"embedding method {m!r} is not known; use some of {', '.join(METHODS)}")
+
+
+def pinned_selection(store: CentralStore, selection: Selection) -> Selection:
+    """The selection with its model version fixed (`pick_model_version`): one version per run."""
+    version = pick_model_version(store, selection)
+    return Selection(selection.since_ms, selection.until_ms, selection.site, selection.device_id, version)
+
+
 def run_clustering(
     store: CentralStore,
     registry: ModelRegistry,
@@ -140,13 +155,9 @@ def run_clustering(
     then scored on the segments it names. Raises `ConfigError` for an empty selection, several
     model versions, or too few segments.
     """
-    if save_rule not in SAVE_RULES:
-        raise ConfigError(f"--save-method {save_rule!r} is not known; use {' or '.join(SAVE_RULES)}")
-    for m in methods:
-        if m not in METHODS:
-            raise ConfigError(f"embedding method {m!r} is not known; use some of {', '.join(METHODS)}")
-    version = pick_model_version(store, selection)
-    selection = Selection(selection.since_ms, selection.until_ms, selection.site, selection.device_id, version)
+    check_run_request(methods, save_rule)
+    selection = pinned_selection(store, selection)
+    version = selection.model_version
     n_max = store.count(selection)
     if n_max == 0:
         raise ConfigError(f"no stored segments match the selection ({selection.describe()}); widen it or check "

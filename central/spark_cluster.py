@@ -47,10 +47,10 @@ from typing import Iterator, Mapping
 
 import numpy as np
 
-from central.cluster_run import (SAVE_RULES, ClusterRun, MethodResult, SegmentEmbedder, _fit_k_range,
-                                 pick_model_version, save_run, too_few_message, usable_segments, warn_skipped)
+from central.cluster_run import (ClusterRun, MethodResult, SegmentEmbedder, _fit_k_range, check_run_request,
+                                 pinned_selection, save_run, too_few_message, usable_segments, warn_skipped)
 from central.clustering import ClusterOptions, Clustering, choose_k, cluster_metrics, kmeans, normalize_rows, progress_bar
-from central.embedding import DEFAULT_METHODS, METHODS, EmbeddingConfig
+from central.embedding import DEFAULT_METHODS, EmbeddingConfig
 from central.registry import ModelRegistry
 from central.store import Selection
 from central.store_protocol import CentralStore
@@ -205,15 +205,11 @@ def run_clustering_spark(
     Raises `ConfigError` like `run_clustering` (empty selection, several model versions, too few
     segments), and when pyspark or Java is missing.
     """
-    if save_rule not in SAVE_RULES:
-        raise ConfigError(f"--save-method {save_rule!r} is not known; use {' or '.join(SAVE_RULES)}")
-    for m in methods:
-        if m not in METHODS:
-            raise ConfigError(f"embedding method {m!r} is not known; use some of {', '.join(METHODS)}")
+    check_run_request(methods, save_rule)
     if spark is None:
         check_spark_available()  # before the export: a missing Java should not cost an export first
-    version = pick_model_version(store, selection)
-    selection = Selection(selection.since_ms, selection.until_ms, selection.site, selection.device_id, version)
+    selection = pinned_selection(store, selection)
+    version = selection.model_version
     n_max = store.count(selection)
     if n_max < 2:
         raise ConfigError(f"only {n_max} segment(s) match ({selection.describe()}); clustering needs at least 2")

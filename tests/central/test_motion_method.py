@@ -185,25 +185,8 @@ def test_a_motion_library_labels_segments_as_central_assigned_them(motion_store,
 
 
 # -- the device pipeline --------------------------------------------------------------------------------------
-class _Replay:
-    """A PointTracker replaying given velocities (all points visible)."""
-
-    def __init__(self, velocity: np.ndarray) -> None:
-        from edge.tracking.base import TrackStep
-
-        self._cls, self.velocity, self._t = TrackStep, velocity, 0
-        self.n_points = velocity.shape[1]
-
-    def step(self, image):
-        t = min(self._t, len(self.velocity) - 1)
-        self._t += 1
-        return self._cls(np.zeros((self.n_points, 2), np.float32), np.ones(self.n_points, bool), self.velocity[t])
-
-    def reset(self) -> None:
-        self._t = 0
-
-
 def test_each_device_segment_carries_the_summary_of_its_own_frames():
+    from benchmarks.clustering import ReplayTracker
     from edge.loop import run_stream
     from edge.pipeline import build_pipeline
     from edge.sources.blank import BlankSource
@@ -217,7 +200,7 @@ def test_each_device_segment_carries_the_summary_of_its_own_frames():
     velocity[20:60][:, top_left, 0] = 4.0 + rng.normal(0, 0.2, (40, 1))
     velocity[120:170][:, bottom_right, 1] = -4.0 + rng.normal(0, 0.2, (50, 1))
     pipe = build_pipeline(providers="cpu", keep_keyframes=False)
-    pipe.tracker = _Replay(velocity)
+    pipe.tracker = ReplayTracker(velocity, np.ones(velocity.shape[:2], bool))
     segments = run_stream(BlankSource(n, pipe.fps, pipe.input_size), pipe)
     assert len(segments) == 2
     summary = MotionSummary(GRID)
